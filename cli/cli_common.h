@@ -1,0 +1,37 @@
+/*
+ * Helpers shared by the subcommands: uniform error reporting and exit statuses,
+ * option value parsing that names the bad option, and the text-corpus document source.
+ */
+#ifndef CP_CLI_COMMON_H
+#define CP_CLI_COMMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "colplaid_encoder.h"
+#include "colplaid_index.h"
+
+enum { CP_EXIT_OK = 0, CP_EXIT_FAILURE = 1, CP_EXIT_USAGE = 2 };
+
+/* "colplaid <command>: <message>" on stderr; returns CP_EXIT_USAGE. */
+int cp_cli_usage_error(const char *command, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* "colplaid <command>: <err->message>" on stderr; returns CP_EXIT_FAILURE (or CP_EXIT_USAGE
+ * for CP_EINVAL when usage_on_invalid). */
+int cp_cli_report(const char *command, const cp_error *err);
+
+/* Strict number parsing: the whole string must be a number within [min, max]. */
+bool cp_cli_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
+bool cp_cli_parse_float(const char *s, double *out);
+
+/* Threads option value: 0 or absent means all cores. */
+int cp_cli_default_threads(void);
+
+/* A cp_doc_source over a text corpus (cp_corpus) whose documents are encoded with enc
+ * (title and text joined as "title text"), in batches and in parallel. The source does not
+ * own enc. */
+cp_status cp_text_source_open(const char *corpus_path, cp_encoder *enc, int threads,
+                              cp_doc_source *out, cp_error *err);
+
+#endif

@@ -1,0 +1,4 @@
+/* Placeholder until this subcommand's owner replaces the file. */
+#include <stdio.h>
+#include "commands.h"
+int cp_cmd_index(int argc, char **argv) { (void)argc; fprintf(stderr, "colplaid %s: unavailable in this build\n", argv[0]); return 1; }

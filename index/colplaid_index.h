@@ -1,0 +1,266 @@
+/*
+ * colplaid index engine: the public API.
+ *
+ * An index is one SQLite file holding a ColBERTv2 codec (centroids + residual buckets),
+ * the token data of every document compressed as (centroid code, nbits-per-dim residual)
+ * in zstd segment blobs, and the documents themselves (stable external id, text,
+ * metadata). Opening an index loads its token data into flat in-memory arrays (an
+ * immutable snapshot); searches run PLAID's four stages over that snapshot.
+ *
+ * Conventions
+ * - Every fallible call returns a cp_status and fills the optional cp_error.
+ * - Memory returned through an out-pointer belongs to the caller unless said otherwise;
+ *   free it with the matching cp_*_free function.
+ * - Thread safety is stated per function. A cp_index may be searched from any number of
+ *   threads at once; write calls are serialised internally.
+ * - Internal document ids (int64) are assigned once and never renumbered; external ids are
+ *   the user's strings and are unique within an index.
+ */
+#ifndef COLPLAID_INDEX_H
+#define COLPLAID_INDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cp_error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CP_INDEX_FORMAT_VERSION 1
+#define CP_MAX_NBITS 4
+
+/* ----------------------------------------------------------------------------------------
+ * Documents handed to the engine (build, add).
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct cp_document {
+    const char *id;            /* external id, non-empty UTF-8, required */
+    const char *text;          /* may be NULL */
+    const char *metadata_json; /* a JSON object as text, or NULL */
+    const float *embeddings;   /* n_tokens x dim, row-major, float32; need not be normalised */
+    int32_t n_tokens;
+} cp_document;
+
+/*
+ * A stream of documents that the builder pulls from. The builder reads the stream twice
+ * (a sampling pass for k-means, then the indexing pass), so it must be able to rewind.
+ * With need_embeddings == false the source may leave embeddings NULL (a text source skips
+ * encoding documents that are not sampled); n_tokens must then still be set if cheaply
+ * known, else -1.
+ */
+typedef struct cp_doc_source {
+    void *ctx;
+    /* Number of documents if known, else -1 (the builder then counts in a first pass). */
+    int64_t (*count)(void *ctx);
+    /* Embedding dimension the source produces. */
+    int (*dim)(void *ctx);
+    cp_status (*rewind)(void *ctx, cp_error *err);
+    /* Next document; *has = false at the end. doc's memory stays valid until the next call. */
+    cp_status (*next)(void *ctx, bool need_embeddings, cp_document *doc, bool *has,
+                      cp_error *err);
+    /* A short description for error messages, e.g. the file name. */
+    const char *(*name)(void *ctx);
+    void (*close)(void *ctx);
+} cp_doc_source;
+
+/* Precomputed token embeddings: EMB.npy float32/float16 [tokens, dim], DOCLENS.npy int32/int64
+ * [docs], optional IDS.txt (one external id per line; default "0", "1", ...). Streams the
+ * embedding file (memory-mapped), so memory stays bounded. On success the caller owns *out
+ * and releases it with out->close(out->ctx). */
+cp_status cp_doc_source_npy_open(const char *emb_path, const char *doclens_path,
+                                 const char *ids_path, cp_doc_source *out, cp_error *err);
+
+/* ----------------------------------------------------------------------------------------
+ * Building an index.
+ * ------------------------------------------------------------------------------------- */
+
+typedef void (*cp_log_fn)(void *ctx, const char *line);
+
+typedef struct cp_build_options {
+    int nbits;             /* 1, 2 or 4; default 2 */
+    int64_t n_centroids;   /* 0: PLAID's 2^floor(log2(16 sqrt(E))), clamped to the sample */
+    int kmeans_iters;      /* default 4 */
+    uint64_t seed;         /* default 42; the same seed and input give the same index */
+    int threads;           /* 0: all cores */
+    int segment_docs;      /* documents per segment blob; default 4096 */
+    bool force;            /* replace an existing file at the path */
+    const char *encoder_json; /* model fingerprint stored in meta (JSON object), or NULL */
+    FILE *progress;        /* progress bar / lines go here; NULL for silence */
+} cp_build_options;
+
+void cp_build_options_init(cp_build_options *opts);
+
+/* Build a new index at path from source. Writes to a temporary file beside path and
+ * renames it into place only when complete, so a failed build leaves nothing behind.
+ * Fails with CP_EEXISTS if path exists and !opts->force. */
+cp_status cp_index_build(const char *path, cp_doc_source *source, const cp_build_options *opts,
+                         cp_error *err);
+
+/* Import a Stanford ColBERT / RAGatouille PLAID index folder (.pt files + JSON). */
+cp_status cp_index_import_colbert(const char *colbert_dir, const char *path, bool force,
+                                  FILE *progress, cp_error *err);
+
+/* ----------------------------------------------------------------------------------------
+ * Opening and inspecting.
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct cp_index cp_index;
+
+enum {
+    CP_OPEN_READONLY = 0,
+    CP_OPEN_WRITE = 1 << 0, /* take the index's writer lock; CP_EBUSY if another process has it */
+};
+
+/* Open and load into memory. Foreign or truncated files fail with CP_EFORMAT / CP_ECORRUPT
+ * and a message naming the file. */
+cp_status cp_index_open(const char *path, int flags, cp_index **out, cp_error *err);
+void cp_index_close(cp_index *index);
+
+typedef struct cp_index_stats {
+    int format_version;
+    int dim;
+    int nbits;
+    int64_t n_centroids;
+    int64_t n_documents; /* live documents */
+    int64_t n_deleted;   /* tombstones not yet compacted away */
+    int64_t n_tokens;    /* tokens of live documents */
+    int64_t n_segments;
+    int64_t bytes_on_disk;
+    int64_t bytes_in_memory;
+} cp_index_stats;
+
+/* Thread-safe. */
+cp_status cp_index_stats_get(cp_index *index, cp_index_stats *out, cp_error *err);
+
+/* A meta value ("encoder", "build_params", ...) as a malloc'd string, or NULL if absent.
+ * Thread-safe. */
+char *cp_index_meta_get(cp_index *index, const char *key);
+
+/* Map between internal and external ids. The returned external id is owned by the caller
+ * (malloc'd). Thread-safe. CP_ENOTFOUND for unknown or deleted documents. */
+cp_status cp_index_external_id(cp_index *index, int64_t doc_id, char **external_id, cp_error *err);
+cp_status cp_index_doc_id(cp_index *index, const char *external_id, int64_t *doc_id,
+                          cp_error *err);
+
+typedef struct cp_document_info {
+    int64_t doc_id;
+    char *external_id;
+    char *text;          /* NULL if none */
+    char *metadata_json; /* NULL if none */
+    int32_t n_tokens;
+} cp_document_info;
+
+/* Read a stored document. Thread-safe. */
+cp_status cp_index_document_get(cp_index *index, const char *external_id, cp_document_info *out,
+                                cp_error *err);
+void cp_document_info_free(cp_document_info *info);
+
+/* Decompressed, L2-normalised token embeddings of one document (n_tokens x dim, malloc'd).
+ * Thread-safe. */
+cp_status cp_index_document_embeddings(cp_index *index, int64_t doc_id, float **embeddings,
+                                       int32_t *n_tokens, cp_error *err);
+
+/* Write decompressed embeddings of every live document, in ascending internal id order,
+ * as EMB.npy float32 [tokens, dim] + DOCLENS.npy int64 [docs] (+ IDS.txt if ids_path). */
+cp_status cp_index_export(cp_index *index, const char *emb_path, const char *doclens_path,
+                          const char *ids_path, cp_error *err);
+
+/* Verify everything: SQLite integrity, segment checksums, doclens vs tokens, IVF vs codes,
+ * documents vs segments. CP_OK when sound; otherwise CP_ECORRUPT and one message per
+ * problem written to report (may be NULL). Opens its own connection. */
+cp_status cp_index_check(const char *path, FILE *report, cp_error *err);
+
+/* ----------------------------------------------------------------------------------------
+ * Search.
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct cp_search_params {
+    int k;                   /* results wanted, >= 1 */
+    int ncells;              /* centroids probed per query token; 0: PLAID default for k */
+    float centroid_score_threshold; /* stage-2 pruning; NaN: PLAID default for k */
+    int ndocs;               /* stage-2 survivors (stage 3 keeps ndocs/4); 0: default for k */
+    bool exact;              /* score every live document exactly (ground truth) */
+    const int64_t *subset;   /* if non-NULL, only these internal ids are candidates */
+    size_t n_subset;
+} cp_search_params;
+
+/* k, and PLAID's defaults for that k (PLAID.md 3.2) left to be resolved at search time. */
+void cp_search_params_init(cp_search_params *params, int k);
+
+/* The concrete ncells / threshold / ndocs that a search with params will use. */
+void cp_search_params_resolve(const cp_search_params *params, int *ncells, float *threshold,
+                              int *ndocs);
+
+typedef struct cp_hit {
+    int64_t doc_id;
+    float score;
+} cp_hit;
+
+/* Per-stage wall times of one search, in milliseconds (0 when a stage did not run). */
+typedef struct cp_search_timing {
+    double centroid_scores, candidates, stage2, stage3, stage4, total;
+    int64_t n_candidates; /* documents after stage 1 */
+} cp_search_timing;
+
+/*
+ * Search one query: n_q x dim float32 token embeddings (L2-normalised by the caller or
+ * not: they are used as given). Writes up to params->k hits, best first, ties broken by
+ * ascending doc_id, into hits and their number into *n_hits. timing may be NULL.
+ * Thread-safe; runs on the calling thread only.
+ */
+cp_status cp_index_search(cp_index *index, const float *query, int n_q, int dim,
+                          const cp_search_params *params, cp_hit *hits, int *n_hits,
+                          cp_search_timing *timing, cp_error *err);
+
+/*
+ * Search n_queries queries with up to threads threads (0: all cores). queries[i] has
+ * n_q[i] rows. hits is n_queries x params->k; n_hits[i] counts the valid ones for query i.
+ */
+cp_status cp_index_search_batch(cp_index *index, const float *const *queries, const int *n_q,
+                                size_t n_queries, int dim, const cp_search_params *params,
+                                int threads, cp_hit *hits, int *n_hits, cp_error *err);
+
+/* ----------------------------------------------------------------------------------------
+ * Metadata filters (index/filter.c).
+ * ------------------------------------------------------------------------------------- */
+
+/*
+ * Internal ids of the live documents whose metadata matches filter_json, a JSON filter
+ * ({"year": {"$gte": 2020}, "lang": {"$in": ["en", "fr"]}}; operators $eq $ne $gt $gte $lt
+ * $lte $in $nin $exists $and $or $not), compiled to parameterised SQL. The ids come back
+ * sorted ascending in a malloc'd array. A malformed filter is CP_EINVAL with a message
+ * naming the offending part. Thread-safe.
+ */
+cp_status cp_index_filter(cp_index *index, const char *filter_json, int64_t **doc_ids,
+                          size_t *n_ids, cp_error *err);
+
+/* ----------------------------------------------------------------------------------------
+ * Retrieval quality metrics (BEIR conventions).
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct cp_qrels cp_qrels;
+
+/* Load a BEIR qrels TSV (query-id, corpus-id, score; optional header line). */
+cp_status cp_qrels_load(const char *path, cp_qrels **out, cp_error *err);
+void cp_qrels_free(cp_qrels *qrels);
+/* Number of queries with at least one positive judgement. */
+size_t cp_qrels_query_count(const cp_qrels *qrels);
+/* Whether query_id has judgements (queries without any are skipped in evaluation). */
+bool cp_qrels_has_query(const cp_qrels *qrels, const char *query_id);
+
+typedef struct cp_eval_scores {
+    double ndcg_at_10, recall_at_10, recall_at_100, mrr_at_10;
+} cp_eval_scores;
+
+/* Scores of one ranked list (external doc ids, best first) for query_id. */
+void cp_eval_query(const cp_qrels *qrels, const char *query_id, const char *const *ranked_ids,
+                   size_t n_ranked, cp_eval_scores *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,100 @@
+/*
+ * Index internals shared between the files of index/ (never included outside it, except
+ * by tests and benchmarks).
+ *
+ * The in-memory snapshot is the unit searches read: immutable once published, flat arrays,
+ * reference-counted so a writer can publish the next snapshot while searches still hold
+ * the previous one.
+ *
+ * Residual bit order in memory ("natural" order): byte p of a token's residual holds dims
+ * p*(8/nbits) .. p*(8/nbits) + 8/nbits - 1; the first of those dims sits in the
+ * most-significant nbits-group of the byte, and each group stores its bucket index with the
+ * usual bit significance (MSB first). The Stanford reference layout reverses the bits inside
+ * each group (PLAID.md 1.7); cp_codec_reference_to_natural converts.
+ */
+#ifndef CP_INDEX_INTERNAL_H
+#define CP_INDEX_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "colplaid_index.h"
+
+/* ---------------------------------------------------------------------------------------
+ * Codec (index/codec.c)
+ * ------------------------------------------------------------------------------------ */
+
+typedef struct cp_codec {
+    int dim;
+    int nbits;
+    int64_t n_centroids;
+    float *centroids;                          /* n_centroids x dim, L2-normalised */
+    float bucket_cutoffs[(1 << CP_MAX_NBITS) - 1]; /* 2^nbits - 1 used */
+    float bucket_weights[1 << CP_MAX_NBITS];   /* 2^nbits used */
+    float avg_residual;                        /* diagnostics only */
+} cp_codec;
+
+/* Bytes of packed residual per token. */
+static inline int cp_residual_bytes(int dim, int nbits)
+{
+    return dim * nbits / 8;
+}
+
+/* Compress n vectors (n x dim, already L2-normalised): nearest centroid by inner product,
+ * residual bucketised with the global cutoffs, packed in natural order. */
+cp_status cp_codec_compress(const cp_codec *codec, const float *vectors, int64_t n,
+                            int32_t *codes, uint8_t *residuals, int threads, cp_error *err);
+
+/* Reconstruct one token: centroid + bucket weights, then L2-normalise (PLAID.md 1.8).
+ * The portable reference that every faster decoder is tested against. */
+void cp_codec_decompress_one(const cp_codec *codec, int32_t code, const uint8_t *residual,
+                             float *out);
+
+/* Convert packed residual bytes from the Stanford reference layout to natural order (in
+ * place); the conversion is its own inverse. */
+void cp_codec_reference_to_natural(uint8_t *bytes, size_t n_bytes, int nbits);
+
+void cp_codec_free_arrays(cp_codec *codec);
+
+/* ---------------------------------------------------------------------------------------
+ * Snapshot (index/snapshot.c builds it from storage; search.c reads it)
+ * ------------------------------------------------------------------------------------ */
+
+typedef struct cp_snapshot {
+    _Atomic int refcount;
+    cp_codec codec;
+
+    /* Documents by internal id. Slots exist for every id in [0, n_slots); a slot that is
+     * deleted (or was never used) has zero tokens and deleted[id] = 1. */
+    int64_t n_slots;
+    int64_t n_live;
+    int64_t *doc_offsets; /* n_slots + 1: tokens of doc d are [doc_offsets[d], doc_offsets[d+1]) */
+    uint8_t *deleted;     /* n_slots */
+    char **external_ids;  /* n_slots; NULL for unused slots */
+
+    /* Token data, in internal-id order. */
+    int64_t n_tokens;
+    int32_t *codes;      /* n_tokens */
+    uint8_t *residuals;  /* n_tokens x cp_residual_bytes(dim, nbits), natural bit order */
+
+    /* IVF in CSR form: centroid c -> sorted unique live doc ids ivf_docs[ivf_offsets[c] ..
+     * ivf_offsets[c+1]). Doc ids are int32 (an index holds < 2^31 document slots). */
+    int64_t *ivf_offsets; /* n_centroids + 1 */
+    int32_t *ivf_docs;
+} cp_snapshot;
+
+void cp_snapshot_retain(cp_snapshot *snap);
+void cp_snapshot_release(cp_snapshot *snap);
+
+/* Build ivf_offsets/ivf_docs from codes and doc_offsets (PLAID.md 1.10). */
+cp_status cp_snapshot_build_ivf(cp_snapshot *snap, cp_error *err);
+
+/* Search over a snapshot directly (cp_index_search wraps this). */
+cp_status cp_snapshot_search(const cp_snapshot *snap, const float *query, int n_q,
+                             const cp_search_params *params, cp_hit *hits, int *n_hits,
+                             cp_search_timing *timing, cp_error *err);
+
+/* The current snapshot of an open index, retained for the caller (release when done). */
+cp_snapshot *cp_index_acquire_snapshot(cp_index *index);
+
+#endif
