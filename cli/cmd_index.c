@@ -1,4 +1,252 @@
-/* Placeholder until this subcommand's owner replaces the file. */
+/*
+ * `colplaid index <action>`: dispatch, and the `build` action (CLI.md).
+ *
+ * build reads either a text corpus (encoded here with --model) or precomputed token
+ * embeddings (.npy), and calls cp_index_build, which writes the file atomically: on any
+ * failure nothing is left at --index. import/info/check/export live in
+ * cmd_index_admin.c; add/delete/compact arrive with the live-index work.
+ *
+ * Exit status: 0 success, 1 the build failed (bad input data, I/O), 2 bad usage.
+ */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_common.h"
+#include "cmd_index_admin.h"
 #include "commands.h"
-int cp_cmd_index(int argc, char **argv) { (void)argc; fprintf(stderr, "colplaid %s: unavailable in this build\n", argv[0]); return 1; }
+
+static const char build_usage[] =
+    "usage: colplaid index build --index IDX.db\n"
+    "         (--corpus PATH --model MODEL | --embeddings EMB.npy --doclens DOCLENS.npy\n"
+    "          [--ids IDS.txt])\n"
+    "         [--nbits 1|2|4|8] [--centroids K] [--kmeans-iters N] [--seed S]\n"
+    "         [--threads N] [--segment-docs N] [--force] [--quiet]\n"
+    "\n"
+    "Build a new index file from a text corpus or from precomputed token embeddings.\n"
+    "\n"
+    "  --index IDX.db        the index file to create (written atomically: a failed build\n"
+    "                        leaves nothing behind)\n"
+    "  --corpus PATH         BEIR folder (corpus.jsonl), .jsonl of {\"_id\"|\"id\", \"text\",\n"
+    "                        \"title\"?, \"metadata\"?} or .tsv of id<TAB>text; needs --model\n"
+    "  --model MODEL         model directory used to encode the corpus\n"
+    "  --embeddings EMB.npy  float32/float16 [total_tokens, dim] (dim a multiple of 8)\n"
+    "  --doclens DOCLENS.npy int32/int64 [n_docs]; every document needs at least one token\n"
+    "  --ids IDS.txt         one unique external id per line (default: 0, 1, 2, ...)\n"
+    "  --nbits B             residual bits per dimension (default 2)\n"
+    "  --centroids K         number of centroids (default: PLAID's 2^floor(log2(16 sqrt(E))),\n"
+    "                        at most the number of training vectors)\n"
+    "  --kmeans-iters N      k-means iterations (default 4; ColBERTv2 used 20)\n"
+    "  --seed S              random seed (default 42); same input + seed = same index\n"
+    "  --threads N           worker threads (default: all cores)\n"
+    "  --segment-docs N      documents per stored segment (default 4096)\n"
+    "  --force               replace an existing file at --index\n"
+    "  --quiet               no progress output\n"
+    "\n"
+    "Rejected input (exit 1, nothing written): a dimension that is not a multiple of 8,\n"
+    "duplicate ids, NaN/Inf or all-zero vectors, doclens that do not add up to the\n"
+    "embedding rows, empty documents, an empty corpus.\n";
+
+static const char index_usage[] =
+    "usage: colplaid index <action> [options]   (colplaid index <action> --help)\n"
+    "\n"
+    "actions:\n"
+    "  build    build a new index from a corpus or precomputed embeddings\n"
+    "  import   import a Stanford ColBERT / RAGatouille PLAID index\n"
+    "  info     show an index's parameters and sizes\n"
+    "  check    verify an index file's integrity\n"
+    "  export   write the decompressed token embeddings as .npy\n"
+    "  add      add or replace documents (arrives with the live-index work)\n"
+    "  delete   delete documents by id (arrives with the live-index work)\n"
+    "  compact  drop deleted documents (arrives with the live-index work)\n";
+
+typedef struct build_args {
+    const char *index, *corpus, *model, *embeddings, *doclens, *ids;
+    cp_build_options opts;
+    bool quiet;
+} build_args;
+
+/* The value of option argv[*i] ("--x v" or "--x=v"), advancing *i; NULL if missing. */
+static const char *option_value(int argc, char **argv, int *i, const char *name)
+{
+    size_t n = strlen(name);
+    const char *a = argv[*i];
+    if (a[n] == '=') return a + n + 1;
+    if (*i + 1 >= argc) return NULL;
+    return argv[++*i];
+}
+
+static bool is_option(const char *arg, const char *name)
+{
+    size_t n = strlen(name);
+    return !strncmp(arg, name, n) && (arg[n] == '\0' || arg[n] == '=');
+}
+
+static int parse_int_option(const char *v, const char *name, int64_t min, int64_t max,
+                            int64_t *out)
+{
+    if (!v) return cp_cli_usage_error("index build", "%s needs a value", name);
+    if (!cp_cli_parse_int(v, min, max, out))
+        return cp_cli_usage_error("index build", "%s: '%s' is not a whole number in %lld..%lld",
+                                  name, v, (long long)min, (long long)max);
+    return 0;
+}
+
+/* Options taking a number. Returns -1 if arg is not one of them, else 0 or an exit code. */
+static int parse_numeric(build_args *a, int argc, char **argv, int *i)
+{
+    static const struct { const char *name; int64_t min, max; } nums[] = {
+        {"--nbits", 1, 8},          {"--centroids", 1, INT32_MAX}, {"--kmeans-iters", 1, 1000},
+        {"--seed", 0, INT64_MAX},   {"--threads", 0, 1024},        {"--segment-docs", 1, 1 << 24},
+    };
+    for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++) {
+        if (!is_option(argv[*i], nums[k].name)) continue;
+        int64_t v = 0;
+        int rc = parse_int_option(option_value(argc, argv, i, nums[k].name), nums[k].name,
+                                  nums[k].min, nums[k].max, &v);
+        if (rc) return rc;
+        switch (k) {
+        case 0:
+            if (v != 1 && v != 2 && v != 4 && v != 8)
+                return cp_cli_usage_error("index build", "--nbits must be 1, 2, 4 or 8");
+            a->opts.nbits = (int)v;
+            break;
+        case 1: a->opts.n_centroids = v; break;
+        case 2: a->opts.kmeans_iters = (int)v; break;
+        case 3: a->opts.seed = (uint64_t)v; break;
+        case 4: a->opts.threads = (int)v; break;
+        default: a->opts.segment_docs = (int)v; break;
+        }
+        return 0;
+    }
+    return -1;
+}
+
+static int parse_build_args(int argc, char **argv, build_args *a)
+{
+    static const char *const strs[] = {"--index", "--corpus", "--model", "--embeddings",
+                                       "--doclens", "--ids"};
+    const char **targets[] = {&a->index, &a->corpus, &a->model, &a->embeddings, &a->doclens,
+                              &a->ids};
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!strcmp(arg, "--force")) { a->opts.force = true; continue; }
+        if (!strcmp(arg, "--quiet") || !strcmp(arg, "-q")) { a->quiet = true; continue; }
+        bool matched = false;
+        for (size_t k = 0; k < sizeof strs / sizeof strs[0] && !matched; k++) {
+            if (!is_option(arg, strs[k])) continue;
+            const char *v = option_value(argc, argv, &i, strs[k]);
+            if (!v || !*v) return cp_cli_usage_error("index build", "%s needs a value", strs[k]);
+            *targets[k] = v;
+            matched = true;
+        }
+        if (matched) continue;
+        int rc = parse_numeric(a, argc, argv, &i);
+        if (rc > 0) return rc;
+        if (rc < 0) return cp_cli_usage_error("index build", "unknown option '%s'", arg);
+    }
+    return 0;
+}
+
+static int check_build_args(const build_args *a)
+{
+    if (!a->index) return cp_cli_usage_error("index build", "--index IDX.db is required");
+    bool text = a->corpus || a->model, emb = a->embeddings || a->doclens || a->ids;
+    if (text && emb)
+        return cp_cli_usage_error("index build",
+                                  "give either --corpus/--model or --embeddings/--doclens, not both");
+    if (!text && !emb)
+        return cp_cli_usage_error("index build",
+                                  "an input is required: --corpus PATH --model MODEL, or "
+                                  "--embeddings EMB.npy --doclens DOCLENS.npy");
+    if (text && (!a->corpus || !a->model))
+        return cp_cli_usage_error("index build", "--corpus and --model go together");
+    if (emb && (!a->embeddings || !a->doclens))
+        return cp_cli_usage_error("index build", "--embeddings and --doclens go together");
+    return 0;
+}
+
+static int run_build(build_args *a)
+{
+    cp_error err = {0};
+    cp_doc_source src = {0};
+    cp_encoder *enc = NULL;
+    cp_status st;
+    int threads = a->opts.threads > 0 ? a->opts.threads : cp_cli_default_threads();
+    if (a->corpus) {
+        cp_encoder_options eo;
+        cp_encoder_options_init(&eo);
+        eo.threads = threads;
+        st = cp_encoder_load(a->model, &eo, &enc, &err);
+        if (st == CP_OK) st = cp_text_source_open(a->corpus, enc, threads, &src, &err);
+        if (st == CP_OK) a->opts.encoder_json = cp_encoder_fingerprint(enc);
+    } else {
+        st = cp_doc_source_npy_open(a->embeddings, a->doclens, a->ids, &src, &err);
+    }
+    if (st == CP_OK) {
+        a->opts.progress = a->quiet ? NULL : stderr;
+        st = cp_index_build(a->index, &src, &a->opts, &err);
+    }
+    if (src.close) src.close(src.ctx);
+    cp_encoder_free(enc);
+    if (st != CP_OK) return cp_cli_report("index build", &err);
+    if (!a->quiet) fprintf(stderr, "wrote %s\n", a->index);
+    return CP_EXIT_OK;
+}
+
+static int cmd_build(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(build_usage, stdout);
+            return CP_EXIT_OK;
+        }
+    build_args a = {0};
+    cp_build_options_init(&a.opts);
+    int rc = parse_build_args(argc, argv, &a);
+    if (rc) return rc;
+    if ((rc = check_build_args(&a))) return rc;
+    return run_build(&a);
+}
+
+/* add/delete/compact: part of the live-index work, which this build does not contain. */
+static int cmd_later(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: colplaid index %s --index IDX.db ...\n\n"
+                   "Not available until the live-index work lands; rebuild the index with\n"
+                   "'colplaid index build' meanwhile.\n", argv[0]);
+            return CP_EXIT_OK;
+        }
+    fprintf(stderr,
+            "colplaid index %s: not available until the live-index work lands (rebuild with "
+            "'colplaid index build' meanwhile)\n", argv[0]);
+    return CP_EXIT_FAILURE;
+}
+
+int cp_cmd_index(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*run)(int argc, char **argv);
+    } actions[] = {
+        {"build", cmd_build},          {"import", cp_cmd_index_import},
+        {"info", cp_cmd_index_info},   {"check", cp_cmd_index_check},
+        {"export", cp_cmd_index_export}, {"add", cmd_later},
+        {"delete", cmd_later},         {"compact", cmd_later},
+    };
+    if (argc < 2) {
+        fputs(index_usage, stderr);
+        return CP_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        fputs(index_usage, stdout);
+        return CP_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++)
+        if (!strcmp(argv[1], actions[i].name)) return actions[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "colplaid index: unknown action '%s'\n", argv[1]);
+    fputs(index_usage, stderr);
+    return CP_EXIT_USAGE;
+}

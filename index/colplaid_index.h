@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define CP_INDEX_FORMAT_VERSION 1
-#define CP_MAX_NBITS 4
+#define CP_MAX_NBITS 8 /* the codec supports 1, 2, 4 and 8 */
 
 /* ----------------------------------------------------------------------------------------
  * Documents handed to the engine (build, add).

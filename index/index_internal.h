@@ -16,6 +16,7 @@
 #define CP_INDEX_INTERNAL_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "colplaid_index.h"
@@ -55,6 +56,51 @@ void cp_codec_decompress_one(const cp_codec *codec, int32_t code, const uint8_t 
 void cp_codec_reference_to_natural(uint8_t *bytes, size_t n_bytes, int nbits);
 
 void cp_codec_free_arrays(cp_codec *codec);
+
+/* --- Added by the index-build work (codec.c, kmeans.c) --- */
+
+/* nbits values the codec implements: 1, 2, 4, 8. */
+bool cp_codec_nbits_supported(int nbits);
+
+/* Bucket of x: the number of cutoffs strictly below x (cutoffs ascending). */
+int cp_codec_bucketize(const float *cutoffs, int n_cutoffs, float x);
+
+/* Pack / unpack dim bucket indices (each < 2^nbits) in natural bit order. */
+void cp_codec_pack_natural(const uint8_t *buckets, int dim, int nbits, uint8_t *out);
+void cp_codec_unpack_natural(const uint8_t *packed, int dim, int nbits, uint8_t *buckets);
+
+/* Nearest centroid by inner product for n vectors (blocked BLAS sgemm + argmax, ties to
+ * the lowest id). threads: workers for the argmax/packing epilogue. */
+cp_status cp_codec_assign(const float *centroids, int64_t k, int dim, const float *vectors,
+                          int64_t n, int32_t *codes, int threads, cp_error *err);
+
+/* torch.quantile (linear interpolation) of values at each level in [0, 1]; sorts values in
+ * place. n must be >= 1. */
+void cp_codec_quantiles(float *values, size_t n, const double *levels, int n_levels, float *out);
+
+/* Fill codec->bucket_cutoffs / bucket_weights / avg_residual from the residuals of n
+ * held-out vectors (PLAID.md 1.6: quantiles pooled over all dims). codec->dim, nbits,
+ * n_centroids and centroids must be set. */
+cp_status cp_codec_train(cp_codec *codec, const float *heldout, int64_t n, int threads,
+                         cp_error *err);
+
+/* PLAID.md 1.2: documents sampled for k-means, min(1 + floor(16 sqrt(120 n)), n)
+ * (index/build.c). */
+int64_t cp_build_sample_size(int64_t n_docs);
+
+/* ---------------------------------------------------------------------------------------
+ * k-means (index/kmeans.c)
+ * ------------------------------------------------------------------------------------ */
+
+/* PLAID's K = 2^floor(log2(16 sqrt(e_est))), clamped to [1, n_points]. */
+int64_t cp_kmeans_default_k(double e_est, int64_t n_points);
+
+/* Plain Euclidean k-means through FAISS (seeded, niter iterations, at most
+ * max_points_per_centroid * k training points), then L2-normalised centroids written to
+ * centroids (k x dim). k must be <= n. */
+cp_status cp_kmeans_train(const float *x, int64_t n, int dim, int64_t k, int niter,
+                          uint64_t seed, int max_points_per_centroid, int threads,
+                          float *centroids, cp_error *err);
 
 /* ---------------------------------------------------------------------------------------
  * Snapshot (index/snapshot.c builds it from storage; search.c reads it)
@@ -96,5 +142,30 @@ cp_status cp_snapshot_search(const cp_snapshot *snap, const float *query, int n_
 
 /* The current snapshot of an open index, retained for the caller (release when done). */
 cp_snapshot *cp_index_acquire_snapshot(cp_index *index);
+
+/* Make snap (refcount 1, owned by the index from now on) the index's current snapshot:
+ * builds its external-id map, then swaps it in atomically for readers; searches holding
+ * the previous snapshot keep it until they release it (index/index.c). */
+cp_status cp_index_publish_snapshot(cp_index *index, cp_snapshot *snap, cp_error *err);
+
+
+/* ---------------------------------------------------------------------------------------
+ * Index handle access and metadata filters (added for index/filter.c and server tests)
+ * ------------------------------------------------------------------------------------ */
+
+/* The file path the index was opened from (owned by the index). Implemented in index.c. */
+const char *cp_index_path(cp_index *index);
+
+/* A JSON filter compiled to one parameterised SQL statement over `documents` that selects
+ * the sorted internal ids of matching live documents (index/filter.c). */
+typedef struct cp_filter_sql cp_filter_sql;
+cp_status cp_filter_compile(const char *filter_json, size_t len, cp_filter_sql **out,
+                            cp_error *err);
+const char *cp_filter_sql_text(const cp_filter_sql *f);
+void cp_filter_sql_free(cp_filter_sql *f);
+/* Run a compiled filter on an open SQLite connection (a sqlite3 *, untyped here so that
+ * this header does not need sqlite3.h). */
+cp_status cp_filter_run(const cp_filter_sql *f, void *sqlite_db, int64_t **doc_ids,
+                        size_t *n_ids, cp_error *err);
 
 #endif

@@ -7,6 +7,10 @@
 #ifndef CP_STORAGE_H
 #define CP_STORAGE_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #include "index_internal.h"
 
 typedef struct cp_store cp_store;
@@ -51,5 +55,56 @@ cp_status cp_store_load_codec(cp_store *store, cp_codec *out, cp_error *err);
 
 /* Read every segment into a new snapshot (refcount 1), with the IVF built. */
 cp_status cp_store_load_snapshot(cp_store *store, cp_snapshot **out, cp_error *err);
+
+/* ---------------------------------------------------------------------------------------
+ * Additions used by the loader, index.c and the checker (storage.c).
+ * ------------------------------------------------------------------------------------ */
+
+struct sqlite3;
+
+/* The store's connection, for read-only queries by index.c / the checker. */
+struct sqlite3 *cp_store_sqlite(cp_store *store);
+
+/* Turn an SQLite result code into a cp_status with a message naming the file and what was
+ * being done: SQLITE_FULL -> CP_ENOSPC, SQLITE_READONLY -> CP_EREADONLY, SQLITE_CORRUPT /
+ * SQLITE_NOTADB -> CP_ECORRUPT, SQLITE_BUSY -> CP_EBUSY, ... */
+cp_status cp_store_sql_error(cp_store *store, int rc, const char *what, cp_error *err);
+
+/* The checksum stored with every segment (docs/index-format.md defines it exactly): a
+ * 64-bit multiply-xorshift hash (four lanes over 32-byte blocks), chained over the
+ * uncompressed arrays in column order. Start with h = CP_CHECKSUM_SEED. */
+#define CP_CHECKSUM_SEED UINT64_C(0x636f6c706c616964)
+uint64_t cp_checksum64(uint64_t h, const void *data, size_t n);
+
+/* One decoded segment (arrays owned by the iterator, valid until the next call or _end). */
+typedef struct cp_segment_data {
+    int64_t segment_id;
+    int64_t n_docs;
+    int64_t n_tokens;
+    int64_t *doc_ids;   /* n_docs */
+    int32_t *doclens;   /* n_docs */
+    int32_t *codes;     /* n_tokens */
+    uint8_t *residuals; /* n_tokens x cp_residual_bytes(dim, nbits), natural order */
+} cp_segment_data;
+
+typedef struct cp_segment_iter cp_segment_iter;
+
+/* Iterate the segments in segment_id order. next decompresses one segment and verifies its
+ * sizes and checksum; a damaged segment fails with CP_ECORRUPT naming it, and the iterator
+ * has still moved past it (the checker continues with the next one); seg->segment_id is
+ * then still set (the other fields are zero). */
+cp_status cp_store_segments_begin(cp_store *store, cp_segment_iter **out, cp_error *err);
+cp_status cp_store_segments_next(cp_segment_iter *it, cp_segment_data *seg, bool *has,
+                                 cp_error *err);
+void cp_store_segments_end(cp_segment_iter *it);
+
+/* The writer store of an index opened with CP_OPEN_WRITE (NULL otherwise): write paths
+ * (add, delete, compact) run their transactions on it (index/index.c). */
+cp_store *cp_index_writer_store(cp_index *index);
+
+/* meta value parsed as an integer in [min, max]; CP_ECORRUPT naming key and file if absent
+ * or malformed. */
+cp_status cp_store_meta_int(cp_store *store, const char *key, int64_t min, int64_t max,
+                            int64_t *out, cp_error *err);
 
 #endif

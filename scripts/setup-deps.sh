@@ -2,6 +2,8 @@
 # Install everything colplaid needs to build, run and test on Debian 12 (bookworm).
 # Idempotent: packages already present are left alone. Needs root (or sudo).
 #   scripts/setup-deps.sh            build + run + test dependencies
+#   scripts/setup-deps.sh --build    what building needs
+#   scripts/setup-deps.sh --demo     building plus npm (the main job fetches GloVe with it)
 #   scripts/setup-deps.sh --runtime  only what the built binary needs at run time
 set -euo pipefail
 
@@ -10,14 +12,16 @@ runtime=(libmicrohttpd12 libsqlite3-0 libzstd1 libopenblas0-pthread libcjson1 li
 build=(build-essential cmake pkg-config git
        libmicrohttpd-dev libsqlite3-dev libfaiss-dev libzstd-dev libopenblas-dev libcjson-dev
        libutf8proc-dev libcurl4-openssl-dev)
-test=(python3 python3-numpy nodejs npm clang libclang-rt-14-dev sqlite3 wrk hyperfine)
+demo=(nodejs npm)
+test=(python3 python3-numpy clang libclang-rt-14-dev sqlite3 wrk hyperfine)
 
 mode=${1:-all}
 case "$mode" in
     --runtime) want=("${runtime[@]}") ;;
     --build) want=("${runtime[@]}" "${build[@]}") ;;
-    all | --all) want=("${runtime[@]}" "${build[@]}" "${test[@]}") ;;
-    *) echo "usage: $0 [--runtime|--build|--all]" >&2; exit 2 ;;
+    --demo) want=("${runtime[@]}" "${build[@]}" "${demo[@]}") ;;
+    all | --all) want=("${runtime[@]}" "${build[@]}" "${demo[@]}" "${test[@]}") ;;
+    *) echo "usage: $0 [--runtime|--build|--demo|--all]" >&2; exit 2 ;;
 esac
 
 # nodejs/npm may come from another repository already (NodeSource); keep whatever works.

@@ -1,0 +1,481 @@
+/*
+ * bench_search: PLAID search quality and speed against exhaustive MaxSim, side by side in
+ * one run, single-threaded.
+ *
+ *   exact      the engine's --exact mode over the index (decompress every document): the
+ *              ground truth that PLAID's recall is measured against;
+ *   plaid@10   PLAID defaults for k = 10 (ncells 1, t_cs 0.5, ndocs 256);
+ *   plaid@100  PLAID defaults for k = 100 (ncells 2, t_cs 0.45, ndocs 1024);
+ *   fp32       exhaustive MaxSim over the ORIGINAL float vectors held in memory, with the
+ *              same SIMD kernels (gemm + column max), i.e. the brute-force baseline.
+ * Prints recall@10 / recall@100 of PLAID against exact, mean / p50 / p99 ms, per-stage
+ * means, the speed ratio against fp32 brute force, peak RSS and index bytes per token, and
+ * writes a JSON record (--json).
+ *
+ * usage: bench_search --index IDX.db --queries Q.npy --emb EMB.npy --doclens DOCLENS.npy
+ *                     [--n 100] [--n-exhaustive 20] [--json OUT.json] [--label NAME]
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "colplaid_index.h"
+#include "kernels.h"
+#include "npy.h"
+#include "search_internal.h"
+
+typedef struct bench_opts {
+    const char *index, *queries, *emb, *doclens, *json, *label;
+    int n, n_exhaustive;
+} bench_opts;
+
+typedef struct series {
+    double *ms;
+    int n;
+    cp_search_timing stage_sum;
+} series;
+
+typedef struct corpus32 { /* the original vectors, fp32, by internal doc id */
+    float *vec;
+    int64_t *off; /* n_docs + 1 */
+    int64_t n_docs;
+    int dim;
+} corpus32;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static long rss_now_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) kb = strtol(line + 6, NULL, 10);
+    if (f) fclose(f);
+    return kb;
+}
+
+static int parse(int argc, char **argv, bench_opts *o)
+{
+    *o = (bench_opts){0};
+    o->n = 100, o->n_exhaustive = 20, o->label = "search";
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *a = argv[i], *v = argv[i + 1];
+        if (!strcmp(a, "--index")) o->index = v;
+        else if (!strcmp(a, "--queries")) o->queries = v;
+        else if (!strcmp(a, "--emb")) o->emb = v;
+        else if (!strcmp(a, "--doclens")) o->doclens = v;
+        else if (!strcmp(a, "--json")) o->json = v;
+        else if (!strcmp(a, "--label")) o->label = v;
+        else if (!strcmp(a, "--n")) o->n = atoi(v);
+        else if (!strcmp(a, "--n-exhaustive")) o->n_exhaustive = atoi(v);
+        else return 0;
+    }
+    return o->index && o->queries && o->emb && o->doclens && o->n > 0 && o->n_exhaustive >= 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void stats(const series *s, double *mean, double *p50, double *p99)
+{
+    double *v = malloc(sizeof(double) * (size_t)(s->n ? s->n : 1)), sum = 0;
+    memcpy(v, s->ms, sizeof(double) * (size_t)s->n);
+    qsort(v, (size_t)s->n, sizeof *v, cmp_double);
+    for (int i = 0; i < s->n; i++) sum += v[i];
+    *mean = s->n ? sum / s->n : 0;
+    *p50 = s->n ? v[(s->n - 1) / 2] : 0;
+    *p99 = s->n ? v[(int)ceil(0.99 * s->n) - 1] : 0;
+    free(v);
+}
+
+/* Run one configuration over queries [0, n), keeping hits (n x k) and timings. */
+static int run_series(const cp_snapshot *snap, const float *q, int nq, int dim, int n,
+                      const cp_search_params *p, cp_hit *hits, series *s)
+{
+    s->ms = calloc((size_t)n, sizeof(double));
+    s->n = n;
+    memset(&s->stage_sum, 0, sizeof s->stage_sum);
+    for (int i = 0; i < n; i++) {
+        cp_search_timing tm;
+        int n_hits;
+        cp_error err = {0};
+        double t0 = now_ms();
+        if (cp_snapshot_search(snap, q + (size_t)i * nq * dim, nq, p, hits + (size_t)i * p->k,
+                               &n_hits, &tm, &err) != CP_OK) {
+            fprintf(stderr, "bench_search: %s\n", err.message);
+            return 0;
+        }
+        s->ms[i] = now_ms() - t0;
+        s->stage_sum.centroid_scores += tm.centroid_scores;
+        s->stage_sum.candidates += tm.candidates;
+        s->stage_sum.stage2 += tm.stage2;
+        s->stage_sum.stage3 += tm.stage3;
+        s->stage_sum.stage4 += tm.stage4;
+        s->stage_sum.n_candidates += tm.n_candidates;
+    }
+    return 1;
+}
+
+/* |top-k of a  ∩  top-k of truth| / k, averaged over queries. */
+static double recall(const cp_hit *a, int ka, const cp_hit *truth, int kt, int k, int n)
+{
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        int found = 0;
+        for (int x = 0; x < k; x++)
+            for (int y = 0; y < k; y++)
+                found += a[(size_t)i * ka + x].doc_id == truth[(size_t)i * kt + y].doc_id;
+        sum += (double)found / k;
+    }
+    return sum / n;
+}
+
+static int load_corpus32(const bench_opts *o, const cp_snapshot *snap, corpus32 *c)
+{
+    cp_npy emb, lens;
+    cp_error err = {0};
+    if (cp_npy_open(o->emb, &emb, &err) != CP_OK || cp_npy_open(o->doclens, &lens, &err) != CP_OK) {
+        fprintf(stderr, "bench_search: %s\n", err.message);
+        return 0;
+    }
+    c->dim = (int)emb.shape[1];
+    c->n_docs = lens.count;
+    c->off = malloc(sizeof(int64_t) * (size_t)(c->n_docs + 1));
+    c->vec = malloc(sizeof(float) * (size_t)emb.count);
+    if (!c->off || !c->vec || c->dim != snap->codec.dim || c->n_docs != snap->n_live) {
+        fprintf(stderr, "bench_search: %s / %s do not match the index\n", o->emb, o->doclens);
+        return 0;
+    }
+    c->off[0] = 0;
+    for (int64_t d = 0; d < c->n_docs; d++) c->off[d + 1] = c->off[d] + cp_npy_int_at(&lens, d);
+    cp_npy_floats(&emb, 0, emb.count, c->vec);
+    cp_npy_close(&emb);
+    cp_npy_close(&lens);
+    return 1;
+}
+
+/* Brute-force MaxSim over fp32 vectors with the engine's SIMD kernels; top k. */
+static void exhaustive_fp32(const corpus32 *c, const float *q, int nq, int k, cp_hit *out)
+{
+    const cp_kernels *kn = cp_kernels_get();
+    int d = c->dim, nqp = cp_kernels_nqp(nq);
+    float *qt = calloc((size_t)d * nqp, sizeof(float));
+    for (int i = 0; i < nq; i++)
+        for (int j = 0; j < d; j++) qt[(size_t)j * nqp + i] = q[(size_t)i * d + j];
+    enum { ROWS = 32 };
+    float *sc = malloc(sizeof(float) * ROWS * (size_t)nqp), *colmax = malloc(sizeof(float) * (size_t)nqp);
+    float ones[ROWS];
+    for (int r = 0; r < ROWS; r++) ones[r] = 1.0f;
+    int have = 0;
+    for (int64_t doc = 0; doc < c->n_docs; doc++) {
+        for (int i = 0; i < nqp; i++) colmax[i] = -INFINITY;
+        for (int64_t t = c->off[doc]; t < c->off[doc + 1]; t += ROWS) {
+            int n = c->off[doc + 1] - t < ROWS ? (int)(c->off[doc + 1] - t) : ROWS;
+            kn->gemm(c->vec + t * d, n, d, qt, nqp, sc);
+            kn->colmax_scaled(sc, n, nqp, ones, colmax);
+        }
+        float s = 0;
+        for (int i = 0; i < nq; i++) s += colmax[i];
+        /* insertion into the running top k (best first, ties by lower id) */
+        if (have < k || s > out[k - 1].score) {
+            int at = have < k ? have++ : k - 1;
+            while (at > 0 && s > out[at - 1].score) {
+                out[at] = out[at - 1];
+                at--;
+            }
+            out[at].doc_id = doc;
+            out[at].score = s;
+        }
+    }
+    free(qt), free(sc), free(colmax);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Stage-4 experiment: WARP-style implicit scoring against explicit decompression.
+ *
+ * explicit: decode v = C[code] + w[b] (dim floats), score_i = <v, Q_i> / ||v|| (the
+ *   engine's path: decode kernel + gemm + scaled column max).
+ * implicit: score_i = (S_cq[code, i] + sum_p T[p][byte_p][i]) / ||v||, where the per-query
+ *   table T[p][byte] = sum over the dims g packed in byte p of Q_i[g] * w[bucket_g(byte)]
+ *   replaces the dim x 32 multiply-adds per token by (dim * nbits / 8) x 32 adds; ||v||
+ *   still needs C[code] . r and ||r||^2 (one decode and dim FMAs per token).
+ * ------------------------------------------------------------------------------------ */
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define BENCH_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+
+typedef struct implicit_ctx {
+    float *T;  /* rb x 256 x 32 */
+    float *S;  /* K x 32 */
+    float *qt; /* dim x 32 */
+    int rb;
+} implicit_ctx;
+
+/* T and S for one query (nq <= 32). */
+static void implicit_prepare(const cp_snapshot *snap, const float *q, int nq, implicit_ctx *x)
+{
+    const cp_kernels *kn = cp_kernels_get();
+    int d = snap->codec.dim;
+    memset(x->qt, 0, sizeof(float) * (size_t)d * 32);
+    for (int i = 0; i < nq; i++)
+        for (int j = 0; j < d; j++) x->qt[j * 32 + i] = q[(size_t)i * d + j];
+    kn->gemm(snap->codec.centroids, snap->codec.n_centroids, d, x->qt, 32, x->S);
+}
+
+static void implicit_table(const cp_snapshot *snap, implicit_ctx *x)
+{
+    int nbits = snap->codec.nbits, per = 8 / nbits, mask = (1 << nbits) - 1;
+    for (int p = 0; p < x->rb; p++)
+        for (int byte = 0; byte < 256; byte++) {
+            float *t = x->T + ((size_t)p * 256 + byte) * 32;
+            for (int i = 0; i < 32; i++) t[i] = 0;
+            for (int g = 0; g < per; g++) {
+                float w = snap->codec.bucket_weights[(byte >> (8 - nbits * (g + 1))) & mask];
+                const float *qr = x->qt + (size_t)(p * per + g) * 32;
+                for (int i = 0; i < 32; i++) t[i] += w * qr[i];
+            }
+        }
+}
+
+/* MaxSim of one document by implicit scoring (nbits 2 only: 4 dims per byte). */
+BENCH_AVX512 static float implicit_doc(const cp_snapshot *snap, const implicit_ctx *x, int nq,
+                                       int64_t doc, const float *w4)
+{
+    int d = snap->codec.dim, rb = x->rb;
+    __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0;
+    __m512 wv = _mm512_loadu_ps(w4);
+    const __m512i shift = _mm512_setr_epi32(6, 4, 2, 0, 14, 12, 10, 8, 22, 20, 18, 16, 30, 28, 26, 24);
+    for (int64_t t = snap->doc_offsets[doc]; t < snap->doc_offsets[doc + 1]; t++) {
+        int32_t c = snap->codes[t];
+        const uint8_t *res = snap->residuals + t * rb;
+        const float *cent = snap->codec.centroids + (int64_t)c * d;
+        __m512 a0 = _mm512_loadu_ps(x->S + (size_t)c * 32), a1 = _mm512_loadu_ps(x->S + (size_t)c * 32 + 16);
+        __m512 cr = _mm512_setzero_ps(), rr = _mm512_setzero_ps(), cc = _mm512_setzero_ps();
+        for (int p = 0; p < rb; p++) {
+            const float *tp = x->T + ((size_t)p * 256 + res[p]) * 32;
+            a0 = _mm512_add_ps(a0, _mm512_loadu_ps(tp));
+            a1 = _mm512_add_ps(a1, _mm512_loadu_ps(tp + 16));
+        }
+        for (int j = 0; j < d; j += 16) { /* 16 dims = 4 bytes */
+            uint32_t raw;
+            memcpy(&raw, res + j / 4, 4);
+            __m512i b = _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32((int)raw), shift), _mm512_set1_epi32(3));
+            __m512 r = _mm512_permutexvar_ps(b, wv), cj = _mm512_loadu_ps(cent + j);
+            cr = _mm512_fmadd_ps(cj, r, cr);
+            rr = _mm512_fmadd_ps(r, r, rr);
+            cc = _mm512_fmadd_ps(cj, cj, cc);
+        }
+        float n2 = _mm512_reduce_add_ps(_mm512_add_ps(cc, _mm512_fmadd_ps(_mm512_set1_ps(2.0f), cr, rr)));
+        __m512 inv = _mm512_set1_ps(n2 > 0 ? 1.0f / sqrtf(n2) : 0.0f);
+        m0 = _mm512_max_ps(m0, _mm512_mul_ps(a0, inv));
+        m1 = _mm512_max_ps(m1, _mm512_mul_ps(a1, inv));
+    }
+    float out[32];
+    _mm512_storeu_ps(out, m0);
+    _mm512_storeu_ps(out + 16, m1);
+    float s = 0;
+    for (int i = 0; i < nq; i++) s += out[i];
+    return s;
+}
+
+/* Times explicit (the engine, exact mode over the subset) and implicit scoring of the
+ * stage-3 survivors of k=100 searches; checks the scores agree. */
+typedef struct implicit_result {
+    double explicit_ms, implicit_ms, table_ms;
+} implicit_result;
+
+static void implicit_experiment(const cp_snapshot *snap, const float *q, int nq, int n,
+                                implicit_result *res)
+{
+    memset(res, 0, sizeof *res);
+    if (!cp_kernels_avx512() || snap->codec.nbits != 2 || nq > 32 || snap->codec.dim % 16) {
+        printf("implicit-vs-explicit: skipped (needs AVX-512, nbits 2, nq <= 32)\n");
+        return;
+    }
+    int d = snap->codec.dim;
+    implicit_ctx x;
+    x.rb = cp_residual_bytes(d, 2);
+    x.T = malloc(sizeof(float) * (size_t)x.rb * 256 * 32);
+    x.S = malloc(sizeof(float) * (size_t)snap->codec.n_centroids * 32);
+    x.qt = malloc(sizeof(float) * (size_t)d * 32);
+    float w4[16] = {0};
+    for (int b = 0; b < 4; b++) w4[b] = snap->codec.bucket_weights[b];
+    double t_exp = 0, t_imp = 0, t_prep = 0, max_diff = 0;
+    long docs = 0;
+    cp_search_params p;
+    for (int qi = 0; qi < n; qi++) {
+        const float *qq = q + (size_t)qi * nq * d;
+        cp_search_trace tr;
+        cp_hit hits[100];
+        int nh;
+        cp_search_params_init(&p, 100);
+        if (cp_snapshot_search_traced(snap, qq, nq, &p, hits, &nh, NULL, &tr, NULL) != CP_OK) return;
+        int64_t *sub = malloc(sizeof(int64_t) * (tr.n_stage3 + 1));
+        for (size_t i = 0; i < tr.n_stage3; i++) sub[i] = tr.stage3[i];
+        cp_search_params_init(&p, (int)tr.n_stage3);
+        p.exact = true, p.subset = sub, p.n_subset = tr.n_stage3;
+        cp_hit *eh = malloc(sizeof(cp_hit) * (tr.n_stage3 + 1));
+        cp_search_timing tm;
+        cp_snapshot_search(snap, qq, nq, &p, eh, &nh, &tm, NULL); /* stage 4 = explicit */
+        t_exp += tm.stage4;
+        implicit_prepare(snap, qq, nq, &x); /* S_cq: computed by stage 1 anyway, not timed */
+        double t0 = now_ms();
+        implicit_table(snap, &x);
+        double t1 = now_ms();
+        float *is = malloc(sizeof(float) * (tr.n_stage3 + 1));
+        for (size_t i = 0; i < tr.n_stage3; i++) is[i] = implicit_doc(snap, &x, nq, tr.stage3[i], w4);
+        double t2 = now_ms();
+        t_prep += t1 - t0;
+        t_imp += t2 - t1;
+        for (int h = 0; h < nh; h++)
+            for (size_t i = 0; i < tr.n_stage3; i++)
+                if (tr.stage3[i] == eh[h].doc_id && fabs(is[i] - eh[h].score) > max_diff)
+                    max_diff = fabs(is[i] - eh[h].score);
+        docs += (long)tr.n_stage3;
+        free(sub), free(eh), free(is);
+        cp_search_trace_free(&tr);
+    }
+    printf("stage 4 over %ld docs (%d queries x k=100 survivors): explicit %.3f ms/query, implicit "
+           "%.3f ms/query + %.3f ms/query table build (max |score diff| %.2g) -> "
+           "explicit/implicit = %.2f\n",
+           docs, n, t_exp / n, t_imp / n, t_prep / n, max_diff, t_exp / (t_imp + t_prep));
+    res->explicit_ms = t_exp / n, res->implicit_ms = t_imp / n, res->table_ms = t_prep / n;
+    free(x.T), free(x.S), free(x.qt);
+}
+#else
+typedef struct implicit_result {
+    double explicit_ms, implicit_ms, table_ms;
+} implicit_result;
+
+static void implicit_experiment(const cp_snapshot *snap, const float *q, int nq, int n,
+                                implicit_result *res)
+{
+    (void)snap, (void)q, (void)nq, (void)n;
+    memset(res, 0, sizeof *res);
+}
+#endif
+
+int main(int argc, char **argv)
+{
+    bench_opts o;
+    if (!parse(argc, argv, &o)) {
+        fprintf(stderr, "usage: bench_search --index IDX.db --queries Q.npy --emb EMB.npy "
+                        "--doclens DOCLENS.npy [--n 100] [--n-exhaustive 20] [--json OUT] [--label L]\n");
+        return 2;
+    }
+    cp_error err = {0};
+    cp_index *index = NULL;
+    double t_open = now_ms();
+    if (cp_index_open(o.index, CP_OPEN_READONLY, &index, &err) != CP_OK) {
+        fprintf(stderr, "bench_search: %s\n", err.message);
+        return 1;
+    }
+    t_open = now_ms() - t_open;
+    cp_index_stats st;
+    cp_index_stats_get(index, &st, &err);
+    long rss_index_kb = rss_now_kb();
+    cp_snapshot *snap = cp_index_acquire_snapshot(index);
+    cp_npy qn;
+    if (cp_npy_open(o.queries, &qn, &err) != CP_OK || qn.ndim != 3 || qn.shape[2] != st.dim) {
+        fprintf(stderr, "bench_search: bad queries %s %s\n", o.queries, err.message);
+        return 1;
+    }
+    int nq = (int)qn.shape[1], dim = st.dim;
+    if (o.n > qn.shape[0]) o.n = (int)qn.shape[0];
+    if (o.n_exhaustive > o.n) o.n_exhaustive = o.n;
+    float *q = malloc(sizeof(float) * (size_t)o.n * nq * dim);
+    cp_npy_floats(&qn, 0, (int64_t)o.n * nq * dim, q);
+    cp_npy_close(&qn);
+    fprintf(stderr, "index: %lld docs, %lld tokens, K=%lld, nbits %d, dim %d, opened in %.0f ms; kernels %s\n",
+            (long long)st.n_documents, (long long)st.n_tokens, (long long)st.n_centroids, st.nbits,
+            dim, t_open, cp_kernels_get()->name);
+
+    cp_search_params p_exact, p10, p100;
+    cp_search_params_init(&p_exact, 100);
+    p_exact.exact = true;
+    cp_search_params_init(&p10, 10);
+    cp_search_params_init(&p100, 100);
+    cp_hit *h_exact = malloc(sizeof(cp_hit) * (size_t)o.n * 100), *h10 = malloc(sizeof(cp_hit) * (size_t)o.n * 10),
+           *h100 = malloc(sizeof(cp_hit) * (size_t)o.n * 100), *h_fp = malloc(sizeof(cp_hit) * (size_t)o.n * 100);
+    series s_exact, s10, s100, s_fp = {0};
+    /* warm-up so that scratch buffers and page faults are not charged to the first query */
+    run_series(snap, q, nq, dim, 1, &p10, h10, &s10);
+    free(s10.ms);
+    if (!run_series(snap, q, nq, dim, o.n, &p10, h10, &s10) ||
+        !run_series(snap, q, nq, dim, o.n, &p100, h100, &s100) ||
+        !run_series(snap, q, nq, dim, o.n, &p_exact, h_exact, &s_exact))
+        return 1;
+    corpus32 c = {0};
+    if (!load_corpus32(&o, snap, &c)) return 1;
+    s_fp.ms = calloc((size_t)o.n_exhaustive + 1, sizeof(double));
+    s_fp.n = o.n_exhaustive;
+    for (int i = 0; i < o.n_exhaustive; i++) {
+        double t0 = now_ms();
+        exhaustive_fp32(&c, q + (size_t)i * nq * dim, nq, 100, h_fp + (size_t)i * 100);
+        s_fp.ms[i] = now_ms() - t0;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    implicit_result imp;
+    implicit_experiment(snap, q, nq, o.n, &imp);
+
+    double m10, p50_10, p99_10, m100, p50_100, p99_100, mex, p50ex, p99ex, mfp, p50fp, p99fp;
+    stats(&s10, &m10, &p50_10, &p99_10);
+    stats(&s100, &m100, &p50_100, &p99_100);
+    stats(&s_exact, &mex, &p50ex, &p99ex);
+    stats(&s_fp, &mfp, &p50fp, &p99fp);
+    double r10 = recall(h10, 10, h_exact, 100, 10, o.n), r100 = recall(h100, 100, h_exact, 100, 100, o.n);
+    double r100_10 = recall(h100, 100, h_exact, 100, 10, o.n);
+    double r_fp10 = o.n_exhaustive ? recall(h_exact, 100, h_fp, 100, 10, o.n_exhaustive) : 0;
+    double bpt = (double)st.bytes_in_memory / (double)st.n_tokens;
+    printf("%-10s %9s %9s %9s %9s %10s %10s\n", "mode", "mean ms", "p50 ms", "p99 ms", "recall", "vs fp32", "cands");
+    printf("%-10s %9.3f %9.3f %9.3f %9.4f %9.1fx %10.0f   (recall@10 vs exact top-10)\n", "plaid@10", m10, p50_10, p99_10, r10, mfp / m10, (double)s10.stage_sum.n_candidates / o.n);
+    printf("%-10s %9.3f %9.3f %9.3f %9.4f %9.1fx %10.0f   (recall@100 vs exact top-100; @10: %.4f)\n", "plaid@100", m100, p50_100, p99_100, r100, mfp / m100, (double)s100.stage_sum.n_candidates / o.n, r100_10);
+    printf("%-10s %9.3f %9.3f %9.3f %9s %9.1fx\n", "exact", mex, p50ex, p99ex, "1", mfp / mex);
+    printf("%-10s %9.3f %9.3f %9.3f %9.4f %9s   (exact-over-index top-10 vs fp32 top-10)\n", "fp32", mfp, p50fp, p99fp, r_fp10, "1.0x");
+    const series *ss[2] = {&s10, &s100};
+    for (int i = 0; i < 2; i++)
+        printf("stages %s: centroid scores %.3f, candidates %.3f, stage2 %.3f, stage3 %.3f, stage4 %.3f ms\n",
+               i ? "k=100" : "k=10 ", ss[i]->stage_sum.centroid_scores / o.n, ss[i]->stage_sum.candidates / o.n,
+               ss[i]->stage_sum.stage2 / o.n, ss[i]->stage_sum.stage3 / o.n, ss[i]->stage_sum.stage4 / o.n);
+    printf("memory: index in memory %.1f MB = %.1f bytes/token; RSS after open %.1f MB; peak RSS %.1f MB (incl. fp32 copy %.1f MB)\n",
+           st.bytes_in_memory / 1e6, bpt, rss_index_kb / 1e3, ru.ru_maxrss / 1e3,
+           (double)c.off[c.n_docs] * dim * 4 / 1e6);
+    if (o.json) {
+        FILE *f = fopen(o.json, "w");
+        if (f) {
+            fprintf(f, "{\"label\": \"%s\", \"docs\": %lld, \"tokens\": %lld, \"centroids\": %lld, \"nbits\": %d, \"dim\": %d, "
+                       "\"queries\": %d, \"queries_exhaustive\": %d, \"kernels\": \"%s\", \"threads\": 1,\n"
+                       " \"plaid_k10\": {\"mean_ms\": %.4f, \"p50_ms\": %.4f, \"p99_ms\": %.4f, \"recall_at_10_vs_exact\": %.4f, \"speedup_vs_fp32\": %.2f},\n"
+                       " \"plaid_k100\": {\"mean_ms\": %.4f, \"p50_ms\": %.4f, \"p99_ms\": %.4f, \"recall_at_100_vs_exact\": %.4f, \"recall_at_10_vs_exact\": %.4f, \"speedup_vs_fp32\": %.2f},\n"
+                       " \"exact\": {\"mean_ms\": %.4f, \"p50_ms\": %.4f, \"p99_ms\": %.4f},\n"
+                       " \"fp32_exhaustive\": {\"mean_ms\": %.4f, \"p50_ms\": %.4f, \"p99_ms\": %.4f, \"exact_recall_at_10_vs_fp32\": %.4f},\n"
+                       " \"stage4_k100\": {\"explicit_ms\": %.4f, \"implicit_ms\": %.4f, \"implicit_table_ms\": %.4f},\n"
+                       " \"bytes_per_token\": %.2f, \"index_bytes_in_memory\": %lld, \"rss_after_open_kb\": %ld, \"peak_rss_kb\": %ld}\n",
+                    o.label, (long long)st.n_documents, (long long)st.n_tokens, (long long)st.n_centroids, st.nbits, dim,
+                    o.n, o.n_exhaustive, cp_kernels_get()->name, m10, p50_10, p99_10, r10, mfp / m10, m100, p50_100,
+                    p99_100, r100, r100_10, mfp / m100, mex, p50ex, p99ex, mfp, p50fp, p99fp, r_fp10,
+                    imp.explicit_ms, imp.implicit_ms, imp.table_ms, bpt,
+                    (long long)st.bytes_in_memory, rss_index_kb, ru.ru_maxrss);
+            fclose(f);
+        }
+    }
+    cp_snapshot_release(snap);
+    cp_index_close(index);
+    free(q), free(h_exact), free(h10), free(h100), free(h_fp), free(c.vec), free(c.off);
+    free(s10.ms), free(s100.ms), free(s_exact.ms), free(s_fp.ms);
+    return 0;
+}

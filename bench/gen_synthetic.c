@@ -1,0 +1,274 @@
+/*
+ * gen_synthetic: a clustered synthetic ColBERT-like corpus for search benchmarks.
+ *
+ * Structure (so that retrieval is meaningful and PLAID's centroid pruning behaves as on
+ * real data): T topics are random unit vectors; each topic has a pool of 24 "concepts"
+ * (topic + noise, normalised), shared like words are shared between documents. A document
+ * belongs to one topic and uses C concepts drawn from its topic's pool plus one concept of
+ * another topic; each of its tokens is one of its concepts plus smaller noise, normalised,
+ * and a few tokens per document come from a small pool of corpus-wide "function word"
+ * vectors (as [CLS], [D] and stop words are in real ColBERT output). Documents sharing
+ * more concepts are more similar, so rankings are graded well beyond the first hit. A
+ * query is built from one source document: 32 tokens drawn from that document's concepts
+ * with fresh noise (a paraphrase), plus a few function-word tokens, so the source
+ * document is the known relevant answer.
+ *
+ * Writes into --out DIR:
+ *   emb.npy      float16 [total_tokens, dim] (float32 with --fp32)
+ *   doclens.npy  int32 [docs]
+ *   queries.npy  float32 [queries, 32, dim]
+ *   qrels.tsv    query-id, corpus-id (= source document row), score 1 (BEIR layout)
+ *
+ * usage: gen_synthetic --out DIR [--docs 100000] [--tokens 70] [--dim 128] [--topics 2000]
+ *                      [--concepts 8] [--queries 1000] [--seed 1] [--fp32]
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "npy_write.h"
+
+typedef struct gen_opts {
+    const char *out;
+    long docs, tokens, dim, topics, concepts, queries;
+    uint64_t seed;
+    int fp32;
+} gen_opts;
+
+enum { N_FUNCTION = 48, FUNCTION_PER_DOC = 4, NQ = 32, FUNCTION_PER_QUERY = 3, POOL = 24 };
+
+/* Noise scales: per-dimension sigma = norm / sqrt(dim) gives noise vectors of that norm. */
+static const double CONCEPT_NOISE = 1.0, TOKEN_NOISE = 0.55, QUERY_NOISE = 0.6,
+                    FUNCTION_NOISE = 0.2;
+
+static uint64_t rng_state;
+
+static inline uint64_t rng_next(void)
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static inline double rng_uniform(void)
+{
+    return (double)(rng_next() >> 11) / 9007199254740992.0;
+}
+
+/* Approximately standard normal: sum of 4 uniforms, centred and scaled (fast, smooth). */
+static inline float rng_gauss(void)
+{
+    double s = rng_uniform() + rng_uniform() + rng_uniform() + rng_uniform() - 2.0;
+    return (float)(s * 1.7320508075688772);
+}
+
+static void normalise(float *v, long d)
+{
+    double s = 0;
+    for (long j = 0; j < d; j++) s += (double)v[j] * v[j];
+    float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
+    for (long j = 0; j < d; j++) v[j] *= inv;
+}
+
+/* out = normalise(base + noise of the given norm). */
+static void noisy(const float *base, long d, double noise_norm, float *out)
+{
+    float sigma = (float)(noise_norm / sqrt((double)d));
+    for (long j = 0; j < d; j++) out[j] = (base ? base[j] : 0.0f) + sigma * rng_gauss();
+    normalise(out, d);
+}
+
+/* IEEE float -> half, round to nearest even (values here are in [-1, 1]). */
+static uint16_t float_to_half(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, mant = x & 0x7fffff;
+    int exp = (int)((x >> 23) & 0xff) - 127 + 15;
+    if (exp >= 31) return (uint16_t)(sign | 0x7c00);
+    if (exp <= 0) {
+        if (exp < -10) return (uint16_t)sign;
+        mant |= 0x800000;
+        int shift = 14 - exp;
+        uint32_t h = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1))) h++;
+        return (uint16_t)(sign | h);
+    }
+    uint32_t h = ((uint32_t)exp << 10) | (mant >> 13), rem = mant & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+
+static int parse_args(int argc, char **argv, gen_opts *o)
+{
+    *o = (gen_opts){NULL, 100000, 70, 128, 2000, 8, 1000, 1, 0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--fp32")) {
+            o->fp32 = 1;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "gen_synthetic: %s needs a value\n", a);
+            return 0;
+        }
+        const char *v = argv[++i];
+        long n = strtol(v, NULL, 10);
+        if (!strcmp(a, "--out")) o->out = v;
+        else if (!strcmp(a, "--docs")) o->docs = n;
+        else if (!strcmp(a, "--tokens")) o->tokens = n;
+        else if (!strcmp(a, "--dim")) o->dim = n;
+        else if (!strcmp(a, "--topics")) o->topics = n;
+        else if (!strcmp(a, "--concepts")) o->concepts = n;
+        else if (!strcmp(a, "--queries")) o->queries = n;
+        else if (!strcmp(a, "--seed")) o->seed = (uint64_t)n;
+        else {
+            fprintf(stderr, "gen_synthetic: unknown option %s\n", a);
+            return 0;
+        }
+    }
+    if (!o->out || o->docs < 1 || o->tokens < 2 || o->dim < 8 || o->dim % 8 || o->topics < 1 ||
+        o->concepts < 1 || o->queries < 0) {
+        fprintf(stderr, "usage: gen_synthetic --out DIR [--docs N] [--tokens L] [--dim D] "
+                        "[--topics T] [--concepts C] [--queries Q] [--seed S] [--fp32]\n");
+        return 0;
+    }
+    return 1;
+}
+
+/* The concepts of document doc (deterministic from the seed and doc number, so queries can
+ * regenerate them without keeping every document's concepts in memory). pools holds
+ * POOL concepts per topic. */
+static void doc_concepts(const gen_opts *o, const float *pools, long doc, float *concepts)
+{
+    uint64_t saved = rng_state;
+    rng_state = o->seed * 0x100000001B3ull + (uint64_t)doc * 0x9E3779B97F4A7C15ull + 7;
+    long topic = (long)(rng_next() % (uint64_t)o->topics);
+    for (long c = 0; c < o->concepts; c++) {
+        long t = c + 1 == o->concepts && o->concepts > 1 ? (long)(rng_next() % (uint64_t)o->topics) : topic;
+        long k = (long)(rng_next() % POOL);
+        memcpy(concepts + c * o->dim, pools + (t * POOL + k) * o->dim, sizeof(float) * (size_t)o->dim);
+    }
+    rng_state = saved;
+}
+
+static long doc_length(const gen_opts *o)
+{
+    long lo = o->tokens / 2, span = o->tokens; /* uniform in [L/2, 3L/2) */
+    return lo + (long)(rng_next() % (uint64_t)span);
+}
+
+static int write_docs(const gen_opts *o, const float *pools, const float *function, int32_t *lens,
+                      int64_t total, cp_error *err)
+{
+    char path[4096];
+    cp_npy_writer w;
+    int64_t shape[2] = {total, o->dim};
+    snprintf(path, sizeof path, "%s/emb.npy", o->out);
+    if (cp_npy_write_begin(&w, path, o->fp32 ? "<f4" : "<f2", shape, 2, err) != CP_OK) return 0;
+    float *concepts = malloc(sizeof(float) * (size_t)(o->concepts * o->dim));
+    float *tok = malloc(sizeof(float) * (size_t)o->dim);
+    uint16_t *half = malloc(sizeof(uint16_t) * (size_t)o->dim);
+    int ok = concepts && tok && half;
+    for (long d = 0; ok && d < o->docs; d++) {
+        doc_concepts(o, pools, d, concepts);
+        for (long t = 0; ok && t < lens[d]; t++) {
+            if (t < FUNCTION_PER_DOC)
+                noisy(function + (long)(rng_next() % N_FUNCTION) * o->dim, o->dim, FUNCTION_NOISE, tok);
+            else
+                noisy(concepts + (long)(rng_next() % (uint64_t)o->concepts) * o->dim, o->dim,
+                      TOKEN_NOISE, tok);
+            if (o->fp32) {
+                ok = cp_npy_write_data(&w, tok, sizeof(float) * (size_t)o->dim, err) == CP_OK;
+            } else {
+                for (long j = 0; j < o->dim; j++) half[j] = float_to_half(tok[j]);
+                ok = cp_npy_write_data(&w, half, sizeof(uint16_t) * (size_t)o->dim, err) == CP_OK;
+            }
+        }
+    }
+    free(concepts), free(tok), free(half);
+    if (!ok) {
+        cp_npy_write_abort(&w);
+        return 0;
+    }
+    return cp_npy_write_end(&w, err) == CP_OK;
+}
+
+static int write_queries(const gen_opts *o, const float *pools, const float *function, cp_error *err)
+{
+    char path[4096];
+    cp_npy_writer w;
+    int64_t shape[3] = {o->queries, NQ, o->dim};
+    snprintf(path, sizeof path, "%s/queries.npy", o->out);
+    if (cp_npy_write_begin(&w, path, "<f4", shape, 3, err) != CP_OK) return 0;
+    snprintf(path, sizeof path, "%s/qrels.tsv", o->out);
+    FILE *qrels = fopen(path, "w");
+    float *concepts = malloc(sizeof(float) * (size_t)(o->concepts * o->dim));
+    float *q = malloc(sizeof(float) * (size_t)(NQ * o->dim));
+    int ok = qrels && concepts && q;
+    if (qrels) fprintf(qrels, "query-id\tcorpus-id\tscore\n");
+    for (long i = 0; ok && i < o->queries; i++) {
+        long doc = (long)(rng_next() % (uint64_t)o->docs);
+        doc_concepts(o, pools, doc, concepts);
+        for (int t = 0; t < NQ; t++) {
+            const float *base = t < FUNCTION_PER_QUERY
+                                    ? function + (long)(rng_next() % N_FUNCTION) * o->dim
+                                    : concepts + (long)(rng_next() % (uint64_t)o->concepts) * o->dim;
+            noisy(base, o->dim, t < FUNCTION_PER_QUERY ? FUNCTION_NOISE : QUERY_NOISE, q + t * o->dim);
+        }
+        ok = cp_npy_write_data(&w, q, sizeof(float) * (size_t)(NQ * o->dim), err) == CP_OK;
+        fprintf(qrels, "%ld\t%ld\t1\n", i, doc);
+    }
+    free(concepts), free(q);
+    if (qrels && fclose(qrels) != 0) ok = 0;
+    if (!ok) {
+        cp_npy_write_abort(&w);
+        return 0;
+    }
+    return cp_npy_write_end(&w, err) == CP_OK;
+}
+
+int main(int argc, char **argv)
+{
+    gen_opts o;
+    if (!parse_args(argc, argv, &o)) return 2;
+    if (mkdir(o.out, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "gen_synthetic: cannot create %s: %s\n", o.out, strerror(errno));
+        return 1;
+    }
+    rng_state = o.seed;
+    float *topics = malloc(sizeof(float) * (size_t)(o.topics * o.dim));
+    float *function = malloc(sizeof(float) * (size_t)(N_FUNCTION * o.dim));
+    int32_t *lens = malloc(sizeof(int32_t) * (size_t)o.docs);
+    if (!topics || !function || !lens) return 1;
+    for (long t = 0; t < o.topics; t++) noisy(NULL, o.dim, 1.0, topics + t * o.dim);
+    float *pools = malloc(sizeof(float) * (size_t)(o.topics * POOL * o.dim));
+    if (!pools) return 1;
+    for (long t = 0; t < o.topics; t++)
+        for (long k = 0; k < POOL; k++)
+            noisy(topics + t * o.dim, o.dim, CONCEPT_NOISE, pools + (t * POOL + k) * o.dim);
+    for (long f = 0; f < N_FUNCTION; f++) noisy(NULL, o.dim, 1.0, function + f * o.dim);
+    int64_t total = 0;
+    for (long d = 0; d < o.docs; d++) total += lens[d] = (int32_t)doc_length(&o);
+    cp_error err = {0};
+    char path[4096];
+    cp_npy_writer w;
+    int64_t shape[1] = {o.docs};
+    snprintf(path, sizeof path, "%s/doclens.npy", o.out);
+    int ok = cp_npy_write_begin(&w, path, "<i4", shape, 1, &err) == CP_OK &&
+             cp_npy_write_data(&w, lens, sizeof(int32_t) * (size_t)o.docs, &err) == CP_OK &&
+             cp_npy_write_end(&w, &err) == CP_OK;
+    ok = ok && write_docs(&o, pools, function, lens, total, &err) &&
+         write_queries(&o, pools, function, &err);
+    if (!ok) fprintf(stderr, "gen_synthetic: %s\n", err.message[0] ? err.message : "write failed");
+    else
+        fprintf(stderr, "gen_synthetic: %ld docs, %lld tokens (%.1f per doc), dim %ld, %ld queries -> %s\n",
+                o.docs, (long long)total, (double)total / (double)o.docs, o.dim, o.queries, o.out);
+    free(topics), free(pools), free(function), free(lens);
+    return ok ? 0 : 1;
+}

@@ -1,0 +1,262 @@
+/*
+ * `colplaid index import|info|check|export` (CLI.md): thin wrappers over the index library
+ * (cp_index_import_colbert, cp_index_stats_get, cp_index_check, cp_index_export) that parse
+ * options strictly and report failures as one sentence on stderr.
+ *
+ * Exit status: 0 success, 1 runtime failure (including a damaged index for check), 2 bad
+ * usage.
+ */
+#include "cmd_index_admin.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_common.h"
+
+/* An option table: string options fill *value, flags set *flag. */
+typedef struct admin_opt {
+    const char *name;
+    const char **value;
+    bool *flag;
+} admin_opt;
+
+static bool wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return true;
+    return false;
+}
+
+static int parse_opts(const char *cmd, int argc, char **argv, const admin_opt *opts, size_t n)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const admin_opt *o = NULL;
+        size_t len = 0;
+        for (size_t k = 0; k < n && !o; k++) {
+            len = strlen(opts[k].name);
+            if (!strncmp(arg, opts[k].name, len) && (arg[len] == 0 || arg[len] == '='))
+                o = &opts[k];
+        }
+        if (!o) return cp_cli_usage_error(cmd, "unknown option '%s'", arg);
+        if (o->flag) {
+            if (arg[len] == '=') return cp_cli_usage_error(cmd, "%s takes no value", o->name);
+            *o->flag = true;
+            continue;
+        }
+        const char *v = arg[len] == '=' ? arg + len + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!v || !*v) return cp_cli_usage_error(cmd, "%s needs a value", o->name);
+        *o->value = v;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------
+ * import
+ * --------------------------------------------------------------------------------- */
+
+static const char import_usage[] =
+    "usage: colplaid index import --index IDX.db --colbert DIR [--force] [--quiet]\n"
+    "\n"
+    "Import a Stanford ColBERT / RAGatouille PLAID index folder (metadata.json, centroids.pt,\n"
+    "buckets.pt, N.codes.pt, N.residuals.pt, doclens.N.json; collection.json and\n"
+    "pid_docid_map.json when present). Centroids and buckets are kept as they are (no\n"
+    "retraining), so search scores match the original index. nbits 1, 2, 4 and 8.\n"
+    "\n"
+    "  --index IDX.db   the index file to create (written atomically)\n"
+    "  --colbert DIR    the ColBERT index folder\n"
+    "  --force          replace an existing file at --index\n"
+    "  --quiet          no progress output\n"
+    "\n"
+    "Document ids: the pid_docid_map.json ids when they are unique per passage, otherwise\n"
+    "the passage number (pid); metadata holds {\"colbert_pid\", \"document_id\"}.\n";
+
+int cp_cmd_index_import(int argc, char **argv)
+{
+    const char *cmd = "index import";
+    if (wants_help(argc, argv)) return fputs(import_usage, stdout), CP_EXIT_OK;
+    const char *index = NULL, *dir = NULL;
+    bool force = false, quiet = false;
+    admin_opt opts[] = {{"--index", &index, NULL}, {"--colbert", &dir, NULL},
+                        {"--force", NULL, &force}, {"--quiet", NULL, &quiet}};
+    int rc = parse_opts(cmd, argc, argv, opts, sizeof opts / sizeof opts[0]);
+    if (rc) return rc;
+    if (!index) return cp_cli_usage_error(cmd, "--index IDX.db is required");
+    if (!dir) return cp_cli_usage_error(cmd, "--colbert DIR is required");
+    cp_error err = {0};
+    if (cp_index_import_colbert(dir, index, force, quiet ? NULL : stderr, &err) != CP_OK)
+        return cp_cli_report(cmd, &err);
+    if (!quiet) fprintf(stderr, "wrote %s\n", index);
+    return CP_EXIT_OK;
+}
+
+/* ------------------------------------------------------------------------------------
+ * info
+ * --------------------------------------------------------------------------------- */
+
+static const char info_usage[] =
+    "usage: colplaid index info --index IDX.db [--format text|json]\n"
+    "\n"
+    "Show an index's parameters (format version, dim, nbits, centroids), its size\n"
+    "(documents, deleted, tokens, segments, bytes on disk and in memory) and the stored\n"
+    "encoder fingerprint and build parameters.\n";
+
+static void human_bytes(int64_t b, char *out, size_t n)
+{
+    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)b;
+    int u = 0;
+    while (v >= 1024 && u < 4) v /= 1024, u++;
+    snprintf(out, n, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+}
+
+static void add_json_meta(cJSON *o, const char *key, char *value)
+{
+    if (!value) return;
+    cJSON *parsed = cJSON_Parse(value);
+    if (parsed) cJSON_AddItemToObject(o, key, parsed);
+    else cJSON_AddStringToObject(o, key, value);
+    free(value);
+}
+
+static int print_info_json(cp_index *ix, const char *path, const cp_index_stats *s)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "index", path);
+    cJSON_AddNumberToObject(o, "format_version", s->format_version);
+    cJSON_AddNumberToObject(o, "dim", s->dim);
+    cJSON_AddNumberToObject(o, "nbits", s->nbits);
+    cJSON_AddNumberToObject(o, "n_centroids", (double)s->n_centroids);
+    cJSON_AddNumberToObject(o, "n_documents", (double)s->n_documents);
+    cJSON_AddNumberToObject(o, "n_deleted", (double)s->n_deleted);
+    cJSON_AddNumberToObject(o, "n_tokens", (double)s->n_tokens);
+    cJSON_AddNumberToObject(o, "n_segments", (double)s->n_segments);
+    cJSON_AddNumberToObject(o, "bytes_on_disk", (double)s->bytes_on_disk);
+    cJSON_AddNumberToObject(o, "bytes_in_memory", (double)s->bytes_in_memory);
+    char *created = cp_index_meta_get(ix, "created_at");
+    if (created) cJSON_AddStringToObject(o, "created_at", created);
+    free(created);
+    add_json_meta(o, "encoder", cp_index_meta_get(ix, "encoder"));
+    add_json_meta(o, "build", cp_index_meta_get(ix, "build"));
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!text) return fprintf(stderr, "colplaid index info: out of memory\n"), CP_EXIT_FAILURE;
+    puts(text);
+    free(text);
+    return CP_EXIT_OK;
+}
+
+static void print_info_text(cp_index *ix, const char *path, const cp_index_stats *s)
+{
+    char disk[32], mem[32];
+    human_bytes(s->bytes_on_disk, disk, sizeof disk);
+    human_bytes(s->bytes_in_memory, mem, sizeof mem);
+    printf("index           %s\n", path);
+    printf("format version  %d\n", s->format_version);
+    printf("dim             %d\n", s->dim);
+    printf("nbits           %d\n", s->nbits);
+    printf("centroids       %lld\n", (long long)s->n_centroids);
+    printf("documents       %lld\n", (long long)s->n_documents);
+    printf("deleted         %lld\n", (long long)s->n_deleted);
+    printf("tokens          %lld\n", (long long)s->n_tokens);
+    printf("segments        %lld\n", (long long)s->n_segments);
+    printf("on disk         %s\n", disk);
+    printf("in memory       %s\n", mem);
+    static const char *const keys[] = {"created_at", "encoder", "build"};
+    for (size_t i = 0; i < 3; i++) {
+        char *v = cp_index_meta_get(ix, keys[i]);
+        if (v) printf("%-15s %s\n", keys[i], v);
+        free(v);
+    }
+}
+
+int cp_cmd_index_info(int argc, char **argv)
+{
+    const char *cmd = "index info";
+    if (wants_help(argc, argv)) return fputs(info_usage, stdout), CP_EXIT_OK;
+    const char *index = NULL, *format = "text";
+    admin_opt opts[] = {{"--index", &index, NULL}, {"--format", &format, NULL}};
+    int rc = parse_opts(cmd, argc, argv, opts, sizeof opts / sizeof opts[0]);
+    if (rc) return rc;
+    if (!index) return cp_cli_usage_error(cmd, "--index IDX.db is required");
+    bool json = !strcmp(format, "json");
+    if (!json && strcmp(format, "text"))
+        return cp_cli_usage_error(cmd, "--format must be text or json, not '%s'", format);
+    cp_error err = {0};
+    cp_index *ix = NULL;
+    cp_index_stats s;
+    if (cp_index_open(index, CP_OPEN_READONLY, &ix, &err) != CP_OK ||
+        cp_index_stats_get(ix, &s, &err) != CP_OK) {
+        cp_index_close(ix);
+        return cp_cli_report(cmd, &err);
+    }
+    rc = CP_EXIT_OK;
+    if (json) rc = print_info_json(ix, index, &s);
+    else print_info_text(ix, index, &s);
+    cp_index_close(ix);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------
+ * check
+ * --------------------------------------------------------------------------------- */
+
+static const char check_usage[] =
+    "usage: colplaid index check --index IDX.db\n"
+    "\n"
+    "Verify an index file: SQLite integrity, every segment's checksum and sizes, documents\n"
+    "against segments, the codec. Prints one line per problem on stdout and exits 1 if\n"
+    "anything is damaged, 0 (printing \"ok\") if the index is sound.\n";
+
+int cp_cmd_index_check(int argc, char **argv)
+{
+    const char *cmd = "index check";
+    if (wants_help(argc, argv)) return fputs(check_usage, stdout), CP_EXIT_OK;
+    const char *index = NULL;
+    admin_opt opts[] = {{"--index", &index, NULL}};
+    int rc = parse_opts(cmd, argc, argv, opts, 1);
+    if (rc) return rc;
+    if (!index) return cp_cli_usage_error(cmd, "--index IDX.db is required");
+    cp_error err = {0};
+    cp_status st = cp_index_check(index, stdout, &err);
+    fflush(stdout);
+    if (st != CP_OK) return cp_cli_report(cmd, &err);
+    printf("%s: ok\n", index);
+    return CP_EXIT_OK;
+}
+
+/* ------------------------------------------------------------------------------------
+ * export
+ * --------------------------------------------------------------------------------- */
+
+static const char export_usage[] =
+    "usage: colplaid index export --index IDX.db --out EMB.npy --doclens-out DOCLENS.npy\n"
+    "                             [--ids IDS.txt]\n"
+    "\n"
+    "Write the decompressed, L2-normalised token embeddings of every live document, in\n"
+    "internal id order: EMB.npy float32 [tokens, dim], DOCLENS.npy int64 [documents] and,\n"
+    "with --ids, the external ids one per line. The result can be fed back to\n"
+    "'colplaid index build --embeddings EMB.npy --doclens DOCLENS.npy --ids IDS.txt'.\n";
+
+int cp_cmd_index_export(int argc, char **argv)
+{
+    const char *cmd = "index export";
+    if (wants_help(argc, argv)) return fputs(export_usage, stdout), CP_EXIT_OK;
+    const char *index = NULL, *out = NULL, *doclens = NULL, *ids = NULL;
+    admin_opt opts[] = {{"--index", &index, NULL}, {"--out", &out, NULL},
+                        {"--doclens-out", &doclens, NULL}, {"--ids", &ids, NULL}};
+    int rc = parse_opts(cmd, argc, argv, opts, sizeof opts / sizeof opts[0]);
+    if (rc) return rc;
+    if (!index) return cp_cli_usage_error(cmd, "--index IDX.db is required");
+    if (!out) return cp_cli_usage_error(cmd, "--out EMB.npy is required");
+    if (!doclens) return cp_cli_usage_error(cmd, "--doclens-out DOCLENS.npy is required");
+    cp_error err = {0};
+    cp_index *ix = NULL;
+    cp_status st = cp_index_open(index, CP_OPEN_READONLY, &ix, &err);
+    if (st == CP_OK) st = cp_index_export(ix, out, doclens, ids, &err);
+    cp_index_close(ix);
+    if (st != CP_OK) return cp_cli_report(cmd, &err);
+    return CP_EXIT_OK;
+}

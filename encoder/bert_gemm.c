@@ -1,0 +1,163 @@
+/*
+ * Matrix products of the BERT encoder, Y = X W^T + b, and the thread helper.
+ *
+ * Two implementations, chosen once per process (cp_gemm_choose):
+ * - AVX-512 CPUs: our own kernel (bert_gemm_avx512.c) on weights packed at load time.
+ *   Debian's OpenBLAS 0.3.21 does not recognise these CPUs and uses SSE3 kernels unless
+ *   OPENBLAS_CORETYPE was set before it loaded; a library cannot do that for its caller,
+ *   so the encoder does not depend on it. CP_GEMM=blas forces OpenBLAS (benchmarks).
+ * - elsewhere: OpenBLAS cblas_sgemm, which recognises older CPUs correctly.
+ * A portable C kernel on the packed layout exists to test the AVX-512 one against.
+ */
+#include <cblas.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bert_internal.h"
+#include "cp_cpu.h"
+
+int cp_gemm_choose(void)
+{
+    const char *force = getenv("CP_GEMM");
+    if (force && strcmp(force, "blas") == 0) return CP_GEMM_BLAS;
+    if (force && strcmp(force, "portable") == 0) return CP_GEMM_PORTABLE;
+    return (cp_cpu_features() & CP_CPU_AVX512) ? CP_GEMM_AVX512 : CP_GEMM_BLAS;
+}
+
+const char *cp_gemm_name(int kind)
+{
+    return kind == CP_GEMM_AVX512 ? "avx512" : kind == CP_GEMM_PORTABLE ? "portable" : "openblas";
+}
+
+void cp_pack_weights(const float *w, int in, int out, float *packed)
+{
+    int panels = (out + 31) / 32;
+    memset(packed, 0, (size_t)panels * in * 32 * sizeof(float));
+    for (int o = 0; o < out; o++)
+        for (int k = 0; k < in; k++)
+            packed[((size_t)(o / 32) * in + k) * 32 + o % 32] = w[(size_t)o * in + k];
+}
+
+cp_status cp_linear_prepare(cp_linear *l, int kind, cp_error *err)
+{
+    if (kind == CP_GEMM_BLAS) return CP_OK;
+    size_t n = (size_t)((l->out + 31) / 32) * l->in * 32;
+    l->packed = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+    if (!l->packed) return cp_error_set(err, CP_ENOMEM, "out of memory packing weights");
+    cp_pack_weights(l->w, l->in, l->out, l->packed);
+    free(l->w); /* the packed copy replaces it: weights are held once */
+    l->w = NULL;
+    return CP_OK;
+}
+
+void cp_linear_free(cp_linear *l)
+{
+    free(l->w);
+    free(l->packed);
+    free(l->bias);
+    memset(l, 0, sizeof *l);
+}
+
+void cp_gemm_packed_portable(const float *x, int rows, int ldx, const float *packed, int in,
+                             int out, const float *bias, float *y, int ldy)
+{
+    for (int p = 0; p < (out + 31) / 32; p++) {
+        int cols = out - p * 32 < 32 ? out - p * 32 : 32;
+        const float *wp = packed + (size_t)p * in * 32;
+        for (int r = 0; r < rows; r++) {
+            float acc[32];
+            for (int j = 0; j < 32; j++) acc[j] = bias && j < cols ? bias[p * 32 + j] : 0.0f;
+            const float *xr = x + (size_t)r * ldx;
+            for (int k = 0; k < in; k++)
+                for (int j = 0; j < 32; j++) acc[j] += xr[k] * wp[(size_t)k * 32 + j];
+            memcpy(y + (size_t)r * ldy + p * 32, acc, (size_t)cols * sizeof(float));
+        }
+    }
+}
+
+typedef struct pf_job {
+    void (*fn)(void *ctx, int begin, int end, int tid);
+    void *ctx;
+    int begin, end, tid;
+} pf_job;
+
+static void *pf_run(void *arg)
+{
+    pf_job *job = arg;
+    job->fn(job->ctx, job->begin, job->end, job->tid);
+    return NULL;
+}
+
+void cp_parallel_for(int n, int threads, void (*fn)(void *ctx, int begin, int end, int tid),
+                     void *ctx)
+{
+    if (threads > n) threads = n;
+    if (threads > CP_MAX_THREADS) threads = CP_MAX_THREADS;
+    if (threads <= 1) {
+        if (n > 0) fn(ctx, 0, n, 0);
+        return;
+    }
+    pf_job jobs[CP_MAX_THREADS];
+    pthread_t tids[CP_MAX_THREADS];
+    for (int t = 0; t < threads; t++)
+        jobs[t] = (pf_job){fn, ctx, (int)((long)n * t / threads),
+                           (int)((long)n * (t + 1) / threads), t};
+    int started = 0;
+    for (int t = 1; t < threads; t++) {
+        if (pthread_create(&tids[t], NULL, pf_run, &jobs[t]) != 0) break;
+        started = t;
+    }
+    fn(ctx, jobs[0].begin, jobs[0].end, 0);
+    /* A thread that could not be started: its share runs here, so nothing is skipped. */
+    for (int t = started + 1; t < threads; t++) fn(ctx, jobs[t].begin, jobs[t].end, t);
+    for (int t = 1; t <= started; t++) pthread_join(tids[t], NULL);
+}
+
+typedef struct gemm_job {
+    const cp_linear *l;
+    const float *x;
+    int rows, ldx, ldy, kind;
+    float *y;
+} gemm_job;
+
+static void gemm_panels(void *ctx, int begin, int end, int tid)
+{
+    (void)tid;
+    const gemm_job *j = ctx;
+    const cp_linear *l = j->l;
+    if (j->kind == CP_GEMM_AVX512) {
+        cp_gemm_packed_avx512_panels(j->x, j->rows, j->ldx, l->packed, l->in, l->out, l->bias,
+                                     j->y, j->ldy, begin, end);
+        return;
+    }
+    /* portable: run it on the columns of this range only */
+    int out = end * 32 < l->out ? end * 32 : l->out;
+    cp_gemm_packed_portable(j->x, j->rows, j->ldx, l->packed + (size_t)begin * l->in * 32,
+                            l->in, out - begin * 32, l->bias ? l->bias + begin * 32 : NULL,
+                            j->y + begin * 32, j->ldy);
+}
+
+static void gemm_blas(const cp_linear *l, const float *x, int rows, int ldx, float *y, int ldy)
+{
+    for (int r = 0; r < rows; r++) {
+        if (l->bias)
+            memcpy(y + (size_t)r * ldy, l->bias, (size_t)l->out * sizeof(float));
+        else
+            memset(y + (size_t)r * ldy, 0, (size_t)l->out * sizeof(float));
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, l->out, l->in, 1.0f, x, ldx, l->w,
+                l->in, 1.0f, y, ldy);
+}
+
+void cp_linear_apply(const cp_linear *l, int kind, const float *x, int rows, int ldx, float *y,
+                     int ldy, int threads)
+{
+    if (rows <= 0) return;
+    if (kind == CP_GEMM_BLAS) {
+        gemm_blas(l, x, rows, ldx, y, ldy);
+        return;
+    }
+    gemm_job j = {l, x, rows, ldx, ldy, kind, y};
+    cp_parallel_for((l->out + 31) / 32, threads, gemm_panels, &j);
+}

@@ -1,0 +1,37 @@
+/*
+ * Helpers shared by the static model's loader (static_model.c) and converter
+ * (static_convert.c): IEEE half floats and a string -> row hash map. Internal to encoder/.
+ */
+#ifndef CP_STATIC_INTERNAL_H
+#define CP_STATIC_INTERNAL_H
+
+#include <stdint.h>
+
+#include "cp_error.h"
+#include "wordpiece_internal.h"
+
+#define CP_STATIC_CONFIG "colplaid-static.json"
+#define CP_STATIC_VOCAB "vocab.txt"
+#define CP_STATIC_VECTORS "vectors.f16"
+
+float cp_static_half_to_float(uint16_t h);
+uint16_t cp_static_float_to_half(float f); /* round to nearest even, saturating at +-65504 */
+
+/* Words -> rows 0, 1, 2... in insertion order. Single-threaded while adding; lookups on a
+ * finished map are read-only. */
+typedef struct cp_strmap {
+    cp_bytes arena; /* NUL-terminated keys */
+    uint32_t *off;  /* row -> key offset */
+    int32_t *slots; /* rows, -1 empty */
+    uint32_t mask;
+    int32_t n, cap;
+} cp_strmap;
+
+cp_status cp_strmap_init(cp_strmap *m, int32_t cap, cp_error *err);
+void cp_strmap_free(cp_strmap *m);
+int32_t cp_strmap_get(const cp_strmap *m, const char *key, size_t n); /* row or -1 */
+/* Add key as the next row; if present, *row is the existing row and nothing is added. */
+cp_status cp_strmap_add(cp_strmap *m, const char *key, size_t n, int32_t *row, cp_error *err);
+const char *cp_strmap_key(const cp_strmap *m, int32_t row);
+
+#endif

@@ -1,0 +1,128 @@
+/* Half floats and the word -> row map of the static model: see static_internal.h. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "static_internal.h"
+
+/* ---- half floats ------------------------------------------------------------------------ */
+
+float cp_static_half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1F, man = h & 0x3FF;
+    float f;
+    if (exp == 0) {
+        f = ldexpf((float)man, -24); /* subnormal or zero */
+    } else if (exp == 31) {
+        f = man ? NAN : INFINITY;
+    } else {
+        f = ldexpf((float)(man | 0x400), (int)exp - 25);
+    }
+    union { float f; uint32_t u; } v = {f};
+    v.u |= sign;
+    return v.f;
+}
+
+/* Round to nearest even; values beyond the half range saturate to +-65504. */
+uint16_t cp_static_float_to_half(float f)
+{
+    union { float f; uint32_t u; } v = {f};
+    uint16_t sign = (uint16_t)((v.u >> 16) & 0x8000);
+    float a = fabsf(f);
+    if (!(a == a)) return (uint16_t)(sign | 0x7E00);
+    if (a >= 65504.0f) return (uint16_t)(sign | 0x7BFF);
+    if (a < ldexpf(1.0f, -14)) { /* subnormal: units of 2^-24 */
+        float q = nearbyintf(a * ldexpf(1.0f, 24));
+        return (uint16_t)(sign | (uint16_t)q);
+    }
+    int e;
+    float m = frexpf(a, &e); /* a = m 2^e, m in [0.5, 1) */
+    float q = nearbyintf(m * 2048.0f); /* 11 significant bits */
+    if (q >= 2048.0f) {
+        q /= 2.0f;
+        e++;
+    }
+    uint16_t exp = (uint16_t)(e - 1 + 15);
+    if (exp >= 31) return (uint16_t)(sign | 0x7BFF);
+    return (uint16_t)(sign | (exp << 10) | ((uint16_t)q & 0x3FF));
+}
+
+/* ---- a string -> row map ---------------------------------------------------------------- */
+
+
+
+static uint32_t fnv(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+cp_status cp_strmap_init(cp_strmap *m, int32_t cap, cp_error *err)
+{
+    memset(m, 0, sizeof *m);
+    uint32_t slots = 64;
+    while (slots < 2u * (uint32_t)cap + 16) slots *= 2;
+    m->off = malloc((size_t)cap * sizeof *m->off);
+    m->slots = malloc(slots * sizeof *m->slots);
+    if (!m->off || !m->slots) return cp_error_set(err, CP_ENOMEM, "out of memory for the vocabulary");
+    memset(m->slots, 0xFF, slots * sizeof *m->slots);
+    m->mask = slots - 1;
+    m->cap = cap;
+    return CP_OK;
+}
+
+void cp_strmap_free(cp_strmap *m)
+{
+    free(m->arena.data);
+    free(m->off);
+    free(m->slots);
+    memset(m, 0, sizeof *m);
+}
+
+/* The slot where key is or would go. */
+static uint32_t strmap_slot(const cp_strmap *m, const char *key, size_t n)
+{
+    uint32_t i = fnv(key, n) & m->mask;
+    for (;; i = (i + 1) & m->mask) {
+        int32_t r = m->slots[i];
+        if (r < 0) return i;
+        const char *k = m->arena.data + m->off[r];
+        if (!strncmp(k, key, n) && k[n] == '\0') return i;
+    }
+}
+
+int32_t cp_strmap_get(const cp_strmap *m, const char *key, size_t n)
+{
+    return m->slots ? m->slots[strmap_slot(m, key, n)] : -1;
+}
+
+/* Add key as the next row; returns the existing row if present (nothing added). */
+cp_status cp_strmap_add(cp_strmap *m, const char *key, size_t n, int32_t *row, cp_error *err)
+{
+    uint32_t s = strmap_slot(m, key, n);
+    if (m->slots[s] >= 0) {
+        *row = m->slots[s];
+        return CP_OK;
+    }
+    if (m->n == m->cap) return cp_error_set(err, CP_EINTERNAL, "vocabulary map overflow");
+    cp_bytes *a = &m->arena;
+    if (a->len + n + 1 > a->cap) {
+        size_t cap = a->cap ? a->cap : 1 << 16;
+        while (cap < a->len + n + 1) cap *= 2;
+        char *p = cap <= UINT32_MAX ? realloc(a->data, cap) : NULL;
+        if (!p) return cp_error_set(err, CP_ENOMEM, "out of memory for the vocabulary");
+        a->data = p;
+        a->cap = cap;
+    }
+    memcpy(a->data + a->len, key, n);
+    a->data[a->len + n] = '\0';
+    m->off[m->n] = (uint32_t)a->len;
+    a->len += n + 1;
+    m->slots[s] = m->n;
+    *row = m->n++;
+    return CP_OK;
+}
+
+const char *cp_strmap_key(const cp_strmap *m, int32_t row) { return m->arena.data + m->off[row]; }
+

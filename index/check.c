@@ -1,0 +1,288 @@
+/*
+ * cp_index_check: verify an index file end to end and report every problem found, one line
+ * each, instead of stopping at the first (a user deciding whether to rebuild wants the
+ * whole picture).
+ *
+ * What is checked: SQLite's integrity_check; the meta keys; the codec's sizes and values;
+ * every segment blob (decompression, sizes, checksum, code range); that every document row
+ * agrees with the segment holding its tokens (same segment, same token count) and every
+ * live document has its tokens exactly once; live external ids are unique. The IVF is not
+ * stored (it is rebuilt at load: docs/index-format.md), so there is nothing to compare.
+ *
+ * Runs on its own read-only connection; safe while a server has the index open.
+ */
+#include <math.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "storage.h"
+
+typedef struct checker {
+    cp_store *store;
+    const char *path;
+    FILE *report;
+    int64_t problems;
+    /* documents table, by doc_id */
+    int64_t n_slots;
+    int32_t *n_tokens;
+    int64_t *segment_of;
+    uint8_t *state; /* 0 no row, 1 live, 2 deleted */
+    uint8_t *seen;  /* times the doc's tokens were found in its segment */
+    int64_t *bad_segments; /* segments that could not be read, to summarise their documents */
+    size_t n_bad, cap_bad;
+} checker;
+
+static void problem(checker *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void note_bad_segment(checker *c, int64_t id)
+{
+    if (c->n_bad == c->cap_bad) {
+        size_t cap = c->cap_bad ? c->cap_bad * 2 : 16;
+        int64_t *n = realloc(c->bad_segments, cap * sizeof *n);
+        if (!n) return;
+        c->bad_segments = n;
+        c->cap_bad = cap;
+    }
+    c->bad_segments[c->n_bad++] = id;
+}
+
+static bool is_bad_segment(const checker *c, int64_t id)
+{
+    for (size_t i = 0; i < c->n_bad; i++)
+        if (c->bad_segments[i] == id) return true;
+    return false;
+}
+
+/* One line per unreadable segment for the live documents it takes with it, rather than one
+ * line per document. */
+static void summarise_bad_segments(checker *c)
+{
+    for (size_t i = 0; i < c->n_bad; i++) {
+        int64_t n = 0, lo = -1, hi = -1;
+        for (int64_t d = 0; d < c->n_slots; d++)
+            if (c->state[d] == 1 && c->segment_of[d] == c->bad_segments[i]) {
+                if (lo < 0) lo = d;
+                hi = d;
+                n++;
+            }
+        if (n)
+            problem(c, "segment %lld: %lld live documents are unreadable (internal ids %lld..%lld)",
+                    (long long)c->bad_segments[i], (long long)n, (long long)lo, (long long)hi);
+    }
+}
+
+static void problem(checker *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(checker *c, const char *fmt, ...)
+{
+    c->problems++;
+    if (!c->report) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(c->report, "%s: ", c->path);
+    vfprintf(c->report, fmt, ap);
+    fputc('\n', c->report);
+    va_end(ap);
+}
+
+static void check_integrity(checker *c)
+{
+    sqlite3_stmt *q = NULL;
+    int rc = sqlite3_prepare_v2(cp_store_sqlite(c->store), "PRAGMA integrity_check", -1, &q, NULL);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        const char *line = (const char *)sqlite3_column_text(q, 0);
+        if (line && strcmp(line, "ok") != 0) problem(c, "SQLite integrity: %s", line);
+        rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_DONE)
+        problem(c, "SQLite integrity check failed to run: %s",
+                sqlite3_errmsg(cp_store_sqlite(c->store)));
+    sqlite3_finalize(q);
+}
+
+static void check_codec(checker *c)
+{
+    cp_codec codec;
+    cp_error err = {0};
+    if (cp_store_load_codec(c->store, &codec, &err) != CP_OK) {
+        problem(c, "codec: %s", err.message);
+        return;
+    }
+    int64_t bad = 0;
+    for (int64_t k = 0; k < codec.n_centroids; k++) {
+        double n = 0;
+        for (int j = 0; j < codec.dim; j++) n += (double)codec.centroids[k * codec.dim + j] *
+                                                codec.centroids[k * codec.dim + j];
+        /* Zero rows are legitimate: Stanford ColBERT indexes keep empty k-means clusters. */
+        if (!(fabs(sqrt(n) - 1.0) < 1e-2) && n != 0) bad++;
+    }
+    if (bad) problem(c, "codec: %lld centroids are neither unit vectors nor zero", (long long)bad);
+    int nb = 1 << codec.nbits;
+    for (int i = 0; i + 1 < nb - 1; i++)
+        if (!(codec.bucket_cutoffs[i] <= codec.bucket_cutoffs[i + 1])) {
+            problem(c, "codec: bucket cutoffs are not ascending");
+            break;
+        }
+    for (int i = 0; i < nb; i++)
+        if (!isfinite(codec.bucket_weights[i])) {
+            problem(c, "codec: bucket weight %d is not a finite number", i);
+            break;
+        }
+    free(codec.centroids);
+}
+
+static bool load_documents(checker *c)
+{
+    cp_error err = {0};
+    if (cp_store_meta_int(c->store, "next_doc_id", 0, INT32_MAX, &c->n_slots, &err) != CP_OK) {
+        problem(c, "%s", err.message);
+        return false;
+    }
+    size_t n = (size_t)(c->n_slots ? c->n_slots : 1);
+    c->n_tokens = calloc(n, sizeof *c->n_tokens);
+    c->segment_of = calloc(n, sizeof *c->segment_of);
+    c->state = calloc(n, 1);
+    c->seen = calloc(n, 1);
+    if (!c->n_tokens || !c->segment_of || !c->state || !c->seen) {
+        problem(c, "out of memory reading %lld documents", (long long)c->n_slots);
+        return false;
+    }
+    sqlite3_stmt *q = NULL;
+    int rc = sqlite3_prepare_v2(cp_store_sqlite(c->store),
+                                "SELECT doc_id, n_tokens, segment_id, deleted, external_id"
+                                " FROM documents",
+                                -1, &q, NULL);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        rc = SQLITE_OK;
+        int64_t d = sqlite3_column_int64(q, 0), nt = sqlite3_column_int64(q, 1);
+        if (d < 0 || d >= c->n_slots) {
+            problem(c, "document %lld: id outside [0, next_doc_id = %lld)", (long long)d,
+                    (long long)c->n_slots);
+            continue;
+        }
+        const unsigned char *ext = sqlite3_column_text(q, 4);
+        if (!ext || !*ext) problem(c, "document %lld: empty external id", (long long)d);
+        if (nt < 0 || nt > INT32_MAX)
+            problem(c, "document %lld: token count %lld is invalid", (long long)d, (long long)nt);
+        c->n_tokens[d] = (int32_t)(nt < 0 || nt > INT32_MAX ? -1 : nt);
+        c->segment_of[d] = sqlite3_column_int64(q, 2);
+        c->state[d] = sqlite3_column_int64(q, 3) ? 2 : 1;
+    }
+    if (rc != SQLITE_DONE)
+        problem(c, "reading documents: %s", sqlite3_errmsg(cp_store_sqlite(c->store)));
+    sqlite3_finalize(q);
+    return true;
+}
+
+static void check_segment(checker *c, const cp_segment_data *seg, int64_t k)
+{
+    int64_t bad_codes = 0;
+    for (int64_t t = 0; t < seg->n_tokens; t++)
+        if (seg->codes[t] < 0 || seg->codes[t] >= k) bad_codes++;
+    if (bad_codes)
+        problem(c, "segment %lld: %lld centroid codes outside [0, %lld)", (long long)seg->segment_id,
+                (long long)bad_codes, (long long)k);
+    for (int64_t i = 0; i < seg->n_docs; i++) {
+        int64_t d = seg->doc_ids[i];
+        if (d < 0 || d >= c->n_slots || c->state[d] == 0) {
+            problem(c, "segment %lld: holds tokens of document %lld, which has no row",
+                    (long long)seg->segment_id, (long long)d);
+            continue;
+        }
+        if (c->state[d] == 2 && c->segment_of[d] != seg->segment_id) continue; /* old version */
+        if (c->segment_of[d] != seg->segment_id) {
+            problem(c, "document %lld: row says segment %lld but segment %lld holds it",
+                    (long long)d, (long long)c->segment_of[d], (long long)seg->segment_id);
+            continue;
+        }
+        if (seg->doclens[i] != c->n_tokens[d])
+            problem(c, "document %lld: row says %d tokens, segment %lld holds %d", (long long)d,
+                    c->n_tokens[d], (long long)seg->segment_id, seg->doclens[i]);
+        if (c->seen[d] < 255) c->seen[d]++;
+    }
+}
+
+static void check_segments(checker *c)
+{
+    cp_error err = {0};
+    cp_segment_iter *it = NULL;
+    if (cp_store_segments_begin(c->store, &it, &err) != CP_OK) {
+        problem(c, "%s", err.message);
+        return;
+    }
+    int64_t k = 0;
+    if (cp_store_meta_int(c->store, "n_centroids", 1, INT32_MAX, &k, &err) != CP_OK)
+        problem(c, "%s", err.message);
+    for (;;) {
+        cp_segment_data seg;
+        bool has = false;
+        cp_status st = cp_store_segments_next(it, &seg, &has, &err);
+        if (!has) {
+            if (st != CP_OK) problem(c, "%s", err.message);
+            break;
+        }
+        if (st != CP_OK) {
+            /* The message names the file already; drop the duplicate prefix. */
+            size_t pl = strlen(c->path);
+            const char *m = strncmp(err.message, c->path, pl) == 0 && err.message[pl] == ':'
+                                ? err.message + pl + 2
+                                : err.message;
+            problem(c, "%s", m);
+            note_bad_segment(c, seg.segment_id);
+            continue;
+        }
+        check_segment(c, &seg, k);
+    }
+    cp_store_segments_end(it);
+    summarise_bad_segments(c);
+    for (int64_t d = 0; d < c->n_slots; d++) {
+        if (c->state[d] != 1 || (c->seen[d] == 0 && is_bad_segment(c, c->segment_of[d]))) continue;
+        if (c->seen[d] == 0)
+            problem(c, "document %lld: its tokens are in no readable segment (row says segment "
+                    "%lld)", (long long)d, (long long)c->segment_of[d]);
+        else if (c->seen[d] > 1)
+            problem(c, "document %lld: its tokens appear %d times", (long long)d, c->seen[d]);
+    }
+}
+
+static void check_unique_ids(checker *c)
+{
+    sqlite3_stmt *q = NULL;
+    int rc = sqlite3_prepare_v2(cp_store_sqlite(c->store),
+                                "SELECT external_id, COUNT(*) FROM documents WHERE deleted = 0"
+                                " GROUP BY external_id HAVING COUNT(*) > 1 LIMIT 20",
+                                -1, &q, NULL);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        rc = SQLITE_OK;
+        problem(c, "external id \"%s\" is live %d times", (const char *)sqlite3_column_text(q, 0),
+                sqlite3_column_int(q, 1));
+    }
+    sqlite3_finalize(q);
+}
+
+cp_status cp_index_check(const char *path, FILE *report, cp_error *err)
+{
+    checker c = {.path = path, .report = report};
+    cp_status st = cp_store_open(path, CP_OPEN_READONLY, &c.store, err);
+    if (st != CP_OK) {
+        if (report) fprintf(report, "%s\n", err ? err->message : "cannot open the index");
+        return st;
+    }
+    check_integrity(&c);
+    check_codec(&c);
+    if (load_documents(&c)) {
+        check_segments(&c);
+        check_unique_ids(&c);
+    }
+    cp_store_close(c.store);
+    free(c.n_tokens);
+    free(c.segment_of);
+    free(c.state);
+    free(c.seen);
+    free(c.bad_segments);
+    if (c.problems)
+        return cp_error_set(err, CP_ECORRUPT, "%s: %lld problem%s found", path,
+                            (long long)c.problems, c.problems == 1 ? "" : "s");
+    return CP_OK;
+}

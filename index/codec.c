@@ -1,0 +1,310 @@
+/*
+ * The ColBERTv2 residual codec (PLAID.md 1.5-1.8): a token vector becomes the id of its
+ * nearest centroid (by inner product) plus its residual quantised to nbits per dimension
+ * with global bucket cutoffs, packed in natural bit order (index_internal.h).
+ *
+ * Why it looks like this:
+ * - Nearest-centroid search is the one heavy step of an index build (tokens x K x dim
+ *   multiply-adds), so it runs as blocked sgemm (BLAS) followed by a row argmax; blocks are
+ *   sized so each thread's score matrix stays around 16 MB whatever K is.
+ * - Bucketisation and packing are per token and cheap; each worker thread does them for
+ *   the blocks it scored.
+ * - cp_codec_decompress_one is the slow, obviously-correct reference; faster decoders in
+ *   search are tested against it.
+ *
+ * Invariants: cutoffs are sorted ascending; bucket(x) = #{cutoffs < x} (a value equal to a
+ * cutoff goes to the lower bucket, like torch.bucketize(right=False)); nbits is 1, 2, 4 or 8
+ * and dim is a multiple of 8.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "index_internal.h"
+
+bool cp_codec_nbits_supported(int nbits)
+{
+    return nbits == 1 || nbits == 2 || nbits == 4 || nbits == 8;
+}
+
+int cp_codec_bucketize(const float *cutoffs, int n_cutoffs, float x)
+{
+    /* Binary search for the number of cutoffs strictly below x. */
+    int lo = 0, hi = n_cutoffs;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (cutoffs[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+void cp_codec_pack_natural(const uint8_t *buckets, int dim, int nbits, uint8_t *out)
+{
+    int per_byte = 8 / nbits;
+    int n_bytes = dim * nbits / 8;
+    for (int p = 0; p < n_bytes; p++) {
+        unsigned byte = 0;
+        for (int i = 0; i < per_byte; i++)
+            byte |= (unsigned)buckets[p * per_byte + i] << (8 - nbits * (i + 1));
+        out[p] = (uint8_t)byte;
+    }
+}
+
+void cp_codec_unpack_natural(const uint8_t *packed, int dim, int nbits, uint8_t *buckets)
+{
+    int per_byte = 8 / nbits;
+    unsigned mask = (1u << nbits) - 1;
+    for (int j = 0; j < dim; j++) {
+        unsigned byte = packed[j / per_byte];
+        buckets[j] = (uint8_t)((byte >> (8 - nbits * (j % per_byte + 1))) & mask);
+    }
+}
+
+void cp_codec_reference_to_natural(uint8_t *bytes, size_t n_bytes, int nbits)
+{
+    if (nbits <= 0 || nbits > 8 || 8 % nbits) return;
+    /* One 256-entry table: every nbits-group of the byte with its bits reversed. Built on
+     * the stack per call (256 tiny steps) so there is no global state. */
+    uint8_t lut[256];
+    unsigned mask = (1u << nbits) - 1;
+    for (unsigned v = 0; v < 256; v++) {
+        unsigned outv = 0;
+        for (int g = 0; g < 8; g += nbits) {
+            unsigned group = (v >> g) & mask, rev = 0;
+            for (int b = 0; b < nbits; b++)
+                if (group & (1u << b)) rev |= 1u << (nbits - 1 - b);
+            outv |= rev << g;
+        }
+        lut[v] = (uint8_t)outv;
+    }
+    for (size_t i = 0; i < n_bytes; i++) bytes[i] = lut[bytes[i]];
+}
+
+void cp_codec_decompress_one(const cp_codec *codec, int32_t code, const uint8_t *residual,
+                             float *out)
+{
+    int dim = codec->dim;
+    const float *c = codec->centroids + (size_t)code * (size_t)dim;
+    int per_byte = 8 / codec->nbits;
+    unsigned mask = (1u << codec->nbits) - 1;
+    double norm2 = 0;
+    for (int j = 0; j < dim; j++) {
+        unsigned byte = residual[j / per_byte];
+        unsigned b = (byte >> (8 - codec->nbits * (j % per_byte + 1))) & mask;
+        out[j] = c[j] + codec->bucket_weights[b];
+        norm2 += (double)out[j] * out[j];
+    }
+    if (norm2 > 0) {
+        float inv = (float)(1.0 / sqrt(norm2));
+        for (int j = 0; j < dim; j++) out[j] *= inv;
+    }
+}
+
+void cp_codec_free_arrays(cp_codec *codec)
+{
+    if (!codec) return;
+    free(codec->centroids);
+    codec->centroids = NULL;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Nearest centroid (blocked sgemm + argmax) and compression.
+ * ------------------------------------------------------------------------------------ */
+
+/* Work shared by the assignment threads: each claims blocks of rows from next_block,
+ * scores them with a single-threaded sgemm and post-processes them itself, so the argmax
+ * and packing of one block overlap the sgemm of another (on two cores, BLAS-internal
+ * threading left one core spinning during every epilogue). */
+typedef struct assign_shared {
+    const cp_codec *codec; /* for compression; NULL when only codes are wanted */
+    const float *centroids;
+    int64_t k;
+    int dim;
+    const float *vectors;
+    int64_t n, block;
+    int32_t *codes;
+    uint8_t *residuals; /* n x residual bytes, or NULL */
+    _Atomic int64_t next_block;
+    _Atomic int failed;
+} assign_shared;
+
+static void compress_row(const cp_codec *codec, const float *v, int32_t code, uint8_t *out)
+{
+    int dim = codec->dim, n_cut = (1 << codec->nbits) - 1;
+    const float *c = codec->centroids + (size_t)code * (size_t)dim;
+    uint8_t buckets[4096];
+    for (int j = 0; j < dim; j++)
+        buckets[j] = (uint8_t)cp_codec_bucketize(codec->bucket_cutoffs, n_cut, v[j] - c[j]);
+    cp_codec_pack_natural(buckets, dim, codec->nbits, out);
+}
+
+/* Row argmax; the first maximum wins, like torch.argmax. */
+static int64_t row_argmax(const float *s, int64_t k)
+{
+    int64_t best = 0;
+    float best_s = s[0];
+    for (int64_t c = 1; c < k; c++)
+        if (s[c] > best_s) {
+            best_s = s[c];
+            best = c;
+        }
+    return best;
+}
+
+static void *assign_worker(void *arg)
+{
+    assign_shared *sh = arg;
+    float *scores = malloc((size_t)sh->block * (size_t)sh->k * sizeof *scores);
+    if (!scores) {
+        atomic_store(&sh->failed, 1);
+        return NULL;
+    }
+    int rb = sh->codec ? cp_residual_bytes(sh->dim, sh->codec->nbits) : 0;
+    for (;;) {
+        int64_t start = atomic_fetch_add(&sh->next_block, 1) * sh->block;
+        if (start >= sh->n || atomic_load(&sh->failed)) break;
+        int64_t m = sh->n - start < sh->block ? sh->n - start : sh->block;
+        const float *v = sh->vectors + start * sh->dim;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)m, (blasint)sh->k, sh->dim,
+                    1.0f, v, sh->dim, sh->centroids, sh->dim, 0.0f, scores, (blasint)sh->k);
+        for (int64_t r = 0; r < m; r++) {
+            int64_t best = row_argmax(scores + r * sh->k, sh->k);
+            sh->codes[start + r] = (int32_t)best;
+            if (sh->residuals)
+                compress_row(sh->codec, v + r * sh->dim, (int32_t)best,
+                             sh->residuals + (start + r) * rb);
+        }
+    }
+    free(scores);
+    return NULL;
+}
+
+static int64_t block_rows(int64_t k)
+{
+    /* Keep a thread's score matrix near 4M floats (16 MB). */
+    int64_t rows = (int64_t)4 * 1024 * 1024 / (k > 0 ? k : 1);
+    if (rows > 1024) rows = 1024;
+    if (rows < 16) rows = 16;
+    return rows;
+}
+
+static cp_status assign_impl(const cp_codec *codec, const float *centroids, int64_t k, int dim,
+                             const float *vectors, int64_t n, int32_t *codes,
+                             uint8_t *residuals, int threads, cp_error *err)
+{
+    if (k <= 0 || k > INT32_MAX || dim <= 0)
+        return cp_error_set(err, CP_EINVAL, "codec: bad shape (%lld centroids, dim %d)",
+                            (long long)k, dim);
+    if (n <= 0) return CP_OK;
+    assign_shared sh = {.codec = codec, .centroids = centroids, .k = k, .dim = dim,
+                        .vectors = vectors, .n = n, .block = block_rows(k), .codes = codes,
+                        .residuals = residuals};
+    if (sh.block > n) sh.block = n;
+    int64_t n_blocks = (n + sh.block - 1) / sh.block;
+    if (threads <= 0) threads = 1;
+    if (threads > 64) threads = 64;
+    if (threads > n_blocks) threads = (int)n_blocks;
+    /* Our threads each run a single-threaded sgemm; BLAS's own pool would only compete. */
+    int blas_threads = openblas_get_num_threads();
+    if (threads > 1) openblas_set_num_threads(1);
+    pthread_t tids[64];
+    int started = 0;
+    for (int t = 1; t < threads; t++)
+        if (pthread_create(&tids[started], NULL, assign_worker, &sh) == 0) started++;
+    assign_worker(&sh);
+    for (int t = 0; t < started; t++) pthread_join(tids[t], NULL);
+    if (threads > 1) openblas_set_num_threads(blas_threads);
+    if (atomic_load(&sh.failed))
+        return cp_error_set(err, CP_ENOMEM, "codec: out of memory for a %lld x %lld score block",
+                            (long long)sh.block, (long long)k);
+    return CP_OK;
+}
+
+cp_status cp_codec_assign(const float *centroids, int64_t k, int dim, const float *vectors,
+                          int64_t n, int32_t *codes, int threads, cp_error *err)
+{
+    return assign_impl(NULL, centroids, k, dim, vectors, n, codes, NULL, threads, err);
+}
+
+cp_status cp_codec_compress(const cp_codec *codec, const float *vectors, int64_t n,
+                            int32_t *codes, uint8_t *residuals, int threads, cp_error *err)
+{
+    if (!cp_codec_nbits_supported(codec->nbits) || codec->dim % 8 || codec->dim > 4096)
+        return cp_error_set(err, CP_EINVAL, "codec: unsupported nbits %d / dim %d",
+                            codec->nbits, codec->dim);
+    return assign_impl(codec, codec->centroids, codec->n_centroids, codec->dim, vectors, n,
+                       codes, residuals, threads, err);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Training the buckets from held-out residual quantiles (PLAID.md 1.6).
+ * ------------------------------------------------------------------------------------ */
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+void cp_codec_quantiles(float *values, size_t n, const double *levels, int n_levels, float *out)
+{
+    qsort(values, n, sizeof *values, cmp_float);
+    for (int i = 0; i < n_levels; i++) {
+        /* torch.quantile's default: linear interpolation between order statistics. */
+        double pos = levels[i] * (double)(n - 1);
+        size_t lo = (size_t)floor(pos), hi = (size_t)ceil(pos);
+        if (hi >= n) hi = n - 1;
+        if (lo >= n) lo = n - 1;
+        double frac = pos - (double)lo;
+        out[i] = (float)((double)values[lo] + frac * ((double)values[hi] - (double)values[lo]));
+    }
+}
+
+cp_status cp_codec_train(cp_codec *codec, const float *heldout, int64_t n, int threads,
+                         cp_error *err)
+{
+    int dim = codec->dim, nbits = codec->nbits;
+    if (!cp_codec_nbits_supported(nbits) || nbits > CP_MAX_NBITS)
+        return cp_error_set(err, CP_EINVAL, "nbits must be 1, 2, 4 or 8 (got %d)", nbits);
+    if (n <= 0)
+        return cp_error_set(err, CP_EINVAL, "codec training needs at least one held-out vector");
+    size_t total = (size_t)n * (size_t)dim;
+    int32_t *codes = malloc((size_t)n * sizeof *codes);
+    float *res = malloc(total * sizeof *res);
+    if (!codes || !res) {
+        free(codes);
+        free(res);
+        return cp_error_set(err, CP_ENOMEM, "codec training: out of memory for %lld vectors",
+                            (long long)n);
+    }
+    cp_status st = cp_codec_assign(codec->centroids, codec->n_centroids, dim, heldout, n, codes,
+                                   threads, err);
+    double abs_sum = 0;
+    if (st == CP_OK) {
+        for (int64_t i = 0; i < n; i++) {
+            const float *c = codec->centroids + (size_t)codes[i] * (size_t)dim;
+            for (int j = 0; j < dim; j++) {
+                float r = heldout[i * dim + j] - c[j];
+                res[i * dim + j] = r;
+                abs_sum += fabs((double)r);
+            }
+        }
+        int n_opt = 1 << nbits;
+        double levels[1 << CP_MAX_NBITS];
+        for (int i = 1; i < n_opt; i++) levels[i - 1] = (double)i / n_opt;
+        cp_codec_quantiles(res, total, levels, n_opt - 1, codec->bucket_cutoffs);
+        /* res is sorted now; the second call only reads it. */
+        for (int i = 0; i < n_opt; i++) levels[i] = (i + 0.5) / n_opt;
+        cp_codec_quantiles(res, total, levels, n_opt, codec->bucket_weights);
+        codec->avg_residual = (float)(abs_sum / (double)total);
+    }
+    free(codes);
+    free(res);
+    return st;
+}

@@ -1,0 +1,374 @@
+/*
+ * The cp_index handle: opening (load the snapshot), the writer lock, document lookups and
+ * publishing snapshots.
+ *
+ * Why it exists: it is what the server, the CLI and the search code hold; it ties one
+ * index file to the immutable snapshot that searches read.
+ *
+ * Invariants and concurrency
+ * - `view` (the current snapshot plus its external-id hash map) is replaced only as a whole,
+ *   under the write side of view_lock; readers take the read side just long enough to
+ *   retain the snapshot or probe the map, so publishing never waits for a search and a
+ *   search never sees half an update. A retained snapshot stays valid after a swap.
+ *   (A bare atomic pointer is not enough: a reader could load the pointer, be preempted,
+ *   and retain a snapshot that a publisher has meanwhile swapped out and freed. The read
+ *   lock covers exactly load + retain, so it is held for nanoseconds.)
+ * - SQL reads (document text, meta, counts) use read-only connections from a small
+ *   mutex-protected pool, one connection per concurrent caller (SQLite in WAL mode lets
+ *   them all read at once). The writer store, when open, is used by write paths only.
+ * - Closing: the pool is closed before the writer store, whose close releases the writer
+ *   lock.
+ */
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "index_internal.h"
+#include "storage.h"
+
+#define POOL_MAX 8
+
+typedef struct idmap {
+    int32_t *slots; /* doc ids, -1 = empty; open addressing, linear probing */
+    uint64_t mask;
+} idmap;
+
+typedef struct view {
+    cp_snapshot *snap;
+    idmap map;
+} view;
+
+struct cp_index {
+    char *path;
+    int flags;
+    cp_store *writer; /* CP_OPEN_WRITE only */
+    pthread_rwlock_t view_lock;
+    view current;
+    pthread_mutex_t pool_lock;
+    cp_store *pool[POOL_MAX];
+    int n_pool;
+};
+
+/* ------------------------------------------------------------------------------------
+ * External id map
+ * --------------------------------------------------------------------------------- */
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * UINT64_C(0x100000001b3);
+    return h ^ (h >> 31);
+}
+
+static cp_status idmap_build(const cp_snapshot *snap, idmap *m, cp_error *err)
+{
+    uint64_t cap = 16;
+    while (cap < (uint64_t)snap->n_live * 2) cap <<= 1;
+    m->slots = malloc(cap * sizeof *m->slots);
+    if (!m->slots) return cp_error_set(err, CP_ENOMEM, "out of memory for the id map");
+    memset(m->slots, 0xff, cap * sizeof *m->slots);
+    m->mask = cap - 1;
+    for (int64_t d = 0; d < snap->n_slots; d++) {
+        if (snap->deleted[d] || !snap->external_ids[d]) continue;
+        uint64_t i = hash_str(snap->external_ids[d]) & m->mask;
+        while (m->slots[i] >= 0) i = (i + 1) & m->mask;
+        m->slots[i] = (int32_t)d;
+    }
+    return CP_OK;
+}
+
+static int64_t idmap_find(const view *v, const char *ext)
+{
+    if (!v->map.slots) return -1;
+    for (uint64_t i = hash_str(ext) & v->map.mask;; i = (i + 1) & v->map.mask) {
+        int32_t d = v->map.slots[i];
+        if (d < 0) return -1;
+        if (strcmp(v->snap->external_ids[d], ext) == 0) return d;
+    }
+}
+
+/* ------------------------------------------------------------------------------------
+ * Snapshots
+ * --------------------------------------------------------------------------------- */
+
+cp_snapshot *cp_index_acquire_snapshot(cp_index *index)
+{
+    pthread_rwlock_rdlock(&index->view_lock);
+    cp_snapshot *s = index->current.snap;
+    cp_snapshot_retain(s);
+    pthread_rwlock_unlock(&index->view_lock);
+    return s;
+}
+
+cp_status cp_index_publish_snapshot(cp_index *index, cp_snapshot *snap, cp_error *err)
+{
+    view next = {.snap = snap};
+    cp_status st = idmap_build(snap, &next.map, err);
+    if (st != CP_OK) return st;
+    pthread_rwlock_wrlock(&index->view_lock);
+    view old = index->current;
+    index->current = next;
+    pthread_rwlock_unlock(&index->view_lock);
+    cp_snapshot_release(old.snap); /* freed once the last search holding it lets go */
+    free(old.map.slots);
+    return CP_OK;
+}
+
+cp_store *cp_index_writer_store(cp_index *index)
+{
+    return index->writer;
+}
+
+const char *cp_index_path(cp_index *index)
+{
+    return index->path;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Connection pool
+ * --------------------------------------------------------------------------------- */
+
+static cp_status pool_get(cp_index *index, cp_store **out, cp_error *err)
+{
+    pthread_mutex_lock(&index->pool_lock);
+    *out = index->n_pool ? index->pool[--index->n_pool] : NULL;
+    pthread_mutex_unlock(&index->pool_lock);
+    if (*out) return CP_OK;
+    return cp_store_open(index->path, CP_OPEN_READONLY, out, err);
+}
+
+static void pool_put(cp_index *index, cp_store *s)
+{
+    pthread_mutex_lock(&index->pool_lock);
+    if (index->n_pool < POOL_MAX) {
+        index->pool[index->n_pool++] = s;
+        s = NULL;
+    }
+    pthread_mutex_unlock(&index->pool_lock);
+    cp_store_close(s);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Open / close
+ * --------------------------------------------------------------------------------- */
+
+cp_status cp_index_open(const char *path, int flags, cp_index **out, cp_error *err)
+{
+    *out = NULL;
+    cp_index *ix = calloc(1, sizeof *ix);
+    if (!ix || !(ix->path = strdup(path))) {
+        free(ix);
+        return cp_error_set(err, CP_ENOMEM, "out of memory opening %s", path);
+    }
+    ix->flags = flags;
+    pthread_rwlock_init(&ix->view_lock, NULL);
+    pthread_mutex_init(&ix->pool_lock, NULL);
+    cp_store *store = NULL;
+    cp_status st = cp_store_open(path, flags, &store, err);
+    cp_snapshot *snap = NULL;
+    if (st == CP_OK) st = cp_store_load_snapshot(store, &snap, err);
+    if (st == CP_OK) st = cp_index_publish_snapshot(ix, snap, err);
+    if (st != CP_OK) {
+        cp_snapshot_release(snap);
+        cp_store_close(store);
+        cp_index_close(ix);
+        return st;
+    }
+    if (flags & CP_OPEN_WRITE)
+        ix->writer = store;
+    else
+        pool_put(ix, store);
+    *out = ix;
+    return CP_OK;
+}
+
+void cp_index_close(cp_index *index)
+{
+    if (!index) return;
+    for (int i = 0; i < index->n_pool; i++) cp_store_close(index->pool[i]);
+    cp_store_close(index->writer);
+    cp_snapshot_release(index->current.snap);
+    free(index->current.map.slots);
+    pthread_rwlock_destroy(&index->view_lock);
+    pthread_mutex_destroy(&index->pool_lock);
+    free(index->path);
+    free(index);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Inspection
+ * --------------------------------------------------------------------------------- */
+
+static int64_t file_size(const char *path, const char *suffix)
+{
+    char p[4096];
+    struct stat sb;
+    if (snprintf(p, sizeof p, "%s%s", path, suffix) >= (int)sizeof p) return 0;
+    return stat(p, &sb) == 0 ? (int64_t)sb.st_size : 0;
+}
+
+static int64_t snapshot_bytes(const cp_snapshot *s)
+{
+    int64_t b = (int64_t)sizeof *s;
+    b += s->codec.n_centroids * s->codec.dim * (int64_t)sizeof(float);
+    b += (s->n_slots + 1) * (int64_t)sizeof(int64_t) + s->n_slots; /* offsets, deleted */
+    b += s->n_slots * (int64_t)sizeof(char *);
+    for (int64_t d = 0; d < s->n_slots; d++)
+        if (s->external_ids[d]) b += (int64_t)strlen(s->external_ids[d]) + 1;
+    b += s->n_tokens * (4 + cp_residual_bytes(s->codec.dim, s->codec.nbits));
+    b += (s->codec.n_centroids + 1) * (int64_t)sizeof(int64_t);
+    b += s->ivf_offsets[s->codec.n_centroids] * (int64_t)sizeof(int32_t);
+    return b;
+}
+
+static cp_status count_sql(cp_store *s, const char *sql, int64_t *out, cp_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    int rc = sqlite3_prepare_v2(cp_store_sqlite(s), sql, -1, &q, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        *out = sqlite3_column_int64(q, 0);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(q);
+    return rc == SQLITE_OK ? CP_OK : cp_store_sql_error(s, rc, "counting", err);
+}
+
+cp_status cp_index_stats_get(cp_index *index, cp_index_stats *out, cp_error *err)
+{
+    memset(out, 0, sizeof *out);
+    cp_snapshot *s = cp_index_acquire_snapshot(index);
+    out->format_version = CP_INDEX_FORMAT_VERSION;
+    out->dim = s->codec.dim;
+    out->nbits = s->codec.nbits;
+    out->n_centroids = s->codec.n_centroids;
+    out->n_documents = s->n_live;
+    out->n_tokens = s->n_tokens;
+    pthread_rwlock_rdlock(&index->view_lock);
+    out->bytes_in_memory = snapshot_bytes(s) +
+                           (index->current.snap == s ? (int64_t)(index->current.map.mask + 1) * 4 : 0);
+    pthread_rwlock_unlock(&index->view_lock);
+    cp_snapshot_release(s);
+    out->bytes_on_disk = file_size(index->path, "") + file_size(index->path, "-wal");
+    cp_store *db = NULL;
+    cp_status st = pool_get(index, &db, err);
+    if (st != CP_OK) return st;
+    st = count_sql(db, "SELECT COUNT(*) FROM documents WHERE deleted != 0", &out->n_deleted, err);
+    if (st == CP_OK) st = count_sql(db, "SELECT COUNT(*) FROM segments", &out->n_segments, err);
+    int64_t version = 0;
+    if (st == CP_OK &&
+        cp_store_meta_int(db, "format_version", 1, INT32_MAX, &version, NULL) == CP_OK)
+        out->format_version = (int)version;
+    pool_put(index, db);
+    return st;
+}
+
+char *cp_index_meta_get(cp_index *index, const char *key)
+{
+    cp_store *db = NULL;
+    if (pool_get(index, &db, NULL) != CP_OK) return NULL;
+    char *v = cp_store_get_meta(db, key);
+    pool_put(index, db);
+    return v;
+}
+
+cp_status cp_index_external_id(cp_index *index, int64_t doc_id, char **external_id, cp_error *err)
+{
+    *external_id = NULL;
+    cp_snapshot *s = cp_index_acquire_snapshot(index);
+    cp_status st = CP_OK;
+    if (doc_id < 0 || doc_id >= s->n_slots || s->deleted[doc_id])
+        st = cp_error_set(err, CP_ENOTFOUND, "no document with internal id %lld", (long long)doc_id);
+    else if (!(*external_id = strdup(s->external_ids[doc_id])))
+        st = cp_error_set(err, CP_ENOMEM, "out of memory");
+    cp_snapshot_release(s);
+    return st;
+}
+
+cp_status cp_index_doc_id(cp_index *index, const char *external_id, int64_t *doc_id, cp_error *err)
+{
+    pthread_rwlock_rdlock(&index->view_lock);
+    int64_t d = idmap_find(&index->current, external_id);
+    pthread_rwlock_unlock(&index->view_lock);
+    *doc_id = d;
+    if (d < 0) return cp_error_set(err, CP_ENOTFOUND, "no document with id \"%s\"", external_id);
+    return CP_OK;
+}
+
+static char *dup_column(sqlite3_stmt *q, int col)
+{
+    const unsigned char *t = sqlite3_column_text(q, col);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+cp_status cp_index_document_get(cp_index *index, const char *external_id, cp_document_info *out,
+                                cp_error *err)
+{
+    memset(out, 0, sizeof *out);
+    cp_store *db = NULL;
+    cp_status st = pool_get(index, &db, err);
+    if (st != CP_OK) return st;
+    sqlite3_stmt *q = NULL;
+    int rc = sqlite3_prepare_v2(cp_store_sqlite(db),
+                                "SELECT doc_id, external_id, text, metadata, n_tokens FROM documents"
+                                " WHERE external_id = ? AND deleted = 0",
+                                -1, &q, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(q, 1, external_id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(q);
+    }
+    if (rc == SQLITE_ROW) {
+        out->doc_id = sqlite3_column_int64(q, 0);
+        out->external_id = dup_column(q, 1);
+        out->text = dup_column(q, 2);
+        out->metadata_json = dup_column(q, 3);
+        out->n_tokens = sqlite3_column_int(q, 4);
+        if (!out->external_id) st = cp_error_set(err, CP_ENOMEM, "out of memory");
+    } else if (rc == SQLITE_DONE) {
+        st = cp_error_set(err, CP_ENOTFOUND, "no document with id \"%s\"", external_id);
+    } else {
+        st = cp_store_sql_error(db, rc, "reading a document", err);
+    }
+    sqlite3_finalize(q);
+    pool_put(index, db);
+    if (st != CP_OK) cp_document_info_free(out);
+    return st;
+}
+
+void cp_document_info_free(cp_document_info *info)
+{
+    if (!info) return;
+    free(info->external_id);
+    free(info->text);
+    free(info->metadata_json);
+    memset(info, 0, sizeof *info);
+}
+
+cp_status cp_index_document_embeddings(cp_index *index, int64_t doc_id, float **embeddings,
+                                       int32_t *n_tokens, cp_error *err)
+{
+    *embeddings = NULL;
+    *n_tokens = 0;
+    cp_snapshot *s = cp_index_acquire_snapshot(index);
+    cp_status st = CP_OK;
+    if (doc_id < 0 || doc_id >= s->n_slots || s->deleted[doc_id]) {
+        st = cp_error_set(err, CP_ENOTFOUND, "no document with internal id %lld", (long long)doc_id);
+    } else {
+        int64_t lo = s->doc_offsets[doc_id], n = s->doc_offsets[doc_id + 1] - lo;
+        int dim = s->codec.dim, rb = cp_residual_bytes(dim, s->codec.nbits);
+        float *out = malloc((size_t)(n ? n : 1) * (size_t)dim * sizeof *out);
+        if (!out) {
+            st = cp_error_set(err, CP_ENOMEM, "out of memory");
+        } else {
+            for (int64_t t = 0; t < n; t++)
+                cp_codec_decompress_one(&s->codec, s->codes[lo + t],
+                                        s->residuals + (size_t)(lo + t) * (size_t)rb,
+                                        out + t * dim);
+            *embeddings = out;
+            *n_tokens = (int32_t)n;
+        }
+    }
+    cp_snapshot_release(s);
+    return st;
+}

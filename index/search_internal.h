@@ -1,0 +1,31 @@
+/*
+ * Search internals visible to tests and benchmarks: a trace of the document sets that flow
+ * between PLAID's stages, so each stage can be checked against a naive reference.
+ */
+#ifndef CP_SEARCH_INTERNAL_H
+#define CP_SEARCH_INTERNAL_H
+
+#include "index_internal.h"
+
+typedef struct cp_search_trace {
+    /* Sorted ascending doc ids, malloc'd by the search (free with cp_search_trace_free).
+     * stage1: candidates; stage2: survivors of pruned interaction (top ndocs); stage3:
+     * survivors of full interaction (top ndocs/4). A stage that was skipped because all
+     * its input fits its quota copies its input. */
+    int32_t *stage1, *stage2, *stage3;
+    size_t n_stage1, n_stage2, n_stage3;
+} cp_search_trace;
+
+void cp_search_trace_free(cp_search_trace *trace);
+
+/* cp_snapshot_search that also fills trace (may be NULL). */
+cp_status cp_snapshot_search_traced(const cp_snapshot *snap, const float *query, int n_q,
+                                    const cp_search_params *params, cp_hit *hits, int *n_hits,
+                                    cp_search_timing *timing, cp_search_trace *trace,
+                                    cp_error *err);
+
+/* Sizes the stages will keep for params: stage 2 keeps max(ndocs, k), stage 3 keeps
+ * max(ndocs / 4, k), so user overrides can never return fewer than k hits. */
+void cp_search_stage_sizes(const cp_search_params *params, int *keep2, int *keep3);
+
+#endif

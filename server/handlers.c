@@ -1,0 +1,651 @@
+/*
+ * Route handlers: a routed, authorised request in, a complete response out. They run on
+ * worker threads (search, documents, encode, rerank) or on the HTTP thread (cheap reads),
+ * and touch the engine only through its public, thread-safe API.
+ *
+ * Response shapes follow docs/http-api.md and server/openapi.json; floats are printed with
+ * 9 significant digits so a float32 survives the round trip exactly.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "server.h"
+#include "strbuf.h"
+
+#ifndef CP_VERSION
+#define CP_VERSION "dev"
+#endif
+
+double cp_now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- responses ---------------------------------------------------------------------------- */
+
+static void set_body(cp_response *resp, int status, cp_sb *sb, const char *content_type)
+{
+    resp->body = cp_sb_take(sb, &resp->len);
+    resp->status = status;
+    resp->content_type = content_type;
+    if (!resp->body) {
+        static const char oom[] =
+            "{\"error\": {\"code\": \"OUT_OF_MEMORY\", \"message\": \"out of memory\"}}";
+        resp->body = strdup(oom);
+        resp->len = resp->body ? strlen(oom) : 0;
+        resp->status = 503;
+        resp->error_code = "OUT_OF_MEMORY";
+    }
+}
+
+void cp_response_error(cp_response *resp, int status, const char *code, const char *fmt, ...)
+{
+    char msg[CP_ERROR_MESSAGE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cp_sb sb = {0};
+    cp_sb_append(&sb, "{\"error\": {\"code\": ");
+    cp_sb_json_string(&sb, code);
+    cp_sb_append(&sb, ", \"message\": ");
+    cp_sb_json_string(&sb, msg);
+    cp_sb_append(&sb, "}}");
+    free(resp->body);
+    resp->body = NULL;
+    set_body(resp, status, &sb, "application/json");
+    resp->error_code = code;
+}
+
+void cp_response_from_http_error(cp_response *resp, const cp_http_error *e)
+{
+    cp_response_error(resp, e->status, e->code, "%s", e->message);
+}
+
+static int status_for(cp_status st)
+{
+    switch (st) {
+    case CP_EINVAL: return 400;
+    case CP_ENOTFOUND: return 404;
+    case CP_EDIM: return 422;
+    case CP_EUNSUPPORTED: return 422;
+    case CP_EEXISTS: return 409;
+    case CP_EBUSY: return 503;
+    case CP_ENOMEM: return 503;
+    default: return 500;
+    }
+}
+
+void cp_response_from_status(cp_response *resp, const cp_error *err)
+{
+    cp_response_error(resp, status_for(err->code), cp_status_name(err->code), "%s",
+                      err->message[0] ? err->message : "the request failed");
+}
+
+static void append_float(cp_sb *sb, float v)
+{
+    cp_sb_printf(sb, "%.9g", (double)v);
+}
+
+/* ---- service routes ---------------------------------------------------------------------- */
+
+static void append_index_summary(cp_sb *sb, const cp_served_index *si)
+{
+    cp_index_stats st;
+    cp_error err;
+    cp_sb_append(sb, "{\"name\": ");
+    cp_sb_json_string(sb, si->name);
+    if (cp_index_stats_get(si->index, &st, &err) == CP_OK)
+        cp_sb_printf(sb, ", \"documents\": %lld, \"tokens\": %lld, \"dim\": %d",
+                     (long long)st.n_documents, (long long)st.n_tokens, st.dim);
+    cp_sb_append(sb, "}");
+}
+
+/* A stored JSON text (metadata, fingerprint) embedded as JSON, or null if it is not JSON. */
+static void append_raw_json(cp_sb *sb, const char *json)
+{
+    cJSON *v = json ? cJSON_Parse(json) : NULL;
+    cp_sb_append(sb, v ? json : "null");
+    cJSON_Delete(v);
+}
+
+static void handle_health(cp_server *s, cp_response *resp)
+{
+    cp_sb sb = {0};
+    cp_sb_printf(&sb, "{\"status\": \"%s\", \"version\": \"%s\", \"uptime_s\": %.3f, \"indexes\": [",
+                 atomic_load(&s->shutting_down) ? "shutting_down" : "ok", CP_VERSION,
+                 cp_now_seconds() - s->start_time);
+    for (size_t i = 0; i < s->n_indexes; i++) {
+        if (i) cp_sb_append(&sb, ", ");
+        append_index_summary(&sb, &s->indexes[i]);
+    }
+    cp_sb_append(&sb, "], \"model\": ");
+    append_raw_json(&sb, s->encoder ? cp_encoder_fingerprint(s->encoder) : NULL);
+    cp_sb_append(&sb, "}");
+    set_body(resp, 200, &sb, "application/json");
+}
+
+static void handle_metrics(cp_server *s, cp_response *resp)
+{
+    cp_metrics_gauges g = {
+        .in_flight = atomic_load(&s->in_flight),
+        .queue_depth = atomic_load(&s->queue_len),
+        .queue_capacity = s->cfg.queue_depth,
+        .workers = s->cfg.threads,
+        .rss_bytes = cp_process_rss_bytes(),
+        .uptime_seconds = cp_now_seconds() - s->start_time,
+    };
+    char *text = cp_metrics_render(s->metrics, &g);
+    cp_sb sb = {0};
+    cp_sb_append(&sb, text ? text : "");
+    free(text);
+    cp_sb_append(&sb, "# HELP colplaid_index_documents Live documents per index.\n"
+                      "# TYPE colplaid_index_documents gauge\n");
+    static const char *const names[] = {"documents", "tokens", "bytes_on_disk", "bytes_in_memory"};
+    for (int f = 0; f < 4; f++) {
+        if (f) cp_sb_printf(&sb, "# TYPE colplaid_index_%s gauge\n", names[f]);
+        for (size_t i = 0; i < s->n_indexes; i++) {
+            cp_index_stats st;
+            cp_error err;
+            if (cp_index_stats_get(s->indexes[i].index, &st, &err)) continue;
+            int64_t v[4] = {st.n_documents, st.n_tokens, st.bytes_on_disk, st.bytes_in_memory};
+            cp_sb_printf(&sb, "colplaid_index_%s{index=\"%s\"} %lld\n", names[f],
+                         s->indexes[i].name, (long long)v[f]);
+        }
+    }
+    set_body(resp, 200, &sb, "text/plain; version=0.0.4; charset=utf-8");
+}
+
+static void handle_openapi(cp_response *resp)
+{
+    cp_sb sb = {0};
+    cp_sb_append(&sb, cp_openapi_json);
+    set_body(resp, 200, &sb, "application/json");
+}
+
+static void append_index_info(cp_sb *sb, const cp_served_index *si)
+{
+    cp_index_stats st;
+    cp_error err;
+    if (cp_index_stats_get(si->index, &st, &err)) {
+        cp_sb_append(sb, "null");
+        return;
+    }
+    cp_sb_append(sb, "{\"name\": ");
+    cp_sb_json_string(sb, si->name);
+    cp_sb_printf(sb,
+                 ", \"format_version\": %d, \"documents\": %lld, \"deleted\": %lld, \"tokens\": "
+                 "%lld, \"centroids\": %lld, \"segments\": %lld, \"nbits\": %d, \"dim\": %d, "
+                 "\"bytes_on_disk\": %lld, \"bytes_in_memory\": %lld, \"encoder\": ",
+                 st.format_version, (long long)st.n_documents, (long long)st.n_deleted,
+                 (long long)st.n_tokens, (long long)st.n_centroids, (long long)st.n_segments,
+                 st.nbits, st.dim, (long long)st.bytes_on_disk, (long long)st.bytes_in_memory);
+    char *enc = cp_index_meta_get(si->index, "encoder");
+    append_raw_json(sb, enc);
+    free(enc);
+    cp_sb_append(sb, "}");
+}
+
+static void handle_list_indexes(cp_server *s, cp_response *resp)
+{
+    cp_sb sb = {0};
+    cp_sb_append(&sb, "{\"indexes\": [");
+    for (size_t i = 0; i < s->n_indexes; i++) {
+        if (i) cp_sb_append(&sb, ", ");
+        append_index_info(&sb, &s->indexes[i]);
+    }
+    cp_sb_append(&sb, "]}");
+    set_body(resp, 200, &sb, "application/json");
+}
+
+static void handle_get_index(const cp_request *req, cp_response *resp)
+{
+    cp_sb sb = {0};
+    append_index_info(&sb, req->idx);
+    set_body(resp, 200, &sb, "application/json");
+}
+
+static void handle_get_document(const cp_request *req, cp_response *resp)
+{
+    cp_document_info info;
+    cp_error err;
+    cp_status st = cp_index_document_get(req->idx->index, req->doc_id, &info, &err);
+    if (st == CP_ENOTFOUND) {
+        cp_response_error(resp, 404, "DOCUMENT_NOT_FOUND", "index \"%s\" has no document \"%.200s\"",
+                          req->idx->name, req->doc_id);
+        return;
+    }
+    if (st) {
+        cp_response_from_status(resp, &err);
+        return;
+    }
+    cp_sb sb = {0};
+    cp_sb_append(&sb, "{\"id\": ");
+    cp_sb_json_string(&sb, info.external_id);
+    cp_sb_append(&sb, ", \"text\": ");
+    if (info.text) cp_sb_json_string(&sb, info.text);
+    else cp_sb_append(&sb, "null");
+    cp_sb_append(&sb, ", \"metadata\": ");
+    append_raw_json(&sb, info.metadata_json);
+    cp_sb_printf(&sb, ", \"n_tokens\": %d}", (int)info.n_tokens);
+    cp_document_info_free(&info);
+    set_body(resp, 200, &sb, "application/json");
+}
+
+/* ---- encoding texts of requests ------------------------------------------------------------ */
+
+/* Encode every text input of vecs in one encoder call (one batch is faster than many),
+ * replacing text by embeddings. *ms gets the encode time. */
+static bool encode_texts(cp_server *s, cp_text_kind kind, cp_vec_input **vecs, size_t n,
+                         double *ms, cp_response *resp)
+{
+    *ms = 0;
+    size_t n_text = 0;
+    for (size_t i = 0; i < n; i++) n_text += vecs[i]->text != NULL;
+    if (!n_text) return true;
+    if (!s->encoder) {
+        cp_response_error(resp, 422, "MODEL_NOT_LOADED",
+                          "text inputs need a model: start the server with --model, or send "
+                          "embeddings");
+        return false;
+    }
+    const char **texts = calloc(n_text, sizeof *texts);
+    cp_embeddings *out = calloc(n_text, sizeof *out);
+    size_t j = 0;
+    for (size_t i = 0; texts && i < n; i++)
+        if (vecs[i]->text) texts[j++] = vecs[i]->text;
+    cp_error err;
+    double t0 = cp_now_seconds();
+    cp_status st = texts && out ? cp_encoder_encode(s->encoder, kind, texts, n_text, out, &err)
+                                : cp_error_set(&err, CP_ENOMEM, "out of memory");
+    *ms = (cp_now_seconds() - t0) * 1000.0;
+    free(texts);
+    if (st) {
+        free(out);
+        cp_response_from_status(resp, &err);
+        return false;
+    }
+    j = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!vecs[i]->text) continue;
+        free(vecs[i]->text);
+        vecs[i]->text = NULL;
+        vecs[i]->data = out[j].data;
+        vecs[i]->n_tokens = out[j].n_tokens;
+        vecs[i]->dim = out[j].dim;
+        free(out[j].token_ids);
+        j++;
+    }
+    free(out);
+    return true;
+}
+
+/* ---- search ------------------------------------------------------------------------------- */
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Sorted unique internal ids of the external ids that exist; unknown ids are skipped (a
+ * first-stage list may name documents deleted since). */
+static cp_status ids_subset(cp_index *index, char **ids, size_t n, int64_t **out, size_t *n_out,
+                            cp_error *err)
+{
+    *out = malloc((n ? n : 1) * sizeof **out);
+    *n_out = 0;
+    if (!*out) return cp_error_set(err, CP_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        int64_t id;
+        cp_status st = cp_index_doc_id(index, ids[i], &id, err);
+        if (st == CP_ENOTFOUND) continue;
+        if (st) return st;
+        (*out)[(*n_out)++] = id;
+    }
+    qsort(*out, *n_out, sizeof **out, cmp_i64);
+    size_t u = 0;
+    for (size_t i = 0; i < *n_out; i++)
+        if (u == 0 || (*out)[u - 1] != (*out)[i]) (*out)[u++] = (*out)[i];
+    *n_out = u;
+    return CP_OK;
+}
+
+/* a := a ∩ b (both sorted). */
+static size_t intersect(int64_t *a, size_t na, const int64_t *b, size_t nb)
+{
+    size_t i = 0, j = 0, o = 0;
+    while (i < na && j < nb) {
+        if (a[i] < b[j]) i++;
+        else if (a[i] > b[j]) j++;
+        else {
+            a[o++] = a[i];
+            i++;
+            j++;
+        }
+    }
+    return o;
+}
+
+typedef struct subset {
+    bool active;
+    int64_t *ids;
+    size_t n;
+} subset;
+
+static bool build_subset(const cp_search_request *sr, cp_served_index *si, subset *sub,
+                         cp_response *resp)
+{
+    cp_error err;
+    cp_status st = CP_OK;
+    memset(sub, 0, sizeof *sub);
+    if (sr->filter_json) {
+        sub->active = true;
+        st = cp_index_filter(si->index, sr->filter_json, &sub->ids, &sub->n, &err);
+        if (st == CP_EINVAL) {
+            cp_response_error(resp, 400, "INVALID_FILTER", "%s", err.message);
+            return false;
+        }
+    }
+    if (!st && sr->has_ids) {
+        int64_t *ids;
+        size_t n;
+        st = ids_subset(si->index, sr->ids, sr->n_ids, &ids, &n, &err);
+        if (!st && sub->active) {
+            sub->n = intersect(sub->ids, sub->n, ids, n);
+            free(ids);
+        } else if (!st) {
+            sub->ids = ids;
+            sub->n = n;
+        }
+        sub->active = true;
+    }
+    if (st) {
+        free(sub->ids);
+        sub->ids = NULL;
+        cp_response_from_status(resp, &err);
+        return false;
+    }
+    return true;
+}
+
+static bool append_hit(cp_sb *sb, const cp_served_index *si, const cp_search_request *sr,
+                       const cp_hit *h, cp_response *resp)
+{
+    cp_error err;
+    char *ext = NULL;
+    cp_status st = cp_index_external_id(si->index, h->doc_id, &ext, &err);
+    if (st) {
+        cp_response_from_status(resp, &err);
+        return false;
+    }
+    cp_sb_append(sb, "{\"id\": ");
+    cp_sb_json_string(sb, ext);
+    cp_sb_append(sb, ", \"score\": ");
+    append_float(sb, h->score);
+    if (sr->include_text || sr->include_metadata) {
+        cp_document_info info;
+        st = cp_index_document_get(si->index, ext, &info, &err);
+        if (st) {
+            free(ext);
+            cp_response_from_status(resp, &err);
+            return false;
+        }
+        if (sr->include_text) {
+            cp_sb_append(sb, ", \"text\": ");
+            if (info.text) cp_sb_json_string(sb, info.text);
+            else cp_sb_append(sb, "null");
+        }
+        if (sr->include_metadata) {
+            cp_sb_append(sb, ", \"metadata\": ");
+            append_raw_json(sb, info.metadata_json);
+        }
+        cp_document_info_free(&info);
+    }
+    free(ext);
+    cp_sb_append(sb, "}");
+    return true;
+}
+
+static bool search_one(cp_server *s, cp_served_index *si, const cp_search_request *sr,
+                       const cp_vec_input *q, const subset *sub, cp_hit *hits, double encode_ms,
+                       cp_sb *sb, cp_response *resp)
+{
+    cp_search_params p;
+    cp_search_params_init(&p, sr->k);
+    if (sr->ncells) p.ncells = sr->ncells;
+    if (sr->ndocs) p.ndocs = sr->ndocs;
+    if (!isnan(sr->threshold)) p.centroid_score_threshold = sr->threshold;
+    p.exact = sr->exact;
+    if (sub->active) {
+        p.subset = sub->ids;
+        p.n_subset = sub->n;
+    }
+    int n_hits = 0;
+    cp_search_timing t = {0};
+    cp_error err;
+    double t0 = cp_now_seconds();
+    if (!sub->active || sub->n > 0) {
+        cp_status st = cp_index_search(si->index, q->data, q->n_tokens, q->dim, &p, hits, &n_hits,
+                                       &t, &err);
+        if (st) {
+            cp_response_from_status(resp, &err);
+            return false;
+        }
+        cp_metrics_search_timing(s->metrics, &t, encode_ms);
+    }
+    double search_ms = (cp_now_seconds() - t0) * 1000.0;
+    cp_sb_append(sb, "{\"hits\": [");
+    for (int i = 0; i < n_hits; i++) {
+        if (i) cp_sb_append(sb, ", ");
+        if (!append_hit(sb, si, sr, &hits[i], resp)) return false;
+    }
+    cp_sb_printf(sb, "], \"timing_ms\": {\"encode\": %.3f, \"search\": %.3f}}", encode_ms,
+                 search_ms);
+    return true;
+}
+
+static void run_search(cp_server *s, const cp_request *req, cp_search_request *sr,
+                       cp_response *resp)
+{
+    cp_vec_input **vecs = calloc(sr->n_queries, sizeof *vecs);
+    cp_hit *hits = malloc((size_t)sr->k * sizeof *hits);
+    if (!vecs || !hits) {
+        free(vecs);
+        free(hits);
+        cp_response_error(resp, 503, "OUT_OF_MEMORY", "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < sr->n_queries; i++) vecs[i] = &sr->queries[i];
+    double encode_ms = 0;
+    subset sub = {0};
+    bool ok = encode_texts(s, CP_TEXT_QUERY, vecs, sr->n_queries, &encode_ms, resp);
+    for (size_t i = 0; ok && i < sr->n_queries; i++)
+        if (vecs[i]->dim != req->idx->dim) {
+            cp_response_error(resp, 422, "DIMENSION_MISMATCH",
+                              "the model encodes %d dims, index \"%s\" has %d", vecs[i]->dim,
+                              req->idx->name, req->idx->dim);
+            ok = false;
+        }
+    ok = ok && build_subset(sr, req->idx, &sub, resp);
+    cp_sb sb = {0};
+    cp_sb_append(&sb, "{\"results\": [");
+    double per_query_encode = encode_ms / (double)sr->n_queries;
+    for (size_t i = 0; ok && i < sr->n_queries; i++) {
+        if (i) cp_sb_append(&sb, ", ");
+        ok = search_one(s, req->idx, sr, &sr->queries[i], &sub, hits, per_query_encode, &sb, resp);
+    }
+    cp_sb_append(&sb, "]}");
+    if (ok) set_body(resp, 200, &sb, "application/json");
+    cp_sb_free(&sb);
+    free(sub.ids);
+    free(vecs);
+    free(hits);
+}
+
+static void handle_search(cp_server *s, const cp_request *req, cp_response *resp)
+{
+    cp_search_request sr;
+    cp_http_error e;
+    if (!cp_parse_search(req->body, req->body_len, &s->cfg.limits, req->idx->dim, &sr, &e)) {
+        cp_response_from_http_error(resp, &e);
+        return;
+    }
+    run_search(s, req, &sr, resp);
+    cp_search_request_free(&sr);
+}
+
+/* ---- encode and rerank ------------------------------------------------------------------- */
+
+static void append_embeddings(cp_sb *sb, const cp_embeddings *emb, bool b64)
+{
+    cp_sb_printf(sb, "{\"shape\": [%d, %d], ", (int)emb->n_tokens, emb->dim);
+    size_t n = (size_t)emb->n_tokens * emb->dim;
+    if (b64) {
+        char *enc = cp_base64_encode((const unsigned char *)emb->data, n * sizeof(float));
+        cp_sb_append(sb, "\"embeddings_b64\": ");
+        if (enc) cp_sb_json_string(sb, enc);
+        else sb->oom = true;
+        free(enc);
+    } else {
+        cp_sb_append(sb, "\"embeddings\": [");
+        for (int32_t r = 0; r < emb->n_tokens; r++) {
+            cp_sb_append(sb, r ? ", [" : "[");
+            for (int c = 0; c < emb->dim; c++) {
+                if (c) cp_sb_append(sb, ", ");
+                append_float(sb, emb->data[(size_t)r * emb->dim + c]);
+            }
+            cp_sb_append(sb, "]");
+        }
+        cp_sb_append(sb, "]");
+    }
+    cp_sb_append(sb, "}");
+}
+
+static void handle_encode(cp_server *s, const cp_request *req, cp_response *resp)
+{
+    cp_encode_request er;
+    cp_http_error e;
+    if (!cp_parse_encode(req->body, req->body_len, &s->cfg.limits, &er, &e)) {
+        cp_response_from_http_error(resp, &e);
+        return;
+    }
+    if (!s->encoder) {
+        cp_response_error(resp, 422, "MODEL_NOT_LOADED", "no model loaded: start the server with --model");
+        cp_encode_request_free(&er);
+        return;
+    }
+    cp_embeddings *out = calloc(er.n_texts, sizeof *out);
+    cp_error err;
+    double t0 = cp_now_seconds();
+    cp_status st = out ? cp_encoder_encode(s->encoder, er.kind, (const char *const *)er.texts,
+                                           er.n_texts, out, &err)
+                       : cp_error_set(&err, CP_ENOMEM, "out of memory");
+    double ms = (cp_now_seconds() - t0) * 1000.0;
+    if (st) {
+        cp_response_from_status(resp, &err);
+    } else {
+        cp_sb sb = {0};
+        cp_sb_printf(&sb, "{\"dim\": %d, \"results\": [", cp_encoder_dim(s->encoder));
+        for (size_t i = 0; i < er.n_texts; i++) {
+            if (i) cp_sb_append(&sb, ", ");
+            append_embeddings(&sb, &out[i], er.b64);
+            cp_embeddings_free(&out[i]);
+        }
+        cp_sb_printf(&sb, "], \"timing_ms\": {\"encode\": %.3f}}", ms);
+        set_body(resp, 200, &sb, "application/json");
+    }
+    free(out);
+    cp_encode_request_free(&er);
+}
+
+typedef struct scored {
+    size_t index;
+    float score;
+} scored;
+
+static int cmp_scored(const void *a, const void *b)
+{
+    const scored *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? 1 : -1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+static void rerank_respond(cp_rerank_request *rr, double encode_ms, cp_response *resp)
+{
+    double t0 = cp_now_seconds();
+    scored *sc = malloc(rr->n_docs * sizeof *sc);
+    if (!sc) {
+        cp_response_error(resp, 503, "OUT_OF_MEMORY", "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < rr->n_docs; i++) {
+        sc[i].index = i;
+        sc[i].score = cp_maxsim(rr->query.data, rr->query.n_tokens, rr->docs[i].data,
+                                rr->docs[i].n_tokens, rr->query.dim);
+    }
+    qsort(sc, rr->n_docs, sizeof *sc, cmp_scored);
+    double ms = (cp_now_seconds() - t0) * 1000.0;
+    cp_sb sb = {0};
+    cp_sb_append(&sb, "{\"results\": [");
+    for (size_t i = 0; i < rr->n_docs; i++) {
+        cp_sb_printf(&sb, "%s{\"index\": %zu, \"score\": ", i ? ", " : "", sc[i].index);
+        append_float(&sb, sc[i].score);
+        cp_sb_append(&sb, "}");
+    }
+    cp_sb_printf(&sb, "], \"timing_ms\": {\"encode\": %.3f, \"score\": %.3f}}", encode_ms, ms);
+    free(sc);
+    set_body(resp, 200, &sb, "application/json");
+}
+
+static void handle_rerank(cp_server *s, const cp_request *req, cp_response *resp)
+{
+    cp_rerank_request rr;
+    cp_http_error e;
+    if (!cp_parse_rerank(req->body, req->body_len, &s->cfg.limits, &rr, &e)) {
+        cp_response_from_http_error(resp, &e);
+        return;
+    }
+    cp_vec_input **vecs = calloc(rr.n_docs, sizeof *vecs);
+    double q_ms = 0, d_ms = 0;
+    cp_vec_input *qv = &rr.query;
+    bool ok = vecs != NULL;
+    for (size_t i = 0; ok && i < rr.n_docs; i++) vecs[i] = &rr.docs[i];
+    ok = ok && encode_texts(s, CP_TEXT_QUERY, &qv, 1, &q_ms, resp) &&
+         encode_texts(s, CP_TEXT_DOCUMENT, vecs, rr.n_docs, &d_ms, resp);
+    for (size_t i = 0; ok && i < rr.n_docs; i++)
+        if (rr.docs[i].dim != rr.query.dim) {
+            cp_response_error(resp, 422, "DIMENSION_MISMATCH",
+                              "documents[%zu] has %d dims, the query has %d", i, rr.docs[i].dim,
+                              rr.query.dim);
+            ok = false;
+        }
+    if (!vecs) cp_response_error(resp, 503, "OUT_OF_MEMORY", "out of memory");
+    if (ok) rerank_respond(&rr, q_ms + d_ms, resp);
+    free(vecs);
+    cp_rerank_request_free(&rr);
+}
+
+void cp_handle(cp_server *s, const cp_request *req, cp_response *resp)
+{
+    switch (req->route) {
+    case CP_ROUTE_HEALTH: handle_health(s, resp); break;
+    case CP_ROUTE_METRICS: handle_metrics(s, resp); break;
+    case CP_ROUTE_OPENAPI: handle_openapi(resp); break;
+    case CP_ROUTE_LIST_INDEXES: handle_list_indexes(s, resp); break;
+    case CP_ROUTE_GET_INDEX: handle_get_index(req, resp); break;
+    case CP_ROUTE_SEARCH: handle_search(s, req, resp); break;
+    case CP_ROUTE_GET_DOCUMENT: handle_get_document(req, resp); break;
+    case CP_ROUTE_ENCODE: handle_encode(s, req, resp); break;
+    case CP_ROUTE_RERANK: handle_rerank(s, req, resp); break;
+    default: cp_response_error(resp, 404, "ROUTE_NOT_FOUND", "no such route"); break;
+    }
+}

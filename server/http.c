@@ -1,0 +1,574 @@
+/*
+ * libmicrohttpd glue: routing, authorisation, body limits, the bounded worker queue with
+ * suspended connections, request ids, access logs, metrics and graceful shutdown. The
+ * threading model is described in server.h.
+ *
+ * Life of a request (one conn_ctx per request):
+ *   1st callback   headers known: route, method, auth, Content-Length checked; a rejection
+ *                  is queued at once (MHD then skips the body and closes the connection).
+ *   body callbacks append to ctx->body up to --max-body-bytes.
+ *   last callback  cheap routes are answered inline; work routes are pushed to the queue
+ *                  and the connection suspended (503 + Retry-After if the queue is full).
+ *   worker         runs cp_handle, stores the response, resumes the connection.
+ *   next callback  queues the stored response.
+ *   completed      one access-log line, metrics, ctx freed.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "server.h"
+#include "strbuf.h"
+
+enum { REQUEST_ID_MAX = 64 };
+
+typedef enum { CTX_READING, CTX_QUEUED, CTX_DONE } ctx_state;
+
+typedef struct conn_ctx {
+    cp_server *s;
+    struct MHD_Connection *conn;
+    ctx_state state;
+    cp_request req;
+    cp_response resp;
+    char method[8];
+    char *path;
+    char *doc_id;
+    char request_id[REQUEST_ID_MAX + 1];
+    char *body;
+    size_t body_len, body_cap;
+    size_t bytes_seen;
+    bool too_large;
+    int key_line;
+    double t_start;
+} conn_ctx;
+
+/* ---- worker pool with a bounded queue ----------------------------------------------------- */
+
+typedef struct pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    conn_ctx **ring;
+    size_t cap, head, len;
+    bool stop;
+    pthread_t *threads;
+    int n_threads;
+} pool;
+
+static pool g_pool; /* one server per process; the MHD callbacks reach it through here */
+
+static void *worker_main(void *arg)
+{
+    cp_server *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&g_pool.mu);
+        while (!g_pool.len && !g_pool.stop) pthread_cond_wait(&g_pool.cv, &g_pool.mu);
+        if (!g_pool.len) { /* stop requested and nothing left: drain finished */
+            pthread_mutex_unlock(&g_pool.mu);
+            return NULL;
+        }
+        conn_ctx *ctx = g_pool.ring[g_pool.head];
+        g_pool.head = (g_pool.head + 1) % g_pool.cap;
+        g_pool.len--;
+        atomic_fetch_sub(&s->queue_len, 1);
+        pthread_mutex_unlock(&g_pool.mu);
+        cp_handle(s, &ctx->req, &ctx->resp);
+        ctx->state = CTX_DONE;
+        /* The suspend happened under g_pool.mu before this job could be taken, so the
+         * connection is suspended here. */
+        MHD_resume_connection(ctx->conn);
+    }
+}
+
+/* Push ctx and suspend its connection atomically with respect to the workers; false if
+ * the queue is full. */
+static bool pool_submit(cp_server *s, conn_ctx *ctx)
+{
+    pthread_mutex_lock(&g_pool.mu);
+    if (g_pool.len == g_pool.cap || g_pool.stop) {
+        pthread_mutex_unlock(&g_pool.mu);
+        return false;
+    }
+    ctx->state = CTX_QUEUED;
+    MHD_suspend_connection(ctx->conn);
+    g_pool.ring[(g_pool.head + g_pool.len) % g_pool.cap] = ctx;
+    g_pool.len++;
+    atomic_fetch_add(&s->queue_len, 1);
+    pthread_cond_signal(&g_pool.cv);
+    pthread_mutex_unlock(&g_pool.mu);
+    return true;
+}
+
+static bool pool_start(cp_server *s)
+{
+    pthread_mutex_init(&g_pool.mu, NULL);
+    pthread_cond_init(&g_pool.cv, NULL);
+    g_pool.cap = (size_t)s->cfg.queue_depth;
+    g_pool.ring = calloc(g_pool.cap, sizeof *g_pool.ring);
+    g_pool.threads = calloc((size_t)s->cfg.threads, sizeof *g_pool.threads);
+    if (!g_pool.ring || !g_pool.threads) return false;
+    for (int i = 0; i < s->cfg.threads; i++) {
+        if (pthread_create(&g_pool.threads[i], NULL, worker_main, s)) return false;
+        g_pool.n_threads++;
+    }
+    return true;
+}
+
+/* Workers finish everything queued, then exit. */
+static void pool_stop(void)
+{
+    pthread_mutex_lock(&g_pool.mu);
+    g_pool.stop = true;
+    pthread_cond_broadcast(&g_pool.cv);
+    pthread_mutex_unlock(&g_pool.mu);
+    for (int i = 0; i < g_pool.n_threads; i++) pthread_join(g_pool.threads[i], NULL);
+    free(g_pool.threads);
+    free(g_pool.ring);
+    pthread_cond_destroy(&g_pool.cv);
+    pthread_mutex_destroy(&g_pool.mu);
+}
+
+/* ---- routing ------------------------------------------------------------------------------- */
+
+typedef struct route_match {
+    cp_route route;
+    const char *allow;  /* methods the path accepts */
+    const char *index;  /* start of the index name inside path (NUL-terminated copy below) */
+    const char *doc_id;
+} route_match;
+
+static bool valid_name(const char *s, size_t n)
+{
+    if (n == 0 || n > 128) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '-' || c == '.';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+/* path is a writable copy: the index name is cut out in place. */
+static route_match match_route(char *path)
+{
+    route_match m = {CP_ROUTE_OTHER, NULL, NULL, NULL};
+    static const struct {
+        const char *path;
+        cp_route route;
+        const char *allow;
+    } fixed[] = {{"/health", CP_ROUTE_HEALTH, "GET"},
+                 {"/metrics", CP_ROUTE_METRICS, "GET"},
+                 {"/openapi.json", CP_ROUTE_OPENAPI, "GET"},
+                 {"/v1/indexes", CP_ROUTE_LIST_INDEXES, "GET"},
+                 {"/v1/encode", CP_ROUTE_ENCODE, "POST"},
+                 {"/v1/rerank", CP_ROUTE_RERANK, "POST"}};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (!strcmp(path, fixed[i].path)) {
+            m.route = fixed[i].route;
+            m.allow = fixed[i].allow;
+            return m;
+        }
+    static const char prefix[] = "/v1/indexes/";
+    if (strncmp(path, prefix, sizeof prefix - 1)) return m;
+    char *name = path + sizeof prefix - 1;
+    char *slash = strchr(name, '/');
+    if (!valid_name(name, slash ? (size_t)(slash - name) : strlen(name))) return m;
+    m.index = name;
+    if (!slash) {
+        m.route = CP_ROUTE_GET_INDEX;
+        m.allow = "GET";
+        return m;
+    }
+    *slash = '\0';
+    char *rest = slash + 1;
+    if (!strcmp(rest, "search")) {
+        m.route = CP_ROUTE_SEARCH;
+        m.allow = "POST";
+    } else if (!strncmp(rest, "documents/", 10) && rest[10]) {
+        m.route = CP_ROUTE_GET_DOCUMENT;
+        m.allow = "GET";
+        m.doc_id = rest + 10; /* ids may contain '/', so everything after the prefix */
+    }
+    return m;
+}
+
+static bool route_is_work(cp_route r)
+{
+    return r == CP_ROUTE_SEARCH || r == CP_ROUTE_GET_DOCUMENT || r == CP_ROUTE_ENCODE ||
+           r == CP_ROUTE_RERANK;
+}
+
+/* Routes open without a key: probes and the API description. */
+static bool route_is_public(cp_route r)
+{
+    return r == CP_ROUTE_HEALTH || r == CP_ROUTE_OPENAPI;
+}
+
+static cp_served_index *find_index(cp_server *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_indexes; i++)
+        if (!strcmp(s->indexes[i].name, name)) return &s->indexes[i];
+    return NULL;
+}
+
+/* ---- responses and logging ------------------------------------------------------------------ */
+
+static enum MHD_Result send_response(conn_ctx *ctx)
+{
+    cp_response *r = &ctx->resp;
+    struct MHD_Response *mr = MHD_create_response_from_buffer(r->len, r->body,
+                                                              MHD_RESPMEM_MUST_FREE);
+    if (!mr) return MHD_NO;
+    r->body = NULL; /* owned by MHD now */
+    MHD_add_response_header(mr, "Content-Type", r->content_type ? r->content_type
+                                                                : "application/json");
+    MHD_add_response_header(mr, "X-Request-Id", ctx->request_id);
+    if (r->retry_after > 0) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", r->retry_after);
+        MHD_add_response_header(mr, "Retry-After", v);
+    }
+    if (r->allow) MHD_add_response_header(mr, "Allow", r->allow);
+    if (atomic_load(&ctx->s->shutting_down)) MHD_add_response_header(mr, "Connection", "close");
+    enum MHD_Result ret = MHD_queue_response(ctx->conn, (unsigned)r->status, mr);
+    MHD_destroy_response(mr);
+    return ret;
+}
+
+static enum MHD_Result reject(conn_ctx *ctx, int status, const char *code, const char *msg)
+{
+    cp_response_error(&ctx->resp, status, code, "%s", msg);
+    ctx->state = CTX_DONE;
+    return send_response(ctx);
+}
+
+static void access_log(const conn_ctx *ctx, enum MHD_RequestTerminationCode toe)
+{
+    char ts[32];
+    struct timespec now;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    cp_sb sb = {0};
+    cp_sb_printf(&sb, "{\"ts\": \"%s.%03ldZ\", \"request_id\": ", ts, now.tv_nsec / 1000000);
+    cp_sb_json_string(&sb, ctx->request_id);
+    cp_sb_printf(&sb, ", \"method\": \"%s\", \"route\": \"%s\", \"path\": ", ctx->method,
+                 cp_route_label(ctx->req.route));
+    cp_sb_json_string(&sb, ctx->path ? ctx->path : "");
+    cp_sb_printf(&sb, ", \"status\": %d, \"ms\": %.3f, \"bytes_in\": %zu, \"bytes_out\": %zu",
+                 ctx->resp.status, (cp_now_seconds() - ctx->t_start) * 1000.0, ctx->body_len,
+                 ctx->resp.len);
+    if (ctx->key_line) cp_sb_printf(&sb, ", \"key\": \"line %d\"", ctx->key_line);
+    if (ctx->resp.error_code) cp_sb_printf(&sb, ", \"error\": \"%s\"", ctx->resp.error_code);
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) cp_sb_append(&sb, ", \"aborted\": true");
+    cp_sb_append(&sb, "}\n");
+    char *line = cp_sb_take(&sb, NULL);
+    if (line) fputs(line, stderr); /* one call: stdio locks the stream, lines never interleave */
+    free(line);
+}
+
+static void request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)connection;
+    conn_ctx *ctx = *con_cls;
+    if (!ctx) return;
+    cp_server *s = ctx->s;
+    cp_metrics_request(s->metrics, ctx->req.route, ctx->resp.status,
+                       cp_now_seconds() - ctx->t_start);
+    if (s->cfg.access_log) access_log(ctx, toe);
+    atomic_fetch_sub(&s->in_flight, 1);
+    free(ctx->resp.body);
+    free(ctx->body);
+    free(ctx->path);
+    free(ctx->doc_id);
+    free(ctx);
+    *con_cls = NULL;
+}
+
+/* ---- the access handler ----------------------------------------------------------------------- */
+
+static void set_request_id(conn_ctx *ctx)
+{
+    const char *given = MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (given && valid_name(given, strlen(given)) && strlen(given) <= REQUEST_ID_MAX) {
+        snprintf(ctx->request_id, sizeof ctx->request_id, "%s", given);
+        return;
+    }
+    /* pid and start time make ids unique across restarts; the counter within a run. */
+    static atomic_ullong counter;
+    unsigned long long n = atomic_fetch_add(&counter, 1);
+    snprintf(ctx->request_id, sizeof ctx->request_id, "%lx-%lx-%llx", (unsigned long)getpid(),
+             (unsigned long)ctx->s->start_wall, n);
+}
+
+static conn_ctx *new_ctx(cp_server *s, struct MHD_Connection *conn, const char *url,
+                         const char *method)
+{
+    conn_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return NULL;
+    ctx->s = s;
+    ctx->conn = conn;
+    ctx->t_start = cp_now_seconds();
+    snprintf(ctx->method, sizeof ctx->method, "%s", method);
+    ctx->path = strdup(url);
+    ctx->req.route = CP_ROUTE_OTHER;
+    ctx->resp.status = 500;
+    set_request_id(ctx);
+    atomic_fetch_add(&s->in_flight, 1);
+    return ctx;
+}
+
+/* Route, method, auth, index and Content-Length checks, before any body is read. Returns
+ * false after queueing a rejection. */
+static bool admit(conn_ctx *ctx, enum MHD_Result *ret)
+{
+    cp_server *s = ctx->s;
+    char *copy = strdup(ctx->path ? ctx->path : "");
+    if (!copy) {
+        *ret = reject(ctx, 503, "OUT_OF_MEMORY", "out of memory");
+        return false;
+    }
+    route_match m = match_route(copy);
+    ctx->req.route = m.route;
+    const char *err_code = NULL;
+    char msg[300];
+    int status = 0;
+    if (m.route == CP_ROUTE_OTHER) {
+        status = 404, err_code = "ROUTE_NOT_FOUND";
+        snprintf(msg, sizeof msg, "no route %s %.200s (see /openapi.json)", ctx->method, ctx->path);
+    } else if (strcmp(ctx->method, m.allow) && !(strcmp(ctx->method, "HEAD") == 0 &&
+                                                 strcmp(m.allow, "GET") == 0)) {
+        status = 405, err_code = "METHOD_NOT_ALLOWED";
+        snprintf(msg, sizeof msg, "%s does not accept %s (allowed: %s)",
+                 cp_route_label(m.route), ctx->method, m.allow);
+        ctx->resp.allow = m.allow;
+    } else if (s->auth && !route_is_public(m.route)) {
+        const char *h = MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND, "Authorization");
+        cp_scope sc = cp_auth_check(s->auth, h, &ctx->key_line);
+        /* Every implemented route reads; write/admin scopes are for the write routes. */
+        if (sc == CP_SCOPE_NONE) {
+            status = h ? 403 : 401, err_code = h ? "FORBIDDEN" : "UNAUTHENTICATED";
+            snprintf(msg, sizeof msg, h ? "the API key is not valid"
+                                        : "send an API key: Authorization: Bearer <key>");
+        }
+    }
+    if (!status && m.index) {
+        cp_served_index *si = find_index(s, m.index);
+        if (!si) {
+            status = 404, err_code = "INDEX_NOT_FOUND";
+            snprintf(msg, sizeof msg, "no index named \"%.128s\" (GET /v1/indexes lists them)",
+                     m.index);
+        }
+        ctx->req.idx = si;
+    }
+    if (!status && m.doc_id) {
+        ctx->doc_id = strdup(m.doc_id);
+        ctx->req.doc_id = ctx->doc_id;
+    }
+    free(copy);
+    if (!status) {
+        const char *cl = MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > s->cfg.limits.max_body_bytes) {
+            status = 413, err_code = "PAYLOAD_TOO_LARGE";
+            snprintf(msg, sizeof msg, "the body has %s bytes, the limit is %zu", cl,
+                     s->cfg.limits.max_body_bytes);
+        }
+    }
+    if (!status) return true;
+    *ret = reject(ctx, status, err_code, msg);
+    return false;
+}
+
+static void append_body(conn_ctx *ctx, const char *data, size_t n)
+{
+    size_t max = ctx->s->cfg.limits.max_body_bytes;
+    if (ctx->too_large || ctx->body_len + n > max) {
+        ctx->too_large = true;
+        return;
+    }
+    if (ctx->body_len + n + 1 > ctx->body_cap) {
+        size_t cap = ctx->body_cap ? ctx->body_cap * 2 : 4096;
+        while (cap < ctx->body_len + n + 1) cap *= 2;
+        char *p = realloc(ctx->body, cap);
+        if (!p) {
+            ctx->too_large = true;
+            return;
+        }
+        ctx->body = p;
+        ctx->body_cap = cap;
+    }
+    memcpy(ctx->body + ctx->body_len, data, n);
+    ctx->body_len += n;
+    ctx->body[ctx->body_len] = '\0';
+}
+
+static enum MHD_Result dispatch(conn_ctx *ctx)
+{
+    cp_server *s = ctx->s;
+    if (ctx->too_large)
+        return reject(ctx, 413, "PAYLOAD_TOO_LARGE", "the body is larger than --max-body-bytes");
+    ctx->req.body = ctx->body ? ctx->body : "";
+    ctx->req.body_len = ctx->body_len;
+    if (!route_is_work(ctx->req.route)) {
+        cp_handle(s, &ctx->req, &ctx->resp);
+        ctx->state = CTX_DONE;
+        return send_response(ctx);
+    }
+    if (pool_submit(s, ctx)) return MHD_YES;
+    ctx->resp.retry_after = 1;
+    return reject(ctx, 503, "OVERLOADED", "the server is busy: the request queue is full, retry later");
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    (void)version;
+    cp_server *s = cls;
+    conn_ctx *ctx = *con_cls;
+    if (!ctx) {
+        if (!(ctx = new_ctx(s, conn, url, method))) return MHD_NO;
+        *con_cls = ctx;
+        enum MHD_Result ret = MHD_YES;
+        if (!admit(ctx, &ret)) return ret;
+        return MHD_YES;
+    }
+    if (ctx->state == CTX_DONE) return send_response(ctx);
+    if (*upload_data_size) {
+        append_body(ctx, upload_data, *upload_data_size);
+        ctx->bytes_seen += *upload_data_size;
+        *upload_data_size = 0;
+        /* A chunked body far past the limit: stop reading and drop the connection rather
+         * than drain an endless upload just to answer 413. */
+        if (ctx->too_large && ctx->bytes_seen > 2 * s->cfg.limits.max_body_bytes) return MHD_NO;
+        return MHD_YES;
+    }
+    if (ctx->state == CTX_QUEUED) return MHD_YES; /* spurious wake-up: still working */
+    return dispatch(ctx);
+}
+
+/* ---- daemon life cycle --------------------------------------------------------------------------- */
+
+static bool is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+    return false;
+}
+
+static bool resolve(const cp_server *s, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+    const char *host = s->cfg.host;
+    if (!strcmp(host, "localhost")) host = "127.0.0.1";
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)s->cfg.port);
+        return true;
+    }
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)s->cfg.port);
+        return true;
+    }
+    return false;
+}
+
+static struct MHD_Daemon *start_daemon(cp_server *s, const struct sockaddr_storage *ss)
+{
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (ss->ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+    return MHD_start_daemon(flags, (uint16_t)s->cfg.port, NULL, NULL, on_request, s,
+                            MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)ss,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg.timeout_s,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections,
+                            MHD_OPTION_NOTIFY_COMPLETED, request_completed, s,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
+                            MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U, MHD_OPTION_END);
+}
+
+static uint16_t bound_port(struct MHD_Daemon *d)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    return info ? info->port : 0;
+}
+
+/* Wait for the in-flight requests to finish, up to the grace period. */
+static void drain(cp_server *s)
+{
+    double deadline = cp_now_seconds() + s->cfg.shutdown_grace_s;
+    while (atomic_load(&s->in_flight) > 0 && cp_now_seconds() < deadline) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+int cp_server_run(cp_server *s)
+{
+    struct sockaddr_storage ss;
+    if (!resolve(s, &ss)) {
+        fprintf(stderr, "colplaid serve: --host %s is not an IPv4 or IPv6 address\n", s->cfg.host);
+        return 2;
+    }
+    if (!s->auth && !is_loopback((const struct sockaddr *)&ss)) {
+        fprintf(stderr, "colplaid serve: refusing to listen on %s without API keys: give "
+                        "--api-keys FILE, or use --host 127.0.0.1\n", s->cfg.host);
+        return 2;
+    }
+    /* Signals are taken synchronously by this thread (sigwait); every other thread,
+     * including MHD's and the workers, inherits the blocked mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (!pool_start(s)) {
+        fprintf(stderr, "colplaid serve: cannot start %d worker threads\n", s->cfg.threads);
+        return 1;
+    }
+    struct MHD_Daemon *d = start_daemon(s, &ss);
+    if (!d) {
+        fprintf(stderr, "colplaid serve: cannot listen on %s port %d (%s)\n", s->cfg.host,
+                s->cfg.port, strerror(errno));
+        pool_stop();
+        return 1;
+    }
+    fprintf(stderr, "colplaid serve: listening on http://%s%s%s:%u/ (%zu index%s, %d workers, "
+                    "queue %d)%s\n",
+            ss.ss_family == AF_INET6 ? "[" : "", s->cfg.host, ss.ss_family == AF_INET6 ? "]" : "",
+            bound_port(d), s->n_indexes, s->n_indexes == 1 ? "" : "es", s->cfg.threads,
+            s->cfg.queue_depth,
+            s->auth ? "; API keys required" : "; no API keys: loopback only");
+    fflush(stderr);
+    int sig = 0;
+    sigwait(&set, &sig);
+    fprintf(stderr, "colplaid serve: %s received, finishing in-flight requests\n",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    atomic_store(&s->shutting_down, true);
+    MHD_socket lsock = MHD_quiesce_daemon(d); /* stop accepting; keep serving what is open */
+    if (lsock != MHD_INVALID_SOCKET) close(lsock);
+    drain(s);
+    pool_stop(); /* runs whatever is still queued, so no connection stays suspended */
+    MHD_stop_daemon(d);
+    fprintf(stderr, "colplaid serve: stopped\n");
+    return 0;
+}

@@ -1,0 +1,548 @@
+/*
+ * Parsing and validation of request bodies: see request.h. Every rejection names the
+ * offending field ("queries[2].shape") so a client can fix its request without reading
+ * the server's code. Unknown fields are rejected too: a misspelt "top_k" silently ignored
+ * is worse than an error.
+ */
+#include "request.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+bool cp_http_fail(cp_http_error *e, int status, const char *code, const char *fmt, ...)
+{
+    if (e) {
+        va_list ap;
+        va_start(ap, fmt);
+        e->status = status;
+        e->code = code;
+        vsnprintf(e->message, sizeof e->message, fmt, ap);
+        va_end(ap);
+    }
+    return false;
+}
+
+#define BAD(e, ...) cp_http_fail(e, 400, "INVALID_ARGUMENT", __VA_ARGS__)
+#define LIMIT(e, ...) cp_http_fail(e, 422, "LIMIT_EXCEEDED", __VA_ARGS__)
+
+void cp_limits_init(cp_limits *lim)
+{
+    lim->max_body_bytes = 32u << 20;
+    lim->max_queries = 64;
+    lim->max_k = 1000;
+    lim->max_query_tokens = 512;
+    lim->max_documents = 1000;
+    lim->max_doc_tokens = 4096;
+    lim->max_ids = 100000;
+    lim->max_text_bytes = 1u << 20;
+}
+
+/* ---- base64 ------------------------------------------------------------------------------ */
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+bool cp_base64_decode(const char *in, size_t len, unsigned char **out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (len % 4 != 0) return false;
+    size_t pad = 0;
+    if (len >= 1 && in[len - 1] == '=') pad++;
+    if (len >= 2 && in[len - 2] == '=') pad++;
+    size_t n = len / 4 * 3 - pad;
+    unsigned char *buf = malloc(n ? n : 1);
+    if (!buf) return false;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        int v[4];
+        for (int j = 0; j < 4; j++) {
+            unsigned char c = (unsigned char)in[i + j];
+            bool pad_ok = c == '=' && i + 4 == len && j >= 4 - (int)pad;
+            v[j] = pad_ok ? 0 : b64_value(c);
+            if (v[j] < 0) {
+                free(buf);
+                return false;
+            }
+        }
+        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
+                     (uint32_t)v[3];
+        unsigned char bytes[3] = {(unsigned char)(w >> 16), (unsigned char)(w >> 8),
+                                  (unsigned char)w};
+        for (int j = 0; j < 3 && o < n; j++) buf[o++] = bytes[j];
+    }
+    *out = buf;
+    *n_out = n;
+    return true;
+}
+
+char *cp_base64_encode(const unsigned char *in, size_t len)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = (len + 2) / 3 * 4;
+    char *out = malloc(n + 1);
+    if (!out) return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t w = (uint32_t)in[i] << 16;
+        if (i + 1 < len) w |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < len) w |= in[i + 2];
+        out[o++] = abc[w >> 18 & 63];
+        out[o++] = abc[w >> 12 & 63];
+        out[o++] = i + 1 < len ? abc[w >> 6 & 63] : '=';
+        out[o++] = i + 2 < len ? abc[w & 63] : '=';
+    }
+    out[o] = '\0';
+    return out;
+}
+
+float cp_maxsim(const float *q, int nq, const float *d, int nd, int dim)
+{
+    float total = 0.0f;
+    for (int i = 0; i < nq; i++) {
+        float best = -INFINITY;
+        for (int j = 0; j < nd; j++) {
+            float s = 0.0f;
+            for (int t = 0; t < dim; t++) s += q[(size_t)i * dim + t] * d[(size_t)j * dim + t];
+            if (s > best) best = s;
+        }
+        if (nd > 0) total += best;
+    }
+    return total;
+}
+
+/* ---- shared field helpers ------------------------------------------------------------------ */
+
+static bool parse_root(const char *body, size_t len, cJSON **root, cp_http_error *e)
+{
+    const char *end = NULL;
+    *root = cJSON_ParseWithLengthOpts(body, len, &end, false);
+    if (!*root) {
+        size_t at = 0;
+        if (end && end >= body && end <= body + len) at = (size_t)(end - body);
+        return cp_http_fail(e, 400, "MALFORMED_JSON", "the body is not valid JSON (near byte %zu)",
+                            at);
+    }
+    if (!cJSON_IsObject(*root)) {
+        cJSON_Delete(*root);
+        *root = NULL;
+        return BAD(e, "the body must be a JSON object");
+    }
+    return true;
+}
+
+/* Reject keys outside allowed (a NULL-terminated list). */
+static bool only_keys(const cJSON *obj, const char *const *allowed, const char *where,
+                      cp_http_error *e)
+{
+    for (const cJSON *it = obj->child; it; it = it->next) {
+        bool ok = false;
+        for (size_t i = 0; allowed[i] && !ok; i++) ok = !strcmp(it->string, allowed[i]);
+        if (!ok) return BAD(e, "%s: unknown field \"%.64s\"", where, it->string);
+    }
+    return true;
+}
+
+/* An integer in [min, max] (JSON numbers are doubles: reject fractions and overflow). */
+static bool get_int(const cJSON *v, const char *name, double min, double max, int *out,
+                    cp_http_error *e)
+{
+    if (!cJSON_IsNumber(v)) return BAD(e, "%s must be an integer", name);
+    double d = v->valuedouble;
+    if (!isfinite(d) || d != floor(d)) return BAD(e, "%s must be an integer", name);
+    if (d < min) return BAD(e, "%s must be at least %.0f", name, min);
+    if (d > max) return LIMIT(e, "%s must be at most %.0f (server limit)", name, max);
+    *out = (int)d;
+    return true;
+}
+
+static bool get_text(const cJSON *v, const char *name, const cp_limits *lim, char **out,
+                     cp_http_error *e)
+{
+    if (!cJSON_IsString(v)) return BAD(e, "%s must be a string", name);
+    size_t n = strlen(v->valuestring);
+    if (n > lim->max_text_bytes)
+        return LIMIT(e, "%s has %zu bytes, the limit is %zu", name, n, lim->max_text_bytes);
+    bool blank = true;
+    for (size_t i = 0; i < n && blank; i++)
+        blank = strchr(" \t\r\n", v->valuestring[i]) != NULL;
+    if (blank) return BAD(e, "%s is empty", name);
+    if (!(*out = strdup(v->valuestring)))
+        return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    return true;
+}
+
+/* ---- embeddings ------------------------------------------------------------------------------ */
+
+typedef struct vec_rules {
+    int dim;        /* required dim, or 0 for any */
+    int max_tokens;
+    const cp_limits *lim;
+} vec_rules;
+
+static bool check_rows(int rows, int cols, const vec_rules *r, const char *where, cp_http_error *e)
+{
+    if (rows < 1 || cols < 1) return BAD(e, "%s: embeddings must have at least one row and one column", where);
+    if (rows > r->max_tokens)
+        return LIMIT(e, "%s: %d token vectors, the limit is %d", where, rows, r->max_tokens);
+    if (r->dim && cols != r->dim)
+        return cp_http_fail(e, 422, "DIMENSION_MISMATCH",
+                            "%s: vectors have %d dims, the index has %d", where, cols, r->dim);
+    if (cols > 65536) return BAD(e, "%s: %d dims is not plausible", where, cols);
+    return true;
+}
+
+static bool parse_rows(const cJSON *arr, const vec_rules *r, const char *where, cp_vec_input *out,
+                       cp_http_error *e)
+{
+    int rows = cJSON_GetArraySize(arr);
+    const cJSON *first = arr->child;
+    if (!first || !cJSON_IsArray(first))
+        return BAD(e, "%s.embeddings must be a non-empty array of arrays of numbers", where);
+    int cols = cJSON_GetArraySize(first);
+    if (!check_rows(rows, cols, r, where, e)) return false;
+    if (!(out->data = malloc((size_t)rows * cols * sizeof(float))))
+        return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    size_t o = 0;
+    int i = 0;
+    for (const cJSON *row = first; row; row = row->next, i++) {
+        if (!cJSON_IsArray(row) || cJSON_GetArraySize(row) != cols)
+            return BAD(e, "%s.embeddings[%d] must be an array of %d numbers", where, i, cols);
+        for (const cJSON *x = row->child; x; x = x->next) {
+            if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) ||
+                fabs(x->valuedouble) > 3.0e38)
+                return BAD(e, "%s.embeddings[%d] holds a value that is not a finite float", where,
+                           i);
+            out->data[o++] = (float)x->valuedouble;
+        }
+    }
+    out->n_tokens = rows;
+    out->dim = cols;
+    return true;
+}
+
+static bool parse_b64(const cJSON *b64, const cJSON *shape, const vec_rules *r, const char *where,
+                      cp_vec_input *out, cp_http_error *e)
+{
+    if (!cJSON_IsString(b64)) return BAD(e, "%s.embeddings_b64 must be a string", where);
+    if (!cJSON_IsArray(shape) || cJSON_GetArraySize(shape) != 2)
+        return BAD(e, "%s.shape must be [tokens, dim] next to embeddings_b64", where);
+    int rows, cols;
+    char name[96];
+    snprintf(name, sizeof name, "%s.shape[0]", where);
+    if (!get_int(shape->child, name, 1, INT_MAX, &rows, e)) return false;
+    snprintf(name, sizeof name, "%s.shape[1]", where);
+    if (!get_int(shape->child->next, name, 1, INT_MAX, &cols, e)) return false;
+    if (!check_rows(rows, cols, r, where, e)) return false;
+    size_t want = (size_t)rows * cols * sizeof(float), got;
+    unsigned char *bytes;
+    const char *s = b64->valuestring;
+    if (!cp_base64_decode(s, strlen(s), &bytes, &got))
+        return BAD(e, "%s.embeddings_b64 is not valid base64 (padded, length a multiple of 4)",
+                   where);
+    if (got != want) {
+        free(bytes);
+        return BAD(e, "%s.embeddings_b64 decodes to %zu bytes, shape [%d, %d] needs %zu", where, got,
+                   rows, cols, want);
+    }
+    out->data = (float *)bytes; /* little-endian float32 on every supported host */
+    out->n_tokens = rows;
+    out->dim = cols;
+    for (size_t i = 0; i < (size_t)rows * cols; i++)
+        if (!isfinite(out->data[i]))
+            return BAD(e, "%s.embeddings_b64 holds NaN or infinity at element %zu", where, i);
+    return true;
+}
+
+/* A text (bare string or {"text"}) or embeddings ({"embeddings"} or {"embeddings_b64",
+ * "shape"}). On failure out may hold partial allocations: the caller frees it. */
+static bool parse_vec(const cJSON *v, const vec_rules *r, const char *where, cp_vec_input *out,
+                      cp_http_error *e)
+{
+    if (cJSON_IsString(v)) return get_text(v, where, r->lim, &out->text, e);
+    if (!cJSON_IsObject(v))
+        return BAD(e, "%s must be a string or an object with text, embeddings or embeddings_b64",
+                   where);
+    static const char *const keys[] = {"text", "embeddings", "embeddings_b64", "shape", "id", NULL};
+    if (!only_keys(v, keys, where, e)) return false;
+    const cJSON *text = cJSON_GetObjectItemCaseSensitive(v, "text");
+    const cJSON *emb = cJSON_GetObjectItemCaseSensitive(v, "embeddings");
+    const cJSON *b64 = cJSON_GetObjectItemCaseSensitive(v, "embeddings_b64");
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(v, "shape");
+    if ((text != NULL) + (emb != NULL) + (b64 != NULL) != 1)
+        return BAD(e, "%s needs exactly one of text, embeddings, embeddings_b64", where);
+    if (shape && !b64) return BAD(e, "%s.shape goes with embeddings_b64 only", where);
+    char name[96];
+    snprintf(name, sizeof name, "%s.text", where);
+    if (text) return get_text(text, name, r->lim, &out->text, e);
+    if (emb) {
+        if (!cJSON_IsArray(emb))
+            return BAD(e, "%s.embeddings must be an array of arrays of numbers", where);
+        return parse_rows(emb, r, where, out, e);
+    }
+    return parse_b64(b64, shape, r, where, out, e);
+}
+
+static void vec_free(cp_vec_input *v)
+{
+    free(v->text);
+    free(v->data);
+    memset(v, 0, sizeof *v);
+}
+
+/* ---- search ---------------------------------------------------------------------------------- */
+
+static bool parse_params(const cJSON *p, cp_search_request *out, cp_http_error *e)
+{
+    if (!cJSON_IsObject(p)) return BAD(e, "params must be an object");
+    static const char *const keys[] = {"ncells", "centroid_score_threshold", "ndocs", NULL};
+    if (!only_keys(p, keys, "params", e)) return false;
+    const cJSON *v;
+    if ((v = cJSON_GetObjectItemCaseSensitive(p, "ncells")) &&
+        !get_int(v, "params.ncells", 1, 1 << 16, &out->ncells, e))
+        return false;
+    if ((v = cJSON_GetObjectItemCaseSensitive(p, "ndocs")) &&
+        !get_int(v, "params.ndocs", 1, 1 << 24, &out->ndocs, e))
+        return false;
+    if ((v = cJSON_GetObjectItemCaseSensitive(p, "centroid_score_threshold"))) {
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || fabs(v->valuedouble) > 1e6)
+            return BAD(e, "params.centroid_score_threshold must be a finite number");
+        out->threshold = (float)v->valuedouble;
+    }
+    return true;
+}
+
+static bool parse_queries(const cJSON *q, const cp_limits *lim, int dim, cp_search_request *out,
+                          cp_http_error *e)
+{
+    if (!cJSON_IsArray(q)) return BAD(e, "queries must be an array");
+    int n = cJSON_GetArraySize(q);
+    if (n == 0) return BAD(e, "queries is empty: send at least one query");
+    if (n > lim->max_queries)
+        return LIMIT(e, "%d queries in one request, the limit is %d", n, lim->max_queries);
+    if (!(out->queries = calloc((size_t)n, sizeof *out->queries)))
+        return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    out->n_queries = (size_t)n;
+    vec_rules r = {dim, lim->max_query_tokens, lim};
+    size_t i = 0;
+    for (const cJSON *it = q->child; it; it = it->next, i++) {
+        char where[48];
+        snprintf(where, sizeof where, "queries[%zu]", i);
+        if (!parse_vec(it, &r, where, &out->queries[i], e)) return false;
+    }
+    return true;
+}
+
+static bool parse_ids(const cJSON *ids, const cp_limits *lim, cp_search_request *out,
+                      cp_http_error *e)
+{
+    if (!cJSON_IsArray(ids)) return BAD(e, "ids must be an array of strings");
+    int n = cJSON_GetArraySize(ids);
+    if (n > lim->max_ids) return LIMIT(e, "%d ids, the limit is %d", n, lim->max_ids);
+    out->has_ids = true;
+    if (n && !(out->ids = calloc((size_t)n, sizeof *out->ids)))
+        return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    for (const cJSON *it = ids->child; it; it = it->next) {
+        if (!cJSON_IsString(it) || !it->valuestring[0])
+            return BAD(e, "ids[%zu] must be a non-empty string", out->n_ids);
+        if (!(out->ids[out->n_ids] = strdup(it->valuestring)))
+            return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+        out->n_ids++;
+    }
+    return true;
+}
+
+static bool parse_include(const cJSON *inc, cp_search_request *out, cp_http_error *e)
+{
+    if (!cJSON_IsArray(inc)) return BAD(e, "include must be an array of \"text\" / \"metadata\"");
+    for (const cJSON *it = inc->child; it; it = it->next) {
+        if (cJSON_IsString(it) && !strcmp(it->valuestring, "text"))
+            out->include_text = true;
+        else if (cJSON_IsString(it) && !strcmp(it->valuestring, "metadata"))
+            out->include_metadata = true;
+        else
+            return BAD(e, "include may only list \"text\" and \"metadata\"");
+    }
+    return true;
+}
+
+static bool parse_mode(const cJSON *m, cp_search_request *out, cp_http_error *e)
+{
+    if (cJSON_IsString(m) && !strcmp(m->valuestring, "plaid")) return true;
+    if (cJSON_IsString(m) && !strcmp(m->valuestring, "exact")) {
+        out->exact = true;
+        return true;
+    }
+    if (cJSON_IsString(m) && !strcmp(m->valuestring, "hybrid"))
+        return cp_http_fail(e, 422, "UNSUPPORTED", "mode \"hybrid\" is not available in this build");
+    return BAD(e, "mode must be \"plaid\" or \"exact\"");
+}
+
+static bool parse_search_fields(const cJSON *root, const cp_limits *lim, int dim,
+                                cp_search_request *out, cp_http_error *e)
+{
+    static const char *const keys[] = {"queries", "k", "params", "filter", "ids", "include",
+                                       "mode", NULL};
+    if (!only_keys(root, keys, "body", e)) return false;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "queries");
+    if (!v) return BAD(e, "queries is missing");
+    if (!parse_queries(v, lim, dim, out, e)) return false;
+    if ((v = cJSON_GetObjectItemCaseSensitive(root, "k")) &&
+        !get_int(v, "k", 1, lim->max_k, &out->k, e))
+        return false;
+    if ((v = cJSON_GetObjectItemCaseSensitive(root, "params")) && !parse_params(v, out, e))
+        return false;
+    if ((v = cJSON_GetObjectItemCaseSensitive(root, "ids")) && !parse_ids(v, lim, out, e))
+        return false;
+    if ((v = cJSON_GetObjectItemCaseSensitive(root, "include")) && !parse_include(v, out, e))
+        return false;
+    if ((v = cJSON_GetObjectItemCaseSensitive(root, "mode")) && !parse_mode(v, out, e))
+        return false;
+    if ((v = cJSON_GetObjectItemCaseSensitive(root, "filter"))) {
+        if (!cJSON_IsObject(v)) return cp_http_fail(e, 400, "INVALID_FILTER", "filter must be an object");
+        if (!(out->filter_json = cJSON_PrintUnformatted(v)))
+            return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    }
+    return true;
+}
+
+bool cp_parse_search(const char *body, size_t len, const cp_limits *lim, int dim,
+                     cp_search_request *out, cp_http_error *e)
+{
+    memset(out, 0, sizeof *out);
+    out->k = 10 < lim->max_k ? 10 : lim->max_k;
+    out->threshold = NAN;
+    cJSON *root;
+    if (!parse_root(body, len, &root, e)) return false;
+    bool ok = parse_search_fields(root, lim, dim, out, e);
+    cJSON_Delete(root);
+    if (!ok) cp_search_request_free(out);
+    return ok;
+}
+
+void cp_search_request_free(cp_search_request *req)
+{
+    for (size_t i = 0; i < req->n_queries; i++) vec_free(&req->queries[i]);
+    free(req->queries);
+    for (size_t i = 0; i < req->n_ids; i++) free(req->ids[i]);
+    free(req->ids);
+    cJSON_free(req->filter_json);
+    memset(req, 0, sizeof *req);
+}
+
+/* ---- encode ------------------------------------------------------------------------------------ */
+
+static bool parse_encode_fields(const cJSON *root, const cp_limits *lim, cp_encode_request *out,
+                                cp_http_error *e)
+{
+    static const char *const keys[] = {"texts", "kind", "format", NULL};
+    if (!only_keys(root, keys, "body", e)) return false;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "texts");
+    if (!cJSON_IsArray(t)) return BAD(e, "texts must be an array of strings");
+    int n = cJSON_GetArraySize(t);
+    if (n == 0) return BAD(e, "texts is empty");
+    if (n > lim->max_queries) return LIMIT(e, "%d texts, the limit is %d", n, lim->max_queries);
+    if (!(out->texts = calloc((size_t)n, sizeof *out->texts)))
+        return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    for (const cJSON *it = t->child; it; it = it->next) {
+        char where[32];
+        snprintf(where, sizeof where, "texts[%zu]", out->n_texts);
+        if (!get_text(it, where, lim, &out->texts[out->n_texts], e)) return false;
+        out->n_texts++;
+    }
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(root, "kind");
+    if (k && !(cJSON_IsString(k) && (!strcmp(k->valuestring, "query") ||
+                                     !strcmp(k->valuestring, "document"))))
+        return BAD(e, "kind must be \"query\" or \"document\"");
+    out->kind = k && !strcmp(k->valuestring, "document") ? CP_TEXT_DOCUMENT : CP_TEXT_QUERY;
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(root, "format");
+    if (f && !(cJSON_IsString(f) && (!strcmp(f->valuestring, "json") ||
+                                     !strcmp(f->valuestring, "b64"))))
+        return BAD(e, "format must be \"json\" or \"b64\"");
+    out->b64 = f && !strcmp(f->valuestring, "b64");
+    return true;
+}
+
+bool cp_parse_encode(const char *body, size_t len, const cp_limits *lim, cp_encode_request *out,
+                     cp_http_error *e)
+{
+    memset(out, 0, sizeof *out);
+    cJSON *root;
+    if (!parse_root(body, len, &root, e)) return false;
+    bool ok = parse_encode_fields(root, lim, out, e);
+    cJSON_Delete(root);
+    if (!ok) cp_encode_request_free(out);
+    return ok;
+}
+
+void cp_encode_request_free(cp_encode_request *req)
+{
+    for (size_t i = 0; i < req->n_texts; i++) free(req->texts[i]);
+    free(req->texts);
+    memset(req, 0, sizeof *req);
+}
+
+/* ---- rerank ------------------------------------------------------------------------------------ */
+
+static bool parse_rerank_fields(const cJSON *root, const cp_limits *lim, cp_rerank_request *out,
+                                cp_http_error *e)
+{
+    static const char *const keys[] = {"query", "documents", NULL};
+    if (!only_keys(root, keys, "body", e)) return false;
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(root, "query");
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "documents");
+    if (!q) return BAD(e, "query is missing");
+    if (!cJSON_IsArray(d)) return BAD(e, "documents must be an array");
+    int n = cJSON_GetArraySize(d);
+    if (n == 0) return BAD(e, "documents is empty");
+    if (n > lim->max_documents)
+        return LIMIT(e, "%d documents, the limit is %d", n, lim->max_documents);
+    vec_rules r = {0, lim->max_query_tokens, lim};
+    if (!parse_vec(q, &r, "query", &out->query, e)) return false;
+    if (!(out->docs = calloc((size_t)n, sizeof *out->docs)))
+        return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    out->n_docs = (size_t)n;
+    r.max_tokens = lim->max_doc_tokens;
+    r.dim = out->query.dim; /* embedding inputs must agree with the first embedding seen */
+    size_t i = 0;
+    for (const cJSON *it = d->child; it; it = it->next, i++) {
+        char where[48];
+        snprintf(where, sizeof where, "documents[%zu]", i);
+        if (!parse_vec(it, &r, where, &out->docs[i], e)) return false;
+        if (!r.dim) r.dim = out->docs[i].dim;
+    }
+    return true;
+}
+
+bool cp_parse_rerank(const char *body, size_t len, const cp_limits *lim, cp_rerank_request *out,
+                     cp_http_error *e)
+{
+    memset(out, 0, sizeof *out);
+    cJSON *root;
+    if (!parse_root(body, len, &root, e)) return false;
+    bool ok = parse_rerank_fields(root, lim, out, e);
+    cJSON_Delete(root);
+    if (!ok) cp_rerank_request_free(out);
+    return ok;
+}
+
+void cp_rerank_request_free(cp_rerank_request *req)
+{
+    vec_free(&req->query);
+    for (size_t i = 0; i < req->n_docs; i++) vec_free(&req->docs[i]);
+    free(req->docs);
+    memset(req, 0, sizeof *req);
+}

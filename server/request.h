@@ -1,0 +1,109 @@
+/*
+ * Request bodies of the HTTP API, parsed and validated as pure functions: bytes in, a
+ * typed request or an HTTP error out. Nothing here touches the network, an index or the
+ * model, so the fuzz target (tests/fuzz/fuzz_request.c) and the server share one code path.
+ *
+ * Checks done here: JSON syntax, types, unknown fields, finite numbers, base64 length and
+ * shape, embedding dimensions against the expected dim, and the configured limits. Checks
+ * that need the index or the model (unknown ids, a text query without a model) are the
+ * handlers' job.
+ *
+ * Thread safety: all functions are reentrant; results belong to the caller.
+ */
+#ifndef CP_SERVER_REQUEST_H
+#define CP_SERVER_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "colplaid_encoder.h"
+#include "cp_error.h"
+
+/* An error for the client: HTTP status, stable upper-case code, one-sentence message. */
+typedef struct cp_http_error {
+    int status;
+    const char *code; /* static string */
+    char message[CP_ERROR_MESSAGE_MAX];
+} cp_http_error;
+
+/* Fill e and return false, so parsers can `return cp_http_fail(...)`. */
+bool cp_http_fail(cp_http_error *e, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Configurable caps (CLI options of `colplaid serve`). */
+typedef struct cp_limits {
+    size_t max_body_bytes;   /* request body */
+    int max_queries;         /* queries per search request, texts per encode request */
+    int max_k;
+    int max_query_tokens;    /* rows of one query's embeddings */
+    int max_documents;       /* documents per rerank request */
+    int max_doc_tokens;      /* rows of one rerank document's embeddings */
+    int max_ids;             /* entries of a search's "ids" */
+    size_t max_text_bytes;   /* one text */
+} cp_limits;
+
+void cp_limits_init(cp_limits *lim);
+
+/* A text, or token embeddings (n_tokens x dim float32, row-major). */
+typedef struct cp_vec_input {
+    char *text;
+    float *data;
+    int n_tokens;
+    int dim;
+} cp_vec_input;
+
+typedef struct cp_search_request {
+    cp_vec_input *queries;
+    size_t n_queries;
+    int k;
+    int ncells;          /* 0: default for k */
+    float threshold;     /* NaN: default for k */
+    int ndocs;           /* 0: default for k */
+    bool exact;
+    char *filter_json;   /* re-serialised filter object, or NULL */
+    char **ids;          /* external ids to restrict to (has_ids) */
+    size_t n_ids;
+    bool has_ids;
+    bool include_text, include_metadata;
+} cp_search_request;
+
+/* dim: the index's embedding dimension (embedding queries must match it). */
+bool cp_parse_search(const char *body, size_t len, const cp_limits *lim, int dim,
+                     cp_search_request *out, cp_http_error *e);
+void cp_search_request_free(cp_search_request *req);
+
+typedef struct cp_encode_request {
+    char **texts;
+    size_t n_texts;
+    cp_text_kind kind;
+    bool b64; /* format "b64": embeddings_b64 + shape instead of nested arrays */
+} cp_encode_request;
+
+bool cp_parse_encode(const char *body, size_t len, const cp_limits *lim, cp_encode_request *out,
+                     cp_http_error *e);
+void cp_encode_request_free(cp_encode_request *req);
+
+typedef struct cp_rerank_request {
+    cp_vec_input query;
+    cp_vec_input *docs;
+    size_t n_docs;
+} cp_rerank_request;
+
+/* Embedding inputs must agree on one dim among themselves (checked here); the model's dim
+ * is checked by the handler. */
+bool cp_parse_rerank(const char *body, size_t len, const cp_limits *lim, cp_rerank_request *out,
+                     cp_http_error *e);
+void cp_rerank_request_free(cp_rerank_request *req);
+
+/* Base64 (RFC 4648, padded) decoding; false for a length that is not a multiple of 4 or a
+ * character outside the alphabet. *out is malloc'd (n_out bytes). */
+bool cp_base64_decode(const char *in, size_t len, unsigned char **out, size_t *n_out);
+/* Encoding; returns a malloc'd NUL-terminated string or NULL when out of memory. */
+char *cp_base64_encode(const unsigned char *in, size_t len);
+
+/* MaxSim of a query (nq x dim) against a document (nd x dim): sum over query rows of the
+ * best dot product with any document row. */
+float cp_maxsim(const float *q, int nq, const float *d, int nd, int dim);
+
+#endif

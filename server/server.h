@@ -1,0 +1,106 @@
+/*
+ * The HTTP server behind `colplaid serve`.
+ *
+ * Threading model (measured and justified in docs/http-api.md):
+ * - libmicrohttpd runs ONE internal polling thread (epoll) that accepts connections, reads
+ *   headers and bodies and writes responses. It never blocks on work, so slow clients
+ *   (slowloris) cost only a socket and a timeout, never a worker.
+ * - Cheap routes (health, metrics, openapi, index info, every rejection before parsing)
+ *   are answered inline on that thread.
+ * - Work routes (search, document get, encode, rerank) are handed to a bounded queue and a
+ *   fixed pool of worker threads: the connection is suspended (MHD_suspend_connection)
+ *   until a worker has built the response, then resumed. A full queue is answered at once
+ *   with 503 + Retry-After, so overload is visible and bounded instead of piling up.
+ * - Indexes are read through the engine's immutable snapshots (cp_index_search is
+ *   thread-safe); the encoder is read-only and shared.
+ *
+ * Handlers (handlers.c) are plain functions from a parsed request to a response, so they
+ * can run on either kind of thread.
+ */
+#ifndef CP_SERVER_H
+#define CP_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "colplaid_encoder.h"
+#include "colplaid_index.h"
+#include "metrics.h"
+#include "request.h"
+
+typedef struct cp_served_index {
+    char *name;
+    char *path;
+    cp_index *index;
+    int dim;
+} cp_served_index;
+
+typedef struct cp_server_config {
+    const char *host;
+    int port;
+    int threads;         /* workers */
+    int queue_depth;     /* requests that may wait for a worker */
+    int timeout_s;       /* idle connection timeout (slow clients) */
+    int max_connections;
+    int shutdown_grace_s;
+    bool access_log;
+    cp_limits limits;
+} cp_server_config;
+
+typedef struct cp_server {
+    cp_server_config cfg;
+    cp_served_index *indexes;
+    size_t n_indexes;
+    cp_encoder *encoder; /* may be NULL */
+    cp_auth *auth;       /* NULL: no keys, loopback only */
+    cp_metrics *metrics;
+    double start_time;   /* monotonic seconds */
+    int64_t start_wall;  /* Unix time at start (request ids) */
+    atomic_llong in_flight;
+    atomic_llong queue_len;
+    atomic_bool shutting_down;
+} cp_server;
+
+/* A request as the handlers see it (already routed, authorised and read). */
+typedef struct cp_request {
+    cp_route route;
+    cp_served_index *idx; /* for index routes */
+    const char *doc_id;   /* for the document route */
+    const char *body;
+    size_t body_len;
+} cp_request;
+
+typedef struct cp_response {
+    int status;
+    char *body; /* malloc'd */
+    size_t len;
+    const char *content_type;
+    const char *error_code; /* for the log line; NULL on success */
+    int retry_after;        /* seconds, 0 = no header */
+    const char *allow;      /* Allow header for 405 */
+} cp_response;
+
+/* Fill resp with the JSON error body. */
+void cp_response_error(cp_response *resp, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void cp_response_from_http_error(cp_response *resp, const cp_http_error *e);
+/* An engine error: status chosen from err->code. */
+void cp_response_from_status(cp_response *resp, const cp_error *err);
+
+/* Run the handler of req->route (handlers.c). */
+void cp_handle(cp_server *s, const cp_request *req, cp_response *resp);
+
+/* The embedded OpenAPI document (generated from server/openapi.json at build time). */
+extern const char cp_openapi_json[];
+extern const size_t cp_openapi_json_len;
+
+double cp_now_seconds(void);
+
+/* Run until SIGTERM / SIGINT, then finish in-flight requests and return 0; 1 when the
+ * daemon cannot start (message on stderr). */
+int cp_server_run(cp_server *s);
+
+#endif

@@ -1,0 +1,212 @@
+"""Helpers for the HTTP tests: build a small index with the real CLI, start the real
+`colplaid serve` on a free loopback port, and talk HTTP to it (standard library only).
+
+Every wait has a timeout, so a hung server fails the test instead of hanging ctest.
+"""
+import hashlib
+import http.client
+import json
+import math
+import os
+import random
+import re
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+COLPLAID = os.environ.get("COLPLAID")
+SKIP = 77
+
+
+def die(msg):
+    print("FAIL: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def skip(msg):
+    print("SKIP: " + msg, file=sys.stderr)
+    sys.exit(SKIP)
+
+
+def write_npy(path, dtype, shape, values):
+    """A .npy file (format 1.0) without numpy: dtype '<f4' or '<i4'."""
+    header = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (
+        dtype, ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else ""))
+    header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+    fmt = "<%d%s" % (len(values), "f" if dtype == "<f4" else "i")
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
+        f.write(struct.pack(fmt, *values))
+
+
+def read_npy(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    hlen = struct.unpack("<H", data[8:10])[0]
+    header = data[10:10 + hlen].decode()
+    descr = re.search(r"'descr': '([^']+)'", header).group(1)
+    shape = tuple(int(x) for x in re.search(r"'shape': \(([^)]*)\)", header).group(1).split(",") if x.strip())
+    body = data[10 + hlen:]
+    code = {"<f4": "f", "<i4": "i", "<i8": "q"}[descr]
+    n = len(body) // struct.calcsize(code)
+    return shape, list(struct.unpack("<%d%s" % (n, code), body))
+
+
+def normalise(v):
+    n = math.sqrt(sum(x * x for x in v)) or 1.0
+    return [x / n for x in v]
+
+
+class Corpus:
+    """n_docs synthetic documents of a few clustered, L2-normalised token vectors."""
+
+    def __init__(self, n_docs=300, dim=16, seed=7):
+        rng = random.Random(seed)
+        self.dim = dim
+        centres = [normalise([rng.gauss(0, 1) for _ in range(dim)]) for _ in range(12)]
+        self.docs = []
+        for _ in range(n_docs):
+            toks = []
+            for _ in range(rng.randint(3, 12)):
+                c = rng.choice(centres)
+                toks.append(normalise([x + 0.35 * rng.gauss(0, 1) for x in c]))
+            self.docs.append(toks)
+        self.ids = ["doc-%d" % i for i in range(n_docs)]
+        langs = ["en", "fr", "de"]
+        self.metadata = [{"year": 2000 + i % 25, "lang": langs[i % 3], "tags": {"even": i % 2 == 0}}
+                         for i in range(n_docs)]
+        self.texts = ["synthetic document number %d" % i for i in range(n_docs)]
+
+    def query(self, rng, n_tokens=8):
+        base = rng.choice(self.docs)
+        return [normalise([x + 0.1 * rng.gauss(0, 1) for x in rng.choice(base)]) for _ in range(n_tokens)]
+
+    def write(self, folder):
+        emb = [x for d in self.docs for t in d for x in t]
+        total = sum(len(d) for d in self.docs)
+        write_npy(os.path.join(folder, "emb.npy"), "<f4", (total, self.dim), emb)
+        write_npy(os.path.join(folder, "doclens.npy"), "<i4", (len(self.docs),), [len(d) for d in self.docs])
+        with open(os.path.join(folder, "ids.txt"), "w") as f:
+            f.write("\n".join(self.ids) + "\n")
+
+
+def run(args, timeout=120, check=True):
+    p = subprocess.run([COLPLAID] + args, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        die("colplaid %s exited %d: %s" % (" ".join(args), p.returncode, p.stderr.strip()[-2000:]))
+    return p
+
+
+def build_index(folder, corpus, name="idx.db"):
+    corpus.write(folder)
+    path = os.path.join(folder, name)
+    p = run(["index", "build", "--index", path, "--embeddings", os.path.join(folder, "emb.npy"),
+             "--doclens", os.path.join(folder, "doclens.npy"), "--ids", os.path.join(folder, "ids.txt"),
+             "--centroids", "16", "--nbits", "2", "--seed", "3"], check=False)
+    if p.returncode != 0:
+        if "unavailable" in p.stderr:
+            skip("index build not available in this build: " + p.stderr.strip())
+        die("index build failed: " + p.stderr.strip())
+    # The embeddings builder stores no text or metadata; the test writes them into the
+    # documents table (the documented file format) before the server opens the file, so
+    # that filters and include=text/metadata have something to read.
+    db = sqlite3.connect(path)
+    for ext, text, meta in zip(corpus.ids, corpus.texts, corpus.metadata):
+        db.execute("UPDATE documents SET text = ?, metadata = ? WHERE external_id = ? AND deleted = 0",
+                   (text, json.dumps(meta), ext))
+    db.commit()
+    db.close()
+    return path
+
+
+def file_digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+SERVERS = []
+
+
+def dump_server_logs():
+    """The servers' own messages (not the access log), to explain a failure."""
+    for srv in SERVERS:
+        lines = [l for l in srv.lines if not l.startswith('{"ts"')]
+        print("---- server %s stderr (last lines):" % " ".join(srv.args), file=sys.stderr)
+        sys.stderr.write("".join(lines[-60:]))
+
+
+class Server:
+    """A running `colplaid serve`; stderr lines are collected in self.lines."""
+
+    def __init__(self, args, expect_start=True):
+        self.args = args
+        SERVERS.append(self)
+        self.proc = subprocess.Popen([COLPLAID, "serve", "--host", "127.0.0.1", "--port", "0"] + args,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.lines = []
+        self.port = None
+        self.started = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        if expect_start:
+            if not self.started.wait(60) or self.port is None:
+                self.stop()
+                die("server did not start: " + "".join(self.lines[-20:]))
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            m = re.search(r"listening on http://[^ ]*:(\d+)/", line)
+            if m:
+                self.port = int(m.group(1))
+                self.started.set()
+        self.started.set()
+
+    def conn(self, timeout=60):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, timeout=60):
+        """(status, headers dict (lower-case), body bytes) on a fresh connection."""
+        c = self.conn(timeout)
+        try:
+            h = dict(headers or {})
+            if body is not None and not isinstance(body, (bytes, str)):
+                body = json.dumps(body)
+                h.setdefault("Content-Type", "application/json")
+            c.request(method, path, body=body, headers=h)
+            r = c.getresponse()
+            data = r.read()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+        finally:
+            c.close()
+
+    def json(self, method, path, body=None, headers=None):
+        status, h, data = self.request(method, path, body, headers)
+        try:
+            return status, h, json.loads(data)
+        except ValueError:
+            die("%s %s: status %d, body is not JSON: %r" % (method, path, status, data[:200]))
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            die("server did not stop within %ds of signal %d" % (timeout, sig))
+        self.reader.join(10)
+        return rc
+
+
+def maxsim(q, d):
+    return sum(max(sum(a * b for a, b in zip(qt, dt)) for dt in d) for qt in q)

@@ -1,0 +1,157 @@
+"""The text path of the HTTP API with a real (tiny) static model: a GloVe-layout word-vector
+file written here is converted with `colplaid model convert`, a JSONL corpus with text and
+metadata is indexed with `colplaid index build --corpus`, and the server runs with --model.
+Checks: text queries give the same ids and scores as `colplaid search --query`, /v1/encode
+equals `colplaid encode` (JSON arrays and base64), rerank of texts equals MaxSim of the
+encoded texts, batches mixing text and embeddings, include and filters on real metadata.
+"""
+import base64
+import json
+import os
+import random
+import struct
+import sys
+import tempfile
+
+sys.dont_write_bytecode = True  # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import serverlib as sl  # noqa: E402
+
+failures = []
+WORDS = ("the a of and to in is it for on with as was at by an be this from or that are "
+         "river mountain forest ocean city music painting science history garden rain snow "
+         "stone bridge market train library castle island desert valley").split()
+
+
+def check(cond, msg):
+    if not cond:
+        failures.append(msg)
+        print("  check failed: " + msg, file=sys.stderr)
+
+
+def write_model(folder):
+    rng = random.Random(2)
+    dim = 8
+    vectors = {}
+    for i, w in enumerate(WORDS):
+        v = [rng.gauss(0, 1) for _ in range(dim)]
+        norm = sum(x * x for x in v) ** 0.5
+        vectors[w] = v + [norm, i]
+    glove = {"precision": 8, "l2NormIndex": dim, "wordIndex": dim + 1, "size": len(WORDS),
+             "dimensions": dim, "words": WORDS, "vectors": vectors, "unkVector": [0] * dim + [0, -1]}
+    path = os.path.join(folder, "glove.json")
+    with open(path, "w") as f:
+        json.dump(glove, f)
+    model = os.path.join(folder, "model")
+    p = sl.run(["model", "convert", "--glove", path, "--out", model], check=False)
+    if p.returncode != 0:
+        sl.skip("model convert unavailable: " + p.stderr.strip()[:200])
+    return model
+
+
+def write_corpus(folder):
+    rng = random.Random(4)
+    docs = []
+    content = WORDS[20:]
+    for i in range(150):
+        text = " ".join(rng.choice(content if rng.random() < 0.7 else WORDS) for _ in range(rng.randint(4, 14)))
+        docs.append({"id": "d%03d" % i, "text": text, "metadata": {"n": i, "kind": ["a", "b", "c"][i % 3]}})
+    path = os.path.join(folder, "corpus.jsonl")
+    with open(path, "w") as f:
+        for d in docs:
+            f.write(json.dumps(d) + "\n")
+    return path, docs
+
+
+def cli_search(folder, model, query, k):
+    p = sl.run(["search", "--index", os.path.join(folder, "idx.db"), "--model", model, "--query", query,
+                "--k", str(k), "--format", "json"])
+    rows = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
+    return rows[0]["hits"]
+
+
+def cli_encode(model, text, kind):
+    p = sl.run(["encode", "--model", model, "--" + kind, text, "--format", "json"])
+    return json.loads(p.stdout.splitlines()[0])["embeddings"]
+
+
+def close_rows(a, b, tol=1e-5):
+    return len(a) == len(b) and all(len(x) == len(y) and all(abs(p - q) <= tol for p, q in zip(x, y))
+                                    for x, y in zip(a, b))
+
+
+def main():
+    if not sl.COLPLAID:
+        sl.skip("COLPLAID is not set")
+    with tempfile.TemporaryDirectory(prefix="cp_http_text_") as folder:
+        model = write_model(folder)
+        corpus, docs = write_corpus(folder)
+        idx = os.path.join(folder, "idx.db")
+        p = sl.run(["index", "build", "--index", idx, "--corpus", corpus, "--model", model,
+                    "--centroids", "16", "--seed", "1"], check=False)
+        if p.returncode != 0:
+            sl.die("index build --corpus failed: " + p.stderr.strip()[-500:])
+        srv = sl.Server(["--index", idx, "--model", model, "--threads", "2"])
+        try:
+            queries = ["river mountain", "music painting history", "train bridge city", "snow"]
+            for q in queries:
+                st, _, j = srv.json("POST", "/v1/indexes/idx/search", {"queries": [{"text": q}], "k": 8})
+                check(st == 200, "text search %r: %d %r" % (q, st, j))
+                if st != 200:
+                    continue
+                want = cli_search(folder, model, q, 8)
+                got = j["results"][0]["hits"]
+                check([h["id"] for h in got] == [h["id"] for h in want],
+                      "text query %r: HTTP ids %r, CLI ids %r" % (q, [h["id"] for h in got], [h["id"] for h in want]))
+                check(all(abs(a["score"] - b["score"]) <= 1e-5 for a, b in zip(got, want)),
+                      "text query %r: scores differ" % q)
+            # /v1/encode against `colplaid encode`, both formats and both kinds.
+            for kind in ("query", "document"):
+                st, _, j = srv.json("POST", "/v1/encode", {"texts": queries, "kind": kind})
+                st2, _, j2 = srv.json("POST", "/v1/encode", {"texts": queries, "kind": kind, "format": "b64"})
+                check(st == 200 and st2 == 200, "encode %s: %d %d" % (kind, st, st2))
+                if st != 200 or st2 != 200:
+                    continue
+                for q, r, r2 in zip(queries, j["results"], j2["results"]):
+                    want = cli_encode(model, q, kind)
+                    check(close_rows(r["embeddings"], want), "encode %s %r differs from the CLI" % (kind, q))
+                    raw = base64.b64decode(r2["embeddings_b64"])
+                    n, d = r2["shape"]
+                    flat = struct.unpack("<%df" % (n * d), raw)
+                    rows = [list(flat[i * d:(i + 1) * d]) for i in range(n)]
+                    check(close_rows(rows, r["embeddings"], 1e-6), "encode b64 %s %r differs from JSON" % (kind, q))
+            # Rerank of texts equals MaxSim of the encoded query and documents.
+            texts = [d["text"] for d in docs[:5]]
+            st, _, j = srv.json("POST", "/v1/rerank", {"query": queries[0], "documents": texts})
+            check(st == 200, "rerank texts: %d %r" % (st, j))
+            if st == 200:
+                qv = cli_encode(model, queries[0], "query")
+                want = sorted(((-sl.maxsim(qv, cli_encode(model, t, "document")), i) for i, t in enumerate(texts)))
+                got = [(r["index"], r["score"]) for r in j["results"]]
+                check(all(abs(-w[0] - g[1]) <= 1e-4 for w, g in zip(want, got)), "rerank scores %r want %r" % (got, want))
+            # A batch mixing text and embeddings; include and filter on real metadata.
+            emb = cli_encode(model, queries[1], "query")
+            st, _, j = srv.json("POST", "/v1/indexes/idx/search", {
+                "queries": [queries[1], {"embeddings": emb}], "k": 5, "include": ["text", "metadata"],
+                "filter": {"kind": {"$in": ["a", "c"]}, "n": {"$lt": 120}}})
+            check(st == 200, "mixed batch: %d %r" % (st, j))
+            if st == 200:
+                a, b = j["results"]
+                check([h["id"] for h in a["hits"]] == [h["id"] for h in b["hits"]], "text and its embeddings disagree")
+                for h in a["hits"]:
+                    d = docs[int(h["id"][1:])]
+                    check(h["text"] == d["text"] and h["metadata"] == d["metadata"], "include for %s" % h["id"])
+                    check(d["metadata"]["kind"] in ("a", "c") and d["metadata"]["n"] < 120, "filter let %s through" % h["id"])
+            st, _, j = srv.json("GET", "/health")
+            check(st == 200 and isinstance(j.get("model"), dict), "health shows the model: %r" % j.get("model"))
+        finally:
+            rc = srv.stop()
+        check(rc == 0, "server exit status %r" % rc)
+    if failures:
+        sl.dump_server_logs()
+        sl.die("%d checks failed" % len(failures))
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+/*
+ * Unit tests of the pure request layer: base64, the search / encode / rerank parsers (each
+ * rejection's status and code), MaxSim, and the filter compiler run against an in-memory
+ * `documents` table, including values and field names that try to inject SQL.
+ */
+#include <math.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cp_test.h"
+#include "index_internal.h"
+#include "request.h"
+
+static void test_base64(void)
+{
+    const char *cases[][2] = {{"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"},
+                              {"foobar", "Zm9vYmFy"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *enc = cp_base64_encode((const unsigned char *)cases[i][0], strlen(cases[i][0]));
+        CP_CHECK(enc && !strcmp(enc, cases[i][1]));
+        unsigned char *dec;
+        size_t n;
+        CP_CHECK(cp_base64_decode(cases[i][1], strlen(cases[i][1]), &dec, &n));
+        CP_CHECK_INT(n, strlen(cases[i][0]));
+        CP_CHECK(n == 0 || !memcmp(dec, cases[i][0], n));
+        free(dec);
+        free(enc);
+    }
+    unsigned char *dec;
+    size_t n;
+    CP_CHECK(!cp_base64_decode("Zm9", 3, &dec, &n));   /* length not a multiple of 4 */
+    CP_CHECK(!cp_base64_decode("Zm9*", 4, &dec, &n));  /* outside the alphabet */
+    CP_CHECK(!cp_base64_decode("Z=9v", 4, &dec, &n));  /* padding in the middle */
+    CP_CHECK(!cp_base64_decode("====", 4, &dec, &n));
+}
+
+static void expect(const char *body, int dim, int status, const char *code)
+{
+    cp_limits lim;
+    cp_limits_init(&lim);
+    lim.max_k = 100;
+    cp_search_request r;
+    cp_http_error e = {0};
+    bool ok = cp_parse_search(body, strlen(body), &lim, dim, &r, &e);
+    if (status == 200) {
+        CP_CHECK(ok);
+        if (ok) cp_search_request_free(&r);
+        else fprintf(stderr, "  body %s: %d %s %s\n", body, e.status, e.code, e.message);
+        return;
+    }
+    CP_CHECK(!ok);
+    if (ok) {
+        cp_search_request_free(&r);
+        return;
+    }
+    if (e.status != status || strcmp(e.code, code))
+        fprintf(stderr, "  body %s: want %d %s, got %d %s (%s)\n", body, status, code, e.status,
+                e.code, e.message);
+    CP_CHECK_INT(e.status, status);
+    CP_CHECK(!strcmp(e.code, code));
+    CP_CHECK(e.message[0] != '\0');
+}
+
+static void test_search_parse(void)
+{
+    expect("{\"queries\": [{\"embeddings\": [[1, 0], [0, 1]]}], \"k\": 3}", 2, 200, "");
+    expect("{\"queries\": [{\"embeddings_b64\": \"AACAPwAAAAA=\", \"shape\": [1, 2]}]}", 2, 200, "");
+    expect("{\"queries\": [\"some text\"], \"include\": [\"text\"], \"mode\": \"exact\"}", 2, 200, "");
+    expect("{\"queries\": [{\"embeddings\": [[1, 0]]}], \"filter\": {\"a\": 1}, \"ids\": [\"x\"]}", 2,
+           200, "");
+    expect("{", 2, 400, "MALFORMED_JSON");
+    expect("{\"queries\": [{\"embeddings\": [[1, 0]]}], \"k\": 0}", 2, 400, "INVALID_ARGUMENT");
+    expect("{\"queries\": [{\"embeddings\": [[1, 0]]}], \"k\": 1000000000}", 2, 422, "LIMIT_EXCEEDED");
+    expect("{\"queries\": [{\"embeddings\": [[1, 0, 0]]}]}", 2, 422, "DIMENSION_MISMATCH");
+    expect("{\"queries\": [{\"embeddings\": [[1, 0], [1]]}]}", 2, 400, "INVALID_ARGUMENT");
+    expect("{\"queries\": [{\"embeddings\": [[1e999, 0]]}]}", 2, 400, "INVALID_ARGUMENT");
+    expect("{\"queries\": [{\"embeddings_b64\": \"AACAPwAAAA\", \"shape\": [1, 2]}]}", 2, 400,
+           "INVALID_ARGUMENT");
+    expect("{\"queries\": [{\"embeddings_b64\": \"AACAPw==\", \"shape\": [1, 2]}]}", 2, 400,
+           "INVALID_ARGUMENT");
+    expect("{\"queries\": [{\"embeddings_b64\": \"AADAfwAAAAA=\", \"shape\": [1, 2]}]}", 2, 400,
+           "INVALID_ARGUMENT"); /* NaN */
+    expect("{\"queries\": [{\"text\": \"a\", \"embeddings\": [[1, 0]]}]}", 2, 400, "INVALID_ARGUMENT");
+    expect("{\"queries\": [\"\"]}", 2, 400, "INVALID_ARGUMENT");
+    expect("{\"queries\": []}", 2, 400, "INVALID_ARGUMENT");
+    expect("{\"queries\": [\"a\"], \"filter\": 3}", 2, 400, "INVALID_FILTER");
+    expect("{\"queries\": [\"a\"], \"mode\": \"hybrid\"}", 2, 422, "UNSUPPORTED");
+    expect("{\"queries\": [\"a\"], \"params\": {\"nprobe\": 3}}", 2, 400, "INVALID_ARGUMENT");
+}
+
+static void test_rerank_parse(void)
+{
+    cp_limits lim;
+    cp_limits_init(&lim);
+    cp_rerank_request r;
+    cp_http_error e;
+    const char *ok = "{\"query\": {\"embeddings\": [[1, 0]]}, \"documents\": "
+                     "[{\"embeddings\": [[1, 0], [0, 1]]}, \"a text\"]}";
+    CP_CHECK(cp_parse_rerank(ok, strlen(ok), &lim, &r, &e));
+    CP_CHECK_INT(r.n_docs, 2);
+    CP_CHECK(r.docs[1].text && !strcmp(r.docs[1].text, "a text"));
+    CP_CHECK_NEAR(cp_maxsim(r.query.data, 1, r.docs[0].data, 2, 2), 1.0, 1e-6);
+    cp_rerank_request_free(&r);
+    const char *bad = "{\"query\": {\"embeddings\": [[1, 0]]}, \"documents\": [{\"embeddings\": [[1]]}]}";
+    CP_CHECK(!cp_parse_rerank(bad, strlen(bad), &lim, &r, &e));
+    CP_CHECK(!strcmp(e.code, "DIMENSION_MISMATCH"));
+}
+
+/* ---- filters ---------------------------------------------------------------------------------- */
+
+static sqlite3 *make_db(void)
+{
+    sqlite3 *db;
+    sqlite3_open(":memory:", &db);
+    sqlite3_exec(db,
+                 "CREATE TABLE documents(doc_id INTEGER PRIMARY KEY, external_id TEXT NOT NULL, "
+                 "text TEXT, metadata TEXT, n_tokens INTEGER NOT NULL, segment_id INTEGER NOT NULL, "
+                 "deleted INTEGER NOT NULL DEFAULT 0);"
+                 "INSERT INTO documents VALUES"
+                 "(0, 'a', NULL, '{\"year\": 2019, \"lang\": \"en\", \"x\": {\"y\": true}}', 1, 0, 0),"
+                 "(1, 'b', NULL, '{\"year\": 2021, \"lang\": \"fr\", \"it''s\": 1}', 1, 0, 0),"
+                 "(2, 'c', NULL, '{\"year\": \"2021\", \"lang\": null}', 1, 0, 0),"
+                 "(3, 'd', NULL, NULL, 1, 0, 0),"
+                 "(4, 'e', NULL, 'not json', 1, 0, 0),"
+                 "(5, 'f', NULL, '{\"year\": 2022, \"lang\": \"en\"}', 1, 0, 1);",
+                 NULL, NULL, NULL);
+    return db;
+}
+
+/* want: the expected ids as a string like "0,1" ("" for none); NULL: the filter is invalid. */
+static void expect_filter(sqlite3 *db, const char *filter, const char *want)
+{
+    cp_filter_sql *f;
+    cp_error err;
+    cp_status st = cp_filter_compile(filter, strlen(filter), &f, &err);
+    if (!want) {
+        CP_CHECK(st == CP_EINVAL);
+        if (st == CP_OK) {
+            fprintf(stderr, "  filter %s compiled but should not\n", filter);
+            cp_filter_sql_free(f);
+        }
+        return;
+    }
+    CP_CHECK(st == CP_OK);
+    if (st) {
+        fprintf(stderr, "  filter %s: %s\n", filter, err.message);
+        return;
+    }
+    int64_t *ids;
+    size_t n;
+    st = cp_filter_run(f, db, &ids, &n, &err);
+    CP_CHECK(st == CP_OK);
+    char got[128] = "";
+    for (size_t i = 0; st == CP_OK && i < n; i++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? "," : "", (long long)ids[i]);
+    if (strcmp(got, want)) fprintf(stderr, "  filter %s: got [%s], want [%s]\n", filter, got, want);
+    CP_CHECK(!strcmp(got, want));
+    free(ids);
+    cp_filter_sql_free(f);
+}
+
+static void test_filters(void)
+{
+    sqlite3 *db = make_db();
+    expect_filter(db, "{}", "0,1,2,3,4");
+    expect_filter(db, "{\"year\": 2021}", "1");          /* type-strict: "2021" is a string */
+    expect_filter(db, "{\"year\": \"2021\"}", "2");
+    expect_filter(db, "{\"year\": {\"$gte\": 2020}}", "1"); /* deleted doc 5 never matches */
+    expect_filter(db, "{\"lang\": {\"$in\": [\"en\", \"fr\"]}}", "0,1");
+    expect_filter(db, "{\"lang\": {\"$nin\": [\"en\"]}}", "1,2,3,4");
+    expect_filter(db, "{\"lang\": null}", "2");
+    expect_filter(db, "{\"lang\": {\"$ne\": \"en\"}}", "1,2,3,4");
+    expect_filter(db, "{\"year\": {\"$lte\": 2021, \"$gte\": 2021}}", "1");
+    expect_filter(db, "{\"lang\": {\"$exists\": false}}", "3,4");
+    expect_filter(db, "{\"x.y\": true}", "0");
+    expect_filter(db, "{\"$or\": [{\"year\": 2019}, {\"lang\": \"fr\"}]}", "0,1");
+    expect_filter(db, "{\"$not\": {\"lang\": \"en\"}}", "1,2,3,4");
+    expect_filter(db, "{\"year\": {\"$gt\": 2018, \"$lt\": 2020}}", "0");
+    expect_filter(db, "{\"missing\": 1}", "");
+    expect_filter(db, "{\"it's\": 1}", "1");
+    /* Injection attempts are data, not SQL. */
+    expect_filter(db, "{\"lang\": \"en' OR 1=1 --\"}", "");
+    expect_filter(db, "{\"a) OR 1=1 --\": 1}", "");
+    expect_filter(db, "{\"lang\": {\"$regex\": \"e\"}}", NULL);
+    expect_filter(db, "{\"$nor\": []}", NULL);
+    expect_filter(db, "{\"$or\": []}", NULL);
+    expect_filter(db, "{\"a\\\"b\": 1}", NULL);
+    expect_filter(db, "{\"a..b\": 1}", NULL);
+    expect_filter(db, "{\"year\": {\"$gt\": true}}", NULL);
+    expect_filter(db, "{\"year\": [1, 2]}", NULL);
+    expect_filter(db, "[]", NULL);
+    expect_filter(db, "{", NULL);
+    sqlite3_close(db);
+}
+
+int main(void)
+{
+    test_base64();
+    test_search_parse();
+    test_rerank_parse();
+    test_filters();
+    if (cp_test_failures) fprintf(stderr, "%d checks failed\n", cp_test_failures);
+    return cp_test_failures ? 1 : 0;
+}
