@@ -202,171 +202,33 @@ static void exhaustive_fp32(const corpus32 *c, const float *q, int nq, int k, cp
     free(qt), free(sc), free(colmax);
 }
 
-/* ---------------------------------------------------------------------------------------
- * Stage-4 experiment: WARP-style implicit scoring against explicit decompression.
- *
- * explicit: decode v = C[code] + w[b] (dim floats), score_i = <v, Q_i> / ||v|| (the
- *   engine's path: decode kernel + gemm + scaled column max).
- * implicit: score_i = (S_cq[code, i] + sum_p T[p][byte_p][i]) / ||v||, where the per-query
- *   table T[p][byte] = sum over the dims g packed in byte p of Q_i[g] * w[bucket_g(byte)]
- *   replaces the dim x 32 multiply-adds per token by (dim * nbits / 8) x 32 adds; ||v||
- *   still needs C[code] . r and ||r||^2 (one decode and dim FMAs per token).
- * ------------------------------------------------------------------------------------ */
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define BENCH_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
-
-typedef struct implicit_ctx {
-    float *T;  /* rb x 256 x 32 */
-    float *S;  /* K x 32 */
-    float *qt; /* dim x 32 */
-    int rb;
-} implicit_ctx;
-
-/* T and S for one query (nq <= 32). */
-static void implicit_prepare(const cp_snapshot *snap, const float *q, int nq, implicit_ctx *x)
-{
-    const cp_kernels *kn = cp_kernels_get();
-    int d = snap->codec.dim;
-    memset(x->qt, 0, sizeof(float) * (size_t)d * 32);
-    for (int i = 0; i < nq; i++)
-        for (int j = 0; j < d; j++) x->qt[j * 32 + i] = q[(size_t)i * d + j];
-    kn->gemm(snap->codec.centroids, snap->codec.n_centroids, d, x->qt, 32, x->S);
-}
-
-static void implicit_table(const cp_snapshot *snap, implicit_ctx *x)
-{
-    int nbits = snap->codec.nbits, per = 8 / nbits, mask = (1 << nbits) - 1;
-    for (int p = 0; p < x->rb; p++)
-        for (int byte = 0; byte < 256; byte++) {
-            float *t = x->T + ((size_t)p * 256 + byte) * 32;
-            for (int i = 0; i < 32; i++) t[i] = 0;
-            for (int g = 0; g < per; g++) {
-                float w = snap->codec.bucket_weights[(byte >> (8 - nbits * (g + 1))) & mask];
-                const float *qr = x->qt + (size_t)(p * per + g) * 32;
-                for (int i = 0; i < 32; i++) t[i] += w * qr[i];
-            }
-        }
-}
-
-/* MaxSim of one document by implicit scoring (nbits 2 only: 4 dims per byte). */
-BENCH_AVX512 static float implicit_doc(const cp_snapshot *snap, const implicit_ctx *x, int nq,
-                                       int64_t doc, const float *w4)
-{
-    int d = snap->codec.dim, rb = x->rb;
-    __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0;
-    __m512 wv = _mm512_loadu_ps(w4);
-    const __m512i shift = _mm512_setr_epi32(6, 4, 2, 0, 14, 12, 10, 8, 22, 20, 18, 16, 30, 28, 26, 24);
-    for (int64_t t = snap->doc_offsets[doc]; t < snap->doc_offsets[doc + 1]; t++) {
-        int32_t c = snap->codes[t];
-        const uint8_t *res = snap->residuals + t * rb;
-        const float *cent = snap->codec.centroids + (int64_t)c * d;
-        __m512 a0 = _mm512_loadu_ps(x->S + (size_t)c * 32), a1 = _mm512_loadu_ps(x->S + (size_t)c * 32 + 16);
-        __m512 cr = _mm512_setzero_ps(), rr = _mm512_setzero_ps(), cc = _mm512_setzero_ps();
-        for (int p = 0; p < rb; p++) {
-            const float *tp = x->T + ((size_t)p * 256 + res[p]) * 32;
-            a0 = _mm512_add_ps(a0, _mm512_loadu_ps(tp));
-            a1 = _mm512_add_ps(a1, _mm512_loadu_ps(tp + 16));
-        }
-        for (int j = 0; j < d; j += 16) { /* 16 dims = 4 bytes */
-            uint32_t raw;
-            memcpy(&raw, res + j / 4, 4);
-            __m512i b = _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32((int)raw), shift), _mm512_set1_epi32(3));
-            __m512 r = _mm512_permutexvar_ps(b, wv), cj = _mm512_loadu_ps(cent + j);
-            cr = _mm512_fmadd_ps(cj, r, cr);
-            rr = _mm512_fmadd_ps(r, r, rr);
-            cc = _mm512_fmadd_ps(cj, cj, cc);
-        }
-        float n2 = _mm512_reduce_add_ps(_mm512_add_ps(cc, _mm512_fmadd_ps(_mm512_set1_ps(2.0f), cr, rr)));
-        __m512 inv = _mm512_set1_ps(n2 > 0 ? 1.0f / sqrtf(n2) : 0.0f);
-        m0 = _mm512_max_ps(m0, _mm512_mul_ps(a0, inv));
-        m1 = _mm512_max_ps(m1, _mm512_mul_ps(a1, inv));
-    }
-    float out[32];
-    _mm512_storeu_ps(out, m0);
-    _mm512_storeu_ps(out + 16, m1);
-    float s = 0;
-    for (int i = 0; i < nq; i++) s += out[i];
-    return s;
-}
-
-/* Times explicit (the engine, exact mode over the subset) and implicit scoring of the
- * stage-3 survivors of k=100 searches; checks the scores agree. */
+/* Stage 4 explicit vs implicit (WARP-style) on the same searches: mean stage-4 ms of each,
+ * and the largest score difference between them. */
 typedef struct implicit_result {
-    double explicit_ms, implicit_ms, table_ms;
+    double explicit_ms, implicit_ms, max_diff;
 } implicit_result;
 
-static void implicit_experiment(const cp_snapshot *snap, const float *q, int nq, int n,
-                                implicit_result *res)
+static void stage4_modes(const cp_snapshot *snap, const float *q, int nq, int dim, int n, int k,
+                         implicit_result *res)
 {
     memset(res, 0, sizeof *res);
-    if (!cp_kernels_avx512() || snap->codec.nbits != 2 || nq > 32 || snap->codec.dim % 16) {
-        printf("implicit-vs-explicit: skipped (needs AVX-512, nbits 2, nq <= 32)\n");
-        return;
-    }
-    int d = snap->codec.dim;
-    implicit_ctx x;
-    x.rb = cp_residual_bytes(d, 2);
-    x.T = malloc(sizeof(float) * (size_t)x.rb * 256 * 32);
-    x.S = malloc(sizeof(float) * (size_t)snap->codec.n_centroids * 32);
-    x.qt = malloc(sizeof(float) * (size_t)d * 32);
-    float w4[16] = {0};
-    for (int b = 0; b < 4; b++) w4[b] = snap->codec.bucket_weights[b];
-    double t_exp = 0, t_imp = 0, t_prep = 0, max_diff = 0;
-    long docs = 0;
     cp_search_params p;
-    for (int qi = 0; qi < n; qi++) {
-        const float *qq = q + (size_t)qi * nq * d;
-        cp_search_trace tr;
-        cp_hit hits[100];
-        int nh;
-        cp_search_params_init(&p, 100);
-        if (cp_snapshot_search_traced(snap, qq, nq, &p, hits, &nh, NULL, &tr, NULL) != CP_OK) return;
-        int64_t *sub = malloc(sizeof(int64_t) * (tr.n_stage3 + 1));
-        for (size_t i = 0; i < tr.n_stage3; i++) sub[i] = tr.stage3[i];
-        cp_search_params_init(&p, (int)tr.n_stage3);
-        p.exact = true, p.subset = sub, p.n_subset = tr.n_stage3;
-        cp_hit *eh = malloc(sizeof(cp_hit) * (tr.n_stage3 + 1));
-        cp_search_timing tm;
-        cp_snapshot_search(snap, qq, nq, &p, eh, &nh, &tm, NULL); /* stage 4 = explicit */
-        t_exp += tm.stage4;
-        implicit_prepare(snap, qq, nq, &x); /* S_cq: computed by stage 1 anyway, not timed */
-        double t0 = now_ms();
-        implicit_table(snap, &x);
-        double t1 = now_ms();
-        float *is = malloc(sizeof(float) * (tr.n_stage3 + 1));
-        for (size_t i = 0; i < tr.n_stage3; i++) is[i] = implicit_doc(snap, &x, nq, tr.stage3[i], w4);
-        double t2 = now_ms();
-        t_prep += t1 - t0;
-        t_imp += t2 - t1;
-        for (int h = 0; h < nh; h++)
-            for (size_t i = 0; i < tr.n_stage3; i++)
-                if (tr.stage3[i] == eh[h].doc_id && fabs(is[i] - eh[h].score) > max_diff)
-                    max_diff = fabs(is[i] - eh[h].score);
-        docs += (long)tr.n_stage3;
-        free(sub), free(eh), free(is);
-        cp_search_trace_free(&tr);
+    cp_search_params_init(&p, k);
+    cp_hit *h1 = malloc(sizeof(cp_hit) * (size_t)k), *h2 = malloc(sizeof(cp_hit) * (size_t)k);
+    for (int i = 0; i < n; i++) {
+        const float *qq = q + (size_t)i * nq * dim;
+        cp_search_timing t1, t2;
+        int n1, n2;
+        if (cp_snapshot_search_traced(snap, qq, nq, &p, CP_STAGE4_EXPLICIT, h1, &n1, &t1, NULL, NULL) != CP_OK ||
+            cp_snapshot_search_traced(snap, qq, nq, &p, CP_STAGE4_IMPLICIT, h2, &n2, &t2, NULL, NULL) != CP_OK)
+            break;
+        res->explicit_ms += t1.stage4 / n;
+        res->implicit_ms += t2.stage4 / n;
+        for (int h = 0; h < n1 && h < n2; h++)
+            if (fabs(h1[h].score - h2[h].score) > res->max_diff) res->max_diff = fabs(h1[h].score - h2[h].score);
     }
-    printf("stage 4 over %ld docs (%d queries x k=100 survivors): explicit %.3f ms/query, implicit "
-           "%.3f ms/query + %.3f ms/query table build (max |score diff| %.2g) -> "
-           "explicit/implicit = %.2f\n",
-           docs, n, t_exp / n, t_imp / n, t_prep / n, max_diff, t_exp / (t_imp + t_prep));
-    res->explicit_ms = t_exp / n, res->implicit_ms = t_imp / n, res->table_ms = t_prep / n;
-    free(x.T), free(x.S), free(x.qt);
+    free(h1), free(h2);
 }
-#else
-typedef struct implicit_result {
-    double explicit_ms, implicit_ms, table_ms;
-} implicit_result;
-
-static void implicit_experiment(const cp_snapshot *snap, const float *q, int nq, int n,
-                                implicit_result *res)
-{
-    (void)snap, (void)q, (void)nq, (void)n;
-    memset(res, 0, sizeof *res);
-}
-#endif
 
 int main(int argc, char **argv)
 {
@@ -429,8 +291,9 @@ int main(int argc, char **argv)
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    implicit_result imp;
-    implicit_experiment(snap, q, nq, o.n, &imp);
+    implicit_result imp10, imp100;
+    stage4_modes(snap, q, nq, dim, o.n, 10, &imp10);
+    stage4_modes(snap, q, nq, dim, o.n, 100, &imp100);
 
     double m10, p50_10, p99_10, m100, p50_100, p99_100, mex, p50ex, p99ex, mfp, p50fp, p99fp;
     stats(&s10, &m10, &p50_10, &p99_10);
@@ -446,6 +309,10 @@ int main(int argc, char **argv)
     printf("%-10s %9.3f %9.3f %9.3f %9.4f %9.1fx %10.0f   (recall@100 vs exact top-100; @10: %.4f)\n", "plaid@100", m100, p50_100, p99_100, r100, mfp / m100, (double)s100.stage_sum.n_candidates / o.n, r100_10);
     printf("%-10s %9.3f %9.3f %9.3f %9s %9.1fx\n", "exact", mex, p50ex, p99ex, "1", mfp / mex);
     printf("%-10s %9.3f %9.3f %9.3f %9.4f %9s   (exact-over-index top-10 vs fp32 top-10)\n", "fp32", mfp, p50fp, p99fp, r_fp10, "1.0x");
+    printf("stage 4 explicit vs implicit (WARP-style): k=10 %.3f vs %.3f ms (%.2fx), k=100 %.3f vs %.3f ms (%.2fx); max score diff %.2g\n",
+           imp10.explicit_ms, imp10.implicit_ms, imp10.explicit_ms / imp10.implicit_ms, imp100.explicit_ms,
+           imp100.implicit_ms, imp100.explicit_ms / imp100.implicit_ms,
+           imp10.max_diff > imp100.max_diff ? imp10.max_diff : imp100.max_diff);
     const series *ss[2] = {&s10, &s100};
     for (int i = 0; i < 2; i++)
         printf("stages %s: centroid scores %.3f, candidates %.3f, stage2 %.3f, stage3 %.3f, stage4 %.3f ms\n",
@@ -463,12 +330,12 @@ int main(int argc, char **argv)
                        " \"plaid_k100\": {\"mean_ms\": %.4f, \"p50_ms\": %.4f, \"p99_ms\": %.4f, \"recall_at_100_vs_exact\": %.4f, \"recall_at_10_vs_exact\": %.4f, \"speedup_vs_fp32\": %.2f},\n"
                        " \"exact\": {\"mean_ms\": %.4f, \"p50_ms\": %.4f, \"p99_ms\": %.4f},\n"
                        " \"fp32_exhaustive\": {\"mean_ms\": %.4f, \"p50_ms\": %.4f, \"p99_ms\": %.4f, \"exact_recall_at_10_vs_fp32\": %.4f},\n"
-                       " \"stage4_k100\": {\"explicit_ms\": %.4f, \"implicit_ms\": %.4f, \"implicit_table_ms\": %.4f},\n"
+                       " \"stage4_ms\": {\"k10_explicit\": %.4f, \"k10_implicit\": %.4f, \"k100_explicit\": %.4f, \"k100_implicit\": %.4f},\n"
                        " \"bytes_per_token\": %.2f, \"index_bytes_in_memory\": %lld, \"rss_after_open_kb\": %ld, \"peak_rss_kb\": %ld}\n",
                     o.label, (long long)st.n_documents, (long long)st.n_tokens, (long long)st.n_centroids, st.nbits, dim,
                     o.n, o.n_exhaustive, cp_kernels_get()->name, m10, p50_10, p99_10, r10, mfp / m10, m100, p50_100,
                     p99_100, r100, r100_10, mfp / m100, mex, p50ex, p99ex, mfp, p50fp, p99fp, r_fp10,
-                    imp.explicit_ms, imp.implicit_ms, imp.table_ms, bpt,
+                    imp10.explicit_ms, imp10.implicit_ms, imp100.explicit_ms, imp100.implicit_ms, bpt,
                     (long long)st.bytes_in_memory, rss_index_kb, ru.ru_maxrss);
             fclose(f);
         }

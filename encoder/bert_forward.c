@@ -188,7 +188,9 @@ cp_status cp_bert_forward(const cp_bert_model *m, const cp_bert_batch *b, int th
 {
     fwd f = {.m = m, .b = b, .threads = threads < 1 ? 1 : threads, .T = b->off[b->n_seq],
              .x = hidden_out};
-    f.attn_kind = m->gemm_kind == CP_GEMM_AVX512 ? CP_GEMM_AVX512 : CP_GEMM_PORTABLE;
+    bool avx512 = m->gemm_kind == CP_GEMM_AVX512 || m->gemm_kind == CP_GEMM_BF16 ||
+                  m->gemm_kind == CP_GEMM_AMX;
+    f.attn_kind = avx512 ? CP_GEMM_AVX512 : CP_GEMM_PORTABLE;
     if (f.threads > CP_MAX_THREADS) f.threads = CP_MAX_THREADS;
     for (int s = 0; s < b->n_seq; s++) {
         int len = b->off[s + 1] - b->off[s];

@@ -8,9 +8,13 @@
  *   so the encoder does not depend on it. CP_GEMM=blas forces OpenBLAS (benchmarks).
  * - elsewhere: OpenBLAS cblas_sgemm, which recognises older CPUs correctly.
  * A portable C kernel on the packed layout exists to test the AVX-512 one against.
+ * CP_GEMM=bf16 opts in to reduced precision: AMX tiles where the CPU and kernel allow
+ * (bert_gemm_amx.c), else AVX512-BF16 (bert_gemm_bf16.c).
  */
 #include <cblas.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,12 +26,22 @@ int cp_gemm_choose(void)
     const char *force = getenv("CP_GEMM");
     if (force && strcmp(force, "blas") == 0) return CP_GEMM_BLAS;
     if (force && strcmp(force, "portable") == 0) return CP_GEMM_PORTABLE;
+    if (force && strcmp(force, "bf16") == 0) {
+        bool avx512bf16 = (cp_cpu_features() & CP_CPU_AVX512BF16) && cp_gemm_bf16_available();
+        if (avx512bf16 && cp_gemm_amx_available()) return CP_GEMM_AMX;
+        if (avx512bf16) return CP_GEMM_BF16;
+        fprintf(stderr, "colplaid: CP_GEMM=bf16 needs AVX512-BF16; using fp32\n");
+    }
     return (cp_cpu_features() & CP_CPU_AVX512) ? CP_GEMM_AVX512 : CP_GEMM_BLAS;
 }
 
 const char *cp_gemm_name(int kind)
 {
-    return kind == CP_GEMM_AVX512 ? "avx512" : kind == CP_GEMM_PORTABLE ? "portable" : "openblas";
+    return kind == CP_GEMM_AVX512     ? "avx512"
+           : kind == CP_GEMM_PORTABLE ? "portable"
+           : kind == CP_GEMM_BF16     ? "avx512-bf16"
+           : kind == CP_GEMM_AMX      ? "amx-bf16"
+                                      : "openblas";
 }
 
 void cp_pack_weights(const float *w, int in, int out, float *packed)
@@ -42,6 +56,15 @@ void cp_pack_weights(const float *w, int in, int out, float *packed)
 cp_status cp_linear_prepare(cp_linear *l, int kind, cp_error *err)
 {
     if (kind == CP_GEMM_BLAS) return CP_OK;
+    if (kind == CP_GEMM_BF16 || kind == CP_GEMM_AMX) {
+        size_t n16 = (size_t)((l->out + 31) / 32) * (size_t)cp_bf16_pairs(l->in) * 64;
+        l->packed16 = malloc(n16 * sizeof *l->packed16);
+        if (!l->packed16) return cp_error_set(err, CP_ENOMEM, "out of memory packing weights");
+        cp_pack_weights_bf16(l->w, l->in, l->out, l->packed16);
+        free(l->w);
+        l->w = NULL;
+        return CP_OK;
+    }
     size_t n = (size_t)((l->out + 31) / 32) * l->in * 32;
     l->packed = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
     if (!l->packed) return cp_error_set(err, CP_ENOMEM, "out of memory packing weights");
@@ -55,6 +78,7 @@ void cp_linear_free(cp_linear *l)
 {
     free(l->w);
     free(l->packed);
+    free(l->packed16);
     free(l->bias);
     memset(l, 0, sizeof *l);
 }
@@ -126,6 +150,15 @@ static void gemm_panels(void *ctx, int begin, int end, int tid)
     (void)tid;
     const gemm_job *j = ctx;
     const cp_linear *l = j->l;
+    if (j->kind == CP_GEMM_AMX &&
+        cp_gemm_amx_panels(j->x, j->rows, j->ldx, l->packed16, l->in, l->out, l->bias, j->y,
+                           j->ldy, begin, end) == 0)
+        return;
+    if (j->kind == CP_GEMM_BF16 || j->kind == CP_GEMM_AMX) { /* AMX: out of memory */
+        cp_gemm_bf16_panels(j->x, j->rows, j->ldx, l->packed16, l->in, l->out, l->bias, j->y,
+                            j->ldy, begin, end);
+        return;
+    }
     if (j->kind == CP_GEMM_AVX512) {
         cp_gemm_packed_avx512_panels(j->x, j->rows, j->ldx, l->packed, l->in, l->out, l->bias,
                                      j->y, j->ldy, begin, end);

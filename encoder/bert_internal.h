@@ -37,6 +37,7 @@ typedef struct cp_linear {
     int in, out;
     float *w;      /* out x in, row-major; freed once packed */
     float *packed; /* panels of 32 outputs, zero-padded: [ceil(out/32)][in][32] */
+    uint16_t *packed16; /* bf16 kernels: [ceil(out/32)][cp_bf16_pairs(in)][32][2] */
     float *bias;   /* out, or NULL */
 } cp_linear;
 
@@ -57,7 +58,7 @@ typedef struct cp_bert_model {
     int gemm_kind;  /* CP_GEMM_* chosen at load */
 } cp_bert_model;
 
-enum { CP_GEMM_BLAS = 0, CP_GEMM_AVX512 = 1, CP_GEMM_PORTABLE = 2 };
+enum { CP_GEMM_BLAS = 0, CP_GEMM_AVX512 = 1, CP_GEMM_PORTABLE = 2, CP_GEMM_BF16 = 3, CP_GEMM_AMX = 4 };
 #define CP_MAX_THREADS 256
 
 /* bert_config.c */
@@ -89,6 +90,17 @@ void cp_gemm_packed_avx512_panels(const float *x, int rows, int ldx, const float
                                   int in, int out, const float *bias, float *y, int ldy,
                                   int p_begin, int p_end);
 void cp_pack_weights(const float *w, int in, int out, float *packed);
+/* bert_gemm_bf16.c (opt-in reduced precision, AVX512-BF16 CPUs) */
+int cp_gemm_bf16_available(void);
+int cp_bf16_pairs(int in); /* k pairs of the packed bf16 layout: in rounded up to 32, / 2 */
+/* bert_gemm_amx.c: 1 if AMX-BF16 is there and Linux granted the tile state */
+int cp_gemm_amx_available(void);
+/* -1 (nothing written) if its buffer cannot be allocated */
+int cp_gemm_amx_panels(const float *x, int rows, int ldx, const uint16_t *packed, int in,
+                       int out, const float *bias, float *y, int ldy, int p_begin, int p_end);
+void cp_pack_weights_bf16(const float *w, int in, int out, uint16_t *packed);
+void cp_gemm_bf16_panels(const float *x, int rows, int ldx, const uint16_t *packed, int in,
+                         int out, const float *bias, float *y, int ldy, int p_begin, int p_end);
 
 /* Run fn(ctx, begin, end, tid) over [0, n) split into up to threads contiguous ranges;
  * tid (0 .. threads-1) is the range's index, 0 on the calling thread. */

@@ -536,6 +536,22 @@ static cp_status prepare_target(const char *path, bool force, cp_error *err)
     return CP_OK;
 }
 
+/* Make the rename itself durable: fsync the folder that holds the new name. */
+static void sync_parent_dir(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir) slash[1] = 0;
+    else if (slash) *slash = 0;
+    else snprintf(dir, sizeof dir, ".");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
 static void importer_free(importer *im)
 {
     free(im->codec.centroids);
@@ -575,6 +591,7 @@ cp_status cp_index_import_colbert(const char *colbert_dir, const char *path, boo
         if (st == CP_OK && rename(tmp, path) != 0)
             st = cp_error_set(err, CP_EIO, "cannot move the new index into place at %s: %s", path,
                               strerror(errno));
+        if (st == CP_OK) sync_parent_dir(path);
         if (st != CP_OK) remove_db_files(tmp);
     }
     importer_free(&im);

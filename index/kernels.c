@@ -98,18 +98,27 @@ static void decode_portable(const cp_codec *codec, const cp_decode_lut *lut,
     }
 }
 
-static void table_scores_portable(const float *S, int nqp, const float *T, int rb,
-                                  const int32_t *codes, const uint8_t *residuals, int n,
-                                  float *out)
+static void table_scores_portable(const cp_codec *codec, const cp_decode_lut *lut,
+                                  const float *S, int nqp, const float *T, const int32_t *codes,
+                                  const uint8_t *residuals, int n, float *out, float *inv_norm)
 {
+    int d = codec->dim, per_byte = 8 / codec->nbits, rb = cp_residual_bytes(d, codec->nbits);
     for (int r = 0; r < n; r++) {
         float *o = out + (int64_t)r * nqp;
         const uint8_t *res = residuals + (int64_t)r * rb;
+        const float *cent = codec->centroids + (int64_t)codes[r] * d;
         memcpy(o, S + (int64_t)codes[r] * nqp, sizeof(float) * (size_t)nqp);
+        float ss = 0.0f;
         for (int p = 0; p < rb; p++) {
             const float *t = T + ((int64_t)p * 256 + res[p]) * nqp;
             for (int i = 0; i < nqp; i++) o[i] += t[i];
+            const float *w = lut->lut + res[p] * per_byte;
+            for (int g = 0; g < per_byte; g++) {
+                float v = cent[p * per_byte + g] + w[g];
+                ss += v * v;
+            }
         }
+        inv_norm[r] = ss > 0.0f ? 1.0f / sqrtf(ss) : 0.0f;
     }
 }
 

@@ -88,9 +88,12 @@ typedef struct cp_kernels {
 
     /* WARP-style implicit scores of n tokens (unnormalised): out[r * nqp + i] =
      * S[codes[r] * nqp + i] + sum over p < rb of T[(p * 256 + res[r * rb + p]) * nqp + i],
-     * where T[p][byte] holds sum over the dims packed in byte p of Q_i[dim] * w[bucket]. */
-    void (*table_scores)(const float *S, int nqp, const float *T, int rb, const int32_t *codes,
-                         const uint8_t *residuals, int n, float *out);
+     * where T[p][byte] holds sum over the dims packed in byte p of Q_i[dim] * w[bucket]
+     * (rb = residual bytes per token); inv_norm[r] = 1 / ||C[code] + w[buckets]|| (0 for a
+     * zero vector), computed without materialising the token. */
+    void (*table_scores)(const cp_codec *codec, const cp_decode_lut *lut, const float *S, int nqp,
+                         const float *T, const int32_t *codes, const uint8_t *residuals, int n,
+                         float *out, float *inv_norm);
 
     /* colmax[i] = max(colmax[i], S[r * nqp + i] * scale[r]) over r < rows, i < nqp. */
     void (*colmax_scaled)(const float *S, int rows, int nqp, const float *scale,

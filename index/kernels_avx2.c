@@ -212,14 +212,26 @@ CP_AVX2 static void decode_avx2(const cp_codec *codec, const cp_decode_lut *lut,
     }
 }
 
-CP_AVX2 static void table_scores_avx2(const float *S, int nqp, const float *T, int rb,
+CP_AVX2 static void table_scores_avx2(const cp_codec *codec, const cp_decode_lut *lut,
+                                      const float *S, int nqp, const float *T,
                                       const int32_t *codes, const uint8_t *residuals, int n,
-                                      float *out)
+                                      float *out, float *inv_norm)
 {
-    for (int cb = 0; cb < nqp; cb += 32)
-        for (int r = 0; r < n; r++) {
+    decode_consts k;
+    decode_consts_init(&k, lut);
+    int d = codec->dim, rb = cp_residual_bytes(d, codec->nbits);
+    for (int r = 0; r < n; r++) {
+        const uint8_t *res = residuals + (int64_t)r * rb;
+        const float *cent = codec->centroids + (int64_t)codes[r] * d;
+        __m256 ss = _mm256_setzero_ps();
+        for (int j = 0; j < d; j += 8) {
+            __m256 v = _mm256_add_ps(_mm256_loadu_ps(cent + j), decode_chunk(&k, res + j / 8 * k.nbits));
+            ss = _mm256_fmadd_ps(v, v, ss);
+        }
+        float s2 = hsum8(ss);
+        inv_norm[r] = s2 > 0.0f ? 1.0f / sqrtf(s2) : 0.0f;
+        for (int cb = 0; cb < nqp; cb += 32) {
             const float *s = S + (int64_t)codes[r] * nqp + cb;
-            const uint8_t *res = residuals + (int64_t)r * rb;
             __m256 a[4];
             for (int q = 0; q < 4; q++) a[q] = _mm256_loadu_ps(s + 8 * q);
             for (int p = 0; p < rb; p++) {
@@ -228,6 +240,7 @@ CP_AVX2 static void table_scores_avx2(const float *S, int nqp, const float *T, i
             }
             for (int q = 0; q < 4; q++) _mm256_storeu_ps(out + (int64_t)r * nqp + cb + 8 * q, a[q]);
         }
+    }
 }
 
 CP_AVX2 static void colmax_scaled_avx2(const float *S, int rows, int nqp, const float *scale,

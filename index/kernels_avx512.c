@@ -223,14 +223,40 @@ CP_AVX512 static void decode_avx512(const cp_codec *codec, const cp_decode_lut *
     }
 }
 
-CP_AVX512 static void table_scores_avx512(const float *S, int nqp, const float *T, int rb,
-                                          const int32_t *codes, const uint8_t *residuals, int n,
-                                          float *out)
+/* ||C[code] + w[buckets]|| of one token, decoded in registers only. */
+CP_AVX512_INLINE float token_norm2(const decode_consts *k, const float *cent, const uint8_t *res,
+                                   int d, int full, __mmask16 tail)
 {
-    for (int cb = 0; cb < nqp; cb += 32)
-        for (int r = 0; r < n; r++) {
+    __m512 ss = _mm512_setzero_ps();
+    int j = 0;
+    for (; j < full; j += 16) {
+        __m512 v = _mm512_add_ps(_mm512_loadu_ps(cent + j),
+                                 decode_chunk(k, res + j / 16 * k->chunk_bytes, k->chunk_bytes));
+        ss = _mm512_fmadd_ps(v, v, ss);
+    }
+    if (j < d) {
+        __m512 v = _mm512_maskz_add_ps(tail, _mm512_maskz_loadu_ps(tail, cent + j),
+                                       decode_chunk(k, res + j / 16 * k->chunk_bytes, k->chunk_bytes / 2));
+        ss = _mm512_fmadd_ps(v, v, ss);
+    }
+    return _mm512_reduce_add_ps(ss);
+}
+
+CP_AVX512 static void table_scores_avx512(const cp_codec *codec, const cp_decode_lut *lut,
+                                          const float *S, int nqp, const float *T,
+                                          const int32_t *codes, const uint8_t *residuals, int n,
+                                          float *out, float *inv_norm)
+{
+    decode_consts k;
+    decode_consts_init(&k, lut);
+    int d = codec->dim, rb = cp_residual_bytes(d, codec->nbits), full = d / 16 * 16;
+    __mmask16 tail = (__mmask16)((1u << (d - full)) - 1);
+    for (int r = 0; r < n; r++) {
+        const uint8_t *res = residuals + (int64_t)r * rb;
+        float s2 = token_norm2(&k, codec->centroids + (int64_t)codes[r] * d, res, d, full, tail);
+        inv_norm[r] = s2 > 0.0f ? 1.0f / sqrtf(s2) : 0.0f;
+        for (int cb = 0; cb < nqp; cb += 32) {
             const float *s = S + (int64_t)codes[r] * nqp + cb;
-            const uint8_t *res = residuals + (int64_t)r * rb;
             __m512 a0 = _mm512_loadu_ps(s), a1 = _mm512_loadu_ps(s + 16);
             __m512 b0 = _mm512_setzero_ps(), b1 = b0; /* two chains hide the add latency */
             int p = 0;
@@ -250,6 +276,7 @@ CP_AVX512 static void table_scores_avx512(const float *S, int nqp, const float *
             _mm512_storeu_ps(out + (int64_t)r * nqp + cb, _mm512_add_ps(a0, b0));
             _mm512_storeu_ps(out + (int64_t)r * nqp + cb + 16, _mm512_add_ps(a1, b1));
         }
+    }
 }
 
 CP_AVX512 static void colmax_scaled_avx512(const float *S, int rows, int nqp, const float *scale,

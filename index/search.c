@@ -7,7 +7,9 @@
  *   stage 2  centroid interaction with pruning (codes whose centroid scores below the
  *            threshold for every query token are ignored) -> top ndocs;
  *   stage 3  centroid interaction without pruning -> top ndocs / 4;
- *   stage 4  residual decompression + exact MaxSim -> top k.
+ *   stage 4  exact MaxSim of the compressed tokens -> top k, either by decompressing them
+ *            or (when enough tokens pay for a per-query table) by WARP-style implicit
+ *            scoring, which gives the same scores with ~4x fewer operations per token.
  * A stage whose input already fits its quota is skipped: it could only keep everything.
  * Order is always (score descending, doc id ascending), so results are deterministic.
  *
@@ -100,9 +102,10 @@ typedef struct scratch {
     float *dec;       /* DECODE_ROWS x d */
     float *dec_scores; /* DECODE_ROWS x nqp */
     float *colmax;    /* nqp */
+    float *table;     /* implicit scoring: rb x 256 x nqp */
     cp_decode_lut lut;
     size_t cap_qt, cap_S, cap_K, cap_cells, cap_bitmap, cap_cand, cap_dec, cap_dec_scores,
-        cap_colmax;
+        cap_colmax, cap_table;
 } scratch;
 
 static pthread_key_t scratch_key;
@@ -126,6 +129,7 @@ static void scratch_free(void *p)
     free(s->dec);
     free(s->dec_scores);
     free(s->colmax);
+    free(s->table);
     free(s);
 }
 
@@ -391,10 +395,82 @@ static float exact_doc_score(const cp_snapshot *snap, scratch *s, const cp_kerne
     return total;
 }
 
-static void exact_stage(const cp_snapshot *snap, scratch *s, const cp_kernels *kn, int nq,
-                        int nqp, size_t n)
+/* The implicit-scoring table: T[p][byte][i] = sum over the dims g packed in byte p of
+ * Q_i[g] * w[bucket of g in byte]. Built digit by digit from the most significant group, so
+ * each entry costs one multiply-add row instead of one per packed dim. */
+static void build_table(const cp_codec *codec, const float *qt, int nqp, float *T)
 {
-    for (size_t i = 0; i < n; i++) s->cand[i].score = exact_doc_score(snap, s, kn, nq, nqp, s->cand[i].doc);
+    int nbits = codec->nbits, per = 8 / nbits, nb = 1 << nbits, rb = cp_residual_bytes(codec->dim, nbits);
+    size_t row = (size_t)nqp;
+    for (int p = 0; p < rb; p++) {
+        float *Tp = T + (size_t)p * 256 * row;
+        for (int level = 0; level < per; level++) {
+            int shift = 8 - nbits * (level + 1), step = 1 << (shift + nbits);
+            const float *q = qt + (size_t)(p * per + level) * row;
+            for (int base = 0; base < 256; base += step)
+                for (int b = nb - 1; b >= 0; b--) { /* b = 0 last: it updates base in place */
+                    float *dst = Tp + (size_t)(base + (b << shift)) * row;
+                    const float *src = Tp + (size_t)base * row;
+                    float w = codec->bucket_weights[b];
+                    for (size_t i = 0; i < row; i++) dst[i] = (level ? src[i] : 0.0f) + w * q[i];
+                }
+        }
+    }
+}
+
+/* Exact MaxSim of one document by implicit scoring (needs s->S and s->table). */
+static float implicit_doc_score(const cp_snapshot *snap, scratch *s, const cp_kernels *kn,
+                                int nq, int nqp, int32_t doc)
+{
+    int d = snap->codec.dim, rb = cp_residual_bytes(d, snap->codec.nbits);
+    int64_t off = snap->doc_offsets[doc], end = snap->doc_offsets[doc + 1];
+    if (end == off) return 0.0f;
+    float inv_norm[DECODE_ROWS];
+    for (int i = 0; i < nqp; i++) s->colmax[i] = -INFINITY;
+    for (int64_t t = off; t < end; t += DECODE_ROWS) {
+        int n = end - t < DECODE_ROWS ? (int)(end - t) : DECODE_ROWS;
+        kn->table_scores(&snap->codec, &s->lut, s->S, nqp, s->table, snap->codes + t,
+                         snap->residuals + t * rb, n, s->dec_scores, inv_norm);
+        kn->colmax_scaled(s->dec_scores, n, nqp, inv_norm, s->colmax);
+    }
+    float total = 0.0f;
+    for (int i = 0; i < nq; i++) total += s->colmax[i];
+    return total;
+}
+
+/* Implicit scoring pays when the per-token saving, (dim - rb) multiply-adds per query
+ * column, covers twice the table build (rb x 256 rows) plus, if S_cq is not there yet, the
+ * centroid scores (K x dim). Measured on the 3k-doc synthetic bench (k = 100, 255 docs x 40
+ * tokens, nbits 2, AVX-512): explicit 32.1 ms vs implicit 18.8 + 1.8 ms table (1.56x). */
+static bool use_implicit(const cp_snapshot *snap, cp_stage4_mode mode, int64_t tokens,
+                         bool have_S)
+{
+    if (mode != CP_STAGE4_AUTO) return mode == CP_STAGE4_IMPLICIT;
+    int d = snap->codec.dim, rb = cp_residual_bytes(d, snap->codec.nbits);
+    if (rb >= d) return false;
+    double cost = 2.0 * rb * 256 + (have_S ? 0.0 : (double)snap->codec.n_centroids * d);
+    return (double)tokens * (d - rb) >= 2.0 * cost;
+}
+
+static cp_status exact_stage(const cp_snapshot *snap, scratch *s, const cp_kernels *kn, int nq,
+                             int nqp, size_t n, cp_stage4_mode mode, bool have_S, cp_error *err)
+{
+    int64_t tokens = 0;
+    for (size_t i = 0; i < n; i++)
+        tokens += snap->doc_offsets[s->cand[i].doc + 1] - snap->doc_offsets[s->cand[i].doc];
+    if (!use_implicit(snap, mode, tokens, have_S)) {
+        for (size_t i = 0; i < n; i++)
+            s->cand[i].score = exact_doc_score(snap, s, kn, nq, nqp, s->cand[i].doc);
+        return CP_OK;
+    }
+    size_t rb = (size_t)cp_residual_bytes(snap->codec.dim, snap->codec.nbits);
+    if (!grow(&s->table, &s->cap_table, rb * 256 * (size_t)nqp, sizeof(float), 0))
+        return cp_error_set(err, CP_ENOMEM, "out of memory for the stage-4 scoring table");
+    if (!have_S) kn->gemm(snap->codec.centroids, snap->codec.n_centroids, snap->codec.dim, s->qt, nqp, s->S);
+    build_table(&snap->codec, s->qt, nqp, s->table);
+    for (size_t i = 0; i < n; i++)
+        s->cand[i].score = implicit_doc_score(snap, s, kn, nq, nqp, s->cand[i].doc);
+    return CP_OK;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -491,9 +567,9 @@ static cp_status exact_candidates(const cp_snapshot *snap, scratch *s,
 }
 
 cp_status cp_snapshot_search_traced(const cp_snapshot *snap, const float *query, int n_q,
-                                    const cp_search_params *params, cp_hit *hits, int *n_hits,
-                                    cp_search_timing *timing, cp_search_trace *trace,
-                                    cp_error *err)
+                                    const cp_search_params *params, cp_stage4_mode mode,
+                                    cp_hit *hits, int *n_hits, cp_search_timing *timing,
+                                    cp_search_trace *trace, cp_error *err)
 {
     cp_search_timing tm = {0};
     if (trace) memset(trace, 0, sizeof *trace);
@@ -524,7 +600,10 @@ cp_status cp_snapshot_search_traced(const cp_snapshot *snap, const float *query,
         return st;
     }
     double t4 = now_ms();
-    exact_stage(snap, s, kn, n_q, nqp, n);
+    if ((st = exact_stage(snap, s, kn, n_q, nqp, n, mode, !params->exact, err)) != CP_OK) {
+        cp_search_trace_free(trace);
+        return st;
+    }
     size_t k = (size_t)params->k < n ? (size_t)params->k : n;
     select_best(s->cand, n, k);
     qsort(s->cand, k, sizeof(scored), cmp_scored);
@@ -544,7 +623,8 @@ cp_status cp_snapshot_search(const cp_snapshot *snap, const float *query, int n_
                              const cp_search_params *params, cp_hit *hits, int *n_hits,
                              cp_search_timing *timing, cp_error *err)
 {
-    return cp_snapshot_search_traced(snap, query, n_q, params, hits, n_hits, timing, NULL, err);
+    return cp_snapshot_search_traced(snap, query, n_q, params, CP_STAGE4_AUTO, hits, n_hits,
+                                     timing, NULL, err);
 }
 
 static cp_status check_dim(const cp_snapshot *snap, int dim, cp_error *err)

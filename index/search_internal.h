@@ -18,11 +18,23 @@ typedef struct cp_search_trace {
 
 void cp_search_trace_free(cp_search_trace *trace);
 
-/* cp_snapshot_search that also fills trace (may be NULL). */
+/* How stage 4 (and exact mode) computes MaxSim from compressed tokens.
+ * EXPLICIT: decompress every token to floats, then dot products with the query.
+ * IMPLICIT: WARP-style: score = (S_cq[code] + sum over residual bytes of a per-query table
+ *   T[byte position][byte value]) / ||decompressed token||; the table (dim*nbits/8 x 256 x nq
+ *   floats) replaces dim x nq multiply-adds per token by dim*nbits/8 x nq adds.
+ * AUTO: implicit when the tokens to score pay for building the table (search.c). */
+typedef enum cp_stage4_mode {
+    CP_STAGE4_AUTO = 0,
+    CP_STAGE4_EXPLICIT,
+    CP_STAGE4_IMPLICIT
+} cp_stage4_mode;
+
+/* cp_snapshot_search with a stage-4 mode, filling trace (may be NULL) and timing. */
 cp_status cp_snapshot_search_traced(const cp_snapshot *snap, const float *query, int n_q,
-                                    const cp_search_params *params, cp_hit *hits, int *n_hits,
-                                    cp_search_timing *timing, cp_search_trace *trace,
-                                    cp_error *err);
+                                    const cp_search_params *params, cp_stage4_mode mode,
+                                    cp_hit *hits, int *n_hits, cp_search_timing *timing,
+                                    cp_search_trace *trace, cp_error *err);
 
 /* Sizes the stages will keep for params: stage 2 keeps max(ndocs, k), stage 3 keeps
  * max(ndocs / 4, k), so user overrides can never return fewer than k hits. */

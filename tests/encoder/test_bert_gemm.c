@@ -4,6 +4,7 @@
  * every edge: rows not a multiple of the 12-row tile, outputs not a multiple of the
  * 32-wide panel, reductions longer than one 256-step block.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,15 @@ static float frand(unsigned *s)
 {
     *s = *s * 1103515245u + 12345u;
     return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static float round_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&f, &u, 4);
+    return f;
 }
 
 static double max_diff_vs_naive(const float *x, int rows, int ldx, const float *w, const float *b,
@@ -42,9 +52,14 @@ static void check_shape(int rows, int in, int out, int kind, int threads)
     for (int i = 0; i < in * out; i++) w[i] = frand(&seed);
     for (int i = 0; i < out; i++) b[i] = frand(&seed);
     for (int i = 0; i < rows * ldy; i++) y[i] = 12345.0f; /* padding must stay untouched */
-    cp_linear l = {in, out, malloc(sizeof(float) * (size_t)in * out), NULL, malloc(sizeof(float) * out)};
+    cp_linear l = {.in = in, .out = out, .w = malloc(sizeof(float) * (size_t)in * out),
+                   .bias = malloc(sizeof(float) * out)};
     memcpy(l.w, w, sizeof(float) * (size_t)in * out);
     memcpy(l.bias, b, sizeof(float) * out);
+    if (kind == CP_GEMM_BF16 || kind == CP_GEMM_AMX) { /* the reference sees the bf16-rounded inputs */
+        for (int i = 0; i < rows * ldx; i++) x[i] = round_bf16(x[i]);
+        for (int i = 0; i < in * out; i++) w[i] = round_bf16(w[i]);
+    }
     cp_error err = {0};
     CP_CHECK_OK(cp_linear_prepare(&l, kind, &err), err);
     cp_linear_apply(&l, kind, x, rows, ldx, y, ldy, threads);
@@ -92,8 +107,11 @@ int main(void)
     static const int rows[] = {1, 5, 12, 13, 37};
     static const int ins[] = {1, 64, 300, 513};
     static const int outs[] = {1, 24, 32, 33, 96, 100};
-    int kinds[3] = {CP_GEMM_PORTABLE, CP_GEMM_BLAS, CP_GEMM_AVX512};
+    int kinds[5] = {CP_GEMM_PORTABLE, CP_GEMM_BLAS, CP_GEMM_AVX512, CP_GEMM_BF16, CP_GEMM_AMX};
     int n_kinds = (cp_cpu_features() & CP_CPU_AVX512) ? 3 : 2;
+    if (n_kinds == 3 && (cp_cpu_features() & CP_CPU_AVX512BF16) && cp_gemm_bf16_available())
+        n_kinds = cp_gemm_amx_available() ? 5 : 4;
+    for (int k = 0; k < n_kinds; k++) fprintf(stderr, "testing kernel %s\n", cp_gemm_name(kinds[k]));
     if (n_kinds == 2) fprintf(stderr, "no AVX-512 here: testing the portable and BLAS paths\n");
     for (int k = 0; k < n_kinds; k++)
         for (size_t r = 0; r < sizeof rows / sizeof *rows; r++)

@@ -105,14 +105,15 @@ static void make_query(float *q, int nq, int d, int quantised)
 }
 
 /* Every stage of one PLAID search against the naive definitions. */
-static void check_stages(cp_snapshot *s, const float *q, int nq, cp_search_params *p)
+static void check_stages(cp_snapshot *s, const float *q, int nq, cp_search_params *p,
+                         cp_stage4_mode mode)
 {
     cp_hit hits[128];
     int n_hits = -1;
     cp_search_timing tm;
     cp_search_trace tr;
     cp_error err = {0};
-    cp_status st = cp_snapshot_search_traced(s, q, nq, p, hits, &n_hits, &tm, &tr, &err);
+    cp_status st = cp_snapshot_search_traced(s, q, nq, p, mode, hits, &n_hits, &tm, &tr, &err);
     CP_CHECK_OK(st, err);
     if (st != CP_OK) return;
     int ncells, ndocs, keep2, keep3;
@@ -179,7 +180,7 @@ static void test_stages(void)
                 p.centroid_score_threshold = 0.0f;
                 p.ncells = 3;
             }
-            check_stages(s, q, nq, &p);
+            check_stages(s, q, nq, &p, (cp_stage4_mode)(trial % 3));
             free(q);
         }
         cp_snapshot_release(s);
@@ -338,6 +339,39 @@ static void test_subset_and_deleted(void)
     cp_snapshot_release(s);
 }
 
+/* Implicit (WARP-style) and explicit stage 4 give the same scores, every nbits, PLAID and
+ * exact mode. */
+static void test_implicit_equals_explicit(void)
+{
+    int shapes[][2] = {{128, 1}, {128, 2}, {96, 4}, {104, 2}, {64, 8}};
+    for (int si = 0; si < 5; si++) {
+        int d = shapes[si][0];
+        cp_snapshot *s = tu_snapshot(d, shapes[si][1], 24, 120, 40, 9, 0, 1);
+        for (int nq = 32; nq <= 40; nq += 8) {
+            float *q = malloc(sizeof(float) * (size_t)(nq * d));
+            make_query(q, nq, d, 0);
+            for (int exact = 0; exact < 2; exact++) {
+                cp_search_params p;
+                cp_search_params_init(&p, 20);
+                p.exact = exact;
+                cp_hit h1[20], h2[20];
+                int n1 = 0, n2 = 0;
+                cp_error err = {0};
+                CP_CHECK_OK(cp_snapshot_search_traced(s, q, nq, &p, CP_STAGE4_EXPLICIT, h1, &n1, NULL, NULL, &err), err);
+                CP_CHECK_OK(cp_snapshot_search_traced(s, q, nq, &p, CP_STAGE4_IMPLICIT, h2, &n2, NULL, NULL, &err), err);
+                CP_CHECK_INT(n1, n2);
+                CP_CHECK(n1 > 0);
+                for (int i = 0; i < n1 && i < n2; i++) {
+                    CP_CHECK_NEAR(h2[i].score, h1[i].score, 1e-4);
+                    CP_CHECK_NEAR(h2[i].score, tu_exact_score(s, q, nq, h2[i].doc_id), 1e-4);
+                }
+            }
+            free(q);
+        }
+        cp_snapshot_release(s);
+    }
+}
+
 static void test_bad_input(void)
 {
     cp_snapshot *s = tu_snapshot(128, 2, 16, 20, 10, 0, 0, 0);
@@ -395,6 +429,7 @@ int main(void)
     test_exact();
     test_ties();
     test_subset_and_deleted();
+    test_implicit_equals_explicit();
     test_bad_input();
     return CP_TEST_RESULT();
 }

@@ -152,6 +152,38 @@ static void test_decode(const cp_kernels *k, const cp_kernels *ref)
         }
 }
 
+static void test_table_scores(const cp_kernels *k, const cp_kernels *ref)
+{
+    int dims[] = {96, 104, 128};
+    for (int di = 0; di < 3; di++)
+        for (int nbits = 1; nbits <= 8; nbits *= 2)
+            for (int nqp = 32; nqp <= 64; nqp += 32) {
+                int d = dims[di], rb = cp_residual_bytes(d, nbits);
+                cp_snapshot *s = tu_snapshot(d, nbits, 10, 2, 30, 0, 0, 0);
+                int n = (int)s->n_tokens;
+                cp_decode_lut lut;
+                cp_decode_lut_init(&lut, &s->codec);
+                float *S = malloc(sizeof(float) * (size_t)(10 * nqp));
+                float *T = malloc(sizeof(float) * (size_t)(rb * 256 * nqp));
+                float *o1 = malloc(sizeof(float) * (size_t)(n * nqp)), *o2 = malloc(sizeof(float) * (size_t)(n * nqp));
+                float *n1 = malloc(sizeof(float) * (size_t)n), *n2 = malloc(sizeof(float) * (size_t)n);
+                float *dec = malloc(sizeof(float) * (size_t)(n * d)), *n3 = malloc(sizeof(float) * (size_t)n);
+                tu_fill(S, (size_t)(10 * nqp), 0);
+                tu_fill(T, (size_t)(rb * 256 * nqp), 0);
+                k->table_scores(&s->codec, &lut, S, nqp, T, s->codes, s->residuals, n, o1, n1);
+                ref->table_scores(&s->codec, &lut, S, nqp, T, s->codes, s->residuals, n, o2, n2);
+                CP_CHECK(max_abs_diff(o1, o2, (size_t)(n * nqp)) <= 1e-4f);
+                CP_CHECK(max_abs_diff(n1, n2, (size_t)n) <= 1e-5f);
+                ref->decode(&s->codec, &lut, s->codes, s->residuals, n, dec, n3); /* same norms */
+                CP_CHECK(max_abs_diff(n2, n3, (size_t)n) <= 1e-5f);
+                double want = S[s->codes[1] * nqp + 3]; /* the definition, for one entry */
+                for (int p = 0; p < rb; p++) want += T[(p * 256 + s->residuals[1 * rb + p]) * nqp + 3];
+                CP_CHECK_NEAR(o2[1 * nqp + 3], want, 1e-4);
+                free(S), free(T), free(o1), free(o2), free(n1), free(n2), free(dec), free(n3);
+                cp_snapshot_release(s);
+            }
+}
+
 static void test_colmax(const cp_kernels *k, const cp_kernels *ref)
 {
     for (int nqp = 32; nqp <= 64; nqp += 32)
@@ -176,6 +208,7 @@ static void test_table(const cp_kernels *k)
     test_rowmax_topn(k, ref);
     test_interact(k, ref);
     test_decode(k, ref);
+    test_table_scores(k, ref);
     test_colmax(k, ref);
 }
 
