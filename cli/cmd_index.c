@@ -4,16 +4,19 @@
  * build reads either a text corpus (encoded here with --model) or precomputed token
  * embeddings (.npy), and calls cp_index_build, which writes the file atomically: on any
  * failure nothing is left at --index. import/info/check/export live in
- * cmd_index_admin.c; add/delete/compact arrive with the live-index work.
+ * cmd_index_admin.c; add/delete/compact in cmd_index_write.c.
  *
  * Exit status: 0 success, 1 the build failed (bad input data, I/O), 2 bad usage.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli_common.h"
 #include "cmd_index_admin.h"
+#include "cmd_index_write.h"
 #include "commands.h"
 
 static const char build_usage[] =
@@ -21,7 +24,7 @@ static const char build_usage[] =
     "         (--corpus PATH --model MODEL | --embeddings EMB.npy --doclens DOCLENS.npy\n"
     "          [--ids IDS.txt])\n"
     "         [--nbits 1|2|4|8] [--centroids K] [--kmeans-iters N] [--seed S]\n"
-    "         [--threads N] [--segment-docs N] [--force] [--quiet]\n"
+    "         [--threads N] [--segment-docs N] [--kmeans-points N] [--force] [--quiet]\n"
     "\n"
     "Build a new index file from a text corpus or from precomputed token embeddings.\n"
     "\n"
@@ -40,6 +43,8 @@ static const char build_usage[] =
     "  --seed S              random seed (default 42); same input + seed = same index\n"
     "  --threads N           worker threads (default: all cores)\n"
     "  --segment-docs N      documents per stored segment (default 4096)\n"
+    "  --kmeans-points N     k-means trains on at most N sampled vectors per centroid\n"
+    "                        (default 32; the reference uses up to 256: slower)\n"
     "  --force               replace an existing file at --index\n"
     "  --quiet               no progress output\n"
     "\n"
@@ -56,9 +61,9 @@ static const char index_usage[] =
     "  info     show an index's parameters and sizes\n"
     "  check    verify an index file's integrity\n"
     "  export   write the decompressed token embeddings as .npy\n"
-    "  add      add or replace documents (arrives with the live-index work)\n"
-    "  delete   delete documents by id (arrives with the live-index work)\n"
-    "  compact  drop deleted documents (arrives with the live-index work)\n";
+    "  add      add or replace documents by id\n"
+    "  delete   delete documents by id or metadata filter\n"
+    "  compact  rewrite segments without deleted documents\n";
 
 typedef struct build_args {
     const char *index, *corpus, *model, *embeddings, *doclens, *ids;
@@ -98,6 +103,7 @@ static int parse_numeric(build_args *a, int argc, char **argv, int *i)
     static const struct { const char *name; int64_t min, max; } nums[] = {
         {"--nbits", 1, 8},          {"--centroids", 1, INT32_MAX}, {"--kmeans-iters", 1, 1000},
         {"--seed", 0, INT64_MAX},   {"--threads", 0, 1024},        {"--segment-docs", 1, 1 << 24},
+        {"--kmeans-points", 1, 100000},
     };
     for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++) {
         if (!is_option(argv[*i], nums[k].name)) continue;
@@ -115,7 +121,8 @@ static int parse_numeric(build_args *a, int argc, char **argv, int *i)
         case 2: a->opts.kmeans_iters = (int)v; break;
         case 3: a->opts.seed = (uint64_t)v; break;
         case 4: a->opts.threads = (int)v; break;
-        default: a->opts.segment_docs = (int)v; break;
+        case 5: a->opts.segment_docs = (int)v; break;
+        default: a->opts.kmeans_points_per_centroid = (int)v; break;
         }
         return 0;
     }
@@ -166,6 +173,34 @@ static int check_build_args(const build_args *a)
     return 0;
 }
 
+/* An interrupted build (Ctrl-C, kill) must not leave its temporary file behind. The names
+ * are computed before the build starts; the handler only calls unlink and _exit, which are
+ * async-signal-safe. */
+static char interrupt_paths[4][4200];
+
+static void on_interrupt(int sig)
+{
+    for (int i = 0; i < 4; i++)
+        if (interrupt_paths[i][0]) unlink(interrupt_paths[i]);
+    _exit(128 + sig);
+}
+
+static void install_interrupt_cleanup(const char *index_path)
+{
+    char tmp[4096];
+    if (!cp_index_build_temp_path(index_path, tmp, sizeof tmp)) return;
+    static const char *const suffixes[4] = {"", "-wal", "-shm", "-journal"};
+    for (int i = 0; i < 4; i++)
+        snprintf(interrupt_paths[i], sizeof interrupt_paths[i], "%s%s", tmp, suffixes[i]);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_interrupt;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
 static int run_build(build_args *a)
 {
     cp_error err = {0};
@@ -184,6 +219,7 @@ static int run_build(build_args *a)
         st = cp_doc_source_npy_open(a->embeddings, a->doclens, a->ids, &src, &err);
     }
     if (st == CP_OK) {
+        install_interrupt_cleanup(a->index);
         a->opts.progress = a->quiet ? NULL : stderr;
         st = cp_index_build(a->index, &src, &a->opts, &err);
     }
@@ -209,22 +245,6 @@ static int cmd_build(int argc, char **argv)
     return run_build(&a);
 }
 
-/* add/delete/compact: part of the live-index work, which this build does not contain. */
-static int cmd_later(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: colplaid index %s --index IDX.db ...\n\n"
-                   "Not available until the live-index work lands; rebuild the index with\n"
-                   "'colplaid index build' meanwhile.\n", argv[0]);
-            return CP_EXIT_OK;
-        }
-    fprintf(stderr,
-            "colplaid index %s: not available until the live-index work lands (rebuild with "
-            "'colplaid index build' meanwhile)\n", argv[0]);
-    return CP_EXIT_FAILURE;
-}
-
 int cp_cmd_index(int argc, char **argv)
 {
     static const struct {
@@ -233,8 +253,8 @@ int cp_cmd_index(int argc, char **argv)
     } actions[] = {
         {"build", cmd_build},          {"import", cp_cmd_index_import},
         {"info", cp_cmd_index_info},   {"check", cp_cmd_index_check},
-        {"export", cp_cmd_index_export}, {"add", cmd_later},
-        {"delete", cmd_later},         {"compact", cmd_later},
+        {"export", cp_cmd_index_export}, {"add", cp_cmd_index_add},
+        {"delete", cp_cmd_index_delete}, {"compact", cp_cmd_index_compact},
     };
     if (argc < 2) {
         fputs(index_usage, stderr);

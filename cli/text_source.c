@@ -216,7 +216,10 @@ static cp_status ts_next(void *ctx, bool need_embeddings, cp_document *doc, bool
     }
     size_t i = s->pos++;
     ts_record *r = &s->batch[i];
-    if (i > 0) cp_embeddings_free(&s->batch[i - 1].emb); /* the builder is done with it */
+    if (i > 0) { /* the builder is done with the previous document */
+        cp_embeddings_free(&s->batch[i - 1].emb);
+        s->batch[i - 1].encoded = false;
+    }
     memset(doc, 0, sizeof *doc);
     doc->id = r->id;
     doc->text = r->text;

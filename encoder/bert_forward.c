@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "bert_internal.h"
+#include "cp_cpu.h"
 
 typedef struct fwd {
     const cp_bert_model *m;
@@ -188,8 +189,9 @@ cp_status cp_bert_forward(const cp_bert_model *m, const cp_bert_batch *b, int th
 {
     fwd f = {.m = m, .b = b, .threads = threads < 1 ? 1 : threads, .T = b->off[b->n_seq],
              .x = hidden_out};
-    bool avx512 = m->gemm_kind == CP_GEMM_AVX512 || m->gemm_kind == CP_GEMM_BF16 ||
-                  m->gemm_kind == CP_GEMM_AMX;
+    /* attention, exp and GELU: AVX-512 on any CPU that has it, whatever does the linear
+     * layers, except when the portable kernels are asked for (tests) */
+    bool avx512 = (cp_cpu_features() & CP_CPU_AVX512) && m->gemm_kind != CP_GEMM_PORTABLE;
     f.attn_kind = avx512 ? CP_GEMM_AVX512 : CP_GEMM_PORTABLE;
     if (f.threads > CP_MAX_THREADS) f.threads = CP_MAX_THREADS;
     for (int s = 0; s < b->n_seq; s++) {

@@ -10,6 +10,7 @@
  * X is converted to bf16 once per call, rows padded to 32 and k to 32 with zeros.
  * Linux grants the tile state per process on request (arch_prctl ARCH_REQ_XCOMP_PERM).
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,15 +78,25 @@ static AMX void convert_x(const float *x, int rows, int ldx, int in, uint16_t *x
     }
 }
 
-/* One 32 x 32 block of Y = X W^T over all k, then bias and the valid part copied out. */
+/* One 32 x 32 block of Y = X W^T + b over all k. A full block starts from the bias
+ * (a tile load with row stride 0 repeats it on every row) and is stored straight into Y;
+ * an edge block goes through a buffer so that nothing outside Y or the bias is touched. */
 static AMX void block(const uint16_t *xb, int in_p, const uint16_t *wpanel, int r0, int rows,
                       int p, int out, const float *bias, float *y, int ldy)
 {
-    float c[32 * 32];
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
+    int cols = out - p * 32 < 32 ? out - p * 32 : 32, nr = rows - r0 < 32 ? rows - r0 : 32;
+    bool full = cols == 32 && nr == 32;
+    if (full && bias) {
+        _tile_loadd(0, bias + p * 32, 0);
+        _tile_loadd(1, bias + p * 32 + 16, 0);
+        _tile_loadd(2, bias + p * 32, 0);
+        _tile_loadd(3, bias + p * 32 + 16, 0);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    }
     const uint16_t *a = xb + (size_t)r0 * in_p;
     for (int k = 0; k < in_p; k += 32) {
         _tile_loadd(4, a + k, in_p * 2);
@@ -97,11 +108,19 @@ static AMX void block(const uint16_t *xb, int in_p, const uint16_t *wpanel, int 
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
     }
+    if (full) {
+        float *dst = y + (size_t)r0 * ldy + p * 32;
+        _tile_stored(0, dst, ldy * 4);
+        _tile_stored(1, dst + 16, ldy * 4);
+        _tile_stored(2, dst + (size_t)16 * ldy, ldy * 4);
+        _tile_stored(3, dst + (size_t)16 * ldy + 16, ldy * 4);
+        return;
+    }
+    float c[32 * 32];
     _tile_stored(0, c, 128);
     _tile_stored(1, c + 16, 128);
     _tile_stored(2, c + 16 * 32, 128);
     _tile_stored(3, c + 16 * 32 + 16, 128);
-    int cols = out - p * 32 < 32 ? out - p * 32 : 32, nr = rows - r0 < 32 ? rows - r0 : 32;
     for (int r = 0; r < nr; r++) {
         float *dst = y + (size_t)(r0 + r) * ldy + p * 32;
         for (int j = 0; j < cols; j++) dst[j] = c[r * 32 + j] + (bias ? bias[p * 32 + j] : 0.0f);

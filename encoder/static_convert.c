@@ -112,10 +112,10 @@ static cp_status jstring(jscan *j, cp_bytes *out)
         }
         if (j->p >= j->end) return jerr(j, "unterminated string");
         c = *j->p++;
-        const char *simple = strchr("\"\\/bfnrt", c);
-        if (simple && c) {
-            static const char map[] = "\"\\/\b\f\n\r\t";
-            out->data[out->len++] = map[simple - "\"\\/bfnrt"];
+        static const char esc[] = "\"\\/bfnrt", map[] = "\"\\/\b\f\n\r\t";
+        const char *simple = c ? strchr(esc, c) : NULL;
+        if (simple) {
+            out->data[out->len++] = map[simple - esc];
             continue;
         }
         int32_t cp;
@@ -234,7 +234,10 @@ static cp_status store_vector(collect *c, const char *word, size_t n, const doub
     }
     c->key_rank[row] = rank;
     uint16_t *dst = c->vecs + (size_t)row * (size_t)c->source_dim;
-    for (int d = 0; d < c->source_dim; d++) dst[d] = cp_static_float_to_half((float)v[d]);
+    for (int d = 0; d < c->source_dim; d++) { /* clamp first: fp16 saturates anyway, and */
+        double x = v[d] > 65504.0 ? 65504.0 : v[d] < -65504.0 ? -65504.0 : v[d]; /* a huge */
+        dst[d] = cp_static_float_to_half((float)x); /* double -> float cast is undefined */
+    }
     return CP_OK;
 }
 
@@ -258,7 +261,8 @@ static cp_status read_vectors_obj(jscan *j, collect *c, int word_index, cp_bytes
         if (c->source_dim < 1 || nv != c->source_dim + 2)
             return jerr(j, "vector length differs from \"dimensions\" + 2 (l2norm, index)");
         int wi = word_index >= 0 && word_index < nv ? word_index : nv - 1;
-        if (vals[wi] < 0 || vals[wi] != floor(vals[wi])) return jerr(j, "bad word index");
+        if (!(vals[wi] >= 0 && vals[wi] <= 1e15) || vals[wi] != floor(vals[wi]))
+            return jerr(j, "bad word index");
         if (store_vector(c, word->data, word->len, vals, (int64_t)vals[wi], j) != CP_OK)
             return j->err ? j->err->code : CP_EFORMAT;
         if (jpeek(j, ',')) {
@@ -269,14 +273,17 @@ static cp_status read_vectors_obj(jscan *j, collect *c, int word_index, cp_bytes
     }
 }
 
-static cp_status collect_init(collect *c, int64_t size, int dim, cp_error *err)
+/* size and dim are checked as doubles: casting an out-of-range double is undefined. */
+static cp_status collect_init(collect *c, double size_d, double dim_d, cp_error *err)
 {
     memset(c, 0, sizeof *c);
-    if (size < 1 || size > 50000000 || dim < 1 || dim > CONVERT_MAX_DIM)
+    if (!(size_d >= 1 && size_d <= 50000000 && dim_d >= 1 && dim_d <= CONVERT_MAX_DIM))
         return cp_error_set(err, CP_EFORMAT,
-                            "\"size\" (%lld) and \"dimensions\" (%d) must come before \"vectors\" "
-                            "and be sensible",
-                            (long long)size, dim);
+                            "\"size\" (%g) and \"dimensions\" (%g) must come before \"vectors\", "
+                            "with 1 <= size <= 50000000 and 1 <= dimensions <= %d",
+                            size_d, dim_d, CONVERT_MAX_DIM);
+    int64_t size = (int64_t)size_d;
+    int dim = (int)dim_d;
     c->source_dim = dim;
     cp_basic_options_init(&c->basic);
     cp_words_init(&c->words);
@@ -307,8 +314,9 @@ static cp_status parse_glove(jscan *j, collect *c, bool *have)
         else if (!strcmp(key.data, "dimensions")) st = jnumber(j, &dims);
         else if (!strcmp(key.data, "wordIndex")) st = jnumber(j, &word_index);
         else if (!strcmp(key.data, "vectors") && !*have) {
-            st = collect_init(c, (int64_t)size, (int)dims, j->err);
-            if (st == CP_OK) st = read_vectors_obj(j, c, (int)word_index, &word);
+            st = collect_init(c, size, dims, j->err);
+            int wi = word_index >= 0 && word_index <= CONVERT_MAX_DIM + 2 ? (int)word_index : -1;
+            if (st == CP_OK) st = read_vectors_obj(j, c, wi, &word);
             *have = st == CP_OK;
         } else st = jskip(j, 0, &scratch);
         if (st == CP_OK && jpeek(j, ',')) j->p++;

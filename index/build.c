@@ -45,10 +45,10 @@
  * (2^23 tokens x 128 dims x 4 bytes = 4 GiB at most). */
 #define CP_BUILD_MAX_SAMPLE_TOKENS ((int64_t)1 << 23)
 #define CP_MAX_POINTS_PER_CENTROID 256
-/* k-means trains on at most this many (shuffled, so uniform) points per centroid. The
- * reference lets FAISS use up to 256; k-means cost is linear in the points and dominates
- * a CPU build, while 32 per centroid measured within 0.001 of the mean reconstruction
- * cosine of using every point (synthetic clustered data, K 2048; see the build report). */
+/* Default for opts->kmeans_points_per_centroid: k-means trains on at most this many
+ * (shuffled, so uniform) points per centroid. The reference lets FAISS use up to 256;
+ * k-means cost is linear in the points and dominates a CPU build (see the build report for
+ * the measured quality difference). */
 #define CP_KMEANS_POINTS_PER_CENTROID 32
 /* Normalised vectors gathered before one compress call (bounded memory, big sgemm blocks). */
 #define CP_COMPRESS_CHUNK_TOKENS 65536
@@ -65,6 +65,7 @@ void cp_build_options_init(cp_build_options *opts)
     opts->force = false;
     opts->encoder_json = NULL;
     opts->progress = NULL;
+    opts->kmeans_points_per_centroid = CP_KMEANS_POINTS_PER_CENTROID;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -204,6 +205,14 @@ static cp_status normalise_doc(const cp_document *doc, int dim, const char *src,
     return CP_OK;
 }
 
+/* The same rules for live writes (index/live.c). */
+cp_status cp_doc_normalise(const cp_document *doc, int dim, const char *src, int64_t ordinal,
+                           float *out, cp_error *err)
+{
+    cp_status st = check_doc_header(doc, src, ordinal, err);
+    return st == CP_OK ? normalise_doc(doc, dim, src, out, err) : st;
+}
+
 /* ---------------------------------------------------------------------------------------
  * The build state.
  * ------------------------------------------------------------------------------------ */
@@ -226,9 +235,12 @@ typedef struct build {
     size_t doc_buf_cap;
 
     /* training results */
+    int64_t kmeans_ppc; /* k-means points per centroid */
     int64_t k_requested, n_heldout, n_train, n_kmeans;
     double avg_doclen_est;
     cp_codec codec;
+
+    char *drift_json; /* held-out residual norms, for live updates (index/live.c) */
 
     /* output */
     char *tmp_path;
@@ -316,14 +328,17 @@ static void shrink_reservoir(build *b)
 {
     if (b->n_sample_docs < 64) return;
     double e_est = (double)b->n_docs * (double)b->n_sample_tokens / (double)b->n_sample_docs;
-    double bound = 1.1 * CP_KMEANS_POINTS_PER_CENTROID * 16.0 * sqrt(e_est) + 50000;
+    double bound = 1.1 * (double)b->kmeans_ppc * 16.0 * sqrt(e_est) + 50000;
     if (bound >= (double)b->sample_cap) return;
     int64_t cap = (int64_t)bound;
-    for (int64_t i = 0; i < cap && cap < b->n_kept; i++) {
-        int64_t j = i + rng_below(&b->rng, b->n_kept - i);
-        if (j != i) swap_rows(b->sample, i, j, b->dim);
+    /* Drop uniformly random rows, each replaced by the last: cost proportional to the drop. */
+    while (b->n_kept > cap) {
+        int64_t r = rng_below(&b->rng, b->n_kept);
+        b->n_kept--;
+        if (r != b->n_kept)
+            memcpy(b->sample + r * b->dim, b->sample + b->n_kept * b->dim,
+                   (size_t)b->dim * sizeof(float));
     }
-    if (b->n_kept > cap) b->n_kept = cap;
     b->sample_cap = cap;
 }
 
@@ -419,12 +434,16 @@ static cp_status train(build *b, cp_error *err)
     b->codec.centroids = malloc((size_t)k * (size_t)b->dim * sizeof(float));
     if (!b->codec.centroids) return cp_error_set(err, CP_ENOMEM, "out of memory for centroids");
     b->n_kmeans = b->n_train;
-    if (b->n_kmeans > CP_KMEANS_POINTS_PER_CENTROID * k) b->n_kmeans = CP_KMEANS_POINTS_PER_CENTROID * k;
+    if (b->n_kmeans > b->kmeans_ppc * k) b->n_kmeans = b->kmeans_ppc * k;
     logf_line(b->opts->progress, "k-means: %lld centroids from %lld vectors, %d iterations",
               (long long)k, (long long)b->n_kmeans, b->opts->kmeans_iters);
     double t0 = now_seconds();
     cp_status st = cp_kmeans_train(b->sample, b->n_kmeans, b->dim, k, b->opts->kmeans_iters,
-                                   b->opts->seed, CP_MAX_POINTS_PER_CENTROID, b->threads,
+                                   b->opts->seed,
+                                   (int)(b->kmeans_ppc > CP_MAX_POINTS_PER_CENTROID
+                                             ? b->kmeans_ppc
+                                             : CP_MAX_POINTS_PER_CENTROID),
+                                   b->threads,
                                    b->codec.centroids, err);
     if (st != CP_OK) return st;
     logf_line(b->opts->progress, "k-means: done in %.1f s", now_seconds() - t0);
@@ -432,6 +451,9 @@ static cp_status train(build *b, cp_error *err)
      * (tiny corpora only: with >= 20 sampled tokens there is always a held-out set). */
     const float *h = heldout ? b->sample + b->n_train * b->dim : b->sample;
     st = cp_codec_train(&b->codec, h, heldout ? heldout : b->n_train, b->threads, err);
+    if (st == CP_OK)
+        st = cp_drift_reference_json(&b->codec, h, heldout ? heldout : b->n_train, b->threads,
+                                     &b->drift_json, err);
     free(b->sample);
     b->sample = NULL;
     return st;
@@ -597,7 +619,7 @@ static char *build_params_json(const build *b)
     cJSON_AddNumberToObject(o, "n_centroids", (double)b->codec.n_centroids);
     cJSON_AddNumberToObject(o, "n_centroids_requested", (double)b->k_requested);
     cJSON_AddNumberToObject(o, "kmeans_iters", b->opts->kmeans_iters);
-    cJSON_AddNumberToObject(o, "max_points_per_centroid", CP_MAX_POINTS_PER_CENTROID);
+    cJSON_AddNumberToObject(o, "kmeans_points_per_centroid", (double)b->kmeans_ppc);
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)b->opts->seed);
     cJSON_AddRawToObject(o, "seed", seed);
@@ -625,14 +647,21 @@ static cp_status write_meta(build *b, cp_error *err)
     if (!params) return cp_error_set(err, CP_ENOMEM, "out of memory");
     st = cp_store_set_meta(b->store, "build", params, err);
     free(params);
+    if (st == CP_OK && b->drift_json) st = cp_store_set_meta(b->store, "drift", b->drift_json, err);
     return st;
+}
+
+bool cp_index_build_temp_path(const char *path, char *buf, size_t size)
+{
+    int n = snprintf(buf, size, "%s.tmp-build-%ld", path, (long)getpid());
+    return n >= 0 && (size_t)n < size;
 }
 
 static cp_status write_index(build *b, cp_error *err)
 {
     size_t n = strlen(b->path) + 48;
     if (!(b->tmp_path = malloc(n))) return cp_error_set(err, CP_ENOMEM, "out of memory");
-    snprintf(b->tmp_path, n, "%s.tmp-build-%ld", b->path, (long)getpid());
+    cp_index_build_temp_path(b->path, b->tmp_path, n);
     remove_db_files(b->tmp_path);
     cp_status st = cp_store_create(b->tmp_path, &b->codec, &b->store, err);
     if (st != CP_OK) return st;
@@ -675,6 +704,8 @@ static cp_status check_options(const char *path, const cp_doc_source *src,
     if (o->kmeans_iters < 1 || o->kmeans_iters > 1000)
         return cp_error_set(err, CP_EINVAL, "k-means iterations must be 1..1000 (got %d)",
                             o->kmeans_iters);
+    if (o->kmeans_points_per_centroid < 0 || o->kmeans_points_per_centroid > 100000)
+        return cp_error_set(err, CP_EINVAL, "k-means points per centroid must be 1..100000");
     if (o->segment_docs < 1)
         return cp_error_set(err, CP_EINVAL, "segment size must be at least 1 document");
     struct stat sb;
@@ -701,10 +732,10 @@ static cp_status check_dim(build *b, cp_error *err)
 /* Tokens the sampling reservoir keeps. With K given, exactly what training can use (k-means
  * points + the largest held-out set), so memory follows K rather than the corpus; with K
  * derived from the data the bound is the fixed CP_BUILD_MAX_SAMPLE_TOKENS. */
-static int64_t sample_cap_for(const cp_build_options *o)
+static int64_t sample_cap_for(const cp_build_options *o, int64_t ppc)
 {
     if (o->n_centroids <= 0) return CP_BUILD_MAX_SAMPLE_TOKENS;
-    int64_t cap = CP_KMEANS_POINTS_PER_CENTROID * o->n_centroids + 50000;
+    int64_t cap = ppc * o->n_centroids + 50000;
     return cap < CP_BUILD_MAX_SAMPLE_TOKENS ? cap : CP_BUILD_MAX_SAMPLE_TOKENS;
 }
 
@@ -726,7 +757,10 @@ cp_status cp_index_build(const char *path, cp_doc_source *source, const cp_build
     cp_status st = check_options(path, source, opts, err);
     if (st != CP_OK) return st;
     build b = {.path = path, .src = source, .opts = opts, .threads = resolve_threads(opts->threads),
-               .rng = {opts->seed}, .sample_cap = sample_cap_for(opts)};
+               .rng = {opts->seed}};
+    b.kmeans_ppc = opts->kmeans_points_per_centroid > 0 ? opts->kmeans_points_per_centroid
+                                                          : CP_KMEANS_POINTS_PER_CENTROID;
+    b.sample_cap = sample_cap_for(opts, b.kmeans_ppc);
     b.src_name = source->name ? source->name(source->ctx) : "input";
     if (!b.src_name) b.src_name = "input";
     if ((st = check_dim(&b, err)) == CP_OK && (st = count_docs(&b, err)) == CP_OK &&
@@ -737,6 +771,7 @@ cp_status cp_index_build(const char *path, cp_doc_source *source, const cp_build
     if (st == CP_OK) st = write_index(&b, err);
     if (st != CP_OK && b.tmp_path) remove_db_files(b.tmp_path);
     free(b.tmp_path);
+    free(b.drift_json);
     free(b.sample);
     free(b.doc_buf);
     cp_codec_free_arrays(&b.codec);

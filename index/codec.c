@@ -185,6 +185,30 @@ static void *assign_worker(void *arg)
     return NULL;
 }
 
+/* Our worker threads each run a single-threaded sgemm (BLAS's own pool would only compete
+ * with them). OpenBLAS's thread count is process-wide, so concurrent compress calls share
+ * one saved value: the first to enter saves and lowers it, the last to leave restores it.
+ * This lock and counter are the file's only mutable global state. */
+static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
+static int blas_users, blas_saved_threads;
+
+static void blas_single_enter(void)
+{
+    pthread_mutex_lock(&blas_lock);
+    if (blas_users++ == 0) {
+        blas_saved_threads = openblas_get_num_threads();
+        openblas_set_num_threads(1);
+    }
+    pthread_mutex_unlock(&blas_lock);
+}
+
+static void blas_single_leave(void)
+{
+    pthread_mutex_lock(&blas_lock);
+    if (--blas_users == 0) openblas_set_num_threads(blas_saved_threads);
+    pthread_mutex_unlock(&blas_lock);
+}
+
 static int64_t block_rows(int64_t k)
 {
     /* Keep a thread's score matrix near 4M floats (16 MB). */
@@ -210,16 +234,14 @@ static cp_status assign_impl(const cp_codec *codec, const float *centroids, int6
     if (threads <= 0) threads = 1;
     if (threads > 64) threads = 64;
     if (threads > n_blocks) threads = (int)n_blocks;
-    /* Our threads each run a single-threaded sgemm; BLAS's own pool would only compete. */
-    int blas_threads = openblas_get_num_threads();
-    if (threads > 1) openblas_set_num_threads(1);
+    if (threads > 1) blas_single_enter();
     pthread_t tids[64];
     int started = 0;
     for (int t = 1; t < threads; t++)
         if (pthread_create(&tids[started], NULL, assign_worker, &sh) == 0) started++;
     assign_worker(&sh);
     for (int t = 0; t < started; t++) pthread_join(tids[t], NULL);
-    if (threads > 1) openblas_set_num_threads(blas_threads);
+    if (threads > 1) blas_single_leave();
     if (atomic_load(&sh.failed))
         return cp_error_set(err, CP_ENOMEM, "codec: out of memory for a %lld x %lld score block",
                             (long long)sh.block, (long long)k);

@@ -90,6 +90,9 @@ typedef struct cp_build_options {
     bool force;            /* replace an existing file at the path */
     const char *encoder_json; /* model fingerprint stored in meta (JSON object), or NULL */
     FILE *progress;        /* progress bar / lines go here; NULL for silence */
+    /* k-means trains on at most this many sampled vectors per centroid; 0: default 32
+     * (the reference lets FAISS use up to 256: slower, measured to gain little). */
+    int kmeans_points_per_centroid;
 } cp_build_options;
 
 void cp_build_options_init(cp_build_options *opts);
@@ -99,6 +102,12 @@ void cp_build_options_init(cp_build_options *opts);
  * Fails with CP_EEXISTS if path exists and !opts->force. */
 cp_status cp_index_build(const char *path, cp_doc_source *source, const cp_build_options *opts,
                          cp_error *err);
+
+/* The temporary file name ("PATH.tmp-build-PID") that cp_index_build in this process uses
+ * for path, written into buf; returns false if it does not fit. Its companions carry the
+ * SQLite suffixes -wal, -shm and -journal. Lets a program remove it from a signal handler
+ * when a build is interrupted. */
+bool cp_index_build_temp_path(const char *path, char *buf, size_t size);
 
 /* Import a Stanford ColBERT / RAGatouille PLAID index folder (.pt files + JSON). */
 cp_status cp_index_import_colbert(const char *colbert_dir, const char *path, bool force,
@@ -259,6 +268,55 @@ typedef struct cp_eval_scores {
 /* Scores of one ranked list (external doc ids, best first) for query_id. */
 void cp_eval_query(const cp_qrels *qrels, const char *query_id, const char *const *ranked_ids,
                    size_t n_ranked, cp_eval_scores *out);
+
+/* ----------------------------------------------------------------------------------------
+ * Live updates (index/live.c; docs/live-index.md). All need an index opened with
+ * CP_OPEN_WRITE (else CP_EREADONLY). Writers are serialised per index; searches keep
+ * reading the last published snapshot and never wait. Each call is one SQLite transaction:
+ * durable when it returns CP_OK, and visible to searches as a whole or not at all.
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct cp_upsert_result {
+    size_t n_added;           /* external ids that were not live before */
+    size_t n_replaced;        /* live ids whose previous version was tombstoned */
+    int64_t first_doc_id;     /* docs[i] got internal id first_doc_id + i */
+    int64_t n_tokens;         /* tokens written */
+    int64_t n_outlier_tokens; /* tokens farther from their centroid than the drift threshold */
+    bool rebuild_advised;     /* cumulative drift says: rebuild for best quality */
+} cp_upsert_result;
+
+/* Insert or replace n documents by external id (embeddings given, dim columns; they are
+ * L2-normalised and compressed with the index's codec into one new segment). A batch that
+ * repeats an id, has empty or NaN/zero vectors, or whose dim differs (CP_EDIM) is refused
+ * whole. result may be NULL. Thread-safe. */
+cp_status cp_index_upsert(cp_index *index, const cp_document *docs, size_t n, int dim,
+                          cp_upsert_result *result, cp_error *err);
+
+/* Delete the live documents with these external ids (unknown ids are skipped and not
+ * counted). *n_deleted (may be NULL) is the number deleted. Thread-safe. */
+cp_status cp_index_delete(cp_index *index, const char *const *ids, size_t n, size_t *n_deleted,
+                          cp_error *err);
+
+/* Delete the live documents with these internal ids (unknown or deleted ids are skipped). */
+cp_status cp_index_delete_doc_ids(cp_index *index, const int64_t *doc_ids, size_t n,
+                                  size_t *n_deleted, cp_error *err);
+
+/* Delete every live document whose metadata matches filter_json (cp_index_filter syntax),
+ * evaluated inside the write transaction. */
+cp_status cp_index_delete_filter(cp_index *index, const char *filter_json, size_t *n_deleted,
+                                 cp_error *err);
+
+typedef struct cp_compact_result {
+    int64_t segments_before, segments_after;
+    int64_t tombstones_removed;
+} cp_compact_result;
+
+/* Rewrite segments that hold tombstones (and merge small segments) so that only live
+ * tokens remain; internal ids never change. Runs as one transaction per group of segments
+ * (each crash-safe); searches continue on the current snapshot and then see an identical
+ * result set. progress may be NULL; result may be NULL. Thread-safe. */
+cp_status cp_index_compact(cp_index *index, FILE *progress, cp_compact_result *result,
+                           cp_error *err);
 
 #ifdef __cplusplus
 }

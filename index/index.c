@@ -31,9 +31,13 @@
 #define POOL_MAX 8
 
 typedef struct idmap {
-    int32_t *slots; /* doc ids, -1 = empty; open addressing, linear probing */
+    int32_t *slots; /* doc ids, -1 = empty, -2 = removed; open addressing, linear probing */
     uint64_t mask;
+    uint64_t used; /* entries that are not -1 (live or removed): bounds the probe length */
 } idmap;
+
+#define IDMAP_EMPTY (-1)
+#define IDMAP_REMOVED (-2)
 
 typedef struct view {
     cp_snapshot *snap;
@@ -49,6 +53,11 @@ struct cp_index {
     pthread_mutex_t pool_lock;
     cp_store *pool[POOL_MAX];
     int n_pool;
+    pthread_mutex_t write_lock; /* serialises live writes (index/live.c) */
+};
+
+struct cp_view_next {
+    view v;
 };
 
 /* ------------------------------------------------------------------------------------
@@ -75,6 +84,40 @@ static cp_status idmap_build(const cp_snapshot *snap, idmap *m, cp_error *err)
         uint64_t i = hash_str(snap->external_ids[d]) & m->mask;
         while (m->slots[i] >= 0) i = (i + 1) & m->mask;
         m->slots[i] = (int32_t)d;
+        m->used++;
+    }
+    return CP_OK;
+}
+
+/* The current map with removed slots marked and new live slots inserted: O(map size)
+ * memcpy plus O(change) probes. Rebuilt from scratch when removed entries would make the
+ * table more than half full. */
+static cp_status idmap_update(const idmap *cur, const cp_snapshot *next, const int64_t *removed,
+                              size_t n_removed, int64_t first_new, idmap *m, cp_error *err)
+{
+    uint64_t add = (uint64_t)(next->n_slots - first_new);
+    if (!cur->slots || (cur->used + add) * 2 > cur->mask + 1) return idmap_build(next, m, err);
+    m->mask = cur->mask;
+    m->used = cur->used;
+    m->slots = malloc((m->mask + 1) * sizeof *m->slots);
+    if (!m->slots) return cp_error_set(err, CP_ENOMEM, "out of memory for the id map");
+    memcpy(m->slots, cur->slots, (m->mask + 1) * sizeof *m->slots);
+    for (size_t r = 0; r < n_removed; r++) {
+        int64_t d = removed[r];
+        for (uint64_t i = hash_str(next->external_ids[d]) & m->mask;; i = (i + 1) & m->mask) {
+            if (m->slots[i] == IDMAP_EMPTY) break; /* not in the map (cannot happen) */
+            if (m->slots[i] == (int32_t)d) {
+                m->slots[i] = IDMAP_REMOVED;
+                break;
+            }
+        }
+    }
+    for (int64_t d = first_new; d < next->n_slots; d++) {
+        if (next->deleted[d] || !next->external_ids[d]) continue;
+        uint64_t i = hash_str(next->external_ids[d]) & m->mask;
+        while (m->slots[i] >= 0) i = (i + 1) & m->mask;
+        if (m->slots[i] == IDMAP_EMPTY) m->used++;
+        m->slots[i] = (int32_t)d;
     }
     return CP_OK;
 }
@@ -84,7 +127,8 @@ static int64_t idmap_find(const view *v, const char *ext)
     if (!v->map.slots) return -1;
     for (uint64_t i = hash_str(ext) & v->map.mask;; i = (i + 1) & v->map.mask) {
         int32_t d = v->map.slots[i];
-        if (d < 0) return -1;
+        if (d == IDMAP_EMPTY) return -1;
+        if (d == IDMAP_REMOVED) continue;
         if (strcmp(v->snap->external_ids[d], ext) == 0) return d;
     }
 }
@@ -114,6 +158,53 @@ cp_status cp_index_publish_snapshot(cp_index *index, cp_snapshot *snap, cp_error
     cp_snapshot_release(old.snap); /* freed once the last search holding it lets go */
     free(old.map.slots);
     return CP_OK;
+}
+
+void cp_index_write_lock(cp_index *index)
+{
+    pthread_mutex_lock(&index->write_lock);
+}
+
+void cp_index_write_unlock(cp_index *index)
+{
+    pthread_mutex_unlock(&index->write_lock);
+}
+
+cp_status cp_index_view_prepare(cp_index *index, cp_snapshot *next, const int64_t *removed,
+                                size_t n_removed, int64_t first_new_slot, cp_view_next **out,
+                                cp_error *err)
+{
+    *out = calloc(1, sizeof **out);
+    if (!*out) return cp_error_set(err, CP_ENOMEM, "out of memory");
+    /* Only writers (serialised) replace the view, so reading it here needs no lock. */
+    cp_status st = idmap_update(&index->current.map, next, removed, n_removed, first_new_slot,
+                                &(*out)->v.map, err);
+    if (st != CP_OK) {
+        free(*out);
+        *out = NULL;
+        return st;
+    }
+    (*out)->v.snap = next;
+    return CP_OK;
+}
+
+void cp_index_view_swap(cp_index *index, cp_view_next *v)
+{
+    pthread_rwlock_wrlock(&index->view_lock);
+    view old = index->current;
+    index->current = v->v;
+    pthread_rwlock_unlock(&index->view_lock);
+    cp_snapshot_release(old.snap);
+    free(old.map.slots);
+    free(v);
+}
+
+void cp_index_view_discard(cp_view_next *v)
+{
+    if (!v) return;
+    cp_snapshot_release(v->v.snap);
+    free(v->v.map.slots);
+    free(v);
 }
 
 cp_store *cp_index_writer_store(cp_index *index)
@@ -165,6 +256,7 @@ cp_status cp_index_open(const char *path, int flags, cp_index **out, cp_error *e
     ix->flags = flags;
     pthread_rwlock_init(&ix->view_lock, NULL);
     pthread_mutex_init(&ix->pool_lock, NULL);
+    pthread_mutex_init(&ix->write_lock, NULL);
     cp_store *store = NULL;
     cp_status st = cp_store_open(path, flags, &store, err);
     cp_snapshot *snap = NULL;
@@ -193,6 +285,7 @@ void cp_index_close(cp_index *index)
     free(index->current.map.slots);
     pthread_rwlock_destroy(&index->view_lock);
     pthread_mutex_destroy(&index->pool_lock);
+    pthread_mutex_destroy(&index->write_lock);
     free(index->path);
     free(index);
 }
@@ -217,9 +310,13 @@ static int64_t snapshot_bytes(const cp_snapshot *s)
     b += s->n_slots * (int64_t)sizeof(char *);
     for (int64_t d = 0; d < s->n_slots; d++)
         if (s->external_ids[d]) b += (int64_t)strlen(s->external_ids[d]) + 1;
-    b += s->n_tokens * (4 + cp_residual_bytes(s->codec.dim, s->codec.nbits));
+    /* tokens held, including tombstoned ones a live snapshot keeps until compaction */
+    b += s->doc_offsets[s->n_slots] * (4 + cp_residual_bytes(s->codec.dim, s->codec.nbits));
     b += (s->codec.n_centroids + 1) * (int64_t)sizeof(int64_t);
     b += s->ivf_offsets[s->codec.n_centroids] * (int64_t)sizeof(int32_t);
+    if (s->ivf_delta_offsets)
+        b += (s->codec.n_centroids + 1) * (int64_t)sizeof(int64_t) +
+             s->ivf_delta_offsets[s->codec.n_centroids] * (int64_t)sizeof(int32_t);
     return b;
 }
 

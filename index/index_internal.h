@@ -106,6 +106,21 @@ cp_status cp_kmeans_train(const float *x, int64_t n, int dim, int64_t k, int nit
  * Snapshot (index/snapshot.c builds it from storage; search.c reads it)
  * ------------------------------------------------------------------------------------ */
 
+/* Arrays shared by successive snapshots of a live index (index/snapshot.c). A live write
+ * appends beyond the end that published snapshots read (cap leaves room), so the next
+ * snapshot shares the same memory instead of copying it; the arrays are freed with the
+ * last snapshot that uses them. a/b are plain arrays; strings (if any) is an array of
+ * n_strings malloc'd strings, freed too. */
+typedef struct cp_shared {
+    _Atomic int refcount;
+    void *a, *b;
+    char **strings;
+    int64_t n_strings;
+    int64_t cap; /* elements a/b/strings have room for (tokens or slots) */
+} cp_shared;
+
+void cp_shared_release(cp_shared *sh);
+
 typedef struct cp_snapshot {
     _Atomic int refcount;
     cp_codec codec;
@@ -127,7 +142,49 @@ typedef struct cp_snapshot {
      * ivf_offsets[c+1]). Doc ids are int32 (an index holds < 2^31 document slots). */
     int64_t *ivf_offsets; /* n_centroids + 1 */
     int32_t *ivf_docs;
+
+    /* --- Live-index fields (index/live.c). A snapshot loaded from the file has none of
+     * these set beyond ivf_base_slots = n_slots. In a snapshot derived by a write:
+     * - a deleted slot may still own tokens (its old version, until compaction or reload):
+     *   readers must test deleted[], as search does;
+     * - the IVF above covers slots [0, ivf_base_slots) and may still list deleted docs
+     *   (ivf_stale of them); slots [ivf_base_slots, n_slots) are in the delta IVF below,
+     *   same CSR form (NULL when empty). Stage 1 reads both. */
+    int64_t ivf_base_slots;
+    int64_t *ivf_delta_offsets; /* n_centroids + 1, or NULL */
+    int32_t *ivf_delta_docs;
+    int64_t ivf_stale;
+    /* Owners of shared arrays (NULL: the arrays belong to this snapshot alone). */
+    cp_shared *codec_owner; /* a = codec.centroids */
+    cp_shared *tok_owner;   /* a = codes, b = residuals */
+    cp_shared *slot_owner;  /* a = doc_offsets, strings = external_ids */
+    cp_shared *ivf_owner;   /* a = ivf_offsets, b = ivf_docs */
+    cp_shared *delta_owner; /* a = ivf_delta_offsets, b = ivf_delta_docs */
 } cp_snapshot;
+
+/* The next snapshot of a live index: shares cur's codec, token, slot and IVF arrays (the
+ * token and slot arrays with room for add_tokens / add_slots more, copied once into larger
+ * arrays when they lack it: amortised O(1) per token), copies deleted[] and gives the new
+ * slots no tokens yet. The caller appends, then calls cp_snapshot_refresh_ivf. Call with
+ * the index's write lock held: it reuses the space beyond cur's end. */
+cp_status cp_snapshot_derive(const cp_snapshot *cur, int64_t add_slots, int64_t add_tokens,
+                             cp_snapshot **out, cp_error *err);
+
+/* After a derive and the caller's changes: rebuild the delta IVF for new slots (O(their
+ * tokens + K)), or the whole IVF when the delta or the stale entries have grown large
+ * (amortised O(1) per token). */
+cp_status cp_snapshot_refresh_ivf(cp_snapshot *snap, bool added, cp_error *err);
+
+/* The drift reference of a codec (docs/live-index.md): p75/p99 of the residual norms of n
+ * held-out normalised vectors, as the JSON stored in meta "drift" (malloc'd). */
+cp_status cp_drift_reference_json(const cp_codec *codec, const float *heldout, int64_t n,
+                                  int threads, char **json, cp_error *err);
+
+/* Validate one document (non-empty id, >= 1 token) and copy its vectors L2-normalised into
+ * out (n_tokens x dim); NaN/Inf or all-zero rows are CP_EINVAL (the builder's rules,
+ * index/build.c). src names the input in messages. */
+cp_status cp_doc_normalise(const cp_document *doc, int dim, const char *src, int64_t ordinal,
+                           float *out, cp_error *err);
 
 void cp_snapshot_retain(cp_snapshot *snap);
 void cp_snapshot_release(cp_snapshot *snap);
@@ -147,6 +204,22 @@ cp_snapshot *cp_index_acquire_snapshot(cp_index *index);
  * builds its external-id map, then swaps it in atomically for readers; searches holding
  * the previous snapshot keep it until they release it (index/index.c). */
 cp_status cp_index_publish_snapshot(cp_index *index, cp_snapshot *snap, cp_error *err);
+
+/* --- Live writes (index/index.c, used by index/live.c) --- */
+
+/* Writers of one index take this lock (a cp_index may be shared by server threads). */
+void cp_index_write_lock(cp_index *index);
+void cp_index_write_unlock(cp_index *index);
+
+/* The next view (snapshot + external-id map), prepared before the write commits so that
+ * after the commit only a pointer swap remains (which cannot fail). The map is updated
+ * incrementally from the current one: removed slots out, slots >= first_new_slot in. */
+typedef struct cp_view_next cp_view_next;
+cp_status cp_index_view_prepare(cp_index *index, cp_snapshot *next, const int64_t *removed,
+                                size_t n_removed, int64_t first_new_slot, cp_view_next **out,
+                                cp_error *err);
+void cp_index_view_swap(cp_index *index, cp_view_next *v); /* consumes v */
+void cp_index_view_discard(cp_view_next *v);               /* consumes v and its snapshot */
 
 
 /* ---------------------------------------------------------------------------------------

@@ -312,6 +312,8 @@ static cp_status candidates_from_ivf(const cp_snapshot *snap, scratch *s, const 
         s->cell_on[c] = 1;
         s->cells[n_cells++] = c;
         upper += (size_t)(snap->ivf_offsets[c + 1] - snap->ivf_offsets[c]);
+        if (snap->ivf_delta_offsets) /* a live index's recent documents (index/live.c) */
+            upper += (size_t)(snap->ivf_delta_offsets[c + 1] - snap->ivf_delta_offsets[c]);
     }
     size_t words = ((size_t)snap->n_slots + 63) / 64;
     for (size_t i = 0; i < n_cells; i++) {
@@ -319,6 +321,11 @@ static cp_status candidates_from_ivf(const cp_snapshot *snap, scratch *s, const 
         s->cell_on[c] = 0;
         for (int64_t p = snap->ivf_offsets[c]; p < snap->ivf_offsets[c + 1]; p++) {
             int32_t doc = snap->ivf_docs[p];
+            s->bitmap[doc >> 6] |= 1ull << (doc & 63);
+        }
+        for (int64_t p = snap->ivf_delta_offsets ? snap->ivf_delta_offsets[c] : 0;
+             snap->ivf_delta_offsets && p < snap->ivf_delta_offsets[c + 1]; p++) {
+            int32_t doc = snap->ivf_delta_docs[p];
             s->bitmap[doc >> 6] |= 1ull << (doc & 63);
         }
     }
@@ -439,17 +446,22 @@ static float implicit_doc_score(const cp_snapshot *snap, scratch *s, const cp_ke
 }
 
 /* Implicit scoring pays when the per-token saving, (dim - rb) multiply-adds per query
- * column, covers twice the table build (rb x 256 rows) plus, if S_cq is not there yet, the
- * centroid scores (K x dim). Measured on the 3k-doc synthetic bench (k = 100, 255 docs x 40
- * tokens, nbits 2, AVX-512): explicit 32.1 ms vs implicit 18.8 + 1.8 ms table (1.56x). */
+ * column, covers the table build (rb x 256 rows of nqp, written to a 1 MiB table for
+ * dim 128 / nbits 2, which also pushes S_cq and the codes out of L2) plus, if S_cq is not
+ * there yet (exact mode), the centroid scores (K x dim). Measured (thread CPU time, AVX-512,
+ * 3k-doc synthetic index, 40 tokens/doc, K 4096, nbits 2; bench/bench_search and a
+ * mode-alternating loop, 4 x 50 queries): whole search at k=10 (~2.6k tokens in stage 4)
+ * explicit 1.91 / 2.34 ms vs implicit 2.04 / 2.48 ms; at k=100 (~10k tokens) explicit
+ * 4.57 / 5.35 ms vs implicit 4.01 / 5.16 ms. Break-even is near 4k tokens, i.e. a saving of
+ * about 48x the table rows; below that the explicit path (decode + gemm) is used. */
 static bool use_implicit(const cp_snapshot *snap, cp_stage4_mode mode, int64_t tokens,
                          bool have_S)
 {
     if (mode != CP_STAGE4_AUTO) return mode == CP_STAGE4_IMPLICIT;
     int d = snap->codec.dim, rb = cp_residual_bytes(d, snap->codec.nbits);
     if (rb >= d) return false;
-    double cost = 2.0 * rb * 256 + (have_S ? 0.0 : (double)snap->codec.n_centroids * d);
-    return (double)tokens * (d - rb) >= 2.0 * cost;
+    double cost = 48.0 * rb * 256 + (have_S ? 0.0 : (double)snap->codec.n_centroids * d);
+    return (double)tokens * (d - rb) >= cost;
 }
 
 static cp_status exact_stage(const cp_snapshot *snap, scratch *s, const cp_kernels *kn, int nq,

@@ -27,18 +27,63 @@ void cp_snapshot_retain(cp_snapshot *snap)
     if (snap) atomic_fetch_add_explicit(&snap->refcount, 1, memory_order_relaxed);
 }
 
+void cp_shared_release(cp_shared *sh)
+{
+    if (!sh || atomic_fetch_sub_explicit(&sh->refcount, 1, memory_order_acq_rel) != 1) return;
+    free(sh->a);
+    free(sh->b);
+    for (int64_t i = 0; sh->strings && i < sh->n_strings; i++) free(sh->strings[i]);
+    free(sh->strings);
+    free(sh);
+}
+
+static cp_shared *shared_retain(cp_shared *sh)
+{
+    if (sh) atomic_fetch_add_explicit(&sh->refcount, 1, memory_order_relaxed);
+    return sh;
+}
+
+static cp_shared *shared_new(void *a, void *b, char **strings, int64_t n_strings, int64_t cap)
+{
+    cp_shared *sh = calloc(1, sizeof *sh);
+    if (!sh) return NULL;
+    atomic_init(&sh->refcount, 1);
+    sh->a = a, sh->b = b, sh->strings = strings, sh->n_strings = n_strings, sh->cap = cap;
+    return sh;
+}
+
+/* Each array is freed through its owner when it has one, else directly. */
 static void snapshot_free(cp_snapshot *snap)
 {
-    free(snap->codec.centroids);
-    if (snap->external_ids)
-        for (int64_t i = 0; i < snap->n_slots; i++) free(snap->external_ids[i]);
-    free(snap->external_ids);
-    free(snap->doc_offsets);
+    if (snap->codec_owner) cp_shared_release(snap->codec_owner);
+    else free(snap->codec.centroids);
+    if (snap->slot_owner) {
+        cp_shared_release(snap->slot_owner);
+    } else {
+        if (snap->external_ids)
+            for (int64_t i = 0; i < snap->n_slots; i++) free(snap->external_ids[i]);
+        free(snap->external_ids);
+        free(snap->doc_offsets);
+    }
+    if (snap->tok_owner) {
+        cp_shared_release(snap->tok_owner);
+    } else {
+        free(snap->codes);
+        free(snap->residuals);
+    }
+    if (snap->ivf_owner) {
+        cp_shared_release(snap->ivf_owner);
+    } else {
+        free(snap->ivf_offsets);
+        free(snap->ivf_docs);
+    }
+    if (snap->delta_owner) {
+        cp_shared_release(snap->delta_owner);
+    } else {
+        free(snap->ivf_delta_offsets);
+        free(snap->ivf_delta_docs);
+    }
     free(snap->deleted);
-    free(snap->codes);
-    free(snap->residuals);
-    free(snap->ivf_offsets);
-    free(snap->ivf_docs);
     free(snap);
 }
 
@@ -50,20 +95,19 @@ void cp_snapshot_release(cp_snapshot *snap)
         snapshot_free(snap);
 }
 
-cp_status cp_snapshot_build_ivf(cp_snapshot *snap, cp_error *err)
+/* CSR lists of the live docs among slots [from, to): two passes (count, fill) in doc
+ * order, remembering the last doc per centroid, so lists come out sorted and unique. */
+static cp_status build_ivf_range(const cp_snapshot *snap, int64_t from, int64_t to,
+                                 int64_t **offsets_out, int32_t **docs_out, cp_error *err)
 {
     int64_t k = snap->codec.n_centroids;
     int64_t *offsets = calloc((size_t)k + 1, sizeof *offsets);
     int32_t *last = malloc((size_t)k * sizeof *last);
-    if (!offsets || !last) {
-        free(offsets);
-        free(last);
-        return cp_error_set(err, CP_ENOMEM, "out of memory building the IVF (%lld centroids)",
-                            (long long)k);
-    }
-    /* Pass 1: count distinct (centroid, doc) pairs into offsets[c + 1]. */
+    int64_t *fill = malloc((size_t)k * sizeof *fill);
+    int32_t *docs = NULL;
+    if (!offsets || !last || !fill) goto oom;
     memset(last, 0xff, (size_t)k * sizeof *last);
-    for (int64_t d = 0; d < snap->n_slots; d++) {
+    for (int64_t d = from; d < to; d++) {
         if (snap->deleted[d]) continue;
         for (int64_t t = snap->doc_offsets[d]; t < snap->doc_offsets[d + 1]; t++) {
             int32_t c = snap->codes[t];
@@ -74,19 +118,10 @@ cp_status cp_snapshot_build_ivf(cp_snapshot *snap, cp_error *err)
         }
     }
     for (int64_t c = 0; c < k; c++) offsets[c + 1] += offsets[c];
-    int32_t *docs = malloc((size_t)(offsets[k] ? offsets[k] : 1) * sizeof *docs);
-    int64_t *fill = malloc((size_t)k * sizeof *fill);
-    if (!docs || !fill) {
-        free(offsets);
-        free(last);
-        free(docs);
-        free(fill);
-        return cp_error_set(err, CP_ENOMEM, "out of memory building the IVF");
-    }
-    /* Pass 2: docs are visited in increasing order, so each list ends up sorted. */
+    if (!(docs = malloc((size_t)(offsets[k] ? offsets[k] : 1) * sizeof *docs))) goto oom;
     memcpy(fill, offsets, (size_t)k * sizeof *fill);
     memset(last, 0xff, (size_t)k * sizeof *last);
-    for (int64_t d = 0; d < snap->n_slots; d++) {
+    for (int64_t d = from; d < to; d++) {
         if (snap->deleted[d]) continue;
         for (int64_t t = snap->doc_offsets[d]; t < snap->doc_offsets[d + 1]; t++) {
             int32_t c = snap->codes[t];
@@ -98,10 +133,231 @@ cp_status cp_snapshot_build_ivf(cp_snapshot *snap, cp_error *err)
     }
     free(last);
     free(fill);
-    free(snap->ivf_offsets);
-    free(snap->ivf_docs);
+    *offsets_out = offsets;
+    *docs_out = docs;
+    return CP_OK;
+oom:
+    free(offsets);
+    free(last);
+    free(fill);
+    return cp_error_set(err, CP_ENOMEM, "out of memory building the IVF (%lld centroids)",
+                        (long long)k);
+}
+
+static void drop_delta(cp_snapshot *snap)
+{
+    if (snap->delta_owner) {
+        cp_shared_release(snap->delta_owner);
+    } else {
+        free(snap->ivf_delta_offsets);
+        free(snap->ivf_delta_docs);
+    }
+    snap->delta_owner = NULL;
+    snap->ivf_delta_offsets = NULL;
+    snap->ivf_delta_docs = NULL;
+}
+
+cp_status cp_snapshot_build_ivf(cp_snapshot *snap, cp_error *err)
+{
+    int64_t *offsets = NULL;
+    int32_t *docs = NULL;
+    cp_status st = build_ivf_range(snap, 0, snap->n_slots, &offsets, &docs, err);
+    if (st != CP_OK) return st;
+    if (snap->ivf_owner) {
+        cp_shared_release(snap->ivf_owner);
+        snap->ivf_owner = NULL;
+    } else {
+        free(snap->ivf_offsets);
+        free(snap->ivf_docs);
+    }
+    drop_delta(snap);
     snap->ivf_offsets = offsets;
     snap->ivf_docs = docs;
+    snap->ivf_base_slots = snap->n_slots;
+    snap->ivf_stale = 0;
+    return CP_OK;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Live snapshots: sharing arrays between successive snapshots
+ * --------------------------------------------------------------------------------- */
+
+/* Loaded arrays get headroom so the first live writes append in place instead of copying
+ * everything (untouched heap pages cost no memory on Linux). */
+static int64_t token_cap(int64_t n) { return n + n / 4 + 4096; }
+static int64_t slot_cap(int64_t n) { return n + n / 4 + 256; }
+
+/* Wrap a freshly loaded snapshot's arrays in owners so later writes can share them. */
+static cp_status make_shared(cp_snapshot *snap, cp_error *err)
+{
+    if (!snap->codec_owner &&
+        !(snap->codec_owner = shared_new(snap->codec.centroids, NULL, NULL, 0, 0)))
+        goto oom;
+    if (!snap->tok_owner &&
+        !(snap->tok_owner = shared_new(snap->codes, snap->residuals, NULL, 0, token_cap(snap->n_tokens))))
+        goto oom;
+    if (!snap->slot_owner &&
+        !(snap->slot_owner = shared_new(snap->doc_offsets, NULL, snap->external_ids,
+                                        snap->n_slots, slot_cap(snap->n_slots))))
+        goto oom;
+    if (!snap->ivf_owner &&
+        !(snap->ivf_owner = shared_new(snap->ivf_offsets, snap->ivf_docs, NULL, 0, 0)))
+        goto oom;
+    if (snap->ivf_delta_offsets && !snap->delta_owner &&
+        !(snap->delta_owner = shared_new(snap->ivf_delta_offsets, snap->ivf_delta_docs, NULL, 0, 0)))
+        goto oom;
+    return CP_OK;
+oom:
+    return cp_error_set(err, CP_ENOMEM, "out of memory");
+}
+
+/* Token arrays with room for need tokens: cur's own when it has the room (the space beyond
+ * cur's end is free: only the writer, serialised, ever writes there), else a copy into
+ * arrays 1.5x larger. */
+static cp_status derive_tokens(const cp_snapshot *cur, cp_snapshot *next, int64_t need,
+                               cp_error *err)
+{
+    int64_t used = cur->doc_offsets[cur->n_slots];
+    size_t rb = (size_t)cp_residual_bytes(cur->codec.dim, cur->codec.nbits);
+    if (cur->tok_owner && cur->tok_owner->cap >= need) {
+        next->tok_owner = shared_retain(cur->tok_owner);
+    } else {
+        int64_t cap = need > used + used / 2 ? need : used + used / 2;
+        cap += 1024;
+        int32_t *codes = malloc((size_t)cap * sizeof *codes);
+        uint8_t *res = malloc((size_t)cap * rb);
+        cp_shared *sh = codes && res ? shared_new(codes, res, NULL, 0, cap) : NULL;
+        if (!sh) {
+            free(codes);
+            free(res);
+            return cp_error_set(err, CP_ENOMEM, "out of memory for %lld tokens", (long long)cap);
+        }
+        if (used) {
+            memcpy(codes, cur->codes, (size_t)used * sizeof *codes);
+            memcpy(res, cur->residuals, (size_t)used * rb);
+        }
+        next->tok_owner = sh;
+    }
+    next->codes = next->tok_owner->a;
+    next->residuals = next->tok_owner->b;
+    return CP_OK;
+}
+
+/* Slot arrays (doc_offsets, external ids) with room for need slots, as derive_tokens. The
+ * strings of slots past cur's end (left by a write that failed) are freed first. */
+static cp_status derive_slots(const cp_snapshot *cur, cp_snapshot *next, int64_t need,
+                              cp_error *err)
+{
+    int64_t n = cur->n_slots;
+    cp_shared *sh = cur->slot_owner;
+    if (sh && sh->cap >= need) {
+        for (int64_t i = n; i < sh->n_strings; i++) {
+            free(sh->strings[i]);
+            sh->strings[i] = NULL;
+        }
+        if (sh->n_strings > n) sh->n_strings = n;
+        next->slot_owner = shared_retain(sh);
+    } else {
+        int64_t cap = (need > n + n / 2 ? need : n + n / 2) + 256;
+        int64_t *offs = malloc((size_t)(cap + 1) * sizeof *offs);
+        char **ids = calloc((size_t)cap, sizeof *ids);
+        sh = offs && ids ? shared_new(offs, NULL, ids, 0, cap) : NULL;
+        if (!sh) {
+            free(offs);
+            free(ids);
+            return cp_error_set(err, CP_ENOMEM, "out of memory for %lld documents", (long long)cap);
+        }
+        memcpy(offs, cur->doc_offsets, (size_t)(n + 1) * sizeof *offs);
+        for (int64_t i = 0; i < n; i++, sh->n_strings = i)
+            if (cur->external_ids[i] && !(ids[i] = strdup(cur->external_ids[i]))) {
+                cp_shared_release(sh);
+                return cp_error_set(err, CP_ENOMEM, "out of memory copying document ids");
+            }
+        sh->n_strings = n;
+        next->slot_owner = sh;
+    }
+    next->doc_offsets = next->slot_owner->a;
+    next->external_ids = next->slot_owner->strings;
+    return CP_OK;
+}
+
+cp_status cp_snapshot_derive(const cp_snapshot *cur, int64_t add_slots, int64_t add_tokens,
+                             cp_snapshot **out, cp_error *err)
+{
+    *out = NULL;
+    cp_snapshot *next = calloc(1, sizeof *next);
+    if (!next) return cp_error_set(err, CP_ENOMEM, "out of memory");
+    atomic_init(&next->refcount, 1);
+    int64_t used = cur->doc_offsets[cur->n_slots];
+    cp_status st = CP_OK;
+    next->codec = cur->codec;
+    next->codec_owner = shared_retain(cur->codec_owner);
+    if (!next->codec_owner) { /* a hand-built snapshot: copy its centroids once */
+        size_t bytes = (size_t)cur->codec.n_centroids * (size_t)cur->codec.dim * sizeof(float);
+        next->codec.centroids = malloc(bytes);
+        if (!next->codec.centroids) st = cp_error_set(err, CP_ENOMEM, "out of memory");
+        else memcpy(next->codec.centroids, cur->codec.centroids, bytes);
+    }
+    if (st == CP_OK) st = derive_tokens(cur, next, used + add_tokens, err);
+    if (st == CP_OK) st = derive_slots(cur, next, cur->n_slots + add_slots, err);
+    int64_t n = cur->n_slots + add_slots;
+    if (st == CP_OK && !(next->deleted = malloc((size_t)(n ? n : 1))))
+        st = cp_error_set(err, CP_ENOMEM, "out of memory");
+    if (st != CP_OK) {
+        snapshot_free(next);
+        return st;
+    }
+    memcpy(next->deleted, cur->deleted, (size_t)cur->n_slots);
+    memset(next->deleted + cur->n_slots, 0, (size_t)add_slots);
+    for (int64_t d = cur->n_slots; d < n; d++) next->doc_offsets[d + 1] = used;
+    next->n_slots = n;
+    next->n_live = cur->n_live;
+    next->n_tokens = cur->n_tokens;
+    /* IVF: shared as is; refresh_ivf decides what to rebuild. */
+    next->ivf_owner = shared_retain(cur->ivf_owner);
+    next->ivf_offsets = cur->ivf_offsets;
+    next->ivf_docs = cur->ivf_docs;
+    next->ivf_base_slots = cur->ivf_base_slots;
+    next->ivf_stale = cur->ivf_stale;
+    next->delta_owner = shared_retain(cur->delta_owner);
+    next->ivf_delta_offsets = cur->ivf_delta_offsets;
+    next->ivf_delta_docs = cur->ivf_delta_docs;
+    if (!next->ivf_owner) { /* not shareable: rebuilt by refresh_ivf */
+        next->ivf_offsets = NULL, next->ivf_docs = NULL, next->ivf_base_slots = 0;
+    }
+    if (!next->delta_owner) next->ivf_delta_offsets = NULL, next->ivf_delta_docs = NULL;
+    *out = next;
+    return CP_OK;
+}
+
+/* Merge the delta into a fresh whole IVF once it holds more than 1/8 of the tokens (or
+ * 64k), or once deleted docs make up more than a quarter of the live ones: each full
+ * rebuild is O(all tokens) but then happens only every O(all tokens) of writes. */
+cp_status cp_snapshot_refresh_ivf(cp_snapshot *snap, bool added, cp_error *err)
+{
+    int64_t base_tokens = snap->doc_offsets[snap->ivf_base_slots];
+    int64_t delta_tokens = snap->doc_offsets[snap->n_slots] - base_tokens;
+    int64_t limit = base_tokens / 8 > 65536 ? base_tokens / 8 : 65536;
+    bool full = !snap->ivf_owner || delta_tokens > limit ||
+                snap->ivf_stale > 1024 + snap->n_live / 4;
+    cp_status st;
+    if (full) {
+        st = cp_snapshot_build_ivf(snap, err);
+        if (st == CP_OK && !(snap->ivf_owner = shared_new(snap->ivf_offsets, snap->ivf_docs,
+                                                          NULL, 0, 0)))
+            st = cp_error_set(err, CP_ENOMEM, "out of memory");
+        return st;
+    }
+    if (!added) return CP_OK;
+    int64_t *offsets = NULL;
+    int32_t *docs = NULL;
+    st = build_ivf_range(snap, snap->ivf_base_slots, snap->n_slots, &offsets, &docs, err);
+    if (st != CP_OK) return st;
+    drop_delta(snap);
+    snap->ivf_delta_offsets = offsets;
+    snap->ivf_delta_docs = docs;
+    if (!(snap->delta_owner = shared_new(offsets, docs, NULL, 0, 0)))
+        return cp_error_set(err, CP_ENOMEM, "out of memory");
     return CP_OK;
 }
 
@@ -137,9 +393,9 @@ static cp_status load_slot_count(cp_store *store, int64_t *n_slots, cp_error *er
 static cp_status load_documents(cp_store *store, cp_snapshot *snap, cp_error *err)
 {
     int64_t n = snap->n_slots;
-    snap->doc_offsets = calloc((size_t)n + 1, sizeof *snap->doc_offsets);
+    snap->doc_offsets = calloc((size_t)slot_cap(n) + 1, sizeof *snap->doc_offsets);
     snap->deleted = malloc((size_t)(n ? n : 1));
-    snap->external_ids = calloc((size_t)(n ? n : 1), sizeof *snap->external_ids);
+    snap->external_ids = calloc((size_t)slot_cap(n), sizeof *snap->external_ids);
     if (!snap->doc_offsets || !snap->deleted || !snap->external_ids)
         return cp_error_set(err, CP_ENOMEM, "out of memory loading %lld documents", (long long)n);
     memset(snap->deleted, 1, (size_t)n);
@@ -228,8 +484,9 @@ static cp_status load_tokens(cp_store *store, cp_snapshot *snap, cp_error *err)
 {
     size_t rb = (size_t)cp_residual_bytes(snap->codec.dim, snap->codec.nbits);
     size_t nt = (size_t)snap->n_tokens;
-    snap->codes = malloc((nt ? nt : 1) * sizeof *snap->codes);
-    snap->residuals = malloc(nt ? nt * rb : 1);
+    size_t cap = (size_t)token_cap((int64_t)nt);
+    snap->codes = malloc(cap * sizeof *snap->codes);
+    snap->residuals = malloc(cap * rb);
     uint8_t *filled = calloc((size_t)(snap->n_slots ? snap->n_slots : 1), 1);
     cp_segment_iter *it = NULL;
     cp_status st = CP_OK;
@@ -263,6 +520,7 @@ cp_status cp_store_load_snapshot(cp_store *store, cp_snapshot **out, cp_error *e
     if (st == CP_OK) st = check_token_total(store, snap, err);
     if (st == CP_OK) st = load_tokens(store, snap, err);
     if (st == CP_OK) st = cp_snapshot_build_ivf(snap, err);
+    if (st == CP_OK) st = make_shared(snap, err);
     if (st != CP_OK) {
         snapshot_free(snap);
         return st;

@@ -577,7 +577,7 @@ static cp_status validate_segment(cp_store *s, const cp_segment_input *seg, cp_e
         if (seg->doclens[i] < 0)
             return cp_error_set(err, CP_EINVAL, "%s: document %zu of a segment has %d tokens",
                                 s->path, i, seg->doclens[i]);
-        if (!seg->docs[i].id || !seg->docs[i].id[0])
+        if (seg->docs && (!seg->docs[i].id || !seg->docs[i].id[0]))
             return cp_error_set(err, CP_EINVAL, "%s: document %zu of a segment has no id",
                                 s->path, i);
         sum += seg->doclens[i];
@@ -875,4 +875,113 @@ cp_status cp_store_segments_next(cp_segment_iter *it, cp_segment_data *seg, bool
     }
     *seg = it->cur;
     return CP_OK;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Live writes: tombstones and segment rewrites (index/live.c)
+ * --------------------------------------------------------------------------------- */
+
+/* Run a one-parameter UPDATE ... RETURNING doc_id; *doc_id = -1 when no row changed. */
+static cp_status tombstone_one(cp_store *s, const char *sql, const char *text, int64_t id,
+                               int64_t *doc_id, cp_error *err)
+{
+    *doc_id = -1;
+    if (!s->in_txn)
+        return cp_error_set(err, CP_EINTERNAL, "%s: delete outside a transaction", s->path);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        if (text) sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+        else sqlite3_bind_int64(st, 1, id);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *doc_id = sqlite3_column_int64(st, 0);
+            rc = sqlite3_step(st);
+        }
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? CP_OK : cp_store_sql_error(s, rc, "deleting a document", err);
+}
+
+cp_status cp_store_tombstone_external(cp_store *store, const char *external_id, int64_t *doc_id,
+                                      cp_error *err)
+{
+    return tombstone_one(store,
+                         "UPDATE documents SET deleted = 1 WHERE external_id = ? AND deleted = 0"
+                         " RETURNING doc_id",
+                         external_id, 0, doc_id, err);
+}
+
+cp_status cp_store_tombstone_doc(cp_store *store, int64_t id, int64_t *doc_id, cp_error *err)
+{
+    return tombstone_one(store,
+                         "UPDATE documents SET deleted = 1 WHERE doc_id = ? AND deleted = 0"
+                         " RETURNING doc_id",
+                         NULL, id, doc_id, err);
+}
+
+cp_status cp_store_segment_get(cp_store *store, int64_t segment_id, cp_segment_iter **out,
+                               cp_error *err)
+{
+    cp_status st = cp_store_segments_begin(store, out, err);
+    if (st != CP_OK) return st;
+    cp_segment_iter *it = *out;
+    sqlite3_finalize(it->stmt);
+    it->stmt = NULL;
+    int rc = sqlite3_prepare_v2(store->db,
+                                "SELECT segment_id, n_docs, n_tokens, doc_ids, doclens, codes,"
+                                " residuals, checksum FROM segments WHERE segment_id = ?",
+                                -1, &it->stmt, NULL);
+    if (rc != SQLITE_OK) {
+        st = cp_store_sql_error(store, rc, "reading a segment", err);
+        cp_store_segments_end(it);
+        *out = NULL;
+        return st;
+    }
+    sqlite3_bind_int64(it->stmt, 1, segment_id);
+    return CP_OK;
+}
+
+static cp_status exec_int(cp_store *s, const char *sql, int64_t a, int64_t b, int *changes,
+                          const char *what, cp_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, a);
+        if (sqlite3_bind_parameter_count(st) > 1) sqlite3_bind_int64(st, 2, b);
+        rc = sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    if (changes) *changes = sqlite3_changes(s->db);
+    return rc == SQLITE_DONE ? CP_OK : cp_store_sql_error(s, rc, what, err);
+}
+
+cp_status cp_store_rewrite_segments(cp_store *store, const int64_t *old_ids, size_t n_old,
+                                    const cp_segment_input *seg, const int64_t *doc_ids,
+                                    int64_t *tombstones_removed, cp_error *err)
+{
+    if (!store->in_txn)
+        return cp_error_set(err, CP_EINTERNAL, "%s: rewrite outside a transaction", store->path);
+    cp_status st = CP_OK;
+    *tombstones_removed = 0;
+    if (seg->n_docs > 0) {
+        int64_t next_doc = 0, segment_id = 0;
+        st = validate_segment(store, seg, err);
+        if (st == CP_OK) st = next_ids(store, &next_doc, &segment_id, err);
+        if (st == CP_OK) st = insert_segment_row(store, seg, segment_id, doc_ids, err);
+        for (size_t i = 0; st == CP_OK && i < seg->n_docs; i++)
+            st = exec_int(store, "UPDATE documents SET segment_id = ?2 WHERE doc_id = ?1",
+                          doc_ids[i], segment_id, NULL, "moving a document", err);
+    }
+    for (size_t i = 0; st == CP_OK && i < n_old; i++) {
+        int n = 0;
+        st = exec_int(store, "DELETE FROM documents WHERE segment_id = ? AND deleted != 0",
+                      old_ids[i], 0, &n, "removing tombstones", err);
+        *tombstones_removed += n;
+        if (st == CP_OK)
+            st = exec_int(store, "DELETE FROM segments WHERE segment_id = ?", old_ids[i], 0,
+                          NULL, "removing a segment", err);
+    }
+    return st;
 }

@@ -107,4 +107,25 @@ cp_store *cp_index_writer_store(cp_index *index);
 cp_status cp_store_meta_int(cp_store *store, const char *key, int64_t min, int64_t max,
                             int64_t *out, cp_error *err);
 
+/* ---------------------------------------------------------------------------------------
+ * Live writes (index/live.c). Call inside cp_store_begin/commit.
+ * ------------------------------------------------------------------------------------ */
+
+/* Mark the live version of external_id (or internal id) deleted; *doc_id is its internal id,
+ * or -1 when there was none. */
+cp_status cp_store_tombstone_external(cp_store *store, const char *external_id, int64_t *doc_id,
+                                      cp_error *err);
+cp_status cp_store_tombstone_doc(cp_store *store, int64_t id, int64_t *doc_id, cp_error *err);
+
+/* An iterator over the one segment segment_id (none if it does not exist). */
+cp_status cp_store_segment_get(cp_store *store, int64_t segment_id, cp_segment_iter **out,
+                               cp_error *err);
+
+/* Compaction: store seg (documents keep their internal ids doc_ids; seg->docs unused and may
+ * be NULL) as a new segment, point those documents at it, then remove the segments old_ids
+ * and the tombstone rows that point at them. seg->n_docs may be 0 (only removal). */
+cp_status cp_store_rewrite_segments(cp_store *store, const int64_t *old_ids, size_t n_old,
+                                    const cp_segment_input *seg, const int64_t *doc_ids,
+                                    int64_t *tombstones_removed, cp_error *err);
+
 #endif

@@ -18,6 +18,10 @@ import sys
 import tempfile
 import time
 
+if "--full" in sys.argv and not os.environ.get("CP_SLOW_TESTS"):
+    print("skip: the BERT-base shape takes minutes; set CP_SLOW_TESTS=1 to run it")
+    sys.exit(77)
+
 try:
     import torch
 except ImportError:
@@ -28,6 +32,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_reference as ref  # noqa: E402
 
 TOL = 1e-4
+# CP_GEMM=bf16 (opt-in reduced precision) is only checked for gross errors here;
+# bench_encoder reports its cosine drift against fp32 at BERT-base shape.
+BF16_TOL = 0.05
 
 TEXTS = [
     "The late interaction model",
@@ -41,11 +48,11 @@ TEXTS = [
 ]
 
 
-def compare(name, got, want_vecs, want_ids):
+def compare(name, got, want_vecs, want_ids, tol):
     if got["ids"] != want_ids:
         return f"{name}: token ids differ\n  C:     {got['ids']}\n  torch: {want_ids}", 0.0
     diff = (torch.tensor(got["emb"], dtype=torch.float64) - want_vecs).abs().max().item()
-    return (f"{name}: max abs diff {diff:.3g} > {TOL}" if diff > TOL else None), diff
+    return (f"{name}: max abs diff {diff:.3g} > {tol}" if diff > tol else None), diff
 
 
 def run_variant(tool, a, texts, env_extra, threads, label):
@@ -65,7 +72,8 @@ def run_variant(tool, a, texts, env_extra, threads, label):
         for kind in ("query", "doc"):
             vecs, ids = ref.reference(model, item["raw"], "query" if kind == "query" else "doc",
                                       a, vocab)
-            e, d = compare(f"{label} text {i} {kind}", item[kind], vecs, ids)
+            tol = BF16_TOL if env_extra.get("CP_GEMM") == "bf16" else TOL
+            e, d = compare(f"{label} text {i} {kind}", item[kind], vecs, ids, tol)
             worst = max(worst, d)
             if e:
                 errors.append(e)
@@ -82,9 +90,12 @@ def variants(full):
         (dict(base, layout="pylate", dtype="f16", attend_mask=True), {}, 1),
         (dict(base, layout="pylate", dtype="bf16"), {}, 2),
     ]
+    if not full:
+        out.append((dict(base, act="gelu_new"), {}, 1))
     if not full:  # every matrix kernel against the reference (CI shape only: fast)
         out.append((dict(base), {"CP_GEMM": "portable"}, 2))
         out.append((dict(base, attend_mask=True), {"CP_GEMM": "blas"}, 1))
+        out.append((dict(base, layout="pylate"), {"CP_GEMM": "bf16"}, 2))
     return out
 
 
@@ -94,9 +105,6 @@ def main():
     ap.add_argument("--full", action="store_true", help="BERT-base shape (12 x 768, dim 128)")
     ap.add_argument("--vocab", help="vocab.txt for the full shape")
     opt = ap.parse_args()
-    if opt.full and not os.environ.get("CP_SLOW_TESTS"):
-        print("skip: the BERT-base shape takes minutes; set CP_SLOW_TESTS=1 to run it")
-        return 77
     torch.manual_seed(0)
     errors = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,6 +119,7 @@ def main():
                 a.max_pos, a.dim, a.query_maxlen, a.doc_maxlen = 512, 128, 32, 180
                 a.vocab = opt.vocab if opt.vocab and os.path.exists(opt.vocab) else None
             label = f"{a.layout}/{a.dtype}{'/attend-mask' if a.attend_mask else ''}" + \
+                    ("/gelu_new" if a.act != "gelu" else "") + \
                     "".join(f"/{k}={x}" for k, x in env.items()) + f"/threads={threads}"
             errors += run_variant(opt.tool, a, TEXTS, env, threads, label)
     for e in errors:

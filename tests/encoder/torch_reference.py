@@ -36,14 +36,17 @@ def synthetic_vocab():
 class Bert(nn.Module):
     """BERT encoder + ColBERT projection, built from stock modules."""
 
-    def __init__(self, vocab, hidden, layers, heads, inter, max_pos, dim, eps=1e-12):
+    def __init__(self, vocab, hidden, layers, heads, inter, max_pos, dim, eps=1e-12,
+                 act="gelu"):
         super().__init__()
+        activation = "gelu" if act == "gelu" else (
+            lambda v: nn.functional.gelu(v, approximate="tanh"))
         self.word = nn.Embedding(vocab, hidden)
         self.pos = nn.Embedding(max_pos, hidden)
         self.tok_type = nn.Embedding(2, hidden)
         self.ln = nn.LayerNorm(hidden, eps=eps)
         self.layers = nn.ModuleList([
-            nn.TransformerEncoderLayer(hidden, heads, inter, dropout=0.0, activation="gelu",
+            nn.TransformerEncoderLayer(hidden, heads, inter, dropout=0.0, activation=activation,
                                        layer_norm_eps=eps, batch_first=True, norm_first=False)
             for _ in range(layers)])
         self.linear = nn.Linear(hidden, dim, bias=False)
@@ -136,7 +139,7 @@ def bert_config(a, vocab_size):
             "num_hidden_layers": a.layers, "num_attention_heads": a.heads,
             "intermediate_size": a.intermediate, "max_position_embeddings": a.max_pos,
             "type_vocab_size": 2, "vocab_size": vocab_size, "layer_norm_eps": 1e-12,
-            "hidden_act": "gelu", "position_embedding_type": "absolute"}
+            "hidden_act": a.act, "position_embedding_type": "absolute"}
 
 
 def write_json(path, obj):
@@ -184,7 +187,8 @@ def build(a):
         vocab = synthetic_vocab()
     with open(os.path.join(a.out, "vocab.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(vocab) + "\n")
-    model = Bert(len(vocab), a.hidden, a.layers, a.heads, a.intermediate, a.max_pos, a.dim)
+    model = Bert(len(vocab), a.hidden, a.layers, a.heads, a.intermediate, a.max_pos, a.dim,
+                 act=a.act)
     model.randomize(a.seed)
     model = model.double()
     round_to(model, a.dtype)
@@ -237,6 +241,8 @@ def add_model_args(p):
     p.add_argument("--attend-mask", dest="attend_mask", action="store_true")
     p.add_argument("--vocab", help="vocab.txt to use (default: a small synthetic one)")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--act", choices=["gelu", "gelu_new"], default="gelu",
+                   help="hidden_act: erf GELU, or the tanh approximation")
 
 
 if __name__ == "__main__":

@@ -202,6 +202,38 @@ static void test_good_and_deterministic(void)
     src.close(src.ctx);
 }
 
+/* A sample larger than training can use: the reservoir shrinks as the K estimate settles
+ * (1 point per centroid makes the bound small enough for a quick test). */
+static void test_reservoir_shrink(void)
+{
+    mem_source m;
+    cp_doc_source src = make_source(&m, 15000, 16);
+    cp_build_options o;
+    cp_build_options_init(&o);
+    o.kmeans_points_per_centroid = 1;
+    o.kmeans_iters = 2;
+    cp_error err = {0};
+    CP_CHECK_OK(cp_index_build(path_of("shrink_ok.db"), &src, &o, &err), err);
+    cp_store *st = NULL;
+    if (cp_store_open(path_of("shrink_ok.db"), CP_OPEN_READONLY, &st, &err) == CP_OK) {
+        char *params = cp_store_get_meta(st, "build");
+        /* 59997 sampled tokens: K = 2048, k-means saw 2048 points, held-out 5% */
+        CP_CHECK(params && strstr(params, "\"n_centroids\":2048,") &&
+                 strstr(params, "\"n_kmeans_vectors\":2048,") &&
+                 strstr(params, "\"n_heldout_vectors\":2999,"));
+        /* the reservoir shrank: it kept fewer than the 59997 sampled tokens */
+        const char *tr = params ? strstr(params, "\"n_train_vectors\":") : NULL;
+        long long n_train = tr ? atoll(tr + strlen("\"n_train_vectors\":")) : -1;
+        CP_CHECK(n_train > 2048 && n_train + 2999 < 59997);
+        if (params && (n_train + 2999 >= 59997 || !strstr(params, "\"n_heldout_vectors\":2999,")))
+            fprintf(stderr, "  %s\n", params);
+        free(params);
+        cp_store_close(st);
+    }
+    verify_index(path_of("shrink_ok.db"), 15000, 16);
+    src.close(src.ctx);
+}
+
 static void expect_no_files(const char *what)
 {
     char cmd[600];
@@ -252,6 +284,7 @@ int main(void)
     if (!mkdtemp(dir)) return 1;
     test_good_and_deterministic();
     test_failures();
+    test_reservoir_shrink();
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

@@ -360,9 +360,12 @@ def test_search_cli_consistency(srv, corpus, folder):
     qs = [corpus.query(rng, 32) for _ in range(5)]
     qpath = os.path.join(folder, "q.npy")
     sl.write_npy(qpath, "<f4", (len(qs), 32, corpus.dim), [x for q in qs for t in q for x in t])
-    for exact in (False, True):
+    variants = [(False, [], {}), (True, ["--exact"], {}),
+                (False, ["--ncells", "3", "--threshold", "0.3", "--ndocs", "40"],
+                 {"ncells": 3, "centroid_score_threshold": 0.3, "ndocs": 40})]
+    for exact, flags, params in variants:
         args = ["search", "--index", os.path.join(folder, "idx.db"), "--query-embeddings", qpath,
-                "--k", "7", "--format", "json"] + (["--exact"] if exact else [])
+                "--k", "7", "--format", "json"] + flags
         p = sl.run(args, check=False)
         if p.returncode != 0:
             print("  (colplaid search unavailable: %s)" % p.stderr.strip()[:200], file=sys.stderr)
@@ -370,8 +373,10 @@ def test_search_cli_consistency(srv, corpus, folder):
         cli = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
         if len(cli) == 1 and isinstance(cli[0], list):
             cli = cli[0]
-        j = search(srv, {"queries": [{"embeddings": q} for q in qs], "k": 7,
-                         "mode": "exact" if exact else "plaid"})
+        body = {"queries": [{"embeddings": q} for q in qs], "k": 7, "mode": "exact" if exact else "plaid"}
+        if params:
+            body["params"] = params
+        j = search(srv, body)
         if not j:
             return
         for qi, res in enumerate(j["results"]):
@@ -380,7 +385,7 @@ def test_search_cli_consistency(srv, corpus, folder):
             cli_ids = [r.get("id", r.get("docid")) for r in hits]
             cli_scores = [r["score"] for r in hits]
             http_ids = [h["id"] for h in res["hits"]]
-            check(cli_ids == http_ids, "query %d (exact=%s): CLI ids %r, HTTP ids %r" % (qi, exact, cli_ids, http_ids))
+            check(cli_ids == http_ids, "query %d (%s): CLI ids %r, HTTP ids %r" % (qi, flags, cli_ids, http_ids))
             check(all(abs(a - b["score"]) <= 1e-5 for a, b in zip(cli_scores, res["hits"])),
                   "query %d: CLI and HTTP scores differ by more than 1e-5" % qi)
 
