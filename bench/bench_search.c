@@ -326,19 +326,22 @@ int main(int argc, char **argv)
             (long long)st.n_documents, (long long)st.n_tokens, (long long)st.n_centroids, st.nbits,
             dim, t_open, cp_kernels_get()->name);
 
-    cp_search_params p_exact, p10, p100;
+    cp_search_params p_exact, p10, p100, pw;
     cp_search_params_init(&p_exact, 100);
     p_exact.exact = true;
     cp_search_params_init(&p10, 10);
     cp_search_params_init(&p100, 100);
+    cp_search_params_init(&pw, 100); /* k=100 with PLAID's k>100 probing: wider net */
+    pw.ncells = 4, pw.ndocs = 4096, pw.centroid_score_threshold = 0.4f;
     cp_hit *h_exact = malloc(sizeof(cp_hit) * (size_t)o.n * 100), *h10 = malloc(sizeof(cp_hit) * (size_t)o.n * 10),
-           *h100 = malloc(sizeof(cp_hit) * (size_t)o.n * 100), *h_fp = malloc(sizeof(cp_hit) * (size_t)o.n * 100);
-    series s_exact, s10, s100, s_fp = {0};
+           *h100 = malloc(sizeof(cp_hit) * (size_t)o.n * 100), *hw = malloc(sizeof(cp_hit) * (size_t)o.n * 100), *h_fp = malloc(sizeof(cp_hit) * (size_t)o.n * 100);
+    series s_exact, s10, s100, sw, s_fp = {0};
     /* warm-up so that scratch buffers and page faults are not charged to the first query */
     run_series(snap, q, nq, dim, 1, &p10, h10, &s10);
     free(s10.ms);
     if (!run_series(snap, q, nq, dim, o.n, &p10, h10, &s10) ||
         !run_series(snap, q, nq, dim, o.n, &p100, h100, &s100) ||
+        !run_series(snap, q, nq, dim, o.n, &pw, hw, &sw) ||
         !run_series(snap, q, nq, dim, o.n, &p_exact, h_exact, &s_exact))
         return 1;
     corpus32 c = {0};
@@ -356,6 +359,9 @@ int main(int argc, char **argv)
     stage4_modes(snap, q, nq, dim, o.n, 10, &imp10);
     stage4_modes(snap, q, nq, dim, o.n, 100, &imp100);
 
+    double mw, p50w, p99w;
+    stats(&sw, &mw, &p50w, &p99w);
+    double rw = recall(hw, 100, h_exact, 100, 100, o.n);
     double m10, p50_10, p99_10, m100, p50_100, p99_100, mex, p50ex, p99ex, mfp, p50fp, p99fp;
     stats(&s10, &m10, &p50_10, &p99_10);
     stats(&s100, &m100, &p50_100, &p99_100);
@@ -369,6 +375,7 @@ int main(int argc, char **argv)
     printf("%-10s %9s %9s %9s %9s %10s %10s\n", "mode", "mean ms", "p50 ms", "p99 ms", "recall", "vs fp32", "cands");
     printf("%-10s %9.3f %9.3f %9.3f %9.4f %9.1fx %10.0f   (recall@10 vs exact top-10)\n", "plaid@10", m10, p50_10, p99_10, r10, mfp / m10, (double)s10.stage_sum.n_candidates / o.n);
     printf("%-10s %9.3f %9.3f %9.3f %9.4f %9.1fx %10.0f   (recall@100 vs exact top-100; @10: %.4f)\n", "plaid@100", m100, p50_100, p99_100, r100, mfp / m100, (double)s100.stage_sum.n_candidates / o.n, r100_10);
+    printf("%-10s %9.3f %9.3f %9.3f %9.4f %9.1fx %10.0f   (k=100, ncells 4, ndocs 4096, t 0.4)\n", "plaid-wide", mw, p50w, p99w, rw, mfp / mw, (double)sw.stage_sum.n_candidates / o.n);
     printf("%-10s %9.3f %9.3f %9.3f %9s %9.1fx\n", "exact", mex, p50ex, p99ex, "1", mfp / mex);
     printf("%-10s %9.3f %9.3f %9.3f %9.4f %9s   (exact-over-index top-10 vs fp32 top-10)\n", "fp32", mfp, p50fp, p99fp, r_fp10, "1.0x");
     printf("whole search with stage 4 explicit vs implicit (WARP-style): k=10 %.3f vs %.3f ms (%.2fx), k=100 %.3f vs %.3f ms (%.2fx); max score diff %.2g\n",
@@ -394,13 +401,14 @@ int main(int argc, char **argv)
                        "\"queries\": %d, \"queries_exhaustive\": %d, \"kernels\": \"%s\", \"threads\": 1, \"clock\": \"%s\",\n"
                        " \"plaid_k10\": {\"mean_ms\": %.4f, \"p50_ms\": %.4f, \"p99_ms\": %.4f, \"recall_at_10_vs_exact\": %.4f, \"speedup_vs_fp32\": %.2f},\n"
                        " \"plaid_k100\": {\"mean_ms\": %.4f, \"p50_ms\": %.4f, \"p99_ms\": %.4f, \"recall_at_100_vs_exact\": %.4f, \"recall_at_10_vs_exact\": %.4f, \"speedup_vs_fp32\": %.2f},\n"
+                       " \"plaid_k100_wide\": {\"ncells\": 4, \"ndocs\": 4096, \"threshold\": 0.4, \"mean_ms\": %.4f, \"recall_at_100_vs_exact\": %.4f, \"speedup_vs_fp32\": %.2f},\n"
                        " \"exact\": {\"mean_ms\": %.4f, \"p50_ms\": %.4f, \"p99_ms\": %.4f},\n"
                        " \"fp32_exhaustive\": {\"mean_ms\": %.4f, \"p50_ms\": %.4f, \"p99_ms\": %.4f, \"exact_recall_at_10_vs_fp32\": %.4f},\n"
                        " \"search_ms_by_stage4_mode\": {\"k10_explicit\": %.4f, \"k10_implicit\": %.4f, \"k100_explicit\": %.4f, \"k100_implicit\": %.4f},\n"
                        " \"bytes_per_token\": %.2f, \"index_bytes_in_memory\": %lld, \"rss_after_open_kb\": %ld, \"peak_rss_kb\": %ld}\n",
                     o.label, (long long)st.n_documents, (long long)st.n_tokens, (long long)st.n_centroids, st.nbits, dim,
                     o.n, o.n_exhaustive, cp_kernels_get()->name, getenv("BENCH_WALL") && atoi(getenv("BENCH_WALL")) ? "wall" : "thread_cpu", m10, p50_10, p99_10, r10, mfp / m10, m100, p50_100,
-                    p99_100, r100, r100_10, mfp / m100, mex, p50ex, p99ex, mfp, p50fp, p99fp, r_fp10,
+                    p99_100, r100, r100_10, mfp / m100, mw, rw, mfp / mw, mex, p50ex, p99ex, mfp, p50fp, p99fp, r_fp10,
                     imp10.explicit_ms, imp10.implicit_ms, imp100.explicit_ms, imp100.implicit_ms, bpt,
                     (long long)st.bytes_in_memory, rss_index_kb, ru.ru_maxrss);
             fclose(f);
@@ -408,7 +416,7 @@ int main(int argc, char **argv)
     }
     cp_snapshot_release(snap);
     cp_index_close(index);
-    free(q), free(h_exact), free(h10), free(h100), free(h_fp), free(c.vec), free(c.off);
-    free(s10.ms), free(s100.ms), free(s_exact.ms), free(s_fp.ms);
+    free(q), free(h_exact), free(h10), free(h100), free(hw), free(h_fp), free(c.vec), free(c.off);
+    free(s10.ms), free(s100.ms), free(sw.ms), free(s_exact.ms), free(s_fp.ms);
     return 0;
 }

@@ -140,6 +140,7 @@ static int print_info_json(cp_index *ix, const char *path, const cp_index_stats 
     free(created);
     add_json_meta(o, "encoder", cp_index_meta_get(ix, "encoder"));
     add_json_meta(o, "build", cp_index_meta_get(ix, "build"));
+    add_json_meta(o, "drift", cp_index_meta_get(ix, "drift")); /* docs/live-index.md */
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
     if (!text) return fprintf(stderr, "colplaid index info: out of memory\n"), CP_EXIT_FAILURE;
@@ -164,8 +165,8 @@ static void print_info_text(cp_index *ix, const char *path, const cp_index_stats
     printf("segments        %lld\n", (long long)s->n_segments);
     printf("on disk         %s\n", disk);
     printf("in memory       %s\n", mem);
-    static const char *const keys[] = {"created_at", "encoder", "build"};
-    for (size_t i = 0; i < 3; i++) {
+    static const char *const keys[] = {"created_at", "encoder", "build", "drift"};
+    for (size_t i = 0; i < 4; i++) {
         char *v = cp_index_meta_get(ix, keys[i]);
         if (v) printf("%-15s %s\n", keys[i], v);
         free(v);

@@ -369,13 +369,9 @@ static char *make_fingerprint(const char *dir, const bert_impl *b, int dim)
     return s;
 }
 
-static cp_status prepare_weights(cp_bert_model *m, cp_error *err)
+static cp_status prepare_weights(cp_bert_model *m, int threads, cp_error *err)
 {
-    m->gemm_kind = cp_gemm_choose();
-    if (m->gemm_kind == CP_GEMM_BLAS && (cp_cpu_features() & CP_CPU_AVX512) &&
-        !getenv("OPENBLAS_CORETYPE"))
-        fprintf(stderr, "colplaid: warning: CP_GEMM=blas on an AVX-512 CPU without "
-                        "OPENBLAS_CORETYPE set: OpenBLAS may use slow SSE3 kernels\n");
+    m->gemm_kind = cp_gemm_pick(&m->layers[0].ffn_in, threads);
     cp_status s = cp_linear_prepare(&m->proj, m->gemm_kind, err);
     for (int i = 0; i < m->cfg.layers && !s; i++) {
         cp_bert_layer *L = &m->layers[i];
@@ -387,7 +383,7 @@ static cp_status prepare_weights(cp_bert_model *m, cp_error *err)
     return s;
 }
 
-static cp_status load_parts(const char *dir, bert_impl *b, cp_error *err)
+static cp_status load_parts(const char *dir, int threads, bert_impl *b, cp_error *err)
 {
     cp_bert_config cfg;
     cp_status s = cp_bert_read_config(dir, &cfg, err);
@@ -399,7 +395,7 @@ static cp_status load_parts(const char *dir, bert_impl *b, cp_error *err)
                             dir);
     if (!s) s = cp_bert_model_load(dir, &cfg, b->set.dim, &b->model, err);
     if (s == CP_ENOTFOUND) s = CP_EFORMAT; /* a BERT checkpoint with a file missing */
-    if (!s) s = prepare_weights(&b->model, err);
+    if (!s) s = prepare_weights(&b->model, threads, err);
     if (!s) s = resolve_tokens(b, err);
     if (!s) s = check_lengths(b, dir, err);
     return s;
@@ -416,7 +412,9 @@ cp_status cp_bert_encoder_load(const char *dir, const cp_encoder_options *opts, 
     if (!b) return cp_error_set(err, CP_ENOMEM, "out of memory");
     enc->backend = &bert_backend;
     enc->impl = b;
-    cp_status s = load_parts(dir, b, err);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    enc->threads = opts && opts->threads > 0 ? opts->threads : (int)(cores > 0 ? cores : 1);
+    cp_status s = load_parts(dir, enc->threads, b, err);
     if (s) {
         if (err && err->code == CP_ENOTFOUND) err->code = s;
         bert_free(enc);
@@ -426,8 +424,6 @@ cp_status cp_bert_encoder_load(const char *dir, const cp_encoder_options *opts, 
     enc->dim = b->model.proj.out;
     enc->query_maxlen = b->set.query_maxlen;
     enc->doc_maxlen = b->set.doc_maxlen;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    enc->threads = opts && opts->threads > 0 ? opts->threads : (int)(cores > 0 ? cores : 1);
     enc->fingerprint = make_fingerprint(dir, b, enc->dim);
     if (!enc->fingerprint) {
         bert_free(enc);

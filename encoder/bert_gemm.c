@@ -3,9 +3,12 @@
  *
  * Two implementations, chosen once per process (cp_gemm_choose):
  * - AVX-512 CPUs: our own kernel (bert_gemm_avx512.c) on weights packed at load time.
- *   Debian's OpenBLAS 0.3.21 does not recognise these CPUs and uses SSE3 kernels unless
- *   OPENBLAS_CORETYPE was set before it loaded; a library cannot do that for its caller,
- *   so the encoder does not depend on it. CP_GEMM=blas forces OpenBLAS (benchmarks).
+ *   Debian's OpenBLAS 0.3.21 does not recognise some of these CPUs and then uses SSE3
+ *   kernels unless OPENBLAS_CORETYPE was set before it loaded; a library cannot do that
+ *   for its caller. With CP_GEMM=auto, where OpenBLAS did pick AVX-512 kernels and runs
+ *   on the caller's thread count, cp_gemm_pick times both on one real layer at load and
+ *   keeps the faster (OpenBLAS's SkylakeX sgemm was about 10% faster single-threaded on
+ *   the development machine). CP_GEMM=blas forces OpenBLAS (benchmarks).
  * - elsewhere: OpenBLAS cblas_sgemm, which recognises older CPUs correctly.
  * A portable C kernel on the packed layout exists to test the AVX-512 one against.
  * CP_GEMM=bf16 opts in to reduced precision: AMX tiles where the CPU and kernel allow
@@ -17,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include "bert_internal.h"
 #include "cp_cpu.h"
@@ -33,6 +38,73 @@ int cp_gemm_choose(void)
         fprintf(stderr, "colplaid: CP_GEMM=bf16 needs AVX512-BF16; using fp32\n");
     }
     return (cp_cpu_features() & CP_CPU_AVX512) ? CP_GEMM_AVX512 : CP_GEMM_BLAS;
+}
+
+/* Whether OpenBLAS chose AVX-512 kernels (it does not on every AVX-512 CPU). */
+static bool openblas_avx512(void)
+{
+    static const char *const cores[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
+    const char *name = openblas_get_corename();
+    for (size_t i = 0; name && i < sizeof cores / sizeof cores[0]; i++)
+        if (strcasecmp(name, cores[i]) == 0) return true;
+    return false;
+}
+
+static double seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Best of 3 timings of Y = X W^T with kind. */
+static double time_kind(const cp_linear *l, int kind, const float *x, int rows, float *y,
+                        int threads)
+{
+    double best = 1e30;
+    cp_linear_apply(l, kind, x, rows, l->in, y, l->out, threads); /* warm-up */
+    for (int r = 0; r < 3; r++) {
+        double t0 = seconds();
+        cp_linear_apply(l, kind, x, rows, l->in, y, l->out, threads);
+        double t = seconds() - t0;
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+int cp_gemm_pick(const cp_linear *sample, int threads)
+{
+    int kind = cp_gemm_choose();
+    const char *force = getenv("CP_GEMM");
+    if (kind == CP_GEMM_BLAS && force && strcmp(force, "blas") == 0 &&
+        (cp_cpu_features() & CP_CPU_AVX512) && !openblas_avx512())
+        fprintf(stderr, "colplaid: warning: CP_GEMM=blas, but OpenBLAS runs its %s kernels "
+                        "on this AVX-512 CPU (set OPENBLAS_CORETYPE=SkylakeX)\n",
+                openblas_get_corename());
+    /* Timing is opt-in: it makes the choice (and the last bits of the vectors) depend on
+     * the machine's load at start-up, and OpenBLAS's threads ignore the encoder's. */
+    if (!force || strcmp(force, "auto") != 0 || kind != CP_GEMM_AVX512 || !sample->w)
+        return kind;
+    /* OpenBLAS only if it runs AVX-512 code with the thread count the caller asked for */
+    if (!openblas_avx512() || openblas_get_num_threads() != threads) return kind;
+    int rows = 256;
+    size_t np = (size_t)((sample->out + 31) / 32) * sample->in * 32;
+    float *x = malloc(sizeof(float) * (size_t)rows * sample->in);
+    float *y = malloc(sizeof(float) * (size_t)rows * sample->out);
+    float *packed = aligned_alloc(64, (np * sizeof(float) + 63) / 64 * 64);
+    if (x && y && packed) {
+        for (size_t i = 0; i < (size_t)rows * sample->in; i++) x[i] = (float)(i % 13) * 0.1f;
+        cp_pack_weights(sample->w, sample->in, sample->out, packed);
+        cp_linear own = {.in = sample->in, .out = sample->out, .packed = packed};
+        double t_own = time_kind(&own, CP_GEMM_AVX512, x, rows, y, threads);
+        double t_blas = time_kind(sample, CP_GEMM_BLAS, x, rows, y, threads);
+        if (t_blas < t_own) kind = CP_GEMM_BLAS;
+        if (getenv("CP_GEMM_VERBOSE"))
+            fprintf(stderr, "colplaid: matrix kernel: own %.2f ms, OpenBLAS (%s) %.2f ms: %s\n",
+                    t_own * 1e3, openblas_get_corename(), t_blas * 1e3, cp_gemm_name(kind));
+    }
+    free(x), free(y), free(packed);
+    return kind;
 }
 
 const char *cp_gemm_name(int kind)

@@ -76,6 +76,10 @@ void cp_bert_model_free(cp_bert_model *m);
 /* bert_gemm.c: choose the kernel for this process, pack a linear layer for it, and run
  * Y[rows x out] (ldy) = X[rows x in] (ldx) W^T + b on up to threads threads. */
 int cp_gemm_choose(void);
+/* cp_gemm_choose, and with CP_GEMM=auto refined by timing: on AVX-512 CPUs where OpenBLAS
+ * runs AVX-512 kernels on exactly `threads` threads, the faster of it and our kernel on
+ * sample (unpacked). Warns when CP_GEMM=blas gets OpenBLAS's slow kernels. */
+int cp_gemm_pick(const cp_linear *sample, int threads);
 const char *cp_gemm_name(int kind);
 cp_status cp_linear_prepare(cp_linear *l, int kind, cp_error *err);
 void cp_linear_free(cp_linear *l);

@@ -18,6 +18,10 @@
  *   them all read at once). The writer store, when open, is used by write paths only.
  * - Closing: the pool is closed before the writer store, whose close releases the writer
  *   lock.
+ * - Live writes (index/live.c) hold write_lock for their whole transaction and replace the
+ *   view with cp_index_view_prepare (before the commit: snapshot + id map updated by the
+ *   change only; removed entries are marked, not unlinked, so probing stays correct) and
+ *   cp_index_view_swap (after it: a pointer swap that cannot fail).
  */
 #include <pthread.h>
 #include <sqlite3.h>

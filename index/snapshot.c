@@ -6,8 +6,13 @@
  * together and where it is freed when the last reader lets go.
  *
  * Invariants kept here
- * - doc_offsets[0] = 0 and doc_offsets is non-decreasing; a deleted or unused slot has no
- *   tokens; codes[t] is in [0, n_centroids) for every token.
+ * - doc_offsets[0] = 0 and doc_offsets is non-decreasing; in a loaded snapshot a deleted or
+ *   unused slot has no tokens; codes[t] is in [0, n_centroids) for every token.
+ * - Live snapshots (cp_snapshot_derive, for index/live.c) share the arrays of the snapshot
+ *   they come from through refcounted owners (cp_shared) and append past its end; a slot
+ *   deleted by a live write keeps its tokens (and may stay in the IVF) until compaction or
+ *   reload, so readers must test deleted[]. Nothing below a published snapshot's end is
+ *   ever written again.
  * - Every live document's tokens come from exactly one segment row and match its doclen in
  *   the documents table; otherwise loading fails with CP_ECORRUPT.
  * - The IVF lists of every centroid are strictly increasing live doc ids. It is built with

@@ -646,6 +646,8 @@ void cp_handle(cp_server *s, const cp_request *req, cp_response *resp)
     case CP_ROUTE_GET_DOCUMENT: handle_get_document(req, resp); break;
     case CP_ROUTE_ENCODE: handle_encode(s, req, resp); break;
     case CP_ROUTE_RERANK: handle_rerank(s, req, resp); break;
+    case CP_ROUTE_PAGE: cp_handle_page(resp); break;
+    case CP_ROUTE_EXPLAIN: cp_handle_explain(s, req, resp); break;
     default: cp_response_error(resp, 404, "ROUTE_NOT_FOUND", "no such route"); break;
     }
 }

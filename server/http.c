@@ -171,7 +171,8 @@ static route_match match_route(char *path)
                  {"/openapi.json", CP_ROUTE_OPENAPI, "GET"},
                  {"/v1/indexes", CP_ROUTE_LIST_INDEXES, "GET"},
                  {"/v1/encode", CP_ROUTE_ENCODE, "POST"},
-                 {"/v1/rerank", CP_ROUTE_RERANK, "POST"}};
+                 {"/v1/rerank", CP_ROUTE_RERANK, "POST"},
+                 {"/", CP_ROUTE_PAGE, "GET"}};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (!strcmp(path, fixed[i].path)) {
             m.route = fixed[i].route;
@@ -194,6 +195,9 @@ static route_match match_route(char *path)
     if (!strcmp(rest, "search")) {
         m.route = CP_ROUTE_SEARCH;
         m.allow = "POST";
+    } else if (!strcmp(rest, "explain")) {
+        m.route = CP_ROUTE_EXPLAIN;
+        m.allow = "POST";
     } else if (!strncmp(rest, "documents/", 10) && rest[10]) {
         m.route = CP_ROUTE_GET_DOCUMENT;
         m.allow = "GET";
@@ -205,13 +209,14 @@ static route_match match_route(char *path)
 static bool route_is_work(cp_route r)
 {
     return r == CP_ROUTE_SEARCH || r == CP_ROUTE_GET_DOCUMENT || r == CP_ROUTE_ENCODE ||
-           r == CP_ROUTE_RERANK;
+           r == CP_ROUTE_RERANK || r == CP_ROUTE_EXPLAIN;
 }
 
-/* Routes open without a key: probes and the API description. */
+/* Routes open without a key: probes, the API description and the (data-free) browser page,
+ * which asks for a key itself when the API answers 401. */
 static bool route_is_public(cp_route r)
 {
-    return r == CP_ROUTE_HEALTH || r == CP_ROUTE_OPENAPI;
+    return r == CP_ROUTE_HEALTH || r == CP_ROUTE_OPENAPI || r == CP_ROUTE_PAGE;
 }
 
 static cp_served_index *find_index(cp_server *s, const char *name)

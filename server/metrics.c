@@ -32,6 +32,8 @@ static const char *const route_labels[CP_ROUTE_COUNT] = {
     [CP_ROUTE_GET_DOCUMENT] = "/v1/indexes/{name}/documents/{id}",
     [CP_ROUTE_ENCODE] = "/v1/encode",
     [CP_ROUTE_RERANK] = "/v1/rerank",
+    [CP_ROUTE_PAGE] = "/",
+    [CP_ROUTE_EXPLAIN] = "/v1/indexes/{name}/explain",
     [CP_ROUTE_OTHER] = "other",
 };
 

@@ -24,6 +24,8 @@ typedef enum cp_route {
     CP_ROUTE_GET_DOCUMENT,
     CP_ROUTE_ENCODE,
     CP_ROUTE_RERANK,
+    CP_ROUTE_PAGE,    /* GET /: the browser search page (page.c) */
+    CP_ROUTE_EXPLAIN, /* POST /v1/indexes/{name}/explain (explain.c) */
     CP_ROUTE_OTHER,
     CP_ROUTE_COUNT
 } cp_route;

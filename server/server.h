@@ -97,6 +97,15 @@ void cp_handle(cp_server *s, const cp_request *req, cp_response *resp);
 extern const char cp_openapi_json[];
 extern const size_t cp_openapi_json_len;
 
+/* The browser search page at GET / (page.c; generated from server/page.html at build time). */
+extern const char cp_page_html[];
+extern const size_t cp_page_html_len;
+void cp_handle_page(cp_response *resp);
+
+/* POST /v1/indexes/{name}/explain (explain.c): which document token each query token
+ * matched, and how strongly. */
+void cp_handle_explain(cp_server *s, const cp_request *req, cp_response *resp);
+
 double cp_now_seconds(void);
 
 /* Run until SIGTERM / SIGINT, then finish in-flight requests and return 0; 1 when the

@@ -1,0 +1,212 @@
+/*
+ * POST /v1/indexes/{name}/explain: late interaction's own explanation of a score.
+ *
+ * Request:  {"query": "text", "id": "doc-id"}
+ * Response: {"id", "score", "vectors": "index" | "model", "query_tokens": [{"position",
+ *            "text", "doc_position", "doc_token", "similarity"}], "doc_tokens": [...],
+ *            "timing_ms": {"encode", "score"}}
+ *
+ * The query is encoded with the loaded model (so explain needs --model). Token texts of
+ * the document come from re-tokenizing its stored text with the same model (the static
+ * model: words; BERT: word-pieces, with [CLS]/[D] markers). The similarities use the
+ * vectors the index really scores (its stored, decompressed embeddings) whenever the
+ * re-encoded document has the same number of tokens as the stored one, i.e. the index was
+ * built from this text with this model; "vectors": "index" says so, and "score" is then the
+ * MaxSim an exact search gives. Otherwise (an index built from embeddings of another model,
+ * or a different truncation) the freshly encoded vectors are used and "vectors" is "model".
+ * A document without stored text is explained with its stored vectors and no token texts.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "server.h"
+#include "strbuf.h"
+
+static void respond(cp_response *resp, cp_sb *sb)
+{
+    resp->body = cp_sb_take(sb, &resp->len);
+    if (!resp->body) {
+        cp_response_error(resp, 503, "OUT_OF_MEMORY", "out of memory");
+        return;
+    }
+    resp->status = 200;
+    resp->content_type = "application/json";
+}
+
+/* Parse {"query": string, "id": string}; false after filling resp. */
+static bool parse_explain(const cp_server *s, const cp_request *req, char **query, char **id,
+                          cp_response *resp)
+{
+    *query = *id = NULL;
+    cJSON *root = cJSON_ParseWithLength(req->body, req->body_len);
+    if (!root) {
+        cp_response_error(resp, 400, "MALFORMED_JSON", "the body is not valid JSON");
+        return false;
+    }
+    bool ok = cJSON_IsObject(root);
+    if (!ok) cp_response_error(resp, 400, "INVALID_ARGUMENT", "the body must be a JSON object");
+    for (cJSON *f = ok ? root->child : NULL; f; f = f->next) {
+        bool is_query = !strcmp(f->string, "query"), is_id = !strcmp(f->string, "id");
+        if (!is_query && !is_id) {
+            cp_response_error(resp, 400, "INVALID_ARGUMENT",
+                              "unknown field \"%.64s\" (expected \"query\" and \"id\")", f->string);
+            ok = false;
+        } else if (!cJSON_IsString(f) || !f->valuestring[0]) {
+            cp_response_error(resp, 400, "INVALID_ARGUMENT", "\"%s\" must be a non-empty string",
+                              f->string);
+            ok = false;
+        } else if (is_query && strlen(f->valuestring) > s->cfg.limits.max_text_bytes) {
+            cp_response_error(resp, 422, "LIMIT_EXCEEDED", "the query has %zu bytes, the limit is %zu",
+                              strlen(f->valuestring), s->cfg.limits.max_text_bytes);
+            ok = false;
+        }
+        if (!ok) break;
+    }
+    cJSON *q = ok ? cJSON_GetObjectItemCaseSensitive(root, "query") : NULL;
+    cJSON *d = ok ? cJSON_GetObjectItemCaseSensitive(root, "id") : NULL;
+    if (ok && (!q || !d)) {
+        cp_response_error(resp, 400, "INVALID_ARGUMENT", "\"%s\" is required", q ? "id" : "query");
+        ok = false;
+    }
+    if (ok) {
+        *query = strdup(q->valuestring);
+        *id = strdup(d->valuestring);
+        if (!*query || !*id) {
+            free(*query);
+            free(*id);
+            *query = *id = NULL;
+            cp_response_error(resp, 503, "OUT_OF_MEMORY", "out of memory");
+            ok = false;
+        }
+    }
+    cJSON_Delete(root);
+    return ok;
+}
+
+static void append_token(cp_sb *sb, const cp_encoder *enc, const int32_t *ids, int32_t pos)
+{
+    const char *t = ids ? cp_encoder_token_text(enc, ids[pos]) : NULL;
+    if (t) cp_sb_json_string(sb, t);
+    else cp_sb_append(sb, "null");
+}
+
+/* The explanation of query q against document vectors dv (nd rows). */
+static void explain_body(cp_sb *sb, const cp_encoder *enc, const char *ext_id,
+                         const cp_embeddings *q, const float *dv, int32_t nd,
+                         const int32_t *doc_ids, const char *source, double encode_ms,
+                         double t0)
+{
+    int dim = q->dim;
+    int32_t *best = malloc((size_t)(q->n_tokens ? q->n_tokens : 1) * sizeof *best);
+    float *sim = malloc((size_t)(q->n_tokens ? q->n_tokens : 1) * sizeof *sim);
+    if (!best || !sim) {
+        sb->oom = true;
+        free(best);
+        free(sim);
+        return;
+    }
+    double total = 0;
+    for (int32_t i = 0; i < q->n_tokens; i++) {
+        const float *qr = q->data + (size_t)i * dim;
+        float bs = -INFINITY;
+        int32_t bj = -1;
+        for (int32_t j = 0; j < nd; j++) {
+            const float *dr = dv + (size_t)j * dim;
+            float dot = 0;
+            for (int c = 0; c < dim; c++) dot += qr[c] * dr[c];
+            if (dot > bs) bs = dot, bj = j;
+        }
+        best[i] = bj;
+        sim[i] = bj < 0 ? 0.0f : bs;
+        total += sim[i];
+    }
+    double score_ms = (cp_now_seconds() - t0) * 1000.0;
+    cp_sb_append(sb, "{\"id\": ");
+    cp_sb_json_string(sb, ext_id);
+    cp_sb_printf(sb, ", \"score\": %.9g, \"vectors\": \"%s\", \"query_tokens\": [", total, source);
+    for (int32_t i = 0; i < q->n_tokens; i++) {
+        cp_sb_printf(sb, "%s{\"position\": %d, \"text\": ", i ? ", " : "", (int)i);
+        append_token(sb, enc, q->token_ids, i);
+        cp_sb_printf(sb, ", \"doc_position\": %d, \"doc_token\": ", (int)best[i]);
+        if (best[i] >= 0) append_token(sb, enc, doc_ids, best[i]);
+        else cp_sb_append(sb, "null");
+        cp_sb_printf(sb, ", \"similarity\": %.9g}", (double)sim[i]);
+    }
+    cp_sb_append(sb, "], \"doc_tokens\": [");
+    for (int32_t j = 0; j < nd; j++) {
+        if (j) cp_sb_append(sb, ", ");
+        append_token(sb, enc, doc_ids, j);
+    }
+    cp_sb_printf(sb, "], \"timing_ms\": {\"encode\": %.3f, \"score\": %.3f}}", encode_ms, score_ms);
+    free(best);
+    free(sim);
+}
+
+void cp_handle_explain(cp_server *s, const cp_request *req, cp_response *resp)
+{
+    char *query = NULL, *id = NULL;
+    if (!parse_explain(s, req, &query, &id, resp)) return;
+    cp_index *index = req->idx->index;
+    cp_document_info info = {0};
+    cp_embeddings q = {0}, d = {0};
+    float *stored = NULL;
+    int32_t n_stored = 0;
+    cp_error err;
+    cp_status st;
+    if (!s->encoder) {
+        cp_response_error(resp, 422, "MODEL_NOT_LOADED",
+                          "explain encodes the query text: start the server with --model");
+        goto done;
+    }
+    st = cp_index_document_get(index, id, &info, &err);
+    if (st == CP_ENOTFOUND) {
+        cp_response_error(resp, 404, "DOCUMENT_NOT_FOUND", "index \"%s\" has no document \"%.200s\"",
+                          req->idx->name, id);
+        goto done;
+    }
+    if (st) {
+        cp_response_from_status(resp, &err);
+        goto done;
+    }
+    double t0 = cp_now_seconds();
+    const char *qt = query;
+    st = cp_encoder_encode(s->encoder, CP_TEXT_QUERY, &qt, 1, &q, &err);
+    if (!st && info.text) {
+        const char *dt = info.text;
+        st = cp_encoder_encode(s->encoder, CP_TEXT_DOCUMENT, &dt, 1, &d, &err);
+    }
+    double encode_ms = (cp_now_seconds() - t0) * 1000.0;
+    if (st) {
+        cp_response_from_status(resp, &err);
+        goto done;
+    }
+    if (q.dim != req->idx->dim) {
+        cp_response_error(resp, 422, "DIMENSION_MISMATCH", "the model encodes %d dims, index \"%s\" has %d",
+                          q.dim, req->idx->name, req->idx->dim);
+        goto done;
+    }
+    t0 = cp_now_seconds();
+    st = cp_index_document_embeddings(index, info.doc_id, &stored, &n_stored, &err);
+    if (st) {
+        cp_response_from_status(resp, &err);
+        goto done;
+    }
+    cp_sb sb = {0};
+    if (!info.text)
+        explain_body(&sb, s->encoder, id, &q, stored, n_stored, NULL, "index", encode_ms, t0);
+    else if (d.n_tokens == n_stored)
+        explain_body(&sb, s->encoder, id, &q, stored, n_stored, d.token_ids, "index", encode_ms, t0);
+    else
+        explain_body(&sb, s->encoder, id, &q, d.data, d.n_tokens, d.token_ids, "model", encode_ms, t0);
+    respond(resp, &sb);
+done:
+    free(stored);
+    cp_embeddings_free(&q);
+    cp_embeddings_free(&d);
+    cp_document_info_free(&info);
+    free(query);
+    free(id);
+}
