@@ -50,7 +50,7 @@ def test_reads(c, srv, docs):
     ixs = c.indexes()
     check([ix["name"] for ix in ixs] == ["idx"] and ixs[0]["documents"] == len(docs), "indexes %r" % ixs)
     info = c.index_info("idx")
-    check(info["documents"] == len(docs) and info["dim"] == 8, "index_info %r" % info)
+    check(info["documents"] == len(docs) and info["dim"] == ixs[0]["dim"] and info["nbits"] == 2, "index_info %r" % info)
     check("/v1/indexes/{name}/search" in c.openapi()["paths"], "openapi paths")
     for q in ["river mountain", "music painting history", "snow"]:
         res = c.search("idx", q, k=5, include=["text", "metadata"])

@@ -158,18 +158,28 @@ def cmd_metrics(c, a, o):
     sys.stdout.write(text)
 
 
-def build_parser():
+def common_options(top):
+    """Options accepted before or after the command; the sub-parsers' copies default to
+    SUPPRESS so that `--url X health` is not overwritten by the sub-parser's default."""
+    def d(value):
+        return value if top else argparse.SUPPRESS
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=os.environ.get("COLPLAID_URL", "http://127.0.0.1:8080"),
+    common.add_argument("--url", default=d(os.environ.get("COLPLAID_URL", "http://127.0.0.1:8080")),
                         help="server URL (default $COLPLAID_URL or http://127.0.0.1:8080)")
-    common.add_argument("--api-key", default=os.environ.get("COLPLAID_API_KEY"),
+    common.add_argument("--api-key", default=d(os.environ.get("COLPLAID_API_KEY")),
                         help="API key (default $COLPLAID_API_KEY)")
-    common.add_argument("--json", action="store_true", default=None,
+    common.add_argument("--json", action="store_true", default=d(None),
                         help="print JSON (the default when stdout is not a terminal)")
-    common.add_argument("--pretty", dest="json", action="store_false",
+    common.add_argument("--pretty", dest="json", action="store_false", default=d(None),
                         help="print for humans even when piped")
-    common.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
-    p = argparse.ArgumentParser(prog="colplaid-client", parents=[common],
+    common.add_argument("--timeout", type=float, default=d(60.0), help="seconds per request (default 60)")
+    return common
+
+
+def build_parser():
+    top = common_options(True)
+    common = common_options(False)
+    p = argparse.ArgumentParser(prog="colplaid-client", parents=[top],
                                 description="Talk to a colplaid server.", epilog=USAGE_EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", metavar="command")
