@@ -42,10 +42,23 @@ static float unit(uint64_t *s)
     return (float)((double)(*s >> 11) * 0x1.0p-53);
 }
 
-static int64_t s_count(void *c) { return ((synth *)c)->n_docs; }
-static int s_dim(void *c) { return ((synth *)c)->dim; }
-static const char *s_name(void *c) { (void)c; return "synthetic"; }
-static void s_close(void *c) { (void)c; }
+static int64_t s_count(void *c)
+{
+    return ((synth *)c)->n_docs;
+}
+static int s_dim(void *c)
+{
+    return ((synth *)c)->dim;
+}
+static const char *s_name(void *c)
+{
+    (void)c;
+    return "synthetic";
+}
+static void s_close(void *c)
+{
+    (void)c;
+}
 static cp_status s_rewind(void *c, cp_error *e)
 {
     (void)e;
@@ -69,11 +82,13 @@ static cp_status s_next(void *c, bool need, cp_document *d, bool *has, cp_error 
     if (need) {
         uint64_t st = (uint64_t)s->cursor * 7919 + 1;
         int doc_topics[4];
-        for (int k = 0; k < 4; k++) doc_topics[k] = (int)(unit(&st) * s->n_topics);
+        for (int k = 0; k < 4; k++)
+            doc_topics[k] = (int)(unit(&st) * s->n_topics);
         for (int t = 0; t < s->tokens; t++) {
             const float *tp = s->topics + (size_t)doc_topics[t % 4] * s->dim;
             float *o = s->buf + (size_t)t * s->dim;
-            for (int j = 0; j < s->dim; j++) o[j] = tp[j] + 0.6f * (unit(&st) - 0.5f);
+            for (int j = 0; j < s->dim; j++)
+                o[j] = tp[j] + 0.6f * (unit(&st) - 0.5f);
         }
         d->embeddings = s->buf;
     }
@@ -97,26 +112,49 @@ int main(int argc, char **argv)
     const char *out = "/tmp/cp_bench_build.db";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--keep")) { keep = 1; continue; }
-        if (!v) { fprintf(stderr, "%s needs a value\n", a); return 2; }
+        if (!strcmp(a, "--keep")) {
+            keep = 1;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "%s needs a value\n", a);
+            return 2;
+        }
         i++;
-        if (!strcmp(a, "--docs")) docs = atoll(v);
-        else if (!strcmp(a, "--tokens")) tokens = atoi(v);
-        else if (!strcmp(a, "--dim")) dim = atoi(v);
-        else if (!strcmp(a, "--nbits")) nbits = atoi(v);
-        else if (!strcmp(a, "--centroids")) k = atoll(v);
-        else if (!strcmp(a, "--iters")) iters = atoi(v);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
-        else if (!strcmp(a, "--out")) out = v;
-        else { fprintf(stderr, "unknown option %s\n", a); return 2; }
+        if (!strcmp(a, "--docs"))
+            docs = atoll(v);
+        else if (!strcmp(a, "--tokens"))
+            tokens = atoi(v);
+        else if (!strcmp(a, "--dim"))
+            dim = atoi(v);
+        else if (!strcmp(a, "--nbits"))
+            nbits = atoi(v);
+        else if (!strcmp(a, "--centroids"))
+            k = atoll(v);
+        else if (!strcmp(a, "--iters"))
+            iters = atoi(v);
+        else if (!strcmp(a, "--threads"))
+            threads = atoi(v);
+        else if (!strcmp(a, "--out"))
+            out = v;
+        else {
+            fprintf(stderr, "unknown option %s\n", a);
+            return 2;
+        }
     }
     synth s = {.n_docs = docs, .tokens = tokens, .dim = dim, .n_topics = 4096};
     s.topics = malloc((size_t)s.n_topics * dim * sizeof(float));
     s.buf = malloc((size_t)tokens * dim * sizeof(float));
     uint64_t st = 99;
-    for (size_t i = 0; i < (size_t)s.n_topics * dim; i++) s.topics[i] = unit(&st) - 0.5f;
-    cp_doc_source src = {.ctx = &s, .count = s_count, .dim = s_dim, .rewind = s_rewind,
-                         .next = s_next, .name = s_name, .close = s_close};
+    for (size_t i = 0; i < (size_t)s.n_topics * dim; i++)
+        s.topics[i] = unit(&st) - 0.5f;
+    cp_doc_source src = {.ctx = &s,
+                         .count = s_count,
+                         .dim = s_dim,
+                         .rewind = s_rewind,
+                         .next = s_next,
+                         .name = s_name,
+                         .close = s_close};
     cp_build_options o;
     cp_build_options_init(&o);
     o.nbits = nbits;

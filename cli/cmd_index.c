@@ -87,8 +87,7 @@ static bool is_option(const char *arg, const char *name)
     return !strncmp(arg, name, n) && (arg[n] == '\0' || arg[n] == '=');
 }
 
-static int parse_int_option(const char *v, const char *name, int64_t min, int64_t max,
-                            int64_t *out)
+static int parse_int_option(const char *v, const char *name, int64_t min, int64_t max, int64_t *out)
 {
     if (!v) return cp_cli_usage_error("index build", "%s needs a value", name);
     if (!cp_cli_parse_int(v, min, max, out))
@@ -100,9 +99,16 @@ static int parse_int_option(const char *v, const char *name, int64_t min, int64_
 /* Options taking a number. Returns -1 if arg is not one of them, else 0 or an exit code. */
 static int parse_numeric(build_args *a, int argc, char **argv, int *i)
 {
-    static const struct { const char *name; int64_t min, max; } nums[] = {
-        {"--nbits", 1, 8},          {"--centroids", 1, INT32_MAX}, {"--kmeans-iters", 1, 1000},
-        {"--seed", 0, INT64_MAX},   {"--threads", 0, 1024},        {"--segment-docs", 1, 1 << 24},
+    static const struct {
+        const char *name;
+        int64_t min, max;
+    } nums[] = {
+        {"--nbits", 1, 8},
+        {"--centroids", 1, INT32_MAX},
+        {"--kmeans-iters", 1, 1000},
+        {"--seed", 0, INT64_MAX},
+        {"--threads", 0, 1024},
+        {"--segment-docs", 1, 1 << 24},
         {"--kmeans-points", 1, 100000},
     };
     for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++) {
@@ -117,12 +123,24 @@ static int parse_numeric(build_args *a, int argc, char **argv, int *i)
                 return cp_cli_usage_error("index build", "--nbits must be 1, 2, 4 or 8");
             a->opts.nbits = (int)v;
             break;
-        case 1: a->opts.n_centroids = v; break;
-        case 2: a->opts.kmeans_iters = (int)v; break;
-        case 3: a->opts.seed = (uint64_t)v; break;
-        case 4: a->opts.threads = (int)v; break;
-        case 5: a->opts.segment_docs = (int)v; break;
-        default: a->opts.kmeans_points_per_centroid = (int)v; break;
+        case 1:
+            a->opts.n_centroids = v;
+            break;
+        case 2:
+            a->opts.kmeans_iters = (int)v;
+            break;
+        case 3:
+            a->opts.seed = (uint64_t)v;
+            break;
+        case 4:
+            a->opts.threads = (int)v;
+            break;
+        case 5:
+            a->opts.segment_docs = (int)v;
+            break;
+        default:
+            a->opts.kmeans_points_per_centroid = (int)v;
+            break;
         }
         return 0;
     }
@@ -131,14 +149,20 @@ static int parse_numeric(build_args *a, int argc, char **argv, int *i)
 
 static int parse_build_args(int argc, char **argv, build_args *a)
 {
-    static const char *const strs[] = {"--index", "--corpus", "--model", "--embeddings",
-                                       "--doclens", "--ids"};
-    const char **targets[] = {&a->index, &a->corpus, &a->model, &a->embeddings, &a->doclens,
-                              &a->ids};
+    static const char *const strs[] = {"--index",      "--corpus",  "--model",
+                                       "--embeddings", "--doclens", "--ids"};
+    const char **targets[] = {&a->index,      &a->corpus,  &a->model,
+                              &a->embeddings, &a->doclens, &a->ids};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
-        if (!strcmp(arg, "--force")) { a->opts.force = true; continue; }
-        if (!strcmp(arg, "--quiet") || !strcmp(arg, "-q")) { a->quiet = true; continue; }
+        if (!strcmp(arg, "--force")) {
+            a->opts.force = true;
+            continue;
+        }
+        if (!strcmp(arg, "--quiet") || !strcmp(arg, "-q")) {
+            a->quiet = true;
+            continue;
+        }
         bool matched = false;
         for (size_t k = 0; k < sizeof strs / sizeof strs[0] && !matched; k++) {
             if (!is_option(arg, strs[k])) continue;
@@ -160,8 +184,8 @@ static int check_build_args(const build_args *a)
     if (!a->index) return cp_cli_usage_error("index build", "--index IDX.db is required");
     bool text = a->corpus || a->model, emb = a->embeddings || a->doclens || a->ids;
     if (text && emb)
-        return cp_cli_usage_error("index build",
-                                  "give either --corpus/--model or --embeddings/--doclens, not both");
+        return cp_cli_usage_error(
+            "index build", "give either --corpus/--model or --embeddings/--doclens, not both");
     if (!text && !emb)
         return cp_cli_usage_error("index build",
                                   "an input is required: --corpus PATH --model MODEL, or "
@@ -251,10 +275,14 @@ int cp_cmd_index(int argc, char **argv)
         const char *name;
         int (*run)(int argc, char **argv);
     } actions[] = {
-        {"build", cmd_build},          {"import", cp_cmd_index_import},
-        {"info", cp_cmd_index_info},   {"check", cp_cmd_index_check},
-        {"export", cp_cmd_index_export}, {"add", cp_cmd_index_add},
-        {"delete", cp_cmd_index_delete}, {"compact", cp_cmd_index_compact},
+        {"build", cmd_build},
+        {"import", cp_cmd_index_import},
+        {"info", cp_cmd_index_info},
+        {"check", cp_cmd_index_check},
+        {"export", cp_cmd_index_export},
+        {"add", cp_cmd_index_add},
+        {"delete", cp_cmd_index_delete},
+        {"compact", cp_cmd_index_compact},
     };
     if (argc < 2) {
         fputs(index_usage, stderr);

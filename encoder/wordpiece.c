@@ -111,8 +111,9 @@ static cp_status vocab_alloc(cp_wordpiece *wp, int32_t n, cp_error *err)
 /* Map s -> id (a later duplicate string takes the string over, as in HF) and id -> s. */
 static cp_status vocab_set(cp_wordpiece *wp, const char *s, size_t n, int32_t id, cp_error *err)
 {
-    uint32_t off;
-    if (arena_add(wp, s, n, &off, err) != CP_OK) return err ? err->code : CP_ENOMEM;
+    uint32_t off = 0;
+    cp_status st = arena_add(wp, s, n, &off, err);
+    if (st != CP_OK) return st;
     wp->id_off[id] = off;
     wp->id_len[id] = (uint32_t)n;
     uint32_t i = hash_bytes(s, n) & wp->table_mask;

@@ -84,10 +84,16 @@ static uint64_t rng_next(rng *r)
     return z ^ (z >> 31);
 }
 
-static double rng_unit(rng *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; }
+static double rng_unit(rng *r)
+{
+    return (double)(rng_next(r) >> 11) * 0x1.0p-53;
+}
 
 /* Uniform in [0, n). */
-static int64_t rng_below(rng *r, int64_t n) { return (int64_t)(rng_unit(r) * (double)n) % n; }
+static int64_t rng_below(rng *r, int64_t n)
+{
+    return (int64_t)(rng_unit(r) * (double)n) % n;
+}
 
 static double now_seconds(void)
 {
@@ -117,13 +123,15 @@ typedef struct id_set {
 static uint64_t hash_str(const char *s)
 {
     uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
     return h;
 }
 
 static void id_set_free(id_set *set)
 {
-    for (size_t i = 0; i < set->cap; i++) free(set->slots[i]);
+    for (size_t i = 0; i < set->cap; i++)
+        free(set->slots[i]);
     free(set->slots);
     memset(set, 0, sizeof *set);
 }
@@ -136,7 +144,8 @@ static bool id_set_grow(id_set *set)
     for (size_t i = 0; i < set->cap; i++) {
         if (!set->slots[i]) continue;
         size_t j = hash_str(set->slots[i]) & (cap - 1);
-        while (slots[j]) j = (j + 1) & (cap - 1);
+        while (slots[j])
+            j = (j + 1) & (cap - 1);
         slots[j] = set->slots[i];
     }
     free(set->slots);
@@ -172,7 +181,8 @@ static cp_status check_doc_header(const cp_document *doc, const char *src, int64
     if (doc->n_tokens == 0)
         return cp_error_set(err, CP_EINVAL,
                             "%s: document \"%s\" has no tokens (empty documents cannot be "
-                            "indexed; remove it from the input)", src, doc->id);
+                            "indexed; remove it from the input)",
+                            src, doc->id);
     if (doc->n_tokens < 0)
         return cp_error_set(err, CP_EINVAL, "%s: document \"%s\" has an invalid token count %d",
                             src, doc->id, (int)doc->n_tokens);
@@ -189,18 +199,20 @@ static cp_status normalise_doc(const cp_document *doc, int dim, const char *src,
     for (int32_t t = 0; t < doc->n_tokens; t++) {
         const float *v = doc->embeddings + (size_t)t * (size_t)dim;
         double n2 = 0;
-        for (int j = 0; j < dim; j++) n2 += (double)v[j] * v[j];
+        for (int j = 0; j < dim; j++)
+            n2 += (double)v[j] * v[j];
         if (!isfinite(n2))
             return cp_error_set(err, CP_EINVAL,
                                 "%s: document \"%s\" token %d contains NaN or Inf values", src,
                                 doc->id, (int)t);
         if (n2 <= 0)
             return cp_error_set(err, CP_EINVAL,
-                                "%s: document \"%s\" token %d is an all-zero vector", src,
-                                doc->id, (int)t);
+                                "%s: document \"%s\" token %d is an all-zero vector", src, doc->id,
+                                (int)t);
         float inv = (float)(1.0 / sqrt(n2));
         float *o = out + (size_t)t * (size_t)dim;
-        for (int j = 0; j < dim; j++) o[j] = v[j] * inv;
+        for (int j = 0; j < dim; j++)
+            o[j] = v[j] * inv;
     }
     return CP_OK;
 }
@@ -252,8 +264,8 @@ static cp_status ensure_doc_buf(build *b, int32_t n_tokens, cp_error *err)
     size_t need = (size_t)n_tokens * (size_t)b->dim;
     if (need <= b->doc_buf_cap) return CP_OK;
     float *nb = realloc(b->doc_buf, need * sizeof *nb);
-    if (!nb) return cp_error_set(err, CP_ENOMEM, "out of memory for a %d-token document",
-                                 (int)n_tokens);
+    if (!nb)
+        return cp_error_set(err, CP_ENOMEM, "out of memory for a %d-token document", (int)n_tokens);
     b->doc_buf = nb;
     b->doc_buf_cap = need;
     return CP_OK;
@@ -426,8 +438,10 @@ static cp_status train(build *b, cp_error *err)
     b->k_requested = k;
     if (k > b->n_train) k = b->n_train;
     if (b->k_requested != k)
-        logf_line(b->opts->progress, "centroids: %lld requested, clamped to the %lld training "
-                  "vectors", (long long)b->k_requested, (long long)k);
+        logf_line(b->opts->progress,
+                  "centroids: %lld requested, clamped to the %lld training "
+                  "vectors",
+                  (long long)b->k_requested, (long long)k);
     b->codec.dim = b->dim;
     b->codec.nbits = b->opts->nbits;
     b->codec.n_centroids = k;
@@ -438,13 +452,11 @@ static cp_status train(build *b, cp_error *err)
     logf_line(b->opts->progress, "k-means: %lld centroids from %lld vectors, %d iterations",
               (long long)k, (long long)b->n_kmeans, b->opts->kmeans_iters);
     double t0 = now_seconds();
-    cp_status st = cp_kmeans_train(b->sample, b->n_kmeans, b->dim, k, b->opts->kmeans_iters,
-                                   b->opts->seed,
-                                   (int)(b->kmeans_ppc > CP_MAX_POINTS_PER_CENTROID
-                                             ? b->kmeans_ppc
-                                             : CP_MAX_POINTS_PER_CENTROID),
-                                   b->threads,
-                                   b->codec.centroids, err);
+    cp_status st = cp_kmeans_train(
+        b->sample, b->n_kmeans, b->dim, k, b->opts->kmeans_iters, b->opts->seed,
+        (int)(b->kmeans_ppc > CP_MAX_POINTS_PER_CENTROID ? b->kmeans_ppc
+                                                         : CP_MAX_POINTS_PER_CENTROID),
+        b->threads, b->codec.centroids, err);
     if (st != CP_OK) return st;
     logf_line(b->opts->progress, "k-means: done in %.1f s", now_seconds() - t0);
     /* A sample too small for a held-out split trains the buckets on the training vectors
@@ -502,7 +514,8 @@ static bool grow(void **p, size_t elem, int64_t *cap, int64_t need)
 {
     if (need <= *cap) return true;
     int64_t nc = *cap ? *cap : 1024;
-    while (nc < need) nc *= 2;
+    while (nc < need)
+        nc *= 2;
     void *np = realloc(*p, (size_t)nc * elem);
     if (!np) return false;
     *p = np;
@@ -536,8 +549,7 @@ static cp_status segment_add(build *b, segment *s, const cp_document *doc, cp_er
     ok = ok && grow((void **)&s->doclens, sizeof *s->doclens, &dcap2, (int64_t)s->n_docs + 1);
     if (ok) s->docs_cap = (size_t)(dcap < dcap2 ? dcap : dcap2);
     if (!ok) return cp_error_set(err, CP_ENOMEM, "out of memory for a segment");
-    cp_status st = normalise_doc(doc, b->dim, b->src_name,
-                                 s->pending + s->n_pending * b->dim, err);
+    cp_status st = normalise_doc(doc, b->dim, b->src_name, s->pending + s->n_pending * b->dim, err);
     if (st != CP_OK) return st;
     cp_document *d = &s->docs[s->n_docs];
     memset(d, 0, sizeof *d);
@@ -559,8 +571,11 @@ static cp_status segment_flush(build *b, segment *s, cp_error *err)
     if (s->n_docs == 0) return CP_OK;
     cp_status st = compress_pending(b, s, err);
     if (st != CP_OK) return st;
-    cp_segment_input in = {.n_docs = s->n_docs, .docs = s->docs, .doclens = s->doclens,
-                           .n_tokens = s->n_tokens, .codes = s->codes,
+    cp_segment_input in = {.n_docs = s->n_docs,
+                           .docs = s->docs,
+                           .doclens = s->doclens,
+                           .n_tokens = s->n_tokens,
+                           .codes = s->codes,
                            .residuals = s->residuals};
     int64_t first = 0;
     st = cp_store_append_segment(b->store, &in, &first, err);
@@ -579,8 +594,10 @@ static cp_status indexing_pass(build *b, cp_error *err)
         bool has = false;
         if ((st = b->src->next(b->src->ctx, true, &doc, &has, err)) != CP_OK || !has) break;
         if (i >= b->n_docs) {
-            st = cp_error_set(err, CP_EINVAL, "%s yielded more than the %lld documents it "
-                              "announced", b->src_name, (long long)b->n_docs);
+            st = cp_error_set(err, CP_EINVAL,
+                              "%s yielded more than the %lld documents it "
+                              "announced",
+                              b->src_name, (long long)b->n_docs);
             break;
         }
         if ((st = check_doc_header(&doc, b->src_name, i, err)) != CP_OK) break;
@@ -589,8 +606,10 @@ static cp_status indexing_pass(build *b, cp_error *err)
         cp_progress_add(prog, 1);
     }
     if (st == CP_OK && i != b->n_docs)
-        st = cp_error_set(err, CP_EINVAL, "%s yielded %lld documents on the second pass, %lld "
-                          "on the first", b->src_name, (long long)i, (long long)b->n_docs);
+        st = cp_error_set(err, CP_EINVAL,
+                          "%s yielded %lld documents on the second pass, %lld "
+                          "on the first",
+                          b->src_name, (long long)i, (long long)b->n_docs);
     if (st == CP_OK) st = segment_flush(b, &seg, err);
     cp_progress_finish(prog);
     segment_free(&seg);
@@ -641,7 +660,8 @@ static char *build_params_json(const build *b)
 static cp_status write_meta(build *b, cp_error *err)
 {
     cp_status st = CP_OK;
-    if (b->opts->encoder_json) st = cp_store_set_meta(b->store, "encoder", b->opts->encoder_json, err);
+    if (b->opts->encoder_json)
+        st = cp_store_set_meta(b->store, "encoder", b->opts->encoder_json, err);
     if (st != CP_OK) return st;
     char *params = build_params_json(b);
     if (!params) return cp_error_set(err, CP_ENOMEM, "out of memory");
@@ -681,8 +701,8 @@ static cp_status write_index(build *b, cp_error *err)
         unlink(buf);
     }
     if (rename(b->tmp_path, b->path) != 0)
-        return cp_error_set(err, CP_EIO, "cannot move the new index into place at %s: %s",
-                            b->path, strerror(errno));
+        return cp_error_set(err, CP_EIO, "cannot move the new index into place at %s: %s", b->path,
+                            strerror(errno));
     return CP_OK;
 }
 
@@ -710,8 +730,7 @@ static cp_status check_options(const char *path, const cp_doc_source *src,
         return cp_error_set(err, CP_EINVAL, "segment size must be at least 1 document");
     struct stat sb;
     if (stat(path, &sb) == 0) {
-        if (S_ISDIR(sb.st_mode))
-            return cp_error_set(err, CP_EEXISTS, "%s is a directory", path);
+        if (S_ISDIR(sb.st_mode)) return cp_error_set(err, CP_EEXISTS, "%s is a directory", path);
         if (!o->force)
             return cp_error_set(err, CP_EEXISTS, "%s already exists (use --force to replace it)",
                                 path);
@@ -725,7 +744,8 @@ static cp_status check_dim(build *b, cp_error *err)
     if (b->dim < 8 || b->dim % 8 || b->dim > 4096)
         return cp_error_set(err, CP_EDIM,
                             "%s: embedding dimension %d is not supported (it must be a multiple "
-                            "of 8, at most 4096)", b->src_name, b->dim);
+                            "of 8, at most 4096)",
+                            b->src_name, b->dim);
     return CP_OK;
 }
 
@@ -756,15 +776,17 @@ cp_status cp_index_build(const char *path, cp_doc_source *source, const cp_build
     }
     cp_status st = check_options(path, source, opts, err);
     if (st != CP_OK) return st;
-    build b = {.path = path, .src = source, .opts = opts, .threads = resolve_threads(opts->threads),
+    build b = {.path = path,
+               .src = source,
+               .opts = opts,
+               .threads = resolve_threads(opts->threads),
                .rng = {opts->seed}};
     b.kmeans_ppc = opts->kmeans_points_per_centroid > 0 ? opts->kmeans_points_per_centroid
-                                                          : CP_KMEANS_POINTS_PER_CENTROID;
+                                                        : CP_KMEANS_POINTS_PER_CENTROID;
     b.sample_cap = sample_cap_for(opts, b.kmeans_ppc);
     b.src_name = source->name ? source->name(source->ctx) : "input";
     if (!b.src_name) b.src_name = "input";
-    if ((st = check_dim(&b, err)) == CP_OK && (st = count_docs(&b, err)) == CP_OK &&
-        b.n_docs == 0)
+    if ((st = check_dim(&b, err)) == CP_OK && (st = count_docs(&b, err)) == CP_OK && b.n_docs == 0)
         st = cp_error_set(err, CP_EINVAL, "%s: the corpus is empty (no documents)", b.src_name);
     if (st == CP_OK) st = sampling_pass(&b, err);
     if (st == CP_OK) st = train(&b, err);

@@ -83,7 +83,8 @@ void cp_codec_reference_to_natural(uint8_t *bytes, size_t n_bytes, int nbits)
         }
         lut[v] = (uint8_t)outv;
     }
-    for (size_t i = 0; i < n_bytes; i++) bytes[i] = lut[bytes[i]];
+    for (size_t i = 0; i < n_bytes; i++)
+        bytes[i] = lut[bytes[i]];
 }
 
 void cp_codec_decompress_one(const cp_codec *codec, int32_t code, const uint8_t *residual,
@@ -102,7 +103,8 @@ void cp_codec_decompress_one(const cp_codec *codec, int32_t code, const uint8_t 
     }
     if (norm2 > 0) {
         float inv = (float)(1.0 / sqrt(norm2));
-        for (int j = 0; j < dim; j++) out[j] *= inv;
+        for (int j = 0; j < dim; j++)
+            out[j] *= inv;
     }
 }
 
@@ -219,15 +221,21 @@ static int64_t block_rows(int64_t k)
 }
 
 static cp_status assign_impl(const cp_codec *codec, const float *centroids, int64_t k, int dim,
-                             const float *vectors, int64_t n, int32_t *codes,
-                             uint8_t *residuals, int threads, cp_error *err)
+                             const float *vectors, int64_t n, int32_t *codes, uint8_t *residuals,
+                             int threads, cp_error *err)
 {
     if (k <= 0 || k > INT32_MAX || dim <= 0)
         return cp_error_set(err, CP_EINVAL, "codec: bad shape (%lld centroids, dim %d)",
                             (long long)k, dim);
     if (n <= 0) return CP_OK;
-    assign_shared sh = {.codec = codec, .centroids = centroids, .k = k, .dim = dim,
-                        .vectors = vectors, .n = n, .block = block_rows(k), .codes = codes,
+    assign_shared sh = {.codec = codec,
+                        .centroids = centroids,
+                        .k = k,
+                        .dim = dim,
+                        .vectors = vectors,
+                        .n = n,
+                        .block = block_rows(k),
+                        .codes = codes,
                         .residuals = residuals};
     if (sh.block > n) sh.block = n;
     int64_t n_blocks = (n + sh.block - 1) / sh.block;
@@ -240,7 +248,8 @@ static cp_status assign_impl(const cp_codec *codec, const float *centroids, int6
     for (int t = 1; t < threads; t++)
         if (pthread_create(&tids[started], NULL, assign_worker, &sh) == 0) started++;
     assign_worker(&sh);
-    for (int t = 0; t < started; t++) pthread_join(tids[t], NULL);
+    for (int t = 0; t < started; t++)
+        pthread_join(tids[t], NULL);
     if (threads > 1) blas_single_leave();
     if (atomic_load(&sh.failed))
         return cp_error_set(err, CP_ENOMEM, "codec: out of memory for a %lld x %lld score block",
@@ -254,14 +263,14 @@ cp_status cp_codec_assign(const float *centroids, int64_t k, int dim, const floa
     return assign_impl(NULL, centroids, k, dim, vectors, n, codes, NULL, threads, err);
 }
 
-cp_status cp_codec_compress(const cp_codec *codec, const float *vectors, int64_t n,
-                            int32_t *codes, uint8_t *residuals, int threads, cp_error *err)
+cp_status cp_codec_compress(const cp_codec *codec, const float *vectors, int64_t n, int32_t *codes,
+                            uint8_t *residuals, int threads, cp_error *err)
 {
     if (!cp_codec_nbits_supported(codec->nbits) || codec->dim % 8 || codec->dim > 4096)
-        return cp_error_set(err, CP_EINVAL, "codec: unsupported nbits %d / dim %d",
-                            codec->nbits, codec->dim);
-    return assign_impl(codec, codec->centroids, codec->n_centroids, codec->dim, vectors, n,
-                       codes, residuals, threads, err);
+        return cp_error_set(err, CP_EINVAL, "codec: unsupported nbits %d / dim %d", codec->nbits,
+                            codec->dim);
+    return assign_impl(codec, codec->centroids, codec->n_centroids, codec->dim, vectors, n, codes,
+                       residuals, threads, err);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -305,8 +314,8 @@ cp_status cp_codec_train(cp_codec *codec, const float *heldout, int64_t n, int t
         return cp_error_set(err, CP_ENOMEM, "codec training: out of memory for %lld vectors",
                             (long long)n);
     }
-    cp_status st = cp_codec_assign(codec->centroids, codec->n_centroids, dim, heldout, n, codes,
-                                   threads, err);
+    cp_status st =
+        cp_codec_assign(codec->centroids, codec->n_centroids, dim, heldout, n, codes, threads, err);
     double abs_sum = 0;
     if (st == CP_OK) {
         for (int64_t i = 0; i < n; i++) {
@@ -319,10 +328,12 @@ cp_status cp_codec_train(cp_codec *codec, const float *heldout, int64_t n, int t
         }
         int n_opt = 1 << nbits;
         double levels[1 << CP_MAX_NBITS];
-        for (int i = 1; i < n_opt; i++) levels[i - 1] = (double)i / n_opt;
+        for (int i = 1; i < n_opt; i++)
+            levels[i - 1] = (double)i / n_opt;
         cp_codec_quantiles(res, total, levels, n_opt - 1, codec->bucket_cutoffs);
         /* res is sorted now; the second call only reads it. */
-        for (int i = 0; i < n_opt; i++) levels[i] = (i + 0.5) / n_opt;
+        for (int i = 0; i < n_opt; i++)
+            levels[i] = (i + 0.5) / n_opt;
         cp_codec_quantiles(res, total, levels, n_opt, codec->bucket_weights);
         codec->avg_residual = (float)(abs_sum / (double)total);
     }

@@ -318,6 +318,12 @@ typedef struct cp_compact_result {
 cp_status cp_index_compact(cp_index *index, FILE *progress, cp_compact_result *result,
                            cp_error *err);
 
+/* The automatic policy: compact when tombstones exceed max_deleted_fraction of all document
+ * rows (live + deleted; 0.2 is a good default). *compacted (may be NULL) says whether it
+ * ran. Meant to be called after writes, e.g. by the server's write path. Thread-safe. */
+cp_status cp_index_maybe_compact(cp_index *index, double max_deleted_fraction, bool *compacted,
+                                 cp_error *err);
+
 #ifdef __cplusplus
 }
 #endif

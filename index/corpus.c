@@ -83,7 +83,8 @@ cp_status cp_corpus_open(const char *path, cp_corpus **out, cp_error *err)
         free(c);
         return cp_error_set(err, CP_EINVAL,
                             "%s: unknown corpus format (expected a BEIR folder with corpus.jsonl, "
-                            "a .jsonl file or a .tsv file)", path);
+                            "a .jsonl file or a .tsv file)",
+                            path);
     }
     c->f = fopen(c->path, "rb");
     if (!c->f) {
@@ -107,7 +108,10 @@ void cp_corpus_close(cp_corpus *c)
     free(c);
 }
 
-const char *cp_corpus_path(const cp_corpus *c) { return c->path; }
+const char *cp_corpus_path(const cp_corpus *c)
+{
+    return c->path;
+}
 
 cp_status cp_corpus_rewind(cp_corpus *c, cp_error *err)
 {

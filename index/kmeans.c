@@ -31,7 +31,8 @@ int64_t cp_kmeans_default_k(double e_est, int64_t n_points)
     if (e_est > 0) {
         double target = 16.0 * sqrt(e_est);
         /* Largest power of two <= target, computed in integers to dodge log2 rounding. */
-        while ((double)(k * 2) <= target && k < ((int64_t)1 << 40)) k *= 2;
+        while ((double)(k * 2) <= target && k < ((int64_t)1 << 40))
+            k *= 2;
     }
     if (n_points < 1) n_points = 1;
     if (k > n_points) k = n_points;
@@ -43,29 +44,30 @@ static void normalise_rows(float *c, int64_t k, int dim, const float *x, int64_t
     for (int64_t i = 0; i < k; i++) {
         float *row = c + i * dim;
         double n2 = 0;
-        for (int j = 0; j < dim; j++) n2 += (double)row[j] * row[j];
+        for (int j = 0; j < dim; j++)
+            n2 += (double)row[j] * row[j];
         if (n2 <= 1e-30) {
             /* Degenerate centroid: fall back to a training point (inputs are unit vectors). */
             memcpy(row, x + (i % n) * dim, (size_t)dim * sizeof *row);
             n2 = 0;
-            for (int j = 0; j < dim; j++) n2 += (double)row[j] * row[j];
+            for (int j = 0; j < dim; j++)
+                n2 += (double)row[j] * row[j];
             if (n2 <= 1e-30) {
                 row[0] = 1.0f;
                 n2 = 1.0;
             }
         }
         float inv = (float)(1.0 / sqrt(n2));
-        for (int j = 0; j < dim; j++) row[j] *= inv;
+        for (int j = 0; j < dim; j++)
+            row[j] *= inv;
     }
 }
 
-cp_status cp_kmeans_train(const float *x, int64_t n, int dim, int64_t k, int niter,
-                          uint64_t seed, int max_points_per_centroid, int threads,
-                          float *centroids, cp_error *err)
+cp_status cp_kmeans_train(const float *x, int64_t n, int dim, int64_t k, int niter, uint64_t seed,
+                          int max_points_per_centroid, int threads, float *centroids, cp_error *err)
 {
     if (k < 1 || n < k || dim < 1 || k > INT32_MAX)
-        return cp_error_set(err, CP_EINVAL,
-                            "k-means: cannot make %lld centroids from %lld points",
+        return cp_error_set(err, CP_EINVAL, "k-means: cannot make %lld centroids from %lld points",
                             (long long)k, (long long)n);
     if (threads > 0) omp_set_num_threads(threads);
     FaissClusteringParameters params;

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -107,6 +108,14 @@ static void batch_free(batch *b)
     memset(b, 0, sizeof *b);
 }
 
+/* Large batches compress on every core (the write lock is held anyway); small ones on
+ * the calling thread. */
+static int compress_threads(int64_t n_tokens)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return n_tokens < 4096 || cores < 1 ? 1 : (int)cores;
+}
+
 /* Normalise (the builder's rules) and compress every vector with the index's codec. */
 static cp_status encode_batch(const cp_snapshot *snap, const cp_document *docs, size_t n,
                               batch *b, cp_error *err)
@@ -133,7 +142,8 @@ static cp_status encode_batch(const cp_snapshot *snap, const cp_document *docs, 
     for (size_t i = 0; i < n && st == CP_OK; t += (size_t)docs[i].n_tokens, i++)
         st = cp_doc_normalise(&docs[i], dim, "upsert", (int64_t)i, vecs + t * (size_t)dim, err);
     if (st == CP_OK)
-        st = cp_codec_compress(&snap->codec, vecs, b->n_tokens, b->codes, b->residuals, 1, err);
+        st = cp_codec_compress(&snap->codec, vecs, b->n_tokens, b->codes, b->residuals,
+                               compress_threads(b->n_tokens), err);
     return st;
 }
 
@@ -705,5 +715,22 @@ cp_status cp_index_compact(cp_index *index, FILE *progress, cp_compact_result *r
     st = compact_locked(index, store, cur, progress, res, err);
     cp_snapshot_release(cur);
     cp_index_write_unlock(index);
+    return st;
+}
+
+cp_status cp_index_maybe_compact(cp_index *index, double max_deleted_fraction, bool *compacted,
+                                 cp_error *err)
+{
+    if (compacted) *compacted = false;
+    if (!(max_deleted_fraction >= 0 && max_deleted_fraction <= 1))
+        return cp_error_set(err, CP_EINVAL, "the deleted fraction must be in [0, 1]");
+    cp_index_stats s;
+    cp_status st = cp_index_stats_get(index, &s, err);
+    if (st != CP_OK) return st;
+    int64_t rows = s.n_documents + s.n_deleted;
+    if (s.n_deleted == 0 || (double)s.n_deleted <= max_deleted_fraction * (double)rows)
+        return CP_OK;
+    st = cp_index_compact(index, NULL, NULL, err);
+    if (st == CP_OK && compacted) *compacted = true;
     return st;
 }

@@ -22,10 +22,14 @@
 const char *cp_npy_dtype_name(cp_npy_dtype dtype)
 {
     switch (dtype) {
-    case CP_NPY_F32: return "float32";
-    case CP_NPY_F16: return "float16";
-    case CP_NPY_I32: return "int32";
-    case CP_NPY_I64: return "int64";
+    case CP_NPY_F32:
+        return "float32";
+    case CP_NPY_F16:
+        return "float16";
+    case CP_NPY_I32:
+        return "int32";
+    case CP_NPY_I64:
+        return "int64";
     }
     return "?";
 }
@@ -63,15 +67,16 @@ static const char *find_key(const char *hdr, const char *key)
     const char *p = strstr(hdr, quoted);
     if (!p) return NULL;
     p += strlen(quoted);
-    while (*p == ' ') p++;
+    while (*p == ' ')
+        p++;
     if (*p != ':') return NULL;
     p++;
-    while (*p == ' ') p++;
+    while (*p == ' ')
+        p++;
     return p;
 }
 
-static cp_status parse_descr(const char *hdr, const char *name, cp_npy_dtype *dtype,
-                             cp_error *err)
+static cp_status parse_descr(const char *hdr, const char *name, cp_npy_dtype *dtype, cp_error *err)
 {
     const char *v = find_key(hdr, "descr");
     if (!v || *v != '\'')
@@ -80,7 +85,10 @@ static cp_status parse_descr(const char *hdr, const char *name, cp_npy_dtype *dt
     const char *end = strchr(v, '\'');
     if (!end) return cp_error_set(err, CP_EFORMAT, "%s: .npy header 'descr' is malformed", name);
     size_t len = (size_t)(end - v);
-    static const struct { const char *s; cp_npy_dtype t; } known[] = {
+    static const struct {
+        const char *s;
+        cp_npy_dtype t;
+    } known[] = {
         {"<f4", CP_NPY_F32}, {"<f2", CP_NPY_F16}, {"<i4", CP_NPY_I32}, {"<i8", CP_NPY_I64}};
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (len == 3 && !memcmp(v, known[i].s, 3)) {
@@ -97,12 +105,14 @@ static cp_status parse_shape(const char *hdr, const char *name, int *ndim, int64
                              int64_t *count, cp_error *err)
 {
     const char *p = find_key(hdr, "shape");
-    if (!p || *p != '(') return cp_error_set(err, CP_EFORMAT, "%s: .npy header has no 'shape'", name);
+    if (!p || *p != '(')
+        return cp_error_set(err, CP_EFORMAT, "%s: .npy header has no 'shape'", name);
     p++;
     int n = 0;
     int64_t total = 1;
     for (;;) {
-        while (*p == ' ') p++;
+        while (*p == ' ')
+            p++;
         if (*p == ')') break;
         if (*p < '0' || *p > '9')
             return cp_error_set(err, CP_EFORMAT, "%s: .npy 'shape' is malformed", name);
@@ -120,7 +130,8 @@ static cp_status parse_shape(const char *hdr, const char *name, int *ndim, int64
             return cp_error_set(err, CP_EFORMAT, "%s: shape is impossibly large", name);
         total *= v;
         p = end;
-        while (*p == ' ') p++;
+        while (*p == ' ')
+            p++;
         if (*p == ',') p++;
     }
     *ndim = n;
@@ -145,8 +156,7 @@ cp_status cp_npy_parse_header(const uint8_t *bytes, size_t size, const char *nam
                (size_t)bytes[11] << 24;
         start = 12;
     } else {
-        return cp_error_set(err, CP_EFORMAT, "%s: unsupported .npy format version %d", name,
-                            major);
+        return cp_error_set(err, CP_EFORMAT, "%s: unsupported .npy format version %d", name, major);
     }
     if (hlen > size - start)
         return cp_error_set(err, CP_EFORMAT, "%s: truncated .npy header (%zu bytes announced)",
@@ -165,7 +175,8 @@ cp_status cp_npy_parse_header(const uint8_t *bytes, size_t size, const char *nam
         else if (strncmp(f, "False", 5) != 0)
             st = cp_error_set(err, CP_EFORMAT,
                               "%s: Fortran-order arrays are not supported; save it with "
-                              "numpy.ascontiguousarray", name);
+                              "numpy.ascontiguousarray",
+                              name);
     }
     if (st == CP_OK) st = parse_shape(hdr, name, ndim, shape, count, err);
     free(hdr);
@@ -197,7 +208,8 @@ cp_status cp_npy_open(const char *path, cp_npy *out, cp_error *err)
     }
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (map == MAP_FAILED) return cp_error_set(err, CP_EIO, "cannot map %s: %s", path, strerror(errno));
+    if (map == MAP_FAILED)
+        return cp_error_set(err, CP_EIO, "cannot map %s: %s", path, strerror(errno));
     size_t off = 0;
     cp_status st = cp_npy_parse_header(map, size, path, &out->dtype, &out->ndim, out->shape,
                                        &out->count, &off, err);

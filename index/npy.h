@@ -23,14 +23,14 @@ typedef enum cp_npy_dtype { CP_NPY_F32, CP_NPY_F16, CP_NPY_I32, CP_NPY_I64 } cp_
 
 typedef struct cp_npy {
     char *path;
-    void *map;          /* whole file, or NULL for an empty mapping */
+    void *map; /* whole file, or NULL for an empty mapping */
     size_t map_size;
     const uint8_t *data; /* first element */
     cp_npy_dtype dtype;
     int elem_size;
     int ndim;
     int64_t shape[CP_NPY_MAX_DIMS];
-    int64_t count;      /* product of shape */
+    int64_t count; /* product of shape */
 } cp_npy;
 
 /* Open and validate; on failure nothing stays open and *out is zeroed. */

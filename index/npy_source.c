@@ -19,17 +19,26 @@
 typedef struct npy_source {
     cp_npy emb, lens;
     int64_t n_docs, dim;
-    char *ids_text;  /* the whole ids file, lines NUL-terminated in place */
-    char **ids;      /* n_docs pointers into ids_text, or NULL for "0", "1", ... */
+    char *ids_text; /* the whole ids file, lines NUL-terminated in place */
+    char **ids;     /* n_docs pointers into ids_text, or NULL for "0", "1", ... */
     int64_t cursor, token_cursor;
     float *buf;
     size_t buf_cap;
     char id_buf[24];
 } npy_source;
 
-static int64_t src_count(void *ctx) { return ((npy_source *)ctx)->n_docs; }
-static int src_dim(void *ctx) { return (int)((npy_source *)ctx)->dim; }
-static const char *src_name(void *ctx) { return ((npy_source *)ctx)->emb.path; }
+static int64_t src_count(void *ctx)
+{
+    return ((npy_source *)ctx)->n_docs;
+}
+static int src_dim(void *ctx)
+{
+    return (int)((npy_source *)ctx)->dim;
+}
+static const char *src_name(void *ctx)
+{
+    return ((npy_source *)ctx)->emb.path;
+}
 
 static cp_status src_rewind(void *ctx, cp_error *err)
 {
@@ -61,8 +70,9 @@ static cp_status src_next(void *ctx, bool need_embeddings, cp_document *doc, boo
         size_t need = (size_t)len * (size_t)s->dim;
         if (need > s->buf_cap) {
             float *nb = realloc(s->buf, need * sizeof *nb);
-            if (!nb) return cp_error_set(err, CP_ENOMEM, "out of memory for a %lld-token document",
-                                         (long long)len);
+            if (!nb)
+                return cp_error_set(err, CP_ENOMEM, "out of memory for a %lld-token document",
+                                    (long long)len);
             s->buf = nb;
             s->buf_cap = need;
         }
@@ -107,8 +117,8 @@ static cp_status check_shapes(npy_source *s, const char *emb_path, const char *l
     s->dim = s->emb.shape[1];
     s->n_docs = s->lens.shape[0];
     if (s->dim < 1 || s->dim > 65536)
-        return cp_error_set(err, CP_EDIM, "%s: embedding dimension %lld is out of range",
-                            emb_path, (long long)s->dim);
+        return cp_error_set(err, CP_EDIM, "%s: embedding dimension %lld is out of range", emb_path,
+                            (long long)s->dim);
     int64_t sum = 0;
     for (int64_t i = 0; i < s->n_docs; i++) {
         int64_t v = cp_npy_int_at(&s->lens, i);
@@ -143,14 +153,16 @@ static cp_status check_unique_ids(npy_source *s, const char *path, cp_error *err
     if (s->n_docs < 2) return CP_OK;
     id_line *v = malloc((size_t)s->n_docs * sizeof *v);
     if (!v) return cp_error_set(err, CP_ENOMEM, "out of memory checking %s", path);
-    for (int64_t i = 0; i < s->n_docs; i++) v[i] = (id_line){s->ids[i], i + 1};
+    for (int64_t i = 0; i < s->n_docs; i++)
+        v[i] = (id_line){s->ids[i], i + 1};
     qsort(v, (size_t)s->n_docs, sizeof *v, cmp_id_line);
     cp_status st = CP_OK;
     for (int64_t i = 1; i < s->n_docs && st == CP_OK; i++)
         if (!strcmp(v[i - 1].id, v[i].id))
-            st = cp_error_set(err, CP_EINVAL, "%s line %lld: duplicate document id \"%s\" (first "
-                              "on line %lld)", path, (long long)v[i].line, v[i].id,
-                              (long long)v[i - 1].line);
+            st = cp_error_set(err, CP_EINVAL,
+                              "%s line %lld: duplicate document id \"%s\" (first "
+                              "on line %lld)",
+                              path, (long long)v[i].line, v[i].id, (long long)v[i - 1].line);
     free(v);
     return st;
 }
@@ -158,8 +170,9 @@ static cp_status check_unique_ids(npy_source *s, const char *path, cp_error *err
 static cp_status read_ids(npy_source *s, const char *path, cp_error *err)
 {
     FILE *f = fopen(path, "rb");
-    if (!f) return cp_error_set(err, errno == ENOENT ? CP_ENOTFOUND : CP_EIO, "cannot open %s: %s",
-                                path, strerror(errno));
+    if (!f)
+        return cp_error_set(err, errno == ENOENT ? CP_ENOTFOUND : CP_EIO, "cannot open %s: %s",
+                            path, strerror(errno));
     size_t cap = 1 << 16, len = 0;
     char *text = malloc(cap + 1);
     cp_status st = text ? CP_OK : cp_error_set(err, CP_ENOMEM, "out of memory");
@@ -203,8 +216,10 @@ static cp_status read_ids(npy_source *s, const char *path, cp_error *err)
         if (!*p)
             return cp_error_set(err, CP_EINVAL, "%s line %lld: empty id", path, (long long)line);
         if (n == s->n_docs)
-            return cp_error_set(err, CP_EINVAL, "%s has more ids than the %lld documents in the "
-                                "doclens file", path, (long long)s->n_docs);
+            return cp_error_set(err, CP_EINVAL,
+                                "%s has more ids than the %lld documents in the "
+                                "doclens file",
+                                path, (long long)s->n_docs);
         s->ids[n++] = p;
         line++;
         p = next;

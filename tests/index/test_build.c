@@ -22,12 +22,15 @@ typedef struct mem_source {
     bool unknown_count;
     int64_t shrink_after_rewinds; /* second pass yields one doc fewer when > 0 */
     int rewinds;
-    int64_t dup_at;                /* doc whose id repeats doc 0's, or -1 */
+    int64_t dup_at; /* doc whose id repeats doc 0's, or -1 */
     float *buf;
     char id[32], text[64];
 } mem_source;
 
-static int doc_len(int64_t i) { return 1 + (int)(i % 7); }
+static int doc_len(int64_t i)
+{
+    return 1 + (int)(i % 7);
+}
 
 static void doc_vectors(int64_t i, int dim, int n, float *out)
 {
@@ -46,9 +49,19 @@ static int64_t m_count(void *c)
     mem_source *m = c;
     return m->unknown_count ? -1 : m->n_docs;
 }
-static int m_dim(void *c) { return ((mem_source *)c)->dim; }
-static const char *m_name(void *c) { (void)c; return "memory"; }
-static void m_close(void *c) { free(((mem_source *)c)->buf); }
+static int m_dim(void *c)
+{
+    return ((mem_source *)c)->dim;
+}
+static const char *m_name(void *c)
+{
+    (void)c;
+    return "memory";
+}
+static void m_close(void *c)
+{
+    free(((mem_source *)c)->buf);
+}
 static cp_status m_rewind(void *c, cp_error *e)
 {
     (void)e;
@@ -90,8 +103,13 @@ static cp_doc_source make_source(mem_source *m, int64_t n_docs, int dim)
     m->dim = dim;
     m->dup_at = -1;
     m->buf = malloc((size_t)8 * dim * sizeof(float));
-    return (cp_doc_source){.ctx = m, .count = m_count, .dim = m_dim, .rewind = m_rewind,
-                           .next = m_next, .name = m_name, .close = m_close};
+    return (cp_doc_source){.ctx = m,
+                           .count = m_count,
+                           .dim = m_dim,
+                           .rewind = m_rewind,
+                           .next = m_next,
+                           .name = m_name,
+                           .close = m_close};
 }
 
 static char dir[256];
@@ -138,7 +156,8 @@ static void verify_index(const char *path, int64_t n_docs, int dim)
         doc_vectors(d, dim, (int)len, v);
         for (int64_t t = 0; t < len; t++) {
             int64_t tok = snap->doc_offsets[d] + t;
-            cp_codec_decompress_one(&snap->codec, snap->codes[tok], snap->residuals + tok * rb, out);
+            cp_codec_decompress_one(&snap->codec, snap->codes[tok], snap->residuals + tok * rb,
+                                    out);
             double dot = 0, n2 = 0;
             for (int j = 0; j < dim; j++) {
                 dot += (double)out[j] * v[t * dim + j];

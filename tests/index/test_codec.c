@@ -29,8 +29,10 @@ static float grand(void)
 static void normalise(float *v, int dim)
 {
     double n = 0;
-    for (int j = 0; j < dim; j++) n += (double)v[j] * v[j];
-    for (int j = 0; j < dim; j++) v[j] = (float)(v[j] / sqrt(n));
+    for (int j = 0; j < dim; j++)
+        n += (double)v[j] * v[j];
+    for (int j = 0; j < dim; j++)
+        v[j] = (float)(v[j] / sqrt(n));
 }
 
 static void test_bucketize(void)
@@ -56,7 +58,8 @@ static void test_bucketize(void)
 static void test_quantiles(void)
 {
     float v[101];
-    for (int i = 0; i <= 100; i++) v[100 - i] = (float)i; /* reversed: the function sorts */
+    for (int i = 0; i <= 100; i++)
+        v[100 - i] = (float)i; /* reversed: the function sorts */
     const double lv[4] = {0.0, 0.25, 0.375, 1.0};
     float q[4];
     cp_codec_quantiles(v, 101, lv, 4, q);
@@ -83,14 +86,17 @@ static void test_train_known(void)
     const int dim = 8, n = 10;
     float centroid[8] = {1, 0, 0, 0, 0, 0, 0, 0};
     float h[80];
-    for (int i = 0; i < n * dim; i++) h[i] = (float)i + centroid[i % dim];
+    for (int i = 0; i < n * dim; i++)
+        h[i] = (float)i + centroid[i % dim];
     cp_codec c = {.dim = dim, .nbits = 2, .n_centroids = 1, .centroids = centroid};
     cp_error err = {0};
     CP_CHECK_OK(cp_codec_train(&c, h, n, 1, &err), err);
     /* values 0..79: q(p) = 79 p */
     const double cuts[3] = {0.25, 0.5, 0.75}, wts[4] = {0.125, 0.375, 0.625, 0.875};
-    for (int i = 0; i < 3; i++) CP_CHECK_NEAR(c.bucket_cutoffs[i], 79 * cuts[i], 1e-4);
-    for (int i = 0; i < 4; i++) CP_CHECK_NEAR(c.bucket_weights[i], 79 * wts[i], 1e-4);
+    for (int i = 0; i < 3; i++)
+        CP_CHECK_NEAR(c.bucket_cutoffs[i], 79 * cuts[i], 1e-4);
+    for (int i = 0; i < 4; i++)
+        CP_CHECK_NEAR(c.bucket_weights[i], 79 * wts[i], 1e-4);
     CP_CHECK_NEAR(c.avg_residual, 39.5, 1e-4);
 }
 
@@ -113,7 +119,8 @@ static void test_packing(void)
         int nbits = nb[t], dim = 128, bytes = dim * nbits / 8;
         uint8_t b[128], back[128], nat[128], ref[128];
         for (int trial = 0; trial < 50; trial++) {
-            for (int j = 0; j < dim; j++) b[j] = (uint8_t)(urand() * (1 << nbits));
+            for (int j = 0; j < dim; j++)
+                b[j] = (uint8_t)(urand() * (1 << nbits));
             cp_codec_pack_natural(b, dim, nbits, nat);
             reference_pack(b, dim, nbits, ref);
             cp_codec_reference_to_natural(ref, (size_t)bytes, nbits);
@@ -141,14 +148,19 @@ static void test_decompress_one(void)
 {
     float centroids[16] = {0};
     centroids[8] = 1.0f; /* centroid 1 = e0 */
-    cp_codec c = {.dim = 8, .nbits = 1, .n_centroids = 2, .centroids = centroids,
+    cp_codec c = {.dim = 8,
+                  .nbits = 1,
+                  .n_centroids = 2,
+                  .centroids = centroids,
                   .bucket_weights = {-0.25f, 0.5f}};
     uint8_t res[1] = {0x80}; /* dim 0 in bucket 1, the rest bucket 0 */
     float out[8];
     cp_codec_decompress_one(&c, 1, res, out);
     double raw[8] = {1.5, -0.25, -0.25, -0.25, -0.25, -0.25, -0.25, -0.25}, n = 0;
-    for (int j = 0; j < 8; j++) n += raw[j] * raw[j];
-    for (int j = 0; j < 8; j++) CP_CHECK_NEAR(out[j], raw[j] / sqrt(n), 1e-6);
+    for (int j = 0; j < 8; j++)
+        n += raw[j] * raw[j];
+    for (int j = 0; j < 8; j++)
+        CP_CHECK_NEAR(out[j], raw[j] / sqrt(n), 1e-6);
 }
 
 /* Clustered unit vectors: centroids + noise, normalised. */
@@ -157,12 +169,14 @@ static float *make_data(int64_t n, int dim, int n_clusters, float noise, float *
     float *centres = malloc((size_t)n_clusters * dim * sizeof(float));
     float *x = malloc((size_t)n * dim * sizeof(float));
     for (int c = 0; c < n_clusters; c++) {
-        for (int j = 0; j < dim; j++) centres[c * dim + j] = grand();
+        for (int j = 0; j < dim; j++)
+            centres[c * dim + j] = grand();
         normalise(centres + c * dim, dim);
     }
     for (int64_t i = 0; i < n; i++) {
         int c = (int)(urand() * n_clusters);
-        for (int j = 0; j < dim; j++) x[i * dim + j] = centres[c * dim + j] + noise * grand();
+        for (int j = 0; j < dim; j++)
+            x[i * dim + j] = centres[c * dim + j] + noise * grand();
         normalise(x + i * dim, dim);
     }
     *centres_out = centres;
@@ -191,7 +205,8 @@ static void test_round_trip(void)
         for (int i = 0; i < 1000; i++) {
             cp_codec_decompress_one(&c, codes[i], res + (size_t)i * rb, out);
             double dot = 0;
-            for (int j = 0; j < dim; j++) dot += (double)out[j] * x[(5000 + i) * dim + j];
+            for (int j = 0; j < dim; j++)
+                dot += (double)out[j] * x[(5000 + i) * dim + j];
             sum += dot;
         }
         double mean = sum / 1000;
@@ -207,11 +222,13 @@ static void test_round_trip(void)
         double bs = -1e30;
         for (int c = 0; c < k; c++) {
             double s = 0;
-            for (int j = 0; j < dim; j++) s += (double)v[j] * cent[c * dim + j];
+            for (int j = 0; j < dim; j++)
+                s += (double)v[j] * cent[c * dim + j];
             if (s > bs) bs = s, best = c;
         }
         double got = 0;
-        for (int j = 0; j < dim; j++) got += (double)v[j] * cent[codes[i] * dim + j];
+        for (int j = 0; j < dim; j++)
+            got += (double)v[j] * cent[codes[i] * dim + j];
         CP_CHECK_NEAR(got, bs, 1e-5); /* equal score (ties may pick either) */
         (void)best;
     }
@@ -230,9 +247,9 @@ static void test_k_formula(void)
     CP_CHECK_INT(cp_kmeans_default_k(70e6, big), 131072);
     CP_CHECK_INT(cp_kmeans_default_k(598e6, big), 262144);
     CP_CHECK_INT(cp_kmeans_default_k(9.4e9, big), 1048576);
-    CP_CHECK_INT(cp_kmeans_default_k(1.0, big), 16);   /* 16 sqrt(1) = 16 */
-    CP_CHECK_INT(cp_kmeans_default_k(4.0, big), 32);   /* exactly a power of two */
-    CP_CHECK_INT(cp_kmeans_default_k(3.0, 3), 3);      /* clamped to the sample */
+    CP_CHECK_INT(cp_kmeans_default_k(1.0, big), 16); /* 16 sqrt(1) = 16 */
+    CP_CHECK_INT(cp_kmeans_default_k(4.0, big), 32); /* exactly a power of two */
+    CP_CHECK_INT(cp_kmeans_default_k(3.0, 3), 3);    /* clamped to the sample */
     CP_CHECK_INT(cp_kmeans_default_k(0.0, 10), 1);
     CP_CHECK_INT(cp_build_sample_size(5183), 5183);
     CP_CHECK_INT(cp_build_sample_size(100000), 55426);
@@ -247,18 +264,22 @@ static void test_kmeans_degenerate(void)
     cp_error err = {0};
     /* 3 points, 3 centroids. */
     float x[3 * 16];
-    for (int i = 0; i < 3 * dim; i++) x[i] = grand();
-    for (int i = 0; i < 3; i++) normalise(x + i * dim, dim);
+    for (int i = 0; i < 3 * dim; i++)
+        x[i] = grand();
+    for (int i = 0; i < 3; i++)
+        normalise(x + i * dim, dim);
     float c[3 * 16];
     CP_CHECK_OK(cp_kmeans_train(x, 3, dim, 3, 4, 1, 256, 1, c, &err), err);
     /* 200 copies of 2 distinct points, 8 centroids: empty clusters must not break it. */
     float *d = malloc(200 * dim * sizeof(float));
-    for (int i = 0; i < 200; i++) memcpy(d + i * dim, x + (i % 2) * dim, dim * sizeof(float));
+    for (int i = 0; i < 200; i++)
+        memcpy(d + i * dim, x + (i % 2) * dim, dim * sizeof(float));
     float c8[8 * 16];
     CP_CHECK_OK(cp_kmeans_train(d, 200, dim, 8, 4, 1, 256, 1, c8, &err), err);
     for (int k = 0; k < 8; k++) {
         double n = 0;
-        for (int j = 0; j < dim; j++) n += (double)c8[k * dim + j] * c8[k * dim + j];
+        for (int j = 0; j < dim; j++)
+            n += (double)c8[k * dim + j] * c8[k * dim + j];
         CP_CHECK_NEAR(n, 1.0, 1e-4);
     }
     /* More centroids than points is refused with a message, not a crash. */

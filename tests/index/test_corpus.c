@@ -25,11 +25,11 @@ static const char *write_file(const char *name, const char *content)
 
 static void test_jsonl(void)
 {
-    const char *p = write_file("c.jsonl",
-                               "{\"_id\": \"d1\", \"title\": \"T\", \"text\": \"hello\", "
-                               "\"metadata\": {\"year\": 2020}}\n"
-                               "\n"
-                               "{\"id\": 7, \"text\": \"\", \"title\": \"\"}\r\n");
+    const char *p =
+        write_file("c.jsonl", "{\"_id\": \"d1\", \"title\": \"T\", \"text\": \"hello\", "
+                              "\"metadata\": {\"year\": 2020}}\n"
+                              "\n"
+                              "{\"id\": 7, \"text\": \"\", \"title\": \"\"}\r\n");
     cp_corpus *c;
     cp_error err = {0};
     CP_CHECK_OK(cp_corpus_open(p, &c, &err), err);
@@ -62,7 +62,8 @@ static void expect_bad_line(const char *name, const char *content, const char *n
     cp_corpus_record r;
     bool has = true;
     cp_status st = CP_OK;
-    while (st == CP_OK && has) st = cp_corpus_next(c, &r, &has, &err);
+    while (st == CP_OK && has)
+        st = cp_corpus_next(c, &r, &has, &err);
     CP_CHECK(st != CP_OK);
     if (!strstr(err.message, name) || !strstr(err.message, needle)) {
         fprintf(stderr, "  %s: message \"%s\" lacks the file or \"%s\"\n", name, err.message,
@@ -74,7 +75,8 @@ static void expect_bad_line(const char *name, const char *content, const char *n
 
 static void test_malformed(void)
 {
-    expect_bad_line("bad1.jsonl", "{\"_id\": \"a\", \"text\": \"x\"}\n{\"_id\": \"b\", \"text\": }\n",
+    expect_bad_line("bad1.jsonl",
+                    "{\"_id\": \"a\", \"text\": \"x\"}\n{\"_id\": \"b\", \"text\": }\n",
                     "line 2: invalid JSON");
     expect_bad_line("bad2.jsonl", "{\"_id\": \"a\", \"text\": \"x\"}\n\n{\"text\": \"x\"}\n",
                     "line 3: field \"_id\" or \"id\" is missing");
@@ -82,7 +84,8 @@ static void test_malformed(void)
     expect_bad_line("bad4.jsonl", "{\"_id\": \"a\", \"text\": \"x\", \"metadata\": [1]}\n",
                     "line 1: field \"metadata\" is not an object");
     expect_bad_line("bad5.jsonl", "[1, 2]\n", "line 1: expected a JSON object");
-    expect_bad_line("bad6.jsonl", "{\"_id\": \"\", \"text\": \"x\"}\n", "line 1: the document id is empty");
+    expect_bad_line("bad6.jsonl", "{\"_id\": \"\", \"text\": \"x\"}\n",
+                    "line 1: the document id is empty");
     expect_bad_line("bad7.tsv", "a\tb\nno tab here\n", "line 2: expected id<TAB>text");
     expect_bad_line("bad8.tsv", "a\tb\tc\td\n", "line 1: too many columns");
     cp_corpus *c;
@@ -104,7 +107,8 @@ static void test_tsv_and_beir(void)
     cp_corpus_record r;
     bool has;
     CP_CHECK_OK(cp_corpus_next(c, &r, &has, &err), err);
-    CP_CHECK(has && !strcmp(r.id, "x1") && !strcmp(r.text, "some text") && !strcmp(r.title, "A title"));
+    CP_CHECK(has && !strcmp(r.id, "x1") && !strcmp(r.text, "some text") &&
+             !strcmp(r.title, "A title"));
     CP_CHECK_OK(cp_corpus_next(c, &r, &has, &err), err);
     CP_CHECK(has && !strcmp(r.id, "x2") && r.title == NULL);
     CP_CHECK_INT(r.line, 3);

@@ -225,6 +225,27 @@ static void test_semantics(void)
     cp_index_close(before);
     check_against_reload(ix, path, &c);
 
+    /* the automatic policy: nothing to do without tombstones, compacts past the fraction */
+    bool ran = true;
+    CP_CHECK_OK(cp_index_maybe_compact(ix, 0.2, &ran, &err), err);
+    CP_CHECK(!ran);
+    const char *many[60];
+    char many_buf[60][16];
+    for (int i = 0; i < 60; i++) {
+        snprintf(many_buf[i], sizeof many_buf[i], "d%d", 100 + i);
+        many[i] = many_buf[i];
+    }
+    CP_CHECK_OK(cp_index_delete(ix, many, 30, &nd, &err), err); /* 30 of 199: 15% */
+    CP_CHECK_OK(cp_index_maybe_compact(ix, 0.2, &ran, &err), err);
+    CP_CHECK(!ran);
+    CP_CHECK_OK(cp_index_delete(ix, many + 30, 30, &nd, &err), err); /* 60 of 199: 30% */
+    CP_CHECK_OK(cp_index_maybe_compact(ix, 0.2, &ran, &err), err);
+    CP_CHECK(ran);
+    CP_CHECK_OK(cp_index_stats_get(ix, &s, &err), err);
+    CP_CHECK_INT(s.n_deleted, 0);
+    CP_CHECK_INT(s.n_documents, 139);
+    check_against_reload(ix, path, &c);
+
     /* read-only handles refuse writes */
     cp_index *ro = NULL;
     CP_CHECK_OK(cp_index_open(path, CP_OPEN_READONLY, &ro, &err), err);

@@ -15,7 +15,8 @@ if ! bash "$src/scripts/fetch-glove-model.sh" "$colplaid" "$model" >/dev/null 2>
     echo "skip: the static model could not be fetched"
     exit 77
 fi
-work=$(mktemp -d /tmp/cp_test_live_churn.XXXXXX)
+mkdir -p "$build/tests"
+work=$(mktemp -d "$build/tests/live_churn.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }

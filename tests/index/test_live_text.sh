@@ -17,7 +17,8 @@ if ! bash "$src/scripts/fetch-glove-model.sh" "$colplaid" "$model" >/dev/null 2>
     echo "skip: the static model could not be fetched"
     exit 77
 fi
-work=$(mktemp -d /tmp/cp_test_live_text.XXXXXX)
+mkdir -p "$build/tests"
+work=$(mktemp -d "$build/tests/live_text.XXXXXX")
 mnt=$work/mnt
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }

@@ -38,7 +38,8 @@ static void write_npy(const char *name, int major, const char *dict, const void 
         buf[8] = (unsigned char)(hlen & 0xff);
         buf[9] = (unsigned char)(hlen >> 8);
     } else {
-        for (int i = 0; i < 4; i++) buf[8 + i] = (unsigned char)(hlen >> (8 * i));
+        for (int i = 0; i < 4; i++)
+            buf[8 + i] = (unsigned char)(hlen >> (8 * i));
     }
     memcpy(buf + pre, dict, dl);
     memset(buf + pre + dl, ' ', pad);
@@ -108,8 +109,8 @@ static void test_good(void)
     CP_CHECK_INT(cp_npy_int_at(&npy, 0), -1);
     cp_npy_close(&npy);
     /* zero-size arrays are valid */
-    write_npy("empty.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 8), }",
-              NULL, 0, 0);
+    write_npy("empty.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 8), }", NULL,
+              0, 0);
     CP_CHECK_OK(cp_npy_open(path_of("empty.npy"), &npy, &err), err);
     CP_CHECK_INT(npy.count, 0);
     cp_npy_close(&npy);
@@ -156,7 +157,8 @@ static void test_bad(void)
 static void test_source(void)
 {
     float e[5 * 8];
-    for (int i = 0; i < 40; i++) e[i] = (float)i;
+    for (int i = 0; i < 40; i++)
+        e[i] = (float)i;
     write_npy("e.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (5, 8), }", e,
               sizeof e, 0);
     int32_t lens[2] = {2, 3};
