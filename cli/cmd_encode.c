@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli_common.h"
+#include "npy_write.h"
 #include "commands.h"
 #include "wordpiece.h"
 
@@ -238,24 +239,6 @@ static void encode_help(void)
            "  --kind    how --input lines are encoded (default document)\n");
 }
 
-/* A minimal .npy (version 1.0) header: magic, version, header length, dict, padding. */
-static bool write_npy_header(FILE *f, const char *descr, const int64_t *shape, int ndim)
-{
-    char dict[256];
-    int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
-    for (int i = 0; i < ndim; i++)
-        n += snprintf(dict + n, sizeof dict - (size_t)n, ndim == 1 ? "%lld,), }" : i + 1 < ndim ? "%lld, " : "%lld), }",
-                      (long long)shape[i]);
-    size_t total = 10 + (size_t)n + 1;
-    size_t pad = (64 - total % 64) % 64;
-    unsigned short hlen = (unsigned short)(n + pad + 1);
-    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 0xFF),
-                             (unsigned char)(hlen >> 8)};
-    bool ok = fwrite(pre, 1, 10, f) == 10 && fwrite(dict, 1, (size_t)n, f) == (size_t)n;
-    for (size_t i = 0; ok && i < pad; i++) ok = fputc(' ', f) != EOF;
-    return ok && fputc('\n', f) != EOF;
-}
-
 static cp_status write_json(FILE *f, const cp_embeddings *e, size_t n, cp_error *err)
 {
     for (size_t i = 0; i < n; i++) {
@@ -274,8 +257,8 @@ static cp_status write_json(FILE *f, const cp_embeddings *e, size_t n, cp_error 
     return ferror(f) ? cp_error_set(err, CP_EIO, "cannot write the output") : CP_OK;
 }
 
-static cp_status write_npy(FILE *f, const cp_embeddings *e, size_t n, bool padded, int dim,
-                           cp_error *err)
+static cp_status write_npy(FILE *f, const char *name, const cp_embeddings *e, size_t n,
+                           bool padded, int dim, cp_error *err)
 {
     int64_t rows = 0, total = 0;
     for (size_t i = 0; i < n; i++) {
@@ -284,31 +267,39 @@ static cp_status write_npy(FILE *f, const cp_embeddings *e, size_t n, bool padde
     }
     int64_t shape[3] = {(int64_t)n, rows, dim};
     int64_t flat[2] = {total, dim};
-    bool ok = padded ? write_npy_header(f, "<f4", shape, 3) : write_npy_header(f, "<f4", flat, 2);
+    cp_npy_writer w;
+    cp_status st = padded ? cp_npy_write_begin_stream(&w, f, name, "<f4", shape, 3, err)
+                          : cp_npy_write_begin_stream(&w, f, name, "<f4", flat, 2, err);
+    if (st != CP_OK) return st;
     float *zeros = calloc((size_t)dim, sizeof *zeros);
-    if (!zeros) return cp_error_set(err, CP_ENOMEM, "out of memory");
-    for (size_t i = 0; ok && i < n; i++) {
-        size_t cnt = (size_t)e[i].n_tokens * (size_t)dim;
-        ok = fwrite(e[i].data, sizeof(float), cnt, f) == cnt;
-        for (int64_t r = e[i].n_tokens; ok && padded && r < rows; r++)
-            ok = fwrite(zeros, sizeof(float), (size_t)dim, f) == (size_t)dim;
+    if (!zeros) st = cp_error_set(err, CP_ENOMEM, "out of memory");
+    for (size_t i = 0; st == CP_OK && i < n; i++) {
+        st = cp_npy_write_data(&w, e[i].data, (size_t)e[i].n_tokens * (size_t)dim * sizeof(float), err);
+        for (int64_t r = e[i].n_tokens; st == CP_OK && padded && r < rows; r++)
+            st = cp_npy_write_data(&w, zeros, (size_t)dim * sizeof(float), err);
     }
     free(zeros);
-    return ok ? CP_OK : cp_error_set(err, CP_EIO, "cannot write the output");
+    if (st != CP_OK) {
+        cp_npy_write_abort(&w);
+        return st;
+    }
+    return cp_npy_write_end(&w, err);
 }
 
 static cp_status write_doclens(const char *path, const cp_embeddings *e, size_t n, cp_error *err)
 {
-    FILE *f = fopen(path, "wb");
-    if (!f) return cp_error_set(err, CP_EIO, "cannot create %s", path);
     int64_t shape[1] = {(int64_t)n};
-    bool ok = write_npy_header(f, "<i8", shape, 1);
-    for (size_t i = 0; ok && i < n; i++) {
+    cp_npy_writer w;
+    cp_status st = cp_npy_write_begin(&w, path, "<i8", shape, 1, err);
+    for (size_t i = 0; st == CP_OK && i < n; i++) {
         int64_t v = e[i].n_tokens;
-        ok = fwrite(&v, sizeof v, 1, f) == 1;
+        st = cp_npy_write_data(&w, &v, sizeof v, err);
     }
-    ok = (fclose(f) == 0) && ok;
-    return ok ? CP_OK : cp_error_set(err, CP_EIO, "cannot write %s", path);
+    if (st != CP_OK) {
+        if (w.path) cp_npy_write_abort(&w);
+        return st;
+    }
+    return cp_npy_write_end(&w, err);
 }
 
 static cp_status encode_all(const text_opts *o, const text_list *t, bool npy, cp_error *err)
@@ -329,7 +320,7 @@ static cp_status encode_all(const text_opts *o, const text_list *t, bool npy, cp
     if (st == CP_OK && !out) st = CP_EIO;
     bool several = o->input != NULL;
     if (st == CP_OK && npy)
-        st = write_npy(out, e, t->n, several && kind == CP_TEXT_QUERY, cp_encoder_dim(enc), err);
+        st = write_npy(out, o->out ? o->out : "standard output", e, t->n, several && kind == CP_TEXT_QUERY, cp_encoder_dim(enc), err);
     else if (st == CP_OK)
         st = write_json(out, e, t->n, err);
     if (out && close_out(out, o->out, err) != CP_OK && st == CP_OK) st = CP_EIO;

@@ -8,7 +8,8 @@
  * (tmm4-5: 16 rows x 32 k each) and two B tiles of weights (tmm6-7: 16 k-pairs x 16
  * outputs, the "VNNI" pair layout that cp_pack_weights_bf16 writes, row stride 128 bytes).
  * X is converted to bf16 once per call, rows padded to 32 and k to 32 with zeros.
- * Linux grants the tile state per process on request (arch_prctl ARCH_REQ_XCOMP_PERM).
+ * Linux grants the tile state per process on request (arch_prctl ARCH_REQ_XCOMP_PERM,
+ * done by cp_amx_enable in util/cp_cpu.c).
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,41 +19,23 @@
 #include "bert_internal.h"
 
 #if defined(__x86_64__) && defined(__linux__) && (defined(__clang__) || __GNUC__ >= 12)
-#include <cpuid.h>
 #include <immintrin.h>
-#include <sys/syscall.h>
-#include <unistd.h>
+
+#include "cp_cpu.h"
 
 #define AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")))
 
+/* The CPUID check and the tile-state request are shared with the index (util/cp_cpu.c). */
 int cp_gemm_amx_available(void)
 {
-    static int state; /* 0 unknown, 1 yes, -1 no (a benign race: all threads agree) */
-    if (state == 0) {
-        unsigned a, b, c, d;
-        /* CPUID.(7,0):EDX bit 22 AMX-BF16, bit 24 AMX-TILE */
-        int cpu = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d >> 22 & 1) && (d >> 24 & 1);
-        /* then ask Linux for the tile state: ARCH_REQ_XCOMP_PERM (0x1023), XTILEDATA (18) */
-        state = cpu && syscall(SYS_arch_prctl, 0x1023, 18) == 0 ? 1 : -1;
-    }
-    return state == 1;
+    return cp_amx_enable();
 }
 
-typedef struct tile_config {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} tile_config;
-
+/* All eight tiles 16 rows x 64 bytes. */
 static AMX void configure(void)
 {
-    tile_config c;
-    memset(&c, 0, sizeof c);
-    c.palette = 1;
-    for (int t = 0; t < 8; t++) {
-        c.colsb[t] = 64;
-        c.rows[t] = 16;
-    }
+    cp_amx_tilecfg c;
+    cp_amx_tilecfg_full(&c, 8);
     _tile_loadconfig(&c);
 }
 

@@ -77,6 +77,20 @@ const char *cp_encoder_token_text(const cp_encoder *enc, int32_t id);
 cp_status cp_static_model_convert(const char *glove_json_path, const char *out_dir,
                                   int64_t vocab_size, cp_error *err);
 
+/* The same with every option. cp_static_model_convert uses the defaults, which rotate. */
+typedef struct cp_static_convert_options {
+    int64_t vocab_size; /* keep the N most frequent words; 0 (default) keeps every word */
+    /* Store the vectors under a fixed, seeded random orthogonal rotation (default true):
+     * retrieval scores are unchanged, but PLAID's residual codec, whose bucket cutoffs are
+     * shared by all dims, loses much less to quantisation (docs/static-model.md). */
+    bool rotate;
+    uint64_t rotation_seed; /* 0 (default): the built-in seed; at most 2^53 */
+} cp_static_convert_options;
+
+void cp_static_convert_options_init(cp_static_convert_options *opts);
+cp_status cp_static_model_convert_opts(const char *glove_json_path, const char *out_dir,
+                                       const cp_static_convert_options *opts, cp_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -34,4 +34,15 @@ int32_t cp_strmap_get(const cp_strmap *m, const char *key, size_t n); /* row or 
 cp_status cp_strmap_add(cp_strmap *m, const char *key, size_t n, int32_t *row, cp_error *err);
 const char *cp_strmap_key(const cp_strmap *m, int32_t row);
 
+/* The static model's optional rotation (docs/static-model.md, "Rotation"). GloVe's dims
+ * have very unequal variance, while PLAID's residual codec uses one set of bucket cutoffs
+ * for all dims; a random orthogonal rotation makes the dims near-isotropic without changing
+ * any inner product, norm or neighbour mix, so exact retrieval is unchanged. */
+#define CP_STATIC_ROTATION_SEED 24301 /* 0x5EED; below 2^53 so JSON numbers hold it exactly */
+
+/* A seeded random orthogonal n x n matrix, row-major into q (n*n doubles): rows are
+ * orthonormal (Gram-Schmidt of a seeded Gaussian matrix, in double precision). The same
+ * seed gives the same matrix. */
+cp_status cp_static_rotation(int n, uint64_t seed, double *q, cp_error *err);
+
 #endif

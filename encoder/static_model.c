@@ -6,11 +6,16 @@
  * Model directory (written by cp_static_model_convert):
  * - colplaid-static.json: {"format": "colplaid-static", "version": 1, "dim", "source_dim",
  *   "vocab_size", "alpha", "query_maxlen", "doc_maxlen", "normalize_inputs", "lowercase",
- *   "strip_accents", "source"};
+ *   "strip_accents", "source", and for rotated models "rotation": "gaussian-qr" and
+ *   "rotation_seed"};
  * - vocab.txt: one word per line, most frequent first; line i is row i of the vectors;
  * - vectors.f16: vocab_size x dim IEEE half floats, little-endian. dim is source_dim
  *   rounded up to a multiple of 8, with at least one padding dimension: the last one is
  *   reserved for the "no known word" row (below), so that row is orthogonal to every word.
+ *   A rotated model stores R x instead of x, R a seeded random orthogonal matrix on dims
+ *   0 .. dim-2 (static_convert.c): scores are unchanged, the codec quantises the dims more
+ *   evenly, and the last dim stays zero for every word, so the encoder needs no R and
+ *   models without a rotation load exactly as before.
  *
  * Encoding one text: BERT basic tokenization (lowercase, accents stripped, punctuation
  * split) -> drop punctuation and words not in the vocabulary -> keep the first maxlen words
@@ -249,6 +254,7 @@ typedef struct static_config {
     int64_t vocab_size;
     double alpha;
     bool normalize_inputs, lowercase, strip_accents;
+    uint64_t rotation_seed; /* 0: not rotated */
     char source[128];
 } static_config;
 
@@ -276,9 +282,16 @@ static cp_status read_config(const char *path, static_config *c, cp_error *err)
     c->strip_accents = json_flag(j, "strip_accents", c->lowercase);
     const cJSON *src = cJSON_GetObjectItemCaseSensitive(j, "source");
     snprintf(c->source, sizeof c->source, "%s", cJSON_IsString(src) ? src->valuestring : "");
+    /* Only recorded (for the fingerprint): the stored vectors are already rotated. */
+    const cJSON *rot = cJSON_GetObjectItemCaseSensitive(j, "rotation_seed");
+    double seed = cJSON_IsNumber(rot) ? rot->valuedouble : 0;
+    bool ok_rot = !rot || (seed >= 1 && seed <= 9007199254740992.0 && seed == floor(seed));
+    c->rotation_seed = ok_rot ? (uint64_t)seed : 0;
     bool ok_fmt = cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "colplaid-static");
     cJSON_Delete(j);
     if (!ok_fmt) return cp_error_set(err, CP_EFORMAT, "%s: \"format\" is not \"colplaid-static\"", path);
+    if (!ok_rot)
+        return cp_error_set(err, CP_EFORMAT, "%s: rotation_seed must be an integer in [1, 2^53]", path);
     if (c->dim < 2 || c->dim > STATIC_MAX_DIM || c->dim % 8 || c->source_dim < 1 ||
         c->source_dim >= c->dim)
         return cp_error_set(err, CP_EFORMAT,
@@ -352,14 +365,16 @@ static cp_status read_vectors(const char *path, const static_config *c, uint16_t
 static cp_status make_fingerprint(cp_encoder *enc, const static_config *c, uint64_t checksum,
                                   cp_error *err)
 {
-    char buf[1024];
+    char buf[1024], rot[64] = "";
+    if (c->rotation_seed) /* unrotated models keep their old fingerprint, and their indexes */
+        snprintf(rot, sizeof rot, ",\"rotation_seed\":%llu", (unsigned long long)c->rotation_seed);
     snprintf(buf, sizeof buf,
              "{\"kind\":\"static\",\"source\":\"%s\",\"dim\":%d,\"source_dim\":%d,"
              "\"vocab_size\":%lld,\"alpha\":%g,\"query_maxlen\":%d,\"doc_maxlen\":%d,"
-             "\"normalize_inputs\":%s,\"checksum\":\"%016llx\"}",
+             "\"normalize_inputs\":%s%s,\"checksum\":\"%016llx\"}",
              c->source[0] && !strpbrk(c->source, "\"\\") ? c->source : "unknown", c->dim,
              c->source_dim, (long long)c->vocab_size, c->alpha, c->query_maxlen, c->doc_maxlen,
-             c->normalize_inputs ? "true" : "false", (unsigned long long)checksum);
+             c->normalize_inputs ? "true" : "false", rot, (unsigned long long)checksum);
     enc->fingerprint = strdup(buf);
     return enc->fingerprint ? CP_OK : cp_error_set(err, CP_ENOMEM, "out of memory");
 }

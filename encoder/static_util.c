@@ -126,3 +126,55 @@ cp_status cp_strmap_add(cp_strmap *m, const char *key, size_t n, int32_t *row, c
 
 const char *cp_strmap_key(const cp_strmap *m, int32_t row) { return m->arena.data + m->off[row]; }
 
+
+/* ---- the seeded orthogonal rotation ------------------------------------------------------ */
+
+/* splitmix64: tiny, well mixed, and fully specified, so a seed names the same matrix on
+ * every platform (up to libm's last-ulp differences in log/cos, far below fp16 storage). */
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double uniform_open(uint64_t *s) /* in (0, 1): log() below never sees 0 */
+{
+    return ((double)(splitmix64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+cp_status cp_static_rotation(int n, uint64_t seed, double *q, cp_error *err)
+{
+    if (n < 1 || n > 4096) return cp_error_set(err, CP_EINVAL, "rotation size %d out of range", n);
+    uint64_t s = seed;
+    size_t nn = (size_t)n * (size_t)n;
+    for (size_t i = 0; i < nn; i += 2) { /* Box-Muller: two Gaussians per pair of uniforms */
+        double r = sqrt(-2.0 * log(uniform_open(&s))), t = 6.283185307179586 * uniform_open(&s);
+        q[i] = r * cos(t);
+        if (i + 1 < nn) q[i + 1] = r * sin(t);
+    }
+    /* Modified Gram-Schmidt over the rows, each projection pass done twice ("twice is
+     * enough", Giraud et al.) so the rows are orthonormal to ~1e-15 even for n in the
+     * thousands. Orthonormalising a Gaussian matrix this way is its QR factorisation with a
+     * positive diagonal, which makes the result Haar-distributed: no direction preferred. */
+    for (int i = 0; i < n; i++) {
+        double *qi = q + (size_t)i * (size_t)n;
+        for (int pass = 0; pass < 2; pass++) {
+            for (int k = 0; k < i; k++) {
+                const double *qk = q + (size_t)k * (size_t)n;
+                double dot = 0;
+                for (int d = 0; d < n; d++) dot += qi[d] * qk[d];
+                for (int d = 0; d < n; d++) qi[d] -= dot * qk[d];
+            }
+        }
+        double norm = 0;
+        for (int d = 0; d < n; d++) norm += qi[d] * qi[d];
+        norm = sqrt(norm);
+        if (!(norm > 1e-8)) /* probability ~0 for Gaussian rows; never silently degrade */
+            return cp_error_set(err, CP_EINTERNAL, "rotation seed %llu gives a singular matrix",
+                                (unsigned long long)seed);
+        for (int d = 0; d < n; d++) qi[d] /= norm;
+    }
+    return CP_OK;
+}

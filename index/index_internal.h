@@ -69,10 +69,51 @@ int cp_codec_bucketize(const float *cutoffs, int n_cutoffs, float x);
 void cp_codec_pack_natural(const uint8_t *buckets, int dim, int nbits, uint8_t *out);
 void cp_codec_unpack_natural(const uint8_t *packed, int dim, int nbits, uint8_t *buckets);
 
-/* Nearest centroid by inner product for n vectors (blocked BLAS sgemm + argmax, ties to
- * the lowest id). threads: workers for the argmax/packing epilogue. */
+/* Nearest centroid by inner product for n vectors, ties to the lowest id, on `threads`
+ * worker threads. The kernel is chosen at run time (cp_codec_assign_kind). */
 cp_status cp_codec_assign(const float *centroids, int64_t k, int dim, const float *vectors,
                           int64_t n, int32_t *codes, int threads, cp_error *err);
+
+/* Assignment kernels: BLAS is exact fp32 (blocked sgemm + argmax) and the reference; AMX
+ * scores in bf16 on tiles and rescores its 4 best candidates in fp32, so it agrees with
+ * BLAS except in near-ties (codec_amx.c). */
+typedef enum cp_assign_kind { CP_ASSIGN_BLAS = 0, CP_ASSIGN_AMX = 1 } cp_assign_kind;
+/* AMX when the CPU and kernel allow it, unless CP_ASSIGN=blas (or CP_FORCE_PORTABLE=1)
+ * in the environment. */
+cp_assign_kind cp_codec_assign_kind(void);
+const char *cp_codec_assign_kind_name(cp_assign_kind kind);
+/* cp_codec_assign / cp_codec_compress with an explicit kernel, for tests and benchmarks
+ * (CP_EINVAL if that kernel is unavailable here). */
+cp_status cp_codec_assign_with(cp_assign_kind kind, const float *centroids, int64_t k, int dim,
+                               const float *vectors, int64_t n, int32_t *codes, int threads,
+                               cp_error *err);
+cp_status cp_codec_compress_with(cp_assign_kind kind, const cp_codec *codec,
+                                 const float *vectors, int64_t n, int32_t *codes,
+                                 uint8_t *residuals, int threads, cp_error *err);
+
+/* Nearest centroid in L2 (argmax of x.c - |c|^2 / 2) on the AMX kernel, for k-means
+ * iterations; CP_EINVAL where AMX is unavailable (callers then leave it to FAISS). */
+cp_status cp_codec_assign_l2(const float *centroids, int64_t k, int dim, const float *vectors,
+                             int64_t n, int32_t *codes, int threads, cp_error *err);
+
+/* codec_amx.c: centroids converted for the AMX kernel once per call (k_p = k rounded up to
+ * 32, dim_p = dim rounded up to 32, zero padded); f32 points at the caller's fp32 rows.
+ * Scores are x.c + bias[c]; bias is k_p long, 0 unless given, -inf on padding rows. */
+typedef struct cp_amx_centroids {
+    uint16_t *bf16; /* k_p x dim_p */
+    float *bias;
+    const float *f32;
+    int64_t k, k_p;
+    int dim, dim_p;
+} cp_amx_centroids;
+bool cp_assign_amx_available(void);
+/* bias: k floats added to the scores, or NULL for none. */
+cp_status cp_amx_centroids_pack(cp_amx_centroids *pc, const float *centroids, const float *bias,
+                                int64_t k, int dim, cp_error *err);
+void cp_amx_centroids_free(cp_amx_centroids *pc);
+/* Codes of m vectors (row-major, dim floats each); -1 if scratch cannot be allocated.
+ * Any thread may call it concurrently on the same pc. */
+int cp_assign_amx(const cp_amx_centroids *pc, const float *v, int64_t m, int32_t *codes);
 
 /* torch.quantile (linear interpolation) of values at each level in [0, 1]; sorts values in
  * place. n must be >= 1. */

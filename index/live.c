@@ -172,6 +172,12 @@ static void residual_norms(const cp_codec *c, const float *v, const int32_t *cod
     }
 }
 
+static bool drift_advises(const drift *d)
+{
+    return d->added >= DRIFT_MIN_TOKENS &&
+           (double)d->outliers > DRIFT_ADVISE_FRACTION * (double)d->added;
+}
+
 static char *drift_json(const drift *d)
 {
     char buf[320];
@@ -181,10 +187,7 @@ static char *drift_json(const drift *d)
              "\"rebuild_advised\": %s}",
              d->p75, d->p99, (long long)d->ref_tokens, (long long)d->added,
              (long long)d->outliers, d->added ? (double)d->outliers / (double)d->added : 0.0,
-             d->added >= DRIFT_MIN_TOKENS &&
-                     (double)d->outliers > DRIFT_ADVISE_FRACTION * (double)d->added
-                 ? "true"
-                 : "false");
+             drift_advises(d) ? "true" : "false");
     return strdup(buf);
 }
 
@@ -259,8 +262,7 @@ static cp_status drift_update(cp_store *store, const cp_codec *c, const batch *b
     d.added += b->n_tokens;
     d.outliers += out;
     res->n_outlier_tokens = out;
-    res->rebuild_advised = d.added >= DRIFT_MIN_TOKENS &&
-                           (double)d.outliers > DRIFT_ADVISE_FRACTION * (double)d.added;
+    res->rebuild_advised = drift_advises(&d);
     if (!(json = drift_json(&d))) return cp_error_set(err, CP_ENOMEM, "out of memory");
     st = cp_store_set_meta(store, "drift", json, err);
     free(json);

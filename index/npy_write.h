@@ -19,11 +19,17 @@ typedef struct cp_npy_writer {
     char *path;
     uint64_t expected; /* data bytes announced by the shape */
     uint64_t written;
+    int owns_file; /* 0 for a stream given by the caller: never closed or deleted here */
 } cp_npy_writer;
 
 /* descr: "<f4", "<i8", "<i4", "|u1", ... Creates or replaces path. */
 cp_status cp_npy_write_begin(cp_npy_writer *w, const char *path, const char *descr,
                              const int64_t *shape, int ndim, cp_error *err);
+/* The same onto an open stream (e.g. stdout) that the caller keeps owning; name is used in
+ * messages. end() flushes it; neither end() nor abort() closes or deletes it. */
+cp_status cp_npy_write_begin_stream(cp_npy_writer *w, FILE *f, const char *name,
+                                    const char *descr, const int64_t *shape, int ndim,
+                                    cp_error *err);
 cp_status cp_npy_write_data(cp_npy_writer *w, const void *data, size_t bytes, cp_error *err);
 /* Checks the byte count and flushes to disk; the writer is closed either way. */
 cp_status cp_npy_write_end(cp_npy_writer *w, cp_error *err);

@@ -20,7 +20,7 @@ build_and_test() {
 if [[ ${CP_TEST_SANITIZE:-1} != 0 ]]; then
     echo "== sanitizer build (ASan + UBSan, clang)"
     CC=clang CXX=clang++ ASAN_OPTIONS=detect_leaks=1 \
-        build_and_test build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCP_SANITIZE=address,undefined
+        build_and_test build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCP_SANITIZE=address,undefined -DCP_FUZZ=ON
 fi
 echo "== release build (gcc, -Werror)"
 build_and_test build-release -DCMAKE_BUILD_TYPE=RelWithDebInfo

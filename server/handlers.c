@@ -79,6 +79,8 @@ static int status_for(cp_status st)
     case CP_EUNSUPPORTED: return 422;
     case CP_EEXISTS: return 409;
     case CP_EBUSY: return 503;
+    case CP_EREADONLY: return 409;
+    case CP_ENOSPC: return 507;
     case CP_ENOMEM: return 503;
     default: return 500;
     }
@@ -161,6 +163,14 @@ static void handle_metrics(cp_server *s, cp_response *resp)
                          s->indexes[i].name, (long long)v[f]);
         }
     }
+    cp_sb_printf(&sb, "# HELP colplaid_write_queue_depth Write requests waiting for the writer thread.\n"
+                      "# TYPE colplaid_write_queue_depth gauge\ncolplaid_write_queue_depth %lld\n"
+                      "# TYPE colplaid_write_queue_capacity gauge\ncolplaid_write_queue_capacity %d\n"
+                      "# HELP colplaid_auto_compactions_total Compactions run by the automatic policy "
+                      "after writes.\n# TYPE colplaid_auto_compactions_total counter\n"
+                      "colplaid_auto_compactions_total %lld\n",
+                 (long long)atomic_load(&s->write_queue_len), s->cfg.write_queue,
+                 (long long)atomic_load(&s->writes_compacted));
     set_body(resp, 200, &sb, "text/plain; version=0.0.4; charset=utf-8");
 }
 
@@ -634,6 +644,168 @@ static void handle_rerank(cp_server *s, const cp_request *req, cp_response *resp
     cp_rerank_request_free(&rr);
 }
 
+/* ---- document writes ---------------------------------------------------------------------- */
+
+/* Writes run on the writer thread (http.c). Everything that can be refused (parsing, the
+ * model, dims) is checked before the engine is called, and the engine refuses a bad batch
+ * whole, so a bad request never changes the index. */
+static bool writable_or_409(const cp_served_index *si, cp_response *resp)
+{
+    if (si->writable) return true;
+    cp_response_error(resp, 409, "INDEX_READ_ONLY",
+                      "index '%s' is served read-only (--read-only, or another process holds its "
+                      "writer lock)", si->name);
+    return false;
+}
+
+/* Encode the documents that came with text only (as documents, not queries). */
+static bool encode_upsert_texts(cp_server *s, const cp_served_index *si, cp_upsert_request *ur,
+                                double *ms, cp_response *resp)
+{
+    *ms = 0;
+    size_t n_text = 0;
+    for (size_t i = 0; i < ur->n_docs; i++) n_text += !ur->docs[i].emb.data;
+    if (!n_text) return true;
+    if (!s->encoder) {
+        cp_response_error(resp, 422, "MODEL_NOT_LOADED",
+                          "documents without embeddings need a model: start the server with "
+                          "--model, or send embeddings");
+        return false;
+    }
+    if (cp_encoder_dim(s->encoder) != si->dim) {
+        cp_response_error(resp, 422, "DIMENSION_MISMATCH",
+                          "the model encodes %d dims, index '%s' has %d: send embeddings",
+                          cp_encoder_dim(s->encoder), si->name, si->dim);
+        return false;
+    }
+    const char **texts = calloc(n_text, sizeof *texts);
+    cp_embeddings *out = calloc(n_text, sizeof *out);
+    size_t j = 0;
+    for (size_t i = 0; texts && i < ur->n_docs; i++)
+        if (!ur->docs[i].emb.data) texts[j++] = ur->docs[i].text;
+    cp_error err;
+    double t0 = cp_now_seconds();
+    cp_status st = texts && out ? cp_encoder_encode(s->encoder, CP_TEXT_DOCUMENT, texts, n_text,
+                                                    out, &err)
+                                : cp_error_set(&err, CP_ENOMEM, "out of memory");
+    *ms = (cp_now_seconds() - t0) * 1000.0;
+    free(texts);
+    if (st) {
+        free(out);
+        cp_response_from_status(resp, &err);
+        return false;
+    }
+    j = 0;
+    bool ok = true;
+    for (size_t i = 0; i < ur->n_docs; i++) {
+        cp_upsert_doc *d = &ur->docs[i];
+        if (d->emb.data) continue;
+        d->emb.data = out[j].data;
+        d->emb.n_tokens = out[j].n_tokens;
+        d->emb.dim = out[j].dim;
+        free(out[j].token_ids);
+        /* A text of only punctuation encodes to no tokens: nothing to index. */
+        if (ok && d->emb.n_tokens < 1) {
+            cp_response_error(resp, 422, "EMPTY_DOCUMENT",
+                              "documents[%zu].text encodes to no tokens", i);
+            ok = false;
+        }
+        j++;
+    }
+    free(out);
+    return ok;
+}
+
+static void handle_upsert(cp_server *s, const cp_request *req, cp_response *resp)
+{
+    cp_served_index *si = req->idx;
+    if (!writable_or_409(si, resp)) return;
+    cp_upsert_request ur;
+    cp_http_error he;
+    if (!cp_parse_upsert(req->body, req->body_len, &s->cfg.limits, si->dim, &ur, &he)) {
+        cp_response_from_http_error(resp, &he);
+        return;
+    }
+    double encode_ms;
+    if (!encode_upsert_texts(s, si, &ur, &encode_ms, resp)) {
+        cp_upsert_request_free(&ur);
+        return;
+    }
+    cp_document *docs = calloc(ur.n_docs, sizeof *docs);
+    if (!docs) {
+        cp_upsert_request_free(&ur);
+        cp_response_error(resp, 503, "OUT_OF_MEMORY", "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < ur.n_docs; i++) {
+        docs[i].id = ur.docs[i].id;
+        docs[i].text = ur.docs[i].text;
+        docs[i].metadata_json = ur.docs[i].metadata_json;
+        docs[i].embeddings = ur.docs[i].emb.data;
+        docs[i].n_tokens = ur.docs[i].emb.n_tokens;
+    }
+    cp_upsert_result res;
+    cp_error err;
+    double t0 = cp_now_seconds();
+    cp_status st = cp_index_upsert(si->index, docs, ur.n_docs, si->dim, &res, &err);
+    double write_ms = (cp_now_seconds() - t0) * 1000.0;
+    free(docs);
+    size_t n = ur.n_docs;
+    cp_upsert_request_free(&ur);
+    if (st) {
+        if (st == CP_EDIM)
+            cp_response_error(resp, 422, "DIMENSION_MISMATCH", "%s", err.message);
+        else if (st == CP_EREADONLY)
+            cp_response_error(resp, 409, "INDEX_READ_ONLY", "%s", err.message);
+        else
+            cp_response_from_status(resp, &err);
+        return;
+    }
+    cp_sb sb = {0};
+    cp_sb_printf(&sb,
+                 "{\"upserted\": %zu, \"added\": %zu, \"replaced\": %zu, \"tokens\": %lld, "
+                 "\"outlier_tokens\": %lld, \"rebuild_advised\": %s, \"timing_ms\": "
+                 "{\"encode\": %.3f, \"write\": %.3f}}",
+                 n, res.n_added, res.n_replaced, (long long)res.n_tokens,
+                 (long long)res.n_outlier_tokens, res.rebuild_advised ? "true" : "false",
+                 encode_ms, write_ms);
+    set_body(resp, 200, &sb, "application/json");
+}
+
+static void handle_delete_documents(cp_server *s, const cp_request *req, cp_response *resp)
+{
+    cp_served_index *si = req->idx;
+    if (!writable_or_409(si, resp)) return;
+    cp_delete_request dr;
+    cp_http_error he;
+    if (!cp_parse_delete(req->body, req->body_len, &s->cfg.limits, &dr, &he)) {
+        cp_response_from_http_error(resp, &he);
+        return;
+    }
+    size_t n_deleted = 0;
+    cp_error err;
+    double t0 = cp_now_seconds();
+    cp_status st = dr.filter_json
+                       ? cp_index_delete_filter(si->index, dr.filter_json, &n_deleted, &err)
+                       : cp_index_delete(si->index, (const char *const *)dr.ids, dr.n_ids,
+                                         &n_deleted, &err);
+    double write_ms = (cp_now_seconds() - t0) * 1000.0;
+    bool by_filter = dr.filter_json != NULL;
+    cp_delete_request_free(&dr);
+    if (st) {
+        if (st == CP_EINVAL && by_filter)
+            cp_response_error(resp, 400, "INVALID_FILTER", "%s", err.message);
+        else if (st == CP_EREADONLY)
+            cp_response_error(resp, 409, "INDEX_READ_ONLY", "%s", err.message);
+        else
+            cp_response_from_status(resp, &err);
+        return;
+    }
+    cp_sb sb = {0};
+    cp_sb_printf(&sb, "{\"deleted\": %zu, \"timing_ms\": {\"write\": %.3f}}", n_deleted, write_ms);
+    set_body(resp, 200, &sb, "application/json");
+}
+
 void cp_handle(cp_server *s, const cp_request *req, cp_response *resp)
 {
     switch (req->route) {
@@ -648,6 +820,8 @@ void cp_handle(cp_server *s, const cp_request *req, cp_response *resp)
     case CP_ROUTE_RERANK: handle_rerank(s, req, resp); break;
     case CP_ROUTE_PAGE: cp_handle_page(resp); break;
     case CP_ROUTE_EXPLAIN: cp_handle_explain(s, req, resp); break;
+    case CP_ROUTE_UPSERT: handle_upsert(s, req, resp); break;
+    case CP_ROUTE_DELETE_DOCUMENTS: handle_delete_documents(s, req, resp); break;
     default: cp_response_error(resp, 404, "ROUTE_NOT_FOUND", "no such route"); break;
     }
 }

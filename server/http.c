@@ -137,6 +137,91 @@ static void pool_stop(void)
     pthread_mutex_destroy(&g_pool.mu);
 }
 
+/* ---- the writer thread with its own bounded queue ------------------------------------------ */
+
+/* Writes get their own queue and one thread: serialising them here costs nothing (the
+ * engine holds one writer per index anyway), a burst of large upserts cannot starve the
+ * read workers, and the write queue's bound is independent of the read queue's. */
+static pool g_wq;
+
+static void *writer_main(void *arg)
+{
+    cp_server *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&g_wq.mu);
+        while (!g_wq.len && !g_wq.stop) pthread_cond_wait(&g_wq.cv, &g_wq.mu);
+        if (!g_wq.len) {
+            pthread_mutex_unlock(&g_wq.mu);
+            return NULL;
+        }
+        conn_ctx *ctx = g_wq.ring[g_wq.head];
+        g_wq.head = (g_wq.head + 1) % g_wq.cap;
+        g_wq.len--;
+        atomic_fetch_sub(&s->write_queue_len, 1);
+        pthread_mutex_unlock(&g_wq.mu);
+        cp_handle(s, &ctx->req, &ctx->resp);
+        /* ctx may be freed as soon as the connection resumes: keep what compaction needs. */
+        cp_served_index *si = ctx->req.idx;
+        bool changed = ctx->resp.status == 200;
+        ctx->state = CTX_DONE;
+        MHD_resume_connection(ctx->conn);
+        /* The automatic policy runs after the answer is on its way, so a write's latency
+         * never includes a compaction; the next queued write waits for it instead. */
+        if (changed && si && si->writable) {
+            bool compacted = false;
+            cp_error err;
+            if (cp_index_maybe_compact(si->index, 0.2, &compacted, &err) != CP_OK)
+                fprintf(stderr, "colplaid serve: automatic compaction of '%s' failed: %s\n",
+                        si->name, err.message);
+            else if (compacted)
+                atomic_fetch_add(&s->writes_compacted, 1);
+        }
+    }
+}
+
+static bool wq_submit(cp_server *s, conn_ctx *ctx)
+{
+    pthread_mutex_lock(&g_wq.mu);
+    if (g_wq.len == g_wq.cap || g_wq.stop) {
+        pthread_mutex_unlock(&g_wq.mu);
+        return false;
+    }
+    ctx->state = CTX_QUEUED;
+    MHD_suspend_connection(ctx->conn);
+    g_wq.ring[(g_wq.head + g_wq.len) % g_wq.cap] = ctx;
+    g_wq.len++;
+    atomic_fetch_add(&s->write_queue_len, 1);
+    pthread_cond_signal(&g_wq.cv);
+    pthread_mutex_unlock(&g_wq.mu);
+    return true;
+}
+
+static bool wq_start(cp_server *s)
+{
+    pthread_mutex_init(&g_wq.mu, NULL);
+    pthread_cond_init(&g_wq.cv, NULL);
+    g_wq.cap = (size_t)s->cfg.write_queue;
+    g_wq.ring = calloc(g_wq.cap, sizeof *g_wq.ring);
+    g_wq.threads = calloc(1, sizeof *g_wq.threads);
+    if (!g_wq.ring || !g_wq.threads) return false;
+    if (pthread_create(&g_wq.threads[0], NULL, writer_main, s)) return false;
+    g_wq.n_threads = 1;
+    return true;
+}
+
+static void wq_stop(void)
+{
+    pthread_mutex_lock(&g_wq.mu);
+    g_wq.stop = true;
+    pthread_cond_broadcast(&g_wq.cv);
+    pthread_mutex_unlock(&g_wq.mu);
+    for (int i = 0; i < g_wq.n_threads; i++) pthread_join(g_wq.threads[i], NULL);
+    free(g_wq.threads);
+    free(g_wq.ring);
+    pthread_cond_destroy(&g_wq.cv);
+    pthread_mutex_destroy(&g_wq.mu);
+}
+
 /* ---- routing ------------------------------------------------------------------------------- */
 
 typedef struct route_match {
@@ -198,12 +283,37 @@ static route_match match_route(char *path)
     } else if (!strcmp(rest, "explain")) {
         m.route = CP_ROUTE_EXPLAIN;
         m.allow = "POST";
+    } else if (!strcmp(rest, "documents")) {
+        /* Two routes on one path: admit() picks CP_ROUTE_DELETE_DOCUMENTS for DELETE. */
+        m.route = CP_ROUTE_UPSERT;
+        m.allow = "POST, DELETE";
     } else if (!strncmp(rest, "documents/", 10) && rest[10]) {
         m.route = CP_ROUTE_GET_DOCUMENT;
         m.allow = "GET";
         m.doc_id = rest + 10; /* ids may contain '/', so everything after the prefix */
     }
     return m;
+}
+
+static bool route_is_write(cp_route r)
+{
+    return r == CP_ROUTE_UPSERT || r == CP_ROUTE_DELETE_DOCUMENTS;
+}
+
+/* Whether method is one of the ", "-separated methods in allow (HEAD goes with GET). */
+static bool method_allowed(const char *method, const char *allow)
+{
+    if (!strcmp(method, "HEAD")) method = "GET";
+    size_t n = strlen(method);
+    for (const char *p = allow; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && !strncmp(p, method, n)) return true;
+        if (!end) break;
+        p = end + 1;
+        while (*p == ' ') p++;
+    }
+    return false;
 }
 
 static bool route_is_work(cp_route r)
@@ -347,6 +457,8 @@ static bool admit(conn_ctx *ctx, enum MHD_Result *ret)
         return false;
     }
     route_match m = match_route(copy);
+    if (m.route == CP_ROUTE_UPSERT && !strcmp(ctx->method, "DELETE"))
+        m.route = CP_ROUTE_DELETE_DOCUMENTS;
     ctx->req.route = m.route;
     const char *err_code = NULL;
     char msg[300];
@@ -354,8 +466,8 @@ static bool admit(conn_ctx *ctx, enum MHD_Result *ret)
     if (m.route == CP_ROUTE_OTHER) {
         status = 404, err_code = "ROUTE_NOT_FOUND";
         snprintf(msg, sizeof msg, "no route %s %.200s (see /openapi.json)", ctx->method, ctx->path);
-    } else if (strcmp(ctx->method, m.allow) && !(strcmp(ctx->method, "HEAD") == 0 &&
-                                                 strcmp(m.allow, "GET") == 0)) {
+    } else if (!method_allowed(ctx->method, m.allow) ||
+               (!strcmp(ctx->method, "HEAD") && route_is_write(m.route))) {
         status = 405, err_code = "METHOD_NOT_ALLOWED";
         snprintf(msg, sizeof msg, "%s does not accept %s (allowed: %s)",
                  cp_route_label(m.route), ctx->method, m.allow);
@@ -363,11 +475,15 @@ static bool admit(conn_ctx *ctx, enum MHD_Result *ret)
     } else if (s->auth && !route_is_public(m.route)) {
         const char *h = MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND, "Authorization");
         cp_scope sc = cp_auth_check(s->auth, h, &ctx->key_line);
-        /* Every implemented route reads; write/admin scopes are for the write routes. */
+        /* Reads need any valid key; the write routes need the write (or admin) scope. */
         if (sc == CP_SCOPE_NONE) {
             status = h ? 403 : 401, err_code = h ? "FORBIDDEN" : "UNAUTHENTICATED";
             snprintf(msg, sizeof msg, h ? "the API key is not valid"
                                         : "send an API key: Authorization: Bearer <key>");
+        } else if (route_is_write(m.route) && sc < CP_SCOPE_WRITE) {
+            status = 403, err_code = "FORBIDDEN";
+            snprintf(msg, sizeof msg, "this key has the %s scope; writes need write or admin",
+                     cp_scope_name(sc));
         }
     }
     if (!status && m.index) {
@@ -427,6 +543,12 @@ static enum MHD_Result dispatch(conn_ctx *ctx)
         return reject(ctx, 413, "PAYLOAD_TOO_LARGE", "the body is larger than --max-body-bytes");
     ctx->req.body = ctx->body ? ctx->body : "";
     ctx->req.body_len = ctx->body_len;
+    if (route_is_write(ctx->req.route)) {
+        if (wq_submit(s, ctx)) return MHD_YES;
+        ctx->resp.retry_after = 1;
+        return reject(ctx, 503, "WRITE_QUEUE_FULL",
+                      "the write queue is full (--write-queue), retry later");
+    }
     if (!route_is_work(ctx->req.route)) {
         cp_handle(s, &ctx->req, &ctx->resp);
         ctx->state = CTX_DONE;
@@ -546,7 +668,7 @@ int cp_server_run(cp_server *s)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
-    if (!pool_start(s)) {
+    if (!pool_start(s) || !wq_start(s)) {
         fprintf(stderr, "colplaid serve: cannot start %d worker threads\n", s->cfg.threads);
         return 1;
     }
@@ -555,13 +677,14 @@ int cp_server_run(cp_server *s)
         fprintf(stderr, "colplaid serve: cannot listen on %s port %d (%s)\n", s->cfg.host,
                 s->cfg.port, strerror(errno));
         pool_stop();
+        wq_stop();
         return 1;
     }
     fprintf(stderr, "colplaid serve: listening on http://%s%s%s:%u/ (%zu index%s, %d workers, "
-                    "queue %d)%s\n",
+                    "queue %d, write queue %d)%s\n",
             ss.ss_family == AF_INET6 ? "[" : "", s->cfg.host, ss.ss_family == AF_INET6 ? "]" : "",
             bound_port(d), s->n_indexes, s->n_indexes == 1 ? "" : "es", s->cfg.threads,
-            s->cfg.queue_depth,
+            s->cfg.queue_depth, s->cfg.write_queue,
             s->auth ? "; API keys required" : "; no API keys: loopback only");
     fflush(stderr);
     int sig = 0;
@@ -573,6 +696,7 @@ int cp_server_run(cp_server *s)
     if (lsock != MHD_INVALID_SOCKET) close(lsock);
     drain(s);
     pool_stop(); /* runs whatever is still queued, so no connection stays suspended */
+    wq_stop();   /* the same for queued writes: each one commits before the daemon stops */
     MHD_stop_daemon(d);
     fprintf(stderr, "colplaid serve: stopped\n");
     return 0;

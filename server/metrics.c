@@ -34,6 +34,8 @@ static const char *const route_labels[CP_ROUTE_COUNT] = {
     [CP_ROUTE_RERANK] = "/v1/rerank",
     [CP_ROUTE_PAGE] = "/",
     [CP_ROUTE_EXPLAIN] = "/v1/indexes/{name}/explain",
+    [CP_ROUTE_UPSERT] = "POST /v1/indexes/{name}/documents",
+    [CP_ROUTE_DELETE_DOCUMENTS] = "DELETE /v1/indexes/{name}/documents",
     [CP_ROUTE_OTHER] = "other",
 };
 

@@ -26,11 +26,15 @@ typedef enum cp_route {
     CP_ROUTE_RERANK,
     CP_ROUTE_PAGE,    /* GET /: the browser search page (page.c) */
     CP_ROUTE_EXPLAIN, /* POST /v1/indexes/{name}/explain (explain.c) */
+    CP_ROUTE_UPSERT,  /* POST /v1/indexes/{name}/documents */
+    CP_ROUTE_DELETE_DOCUMENTS, /* DELETE /v1/indexes/{name}/documents */
     CP_ROUTE_OTHER,
     CP_ROUTE_COUNT
 } cp_route;
 
-/* The route's path template as in the OpenAPI document ("/v1/indexes/{name}/search"). */
+/* The route's path template as in the OpenAPI document ("/v1/indexes/{name}/search").
+ * The two write routes share a path, so their labels carry the method to keep the
+ * Prometheus series apart ("POST /v1/indexes/{name}/documents"). */
 const char *cp_route_label(cp_route r);
 
 typedef struct cp_metrics cp_metrics;

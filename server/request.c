@@ -41,6 +41,7 @@ void cp_limits_init(cp_limits *lim)
     lim->max_doc_tokens = 4096;
     lim->max_ids = 100000;
     lim->max_text_bytes = 1u << 20;
+    lim->max_write_documents = 1000;
 }
 
 /* ---- base64 ------------------------------------------------------------------------------ */
@@ -544,5 +545,189 @@ void cp_rerank_request_free(cp_rerank_request *req)
     vec_free(&req->query);
     for (size_t i = 0; i < req->n_docs; i++) vec_free(&req->docs[i]);
     free(req->docs);
+    memset(req, 0, sizeof *req);
+}
+
+/* ---- document writes ------------------------------------------------------------------------- */
+
+static int cmp_str_ptr(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The first id that occurs twice, or NULL (sorted copy: O(n log n) for big batches). */
+static const char *find_duplicate(char *const *ids, size_t n, bool *oom)
+{
+    *oom = false;
+    if (n < 2) return NULL;
+    char **sorted = malloc(n * sizeof *sorted);
+    if (!sorted) {
+        *oom = true;
+        return NULL;
+    }
+    memcpy(sorted, ids, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, cmp_str_ptr);
+    const char *dup = NULL;
+    for (size_t i = 1; i < n && !dup; i++)
+        if (!strcmp(sorted[i - 1], sorted[i])) dup = sorted[i];
+    free(sorted);
+    return dup;
+}
+
+static bool get_id(const cJSON *v, const char *where, char **out, cp_http_error *e)
+{
+    if (!v) return BAD(e, "%s.id is missing", where);
+    if (!cJSON_IsString(v) || !v->valuestring[0])
+        return BAD(e, "%s.id must be a non-empty string", where);
+    if (strlen(v->valuestring) > 1024) return BAD(e, "%s.id is longer than 1024 bytes", where);
+    if (!(*out = strdup(v->valuestring)))
+        return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    return true;
+}
+
+static bool parse_upsert_doc(const cJSON *v, const cp_limits *lim, int dim, const char *where,
+                             cp_upsert_doc *out, cp_http_error *e)
+{
+    if (!cJSON_IsObject(v)) return BAD(e, "%s must be an object", where);
+    static const char *const keys[] = {"id", "text", "embeddings", "embeddings_b64", "shape",
+                                       "metadata", NULL};
+    if (!only_keys(v, keys, where, e)) return false;
+    if (!get_id(cJSON_GetObjectItemCaseSensitive(v, "id"), where, &out->id, e)) return false;
+    const cJSON *text = cJSON_GetObjectItemCaseSensitive(v, "text");
+    const cJSON *emb = cJSON_GetObjectItemCaseSensitive(v, "embeddings");
+    const cJSON *b64 = cJSON_GetObjectItemCaseSensitive(v, "embeddings_b64");
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(v, "shape");
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(v, "metadata");
+    if (emb && b64) return BAD(e, "%s: give embeddings or embeddings_b64, not both", where);
+    if (!text && !emb && !b64) return BAD(e, "%s needs text, embeddings or embeddings_b64", where);
+    if (shape && !b64) return BAD(e, "%s.shape goes with embeddings_b64 only", where);
+    char name[96];
+    snprintf(name, sizeof name, "%s.text", where);
+    if (text && !get_text(text, name, lim, &out->text, e)) return false;
+    vec_rules r = {dim, lim->max_doc_tokens, lim};
+    if (emb) {
+        if (!cJSON_IsArray(emb))
+            return BAD(e, "%s.embeddings must be an array of arrays of numbers", where);
+        if (!parse_rows(emb, &r, where, &out->emb, e)) return false;
+    } else if (b64 && !parse_b64(b64, shape, &r, where, &out->emb, e)) {
+        return false;
+    }
+    if (meta && !cJSON_IsNull(meta)) {
+        if (!cJSON_IsObject(meta)) return BAD(e, "%s.metadata must be an object", where);
+        if (!(out->metadata_json = cJSON_PrintUnformatted(meta)))
+            return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    }
+    return true;
+}
+
+static bool parse_upsert_fields(const cJSON *root, const cp_limits *lim, int dim,
+                                cp_upsert_request *out, cp_http_error *e)
+{
+    static const char *const keys[] = {"documents", NULL};
+    if (!only_keys(root, keys, "body", e)) return false;
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "documents");
+    if (!d) return BAD(e, "documents is missing");
+    if (!cJSON_IsArray(d)) return BAD(e, "documents must be an array");
+    int n = cJSON_GetArraySize(d);
+    if (n == 0) return BAD(e, "documents is empty");
+    if (n > lim->max_write_documents)
+        return LIMIT(e, "%d documents in one write, the limit is %d", n, lim->max_write_documents);
+    if (!(out->docs = calloc((size_t)n, sizeof *out->docs)))
+        return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    out->n_docs = (size_t)n;
+    size_t i = 0;
+    for (const cJSON *it = d->child; it; it = it->next, i++) {
+        char where[48];
+        snprintf(where, sizeof where, "documents[%zu]", i);
+        if (!parse_upsert_doc(it, lim, dim, where, &out->docs[i], e)) return false;
+    }
+    char **ids = malloc(out->n_docs * sizeof *ids);
+    if (!ids) return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    for (i = 0; i < out->n_docs; i++) ids[i] = out->docs[i].id;
+    bool oom;
+    const char *dup = find_duplicate(ids, out->n_docs, &oom);
+    bool ok = true;
+    if (oom) ok = cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    else if (dup)
+        ok = cp_http_fail(e, 400, "DUPLICATE_ID", "id \"%.200s\" occurs more than once in documents",
+                          dup);
+    free(ids);
+    return ok;
+}
+
+bool cp_parse_upsert(const char *body, size_t len, const cp_limits *lim, int dim,
+                     cp_upsert_request *out, cp_http_error *e)
+{
+    memset(out, 0, sizeof *out);
+    cJSON *root;
+    if (!parse_root(body, len, &root, e)) return false;
+    bool ok = parse_upsert_fields(root, lim, dim, out, e);
+    cJSON_Delete(root);
+    if (!ok) cp_upsert_request_free(out);
+    return ok;
+}
+
+void cp_upsert_request_free(cp_upsert_request *req)
+{
+    for (size_t i = 0; i < req->n_docs; i++) {
+        free(req->docs[i].id);
+        free(req->docs[i].text);
+        cJSON_free(req->docs[i].metadata_json);
+        vec_free(&req->docs[i].emb);
+    }
+    free(req->docs);
+    memset(req, 0, sizeof *req);
+}
+
+static bool parse_delete_fields(const cJSON *root, const cp_limits *lim, cp_delete_request *out,
+                                cp_http_error *e)
+{
+    static const char *const keys[] = {"ids", "filter", NULL};
+    if (!only_keys(root, keys, "body", e)) return false;
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(root, "ids");
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(root, "filter");
+    if ((ids != NULL) == (f != NULL)) return BAD(e, "give exactly one of ids and filter");
+    if (f) {
+        if (!cJSON_IsObject(f)) return cp_http_fail(e, 400, "INVALID_FILTER", "filter must be an object");
+        if (!f->child)
+            return cp_http_fail(e, 400, "INVALID_FILTER",
+                                "filter is empty: an empty filter would delete every document");
+        if (!(out->filter_json = cJSON_PrintUnformatted(f)))
+            return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+        return true;
+    }
+    if (!cJSON_IsArray(ids)) return BAD(e, "ids must be an array of strings");
+    int n = cJSON_GetArraySize(ids);
+    if (n == 0) return BAD(e, "ids is empty");
+    if (n > lim->max_ids) return LIMIT(e, "%d ids, the limit is %d", n, lim->max_ids);
+    if (!(out->ids = calloc((size_t)n, sizeof *out->ids)))
+        return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    for (const cJSON *it = ids->child; it; it = it->next) {
+        if (!cJSON_IsString(it) || !it->valuestring[0])
+            return BAD(e, "ids[%zu] must be a non-empty string", out->n_ids);
+        if (!(out->ids[out->n_ids] = strdup(it->valuestring)))
+            return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+        out->n_ids++;
+    }
+    return true;
+}
+
+bool cp_parse_delete(const char *body, size_t len, const cp_limits *lim, cp_delete_request *out,
+                     cp_http_error *e)
+{
+    memset(out, 0, sizeof *out);
+    cJSON *root;
+    if (!parse_root(body, len, &root, e)) return false;
+    bool ok = parse_delete_fields(root, lim, out, e);
+    cJSON_Delete(root);
+    if (!ok) cp_delete_request_free(out);
+    return ok;
+}
+
+void cp_delete_request_free(cp_delete_request *req)
+{
+    for (size_t i = 0; i < req->n_ids; i++) free(req->ids[i]);
+    free(req->ids);
+    cJSON_free(req->filter_json);
     memset(req, 0, sizeof *req);
 }

@@ -41,6 +41,7 @@ typedef struct cp_limits {
     int max_doc_tokens;      /* rows of one rerank document's embeddings */
     int max_ids;             /* entries of a search's "ids" */
     size_t max_text_bytes;   /* one text */
+    int max_write_documents; /* documents per upsert request */
 } cp_limits;
 
 void cp_limits_init(cp_limits *lim);
@@ -95,6 +96,41 @@ typedef struct cp_rerank_request {
 bool cp_parse_rerank(const char *body, size_t len, const cp_limits *lim, cp_rerank_request *out,
                      cp_http_error *e);
 void cp_rerank_request_free(cp_rerank_request *req);
+
+/* POST /v1/indexes/{name}/documents: {"documents": [{id, text?, embeddings? |
+ * embeddings_b64 + shape, metadata?}]}. A document needs text or embeddings; with both, the
+ * embeddings are indexed and the text stored. Ids must be unique within the batch (a batch
+ * that names one id twice has no defined result, so it is refused whole). */
+typedef struct cp_upsert_doc {
+    char *id;
+    char *text;          /* stored text, or NULL */
+    char *metadata_json; /* re-serialised metadata object, or NULL */
+    cp_vec_input emb;    /* emb.data NULL: encode text with the model */
+} cp_upsert_doc;
+
+typedef struct cp_upsert_request {
+    cp_upsert_doc *docs;
+    size_t n_docs;
+} cp_upsert_request;
+
+/* dim: the index's embedding dimension. Documents per request are capped by
+ * lim->max_write_documents, tokens per document by lim->max_doc_tokens. */
+bool cp_parse_upsert(const char *body, size_t len, const cp_limits *lim, int dim,
+                     cp_upsert_request *out, cp_http_error *e);
+void cp_upsert_request_free(cp_upsert_request *req);
+
+/* DELETE /v1/indexes/{name}/documents: exactly one of {"ids": [...]} (non-empty strings, at
+ * most lim->max_ids) or {"filter": {...}} (a non-empty filter object, so that "delete
+ * everything" is never an accident). */
+typedef struct cp_delete_request {
+    char **ids;
+    size_t n_ids;
+    char *filter_json; /* re-serialised filter, or NULL */
+} cp_delete_request;
+
+bool cp_parse_delete(const char *body, size_t len, const cp_limits *lim, cp_delete_request *out,
+                     cp_http_error *e);
+void cp_delete_request_free(cp_delete_request *req);
 
 /* Base64 (RFC 4648, padded) decoding; false for a length that is not a multiple of 4 or a
  * character outside the alphabet. *out is malloc'd (n_out bytes). */

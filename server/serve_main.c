@@ -26,12 +26,18 @@ static const char usage_text[] =
     "  --threads N             worker threads (default: all cores)\n"
     "  --api-keys FILE         'KEY SCOPE' lines, scope read|write|admin\n"
     "  --encoder-threads N     threads one encode call may use (default 1)\n"
+    "  --read-only             serve the indexes read-only (default: open them for writing;\n"
+    "                          an index whose writer lock another process holds is served\n"
+    "                          read-only, and writes to it answer 409 INDEX_READ_ONLY)\n"
+    "  --write-queue N         write requests waiting for the writer thread before 503\n"
+    "                          (default 64)\n"
     "limits:\n"
     "  --max-body-bytes N      request body (default 33554432)\n"
     "  --max-queries N         queries per search, texts per encode (default 64)\n"
     "  --max-k N               largest k (default 1000)\n"
     "  --max-query-tokens N    token vectors per query (default 512)\n"
     "  --max-documents N       documents per rerank (default 1000)\n"
+    "  --max-write-documents N documents per upsert request (default 1000)\n"
     "  --queue-depth N         requests waiting for a worker before 503 (default 256)\n"
     "  --timeout S             idle connection timeout in seconds (default 30)\n"
     "  --max-connections N     open connections (default 1000)\n"
@@ -50,6 +56,9 @@ enum {
     OPT_GRACE,
     OPT_NO_LOG,
     OPT_ENC_THREADS,
+    OPT_READ_ONLY,
+    OPT_WRITE_QUEUE,
+    OPT_MAX_WRITE_DOCS,
 };
 
 typedef struct serve_opts {
@@ -83,6 +92,8 @@ static bool apply_limit(serve_opts *o, int opt, const char *val)
     case OPT_TIMEOUT: if (!int_opt("--timeout", val, 1, 86400, &v)) return false; o->cfg.timeout_s = (int)v; break;
     case OPT_MAX_CONN: if (!int_opt("--max-connections", val, 1, 1000000, &v)) return false; o->cfg.max_connections = (int)v; break;
     case OPT_GRACE: if (!int_opt("--shutdown-grace", val, 0, 86400, &v)) return false; o->cfg.shutdown_grace_s = (int)v; break;
+    case OPT_WRITE_QUEUE: if (!int_opt("--write-queue", val, 1, 1000000, &v)) return false; o->cfg.write_queue = (int)v; break;
+    case OPT_MAX_WRITE_DOCS: if (!int_opt("--max-write-documents", val, 1, 1000000, &v)) return false; l->max_write_documents = (int)v; break;
     case OPT_ENC_THREADS: if (!int_opt("--encoder-threads", val, 0, 1024, &v)) return false; o->encoder_threads = (int)v; break;
     default: return false;
     }
@@ -104,7 +115,10 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         {"max-connections", required_argument, 0, OPT_MAX_CONN},
         {"shutdown-grace", required_argument, 0, OPT_GRACE},
         {"no-access-log", no_argument, 0, OPT_NO_LOG},
-        {"encoder-threads", required_argument, 0, OPT_ENC_THREADS}, {0, 0, 0, 0}};
+        {"encoder-threads", required_argument, 0, OPT_ENC_THREADS},
+        {"read-only", no_argument, 0, OPT_READ_ONLY},
+        {"write-queue", required_argument, 0, OPT_WRITE_QUEUE},
+        {"max-write-documents", required_argument, 0, OPT_MAX_WRITE_DOCS}, {0, 0, 0, 0}};
     int c;
     int64_t v;
     optind = 1;
@@ -121,6 +135,7 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         case 'k': o->api_keys = optarg; break;
         case 'h': fputs(usage_text, stdout); return -1;
         case OPT_NO_LOG: o->cfg.access_log = false; break;
+        case OPT_READ_ONLY: o->cfg.read_only = true; break;
         case '?': return cp_cli_usage_error("serve", "unknown or incomplete option");
         default: if (!apply_limit(o, c, optarg)) return CP_EXIT_USAGE; break;
         }
@@ -176,12 +191,25 @@ static int open_indexes(cp_server *s, const serve_opts *o)
                                           si->name);
         cp_error err;
         cp_index_stats st;
-        if (cp_index_open(si->path, CP_OPEN_READONLY, &si->index, &err) ||
-            cp_index_stats_get(si->index, &st, &err))
+        const char *why_ro = o->cfg.read_only ? "--read-only" : NULL;
+        cp_status ost = CP_EREADONLY;
+        if (!o->cfg.read_only) ost = cp_index_open(si->path, CP_OPEN_WRITE, &si->index, &err);
+        si->writable = ost == CP_OK;
+        /* Another writer (a CLI `index add`, a second server) or a read-only file: keep
+         * serving searches rather than refuse to start, and say so. */
+        if (!o->cfg.read_only && (ost == CP_EBUSY || ost == CP_EREADONLY))
+            why_ro = ost == CP_EBUSY ? "another process holds its writer lock"
+                                     : "the file is not writable";
+        if (ost != CP_OK && !why_ro) return cp_cli_report("serve", &err);
+        if (!si->writable && cp_index_open(si->path, CP_OPEN_READONLY, &si->index, &err))
             return cp_cli_report("serve", &err);
+        if (cp_index_stats_get(si->index, &st, &err)) return cp_cli_report("serve", &err);
         si->dim = st.dim;
-        fprintf(stderr, "colplaid serve: index '%s' from %s: %lld documents, %lld tokens, dim %d\n",
-                si->name, si->path, (long long)st.n_documents, (long long)st.n_tokens, st.dim);
+        fprintf(stderr, "colplaid serve: index '%s' from %s: %lld documents, %lld tokens, dim %d, "
+                        "%s%s%s\n",
+                si->name, si->path, (long long)st.n_documents, (long long)st.n_tokens, st.dim,
+                si->writable ? "writable" : "read-only (", why_ro && !si->writable ? why_ro : "",
+                si->writable ? "" : ")");
     }
     return 0;
 }
@@ -224,6 +252,7 @@ int cp_cmd_serve(int argc, char **argv)
     o.cfg.port = 8080;
     o.cfg.threads = cp_cli_default_threads();
     o.cfg.queue_depth = 256;
+    o.cfg.write_queue = 64;
     o.cfg.timeout_s = 30;
     o.cfg.max_connections = 1000;
     o.cfg.shutdown_grace_s = 30;

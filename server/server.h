@@ -11,6 +11,11 @@
  *   fixed pool of worker threads: the connection is suspended (MHD_suspend_connection)
  *   until a worker has built the response, then resumed. A full queue is answered at once
  *   with 503 + Retry-After, so overload is visible and bounded instead of piling up.
+ * - Write routes (document upsert / delete) go to a second bounded queue served by ONE
+ *   writer thread, so writes are serialised (the engine serialises per index anyway) and
+ *   never occupy the read workers; a full write queue answers 503 + Retry-After. After
+ *   answering a successful write the writer thread runs the automatic compaction policy
+ *   (cp_index_maybe_compact), off the request path.
  * - Indexes are read through the engine's immutable snapshots (cp_index_search is
  *   thread-safe); the encoder is read-only and shared.
  *
@@ -36,6 +41,9 @@ typedef struct cp_served_index {
     char *path;
     cp_index *index;
     int dim;
+    /* Opened with CP_OPEN_WRITE. False with --read-only or when another process holds the
+     * index's writer lock: writes then answer 409 INDEX_READ_ONLY. */
+    bool writable;
 } cp_served_index;
 
 typedef struct cp_server_config {
@@ -43,6 +51,8 @@ typedef struct cp_server_config {
     int port;
     int threads;         /* workers */
     int queue_depth;     /* requests that may wait for a worker */
+    int write_queue;     /* write requests that may wait for the writer thread */
+    bool read_only;      /* --read-only: never take an index's writer lock */
     int timeout_s;       /* idle connection timeout (slow clients) */
     int max_connections;
     int shutdown_grace_s;
@@ -61,6 +71,8 @@ typedef struct cp_server {
     int64_t start_wall;  /* Unix time at start (request ids) */
     atomic_llong in_flight;
     atomic_llong queue_len;
+    atomic_llong write_queue_len;
+    atomic_llong writes_compacted; /* automatic compactions run after writes */
     atomic_bool shutting_down;
 } cp_server;
 

@@ -35,6 +35,50 @@ unsigned cp_cpu_features(void)
     return features;
 }
 
+#if defined(__x86_64__) && defined(__linux__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+
+static bool request_amx(void)
+{
+    unsigned a, b, c, d;
+    /* CPUID.(7,0):EDX bit 22 AMX-BF16, bit 24 AMX-TILE */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d >> 22 & 1) || !(d >> 24 & 1))
+        return false;
+    /* ARCH_REQ_XCOMP_PERM (0x1023) for XFEATURE_XTILEDATA (18): without it the first tile
+     * instruction kills the process with SIGILL. */
+    return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+}
+#else
+static bool request_amx(void)
+{
+    return false;
+}
+#endif
+
+bool cp_amx_enable(void)
+{
+    /* 0 unknown, 1 yes, -1 no. Racing first calls make the same (idempotent) request and
+     * store the same answer. */
+    static volatile int state;
+    if (state == 0) {
+        const char *force = getenv("CP_FORCE_PORTABLE");
+        bool hidden = force && force[0] && strcmp(force, "0") != 0;
+        state = !hidden && request_amx() ? 1 : -1;
+    }
+    return state == 1;
+}
+
+void cp_amx_tilecfg_full(cp_amx_tilecfg *cfg, int n_tiles)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->palette = 1;
+    for (int t = 0; t < n_tiles && t < 16; t++) {
+        cfg->colsb[t] = 64;
+        cfg->rows[t] = 16;
+    }
+}
+
 const char *cp_openblas_coretype(void)
 {
     __builtin_cpu_init();
@@ -64,3 +108,5 @@ void cp_runtime_prepare(int argc, char **argv)
     /* If exec fails we simply go on with the slower settings. */
     execv("/proc/self/exe", argv);
 }
+
+_Static_assert(sizeof(cp_amx_tilecfg) == 64, "LDTILECFG reads exactly 64 bytes");

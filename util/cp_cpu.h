@@ -22,6 +22,26 @@ enum {
  * that the portable kernels can be run and compared on any machine. */
 unsigned cp_cpu_features(void);
 
+/*
+ * Intel AMX (tiles + BF16) for this process: true when CPUID reports AMX-TILE and AMX-BF16
+ * and Linux granted the tile register state (arch_prctl ARCH_REQ_XCOMP_PERM, XTILEDATA),
+ * which a process must request before its first tile instruction. Asked once; false under
+ * CP_FORCE_PORTABLE like every other feature. Shared by the encoder's and the index's AMX
+ * kernels.
+ */
+bool cp_amx_enable(void);
+
+/* The 64-byte operand of LDTILECFG (palette 1): bytes per row and rows of tiles 0-15. */
+typedef struct cp_amx_tilecfg {
+    unsigned char palette, start_row, reserved[14];
+    unsigned short colsb[16];
+    unsigned char rows[16];
+} cp_amx_tilecfg;
+
+/* Fill cfg for tiles 0 .. n_tiles-1 each of 16 rows x 64 bytes (the full tile), all the
+ * kernels here use; the caller passes it to _tile_loadconfig. */
+void cp_amx_tilecfg_full(cp_amx_tilecfg *cfg, int n_tiles);
+
 /* The OpenBLAS core type that suits this CPU ("SkylakeX", "Haswell"), or NULL. */
 const char *cp_openblas_coretype(void);
 

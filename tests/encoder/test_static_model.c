@@ -3,7 +3,9 @@
  * (vocabulary order, fp16 values, zero padding), the neighbour mixing formula with
  * alpha = 0.25 and 0, dropped punctuation and unknown words, truncation, empty texts,
  * --vocab-size, and bad inputs. Expected vectors are computed here independently from the
- * JSON values.
+ * JSON values. Then the rotation: orthogonal, seeded, applied to the stored vectors, and
+ * invisible to retrieval (same MaxSim scores and rankings as the unrotated model; the "no
+ * known word" row stays orthogonal to every word).
  */
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +15,7 @@
 
 #include "colplaid_encoder.h"
 #include "cp_test.h"
+#include "static_internal.h"
 
 static char tmpdir[256];
 
@@ -276,6 +279,209 @@ static void test_bad_input(const char *json_path)
     CP_CHECK(strstr(err.message, "colplaid-static.json") != NULL);
 }
 
+/* ---- rotation --------------------------------------------------------------------------- */
+
+#define RW 48 /* words */
+#define RS 100 /* source dim, as GloVe 6B 100d: padded dim 104, rotation over dims 0..102 */
+#define RD 104
+
+static uint64_t lcg_state = 12345;
+static double lcg(void) /* uniform in [-1, 1) */
+{
+    lcg_state = lcg_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(lcg_state >> 11) / 4503599627370496.0 - 1.0;
+}
+
+/* A GloVe-like JSON: dim d scaled by 1.04^d, so variances differ ~2500x as in GloVe. */
+static void write_rot_json(const char *name, double vals[RW][RS])
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f) return;
+    fprintf(f, "{\"size\": %d, \"dimensions\": %d, \"wordIndex\": %d, \"vectors\": {", RW, RS,
+            RS + 1);
+    for (int w = 0; w < RW; w++) {
+        fprintf(f, "%s\"w%d\": [", w ? ", " : "", w);
+        double n = 0;
+        for (int d = 0; d < RS; d++) {
+            vals[w][d] = lcg() * pow(1.04, d);
+            n += vals[w][d] * vals[w][d];
+            fprintf(f, "%.9g, ", vals[w][d]);
+        }
+        fprintf(f, "%.9g, %d]", sqrt(n), w);
+    }
+    fputs("}}", f);
+    fclose(f);
+}
+
+static double maxsim(const cp_embeddings *q, const cp_embeddings *d)
+{
+    double total = 0;
+    for (int i = 0; i < q->n_tokens; i++) {
+        double best = -2;
+        for (int j = 0; j < d->n_tokens; j++) {
+            double s = 0;
+            for (int k = 0; k < q->dim; k++) s += (double)q->data[i * q->dim + k] * d->data[j * d->dim + k];
+            if (s > best) best = s;
+        }
+        total += best;
+    }
+    return total;
+}
+
+static void test_rotation_matrix(void)
+{
+    cp_error err;
+    enum { N = 103 }; /* the GloVe model's: padded dim 104 minus the reserved dim */
+    double *q = malloc(N * N * sizeof *q), *q2 = malloc(N * N * sizeof *q2);
+    if (!q || !q2) exit(1);
+    CP_CHECK_OK(cp_static_rotation(N, CP_STATIC_ROTATION_SEED, q, &err), err);
+    double worst = 0;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0;
+            for (int k = 0; k < N; k++) s += q[i * N + k] * q[j * N + k];
+            worst = fmax(worst, fabs(s - (i == j)));
+        }
+    CP_CHECK(worst < 1e-6);
+    if (worst >= 1e-12) fprintf(stderr, "note: Q Q^T - I up to %g\n", worst);
+    /* seeded: the same seed gives the same matrix, another seed another one */
+    CP_CHECK_OK(cp_static_rotation(N, CP_STATIC_ROTATION_SEED, q2, &err), err);
+    CP_CHECK(!memcmp(q, q2, N * N * sizeof *q));
+    CP_CHECK_OK(cp_static_rotation(N, 7, q2, &err), err);
+    CP_CHECK(memcmp(q, q2, N * N * sizeof *q) != 0);
+    CP_CHECK(cp_static_rotation(0, 1, q2, &err) == CP_EINVAL);
+    free(q);
+    free(q2);
+}
+
+static void test_rotation_model(void)
+{
+    static double vals[RW][RS];
+    write_rot_json("rot.json", vals);
+    char json[512], plain[512], rotated[512], path[1024];
+    snprintf(json, sizeof json, "%s/rot.json", tmpdir);
+    snprintf(plain, sizeof plain, "%s/m_plain", tmpdir);
+    snprintf(rotated, sizeof rotated, "%s/m_rot", tmpdir);
+    cp_error err;
+    cp_static_convert_options o;
+    cp_static_convert_options_init(&o);
+    CP_CHECK(o.rotate && o.vocab_size == 0);
+    o.rotate = false;
+    CP_CHECK_OK(cp_static_model_convert_opts(json, plain, &o, &err), err);
+    CP_CHECK_OK(cp_static_model_convert(json, rotated, 0, &err), err); /* rotates by default */
+    cp_encoder *ep = load(plain), *er = load(rotated);
+    if (!ep || !er) return;
+    CP_CHECK(strstr(cp_encoder_fingerprint(ep), "rotation") == NULL); /* as before rotation */
+    CP_CHECK(strstr(cp_encoder_fingerprint(er), "\"rotation_seed\":24301,") != NULL);
+
+    /* The stored vectors are R x (one fp16 rounding) with the last dim an exact zero. */
+    static uint16_t h[RW * RD];
+    snprintf(path, sizeof path, "%s/vectors.f16", rotated);
+    FILE *f = fopen(path, "rb");
+    size_t got = f ? fread(h, 2, RW * RD, f) : 0; /* little-endian host assumed by the test */
+    if (f) fclose(f);
+    CP_CHECK_INT(got, RW * RD);
+    double rot[(RD - 1) * (RD - 1)], worst = 0;
+    CP_CHECK_OK(cp_static_rotation(RD - 1, CP_STATIC_ROTATION_SEED, rot, &err), err);
+    int last_nonzero = 0, pad_nonzero = 0;
+    for (int w = 0; w < RW; w++) {
+        for (int r = 0; r < RD - 1; r++) {
+            double want = 0;
+            for (int d = 0; d < RS; d++) want += rot[r * (RD - 1) + d] * vals[w][d];
+            float have = cp_static_half_to_float(h[w * RD + r]);
+            worst = fmax(worst, fabs(have - want) / (fabs(want) + 1e-3));
+            pad_nonzero += r >= RS && have != 0.0f; /* the rotation fills the padding */
+        }
+        last_nonzero += h[w * RD + RD - 1] != 0;
+    }
+    CP_CHECK(worst < 1e-3); /* fp16: 2^-11 relative */
+    CP_CHECK_INT(last_nonzero, 0);
+    CP_CHECK(pad_nonzero > RW);
+
+    /* Same MaxSim scores and identical rankings. Each model rounds its stored vectors to
+     * fp16 once (2^-11 relative, on x vs R x), so scores per query row agree to ~1e-4 (1e-4
+     * measured here), not to float precision. */
+    enum { NQ = 6, ND = 24 };
+    char qtext[NQ][256], dtext[ND + 1][512];
+    for (int i = 0; i < NQ; i++) {
+        int n = 0, len = 2 + i % 4;
+        for (int k = 0; k < len; k++)
+            n += snprintf(qtext[i] + n, sizeof qtext[i] - n, "w%d ", (int)((lcg() + 1) * RW / 2));
+    }
+    for (int i = 0; i < ND; i++) {
+        int n = 0, len = 3 + i % 11;
+        for (int k = 0; k < len; k++)
+            n += snprintf(dtext[i] + n, sizeof dtext[i] - n, "w%d, ", (int)((lcg() + 1) * RW / 2));
+    }
+    snprintf(dtext[ND], sizeof dtext[ND], "nothing known here");
+    cp_embeddings qp[NQ], qr[NQ], dp[ND + 1], dr[ND + 1];
+    const char *qs[NQ], *ds[ND + 1];
+    for (int i = 0; i < NQ; i++) qs[i] = qtext[i];
+    for (int i = 0; i <= ND; i++) ds[i] = dtext[i];
+    CP_CHECK_OK(cp_encoder_encode(ep, CP_TEXT_QUERY, qs, NQ, qp, &err), err);
+    CP_CHECK_OK(cp_encoder_encode(er, CP_TEXT_QUERY, qs, NQ, qr, &err), err);
+    CP_CHECK_OK(cp_encoder_encode(ep, CP_TEXT_DOCUMENT, ds, ND + 1, dp, &err), err);
+    CP_CHECK_OK(cp_encoder_encode(er, CP_TEXT_DOCUMENT, ds, ND + 1, dr, &err), err);
+    double diff = 0;
+    int rank_mismatch = 0;
+    for (int i = 0; i < NQ; i++) {
+        double sp[ND + 1], sr[ND + 1];
+        for (int j = 0; j <= ND; j++) {
+            sp[j] = maxsim(&qp[i], &dp[j]);
+            sr[j] = maxsim(&qr[i], &dr[j]);
+            diff = fmax(diff, fabs(sp[j] - sr[j]) / qp[i].n_tokens); /* per query row */
+        }
+        for (int a = 0; a <= ND; a++) /* every pair in the same order */
+            for (int b = 0; b <= ND; b++) rank_mismatch += (sp[a] > sp[b]) != (sr[a] > sr[b]);
+    }
+    printf("rotated vs unrotated MaxSim: max difference %.3g per query row\n", diff);
+    CP_CHECK(diff < 3e-4);
+    CP_CHECK_INT(rank_mismatch, 0);
+
+    /* The "no known word" document: the reserved unit vector, orthogonal to every word. */
+    CP_CHECK_INT(dr[ND].n_tokens, 1);
+    CP_CHECK(dr[ND].n_tokens == 1 && dr[ND].data[RD - 1] == 1.0f);
+    double leak = 0;
+    for (int w = 0; w < RW; w++) {
+        char word[16];
+        const char *t = word;
+        cp_embeddings e;
+        snprintf(word, sizeof word, "w%d", w);
+        if (cp_encoder_encode(er, CP_TEXT_QUERY, &t, 1, &e, &err) != CP_OK) continue;
+        double s = 0;
+        for (int k = 0; k < RD; k++) s += (double)e.data[k] * dr[ND].data[k];
+        leak = fmax(leak, fabs(s));
+        cp_embeddings_free(&e);
+    }
+    CP_CHECK(leak == 0.0);
+    for (int i = 0; i < NQ; i++) {
+        cp_embeddings_free(&qp[i]);
+        cp_embeddings_free(&qr[i]);
+    }
+    for (int i = 0; i <= ND; i++) {
+        cp_embeddings_free(&dp[i]);
+        cp_embeddings_free(&dr[i]);
+    }
+    cp_encoder_free(ep);
+    cp_encoder_free(er);
+
+    /* A bad rotation_seed in the config is a format error. */
+    snprintf(path, sizeof path, "%s/colplaid-static.json", rotated);
+    f = fopen(path, "wb");
+    if (!f) return;
+    fprintf(f, "{\"format\": \"colplaid-static\", \"dim\": %d, \"source_dim\": %d,"
+               " \"vocab_size\": %d, \"rotation_seed\": -3}", RD, RS, RW);
+    fclose(f);
+    cp_encoder *bad = NULL;
+    CP_CHECK(cp_encoder_load(rotated, NULL, &bad, &err) == CP_EFORMAT);
+    CP_CHECK(strstr(err.message, "rotation_seed") != NULL);
+    o.rotate = true;
+    o.rotation_seed = (1ull << 53) + 1;
+    CP_CHECK(cp_static_model_convert_opts(json, rotated, &o, &err) == CP_EINVAL);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/cp_test_static_XXXXXX");
@@ -288,12 +494,17 @@ int main(void)
     snprintf(json, sizeof json, "%s/glove.json", tmpdir);
     snprintf(model, sizeof model, "%s/model", tmpdir);
     cp_error err;
-    CP_CHECK_OK(cp_static_model_convert(json, model, 0, &err), err);
+    cp_static_convert_options o; /* unrotated: the checks below read the source coordinates */
+    cp_static_convert_options_init(&o);
+    o.rotate = false;
+    CP_CHECK_OK(cp_static_model_convert_opts(json, model, &o, &err), err);
     test_files(model);
     test_mixing(model);
     test_empty_and_long(model);
     test_alpha_zero(model);
     test_bad_input(json);
+    test_rotation_matrix();
+    test_rotation_model();
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "note: could not remove %s\n", tmpdir);

@@ -4,7 +4,8 @@
  * filter compiler (index/filter.c), whose SQL is also run against a small in-memory
  * `documents` table so that a compiled filter SQLite refuses is caught as a bug.
  *
- * The first input byte chooses the parser; the rest is the body. Oracles beyond the
+ * The first input byte chooses the parser (mod 7: search, encode, rerank, filter, base64,
+ * document upsert, document delete); the rest is the body. Oracles beyond the
  * sanitizers: base64 decode -> encode must give the input back; a filter that compiles must
  * run (CP_EINTERNAL from SQLite means the compiler produced invalid SQL).
  */
@@ -67,7 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cp_limits_init(&lim);
     lim.max_k = 100;
     cp_http_error e;
-    switch (data[0] % 5) {
+    switch (data[0] % 7) {
     case 0: {
         cp_search_request r;
         if (cp_parse_search(body, n, &lim, 4, &r, &e)) {
@@ -93,6 +94,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     }
     case 3: fuzz_filter(body, n); break;
+    case 5: {
+        cp_upsert_request r;
+        if (cp_parse_upsert(body, n, &lim, 4, &r, &e)) {
+            /* Oracle: an accepted batch has unique ids and 4-dim, finite embeddings or text. */
+            for (size_t i = 0; i < r.n_docs; i++) {
+                const cp_upsert_doc *d = &r.docs[i];
+                if (!d->id || !d->id[0] || (!d->emb.data && !d->text)) abort();
+                if (d->emb.data && d->emb.dim != 4) abort();
+                for (size_t j = 0; j < i; j++)
+                    if (!strcmp(d->id, r.docs[j].id)) abort();
+            }
+            cp_upsert_request_free(&r);
+        }
+        break;
+    }
+    case 6: {
+        cp_delete_request r;
+        if (cp_parse_delete(body, n, &lim, &r, &e)) {
+            if (r.filter_json) fuzz_filter(r.filter_json, strlen(r.filter_json));
+            cp_delete_request_free(&r);
+        }
+        break;
+    }
     default: fuzz_base64(body, n); break;
     }
     return 0;

@@ -6,6 +6,7 @@
  * row that disagrees with its segment).
  */
 #include <pthread.h>
+#include <unistd.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
 
@@ -180,6 +181,9 @@ static void test_publish_under_readers(const char *path)
     spin_arg a = {.ix = ix};
     pthread_t th[3];
     for (int i = 0; i < 3; i++) pthread_create(&th[i], NULL, snapshot_reader, &a);
+    /* On a loaded machine the readers may not have run yet: publishing before they hold a
+     * snapshot would test nothing. Wait (bounded) until they do. */
+    for (int waited = 0; atomic_load(&a.reads) < 3 && waited < 10000; waited++) usleep(1000);
     cp_store *st = NULL;
     CP_CHECK_OK(cp_store_open(path, CP_OPEN_READONLY, &st, &err), err);
     for (int i = 0; st && i < 15; i++) {

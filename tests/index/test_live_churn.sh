@@ -5,6 +5,10 @@
 # search latency of the fresh build, after the churn and after compaction.
 # usage: test_live_churn.sh COLPLAID SOURCE_DIR BUILD_DIR   (skips, exit 77, without data)
 set -u
+if [[ -n ${CP_SANITIZE_BUILD:-} ]]; then
+    echo "SKIP: this end-to-end test runs in the release pass (sanitizer pass: unit tests)"
+    exit 77
+fi
 colplaid=$1 src=$2 build=$3
 cycles=${CP_CHURN_CYCLES:-75}
 data=${CP_SHARED_DATA:-/work/shared/data}

@@ -97,14 +97,16 @@ def main():
             test_page(srv)
             check(srv.alive(), "the server died")
         finally:
-            srv.stop()
+            rc = srv.stop()
+            check(rc == 0, "the server exited %d (a sanitizer report?)" % rc)
         # Without a model: explain cannot encode the query.
         srv = sl.Server(["--index", idx])
         try:
             st, _, j = srv.json("POST", "/v1/indexes/idx/explain", {"query": "river", "id": docs[0]["id"]})
             check(st == 422 and j["error"]["code"] == "MODEL_NOT_LOADED", "explain without a model: %d %r" % (st, j))
         finally:
-            srv.stop()
+            rc = srv.stop()
+            check(rc == 0, "the server exited %d (a sanitizer report?)" % rc)
         # With API keys: the page is public, the API behind it is not.
         keys = os.path.join(folder, "keys.txt")
         with open(keys, "w") as f:
@@ -119,7 +121,8 @@ def main():
                                    {"Authorization": "Bearer reader-key-123456"})
             check(st == 200, "explain with a read key: %d" % st)
         finally:
-            srv.stop()
+            rc = srv.stop()
+            check(rc == 0, "the server exited %d (a sanitizer report?)" % rc)
     if failures:
         sl.dump_server_logs()
         sl.die("%d check(s) failed" % len(failures))
