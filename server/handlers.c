@@ -387,28 +387,44 @@ static bool build_subset(const cp_search_request *sr, cp_served_index *si, subse
     return true;
 }
 
-static bool append_hit(cp_sb *sb, const cp_served_index *si, const cp_search_request *sr,
-                       const cp_hit *h, cp_response *resp)
+typedef enum { HIT_OK, HIT_GONE, HIT_ERROR } hit_result;
+
+/* The search ran on a snapshot; the id and document lookups read the live tables. A write
+ * committed in between (a delete, or a replace that tombstoned this version) makes them
+ * miss: that hit is left out (HIT_GONE) rather than failing the search, so a reader never
+ * sees an error because of a concurrent writer. */
+static hit_result append_hit(cp_sb *sb, const cp_served_index *si, const cp_search_request *sr,
+                             const cp_hit *h, bool first, cp_response *resp)
 {
     cp_error err;
     char *ext = NULL;
     cp_status st = cp_index_external_id(si->index, h->doc_id, &ext, &err);
+    if (st == CP_ENOTFOUND) return HIT_GONE;
     if (st) {
         cp_response_from_status(resp, &err);
-        return false;
+        return HIT_ERROR;
     }
+    cp_document_info info = {0};
+    bool have_info = false;
+    if (sr->include_text || sr->include_metadata) {
+        st = cp_index_document_get(si->index, ext, &info, &err);
+        if (st == CP_ENOTFOUND) {
+            free(ext);
+            return HIT_GONE;
+        }
+        if (st) {
+            free(ext);
+            cp_response_from_status(resp, &err);
+            return HIT_ERROR;
+        }
+        have_info = true;
+    }
+    if (!first) cp_sb_append(sb, ", ");
     cp_sb_append(sb, "{\"id\": ");
     cp_sb_json_string(sb, ext);
     cp_sb_append(sb, ", \"score\": ");
     append_float(sb, h->score);
-    if (sr->include_text || sr->include_metadata) {
-        cp_document_info info;
-        st = cp_index_document_get(si->index, ext, &info, &err);
-        if (st) {
-            free(ext);
-            cp_response_from_status(resp, &err);
-            return false;
-        }
+    if (have_info) {
         if (sr->include_text) {
             cp_sb_append(sb, ", \"text\": ");
             if (info.text) cp_sb_json_string(sb, info.text);
@@ -422,7 +438,7 @@ static bool append_hit(cp_sb *sb, const cp_served_index *si, const cp_search_req
     }
     free(ext);
     cp_sb_append(sb, "}");
-    return true;
+    return HIT_OK;
 }
 
 static bool search_one(cp_server *s, cp_served_index *si, const cp_search_request *sr,
@@ -454,9 +470,11 @@ static bool search_one(cp_server *s, cp_served_index *si, const cp_search_reques
     }
     double search_ms = (cp_now_seconds() - t0) * 1000.0;
     cp_sb_append(sb, "{\"hits\": [");
+    int shown = 0;
     for (int i = 0; i < n_hits; i++) {
-        if (i) cp_sb_append(sb, ", ");
-        if (!append_hit(sb, si, sr, &hits[i], resp)) return false;
+        hit_result r = append_hit(sb, si, sr, &hits[i], shown == 0, resp);
+        if (r == HIT_ERROR) return false;
+        shown += r == HIT_OK;
     }
     cp_sb_printf(sb, "], \"timing_ms\": {\"encode\": %.3f, \"search\": %.3f}}", encode_ms,
                  search_ms);

@@ -194,8 +194,90 @@ static void test_filters(void)
     sqlite3_close(db);
 }
 
+/* Upsert / delete bodies: status 200 means accepted. */
+static void expect_write(bool upsert, const char *body, int status, const char *code)
+{
+    cp_limits lim;
+    cp_limits_init(&lim);
+    lim.max_write_documents = 3;
+    cp_http_error e = {0};
+    bool ok;
+    if (upsert) {
+        cp_upsert_request r;
+        ok = cp_parse_upsert(body, strlen(body), &lim, 2, &r, &e);
+        if (ok) cp_upsert_request_free(&r);
+    } else {
+        cp_delete_request r;
+        ok = cp_parse_delete(body, strlen(body), &lim, &r, &e);
+        if (ok) cp_delete_request_free(&r);
+    }
+    if (status == 200) {
+        CP_CHECK(ok);
+        if (!ok) fprintf(stderr, "  refused %s: %s\n", body, e.message);
+        return;
+    }
+    CP_CHECK(!ok);
+    if (ok) {
+        fprintf(stderr, "  accepted %s\n", body);
+        return;
+    }
+    CP_CHECK_INT(e.status, status);
+    CP_CHECK(!strcmp(e.code, code));
+}
+
+static void test_write_parse(void)
+{
+    cp_limits lim;
+    cp_limits_init(&lim);
+    cp_upsert_request r;
+    cp_http_error e;
+    const char *body = "{\"documents\": [{\"id\": \"a\", \"embeddings\": [[1, 0], [0, 1]], "
+                       "\"metadata\": {\"y\": 1}}, {\"id\": \"b\", \"text\": \"hello\"}, "
+                       "{\"id\": \"c\", \"text\": \"t\", \"embeddings_b64\": \"AACAPwAAAAA=\", "
+                       "\"shape\": [1, 2]}]}";
+    CP_CHECK(cp_parse_upsert(body, strlen(body), &lim, 2, &r, &e));
+    CP_CHECK_INT(r.n_docs, 3);
+    if (r.n_docs == 3) {
+        CP_CHECK(!strcmp(r.docs[0].id, "a") && r.docs[0].emb.n_tokens == 2 && !r.docs[0].text);
+        CP_CHECK(r.docs[0].metadata_json && !strcmp(r.docs[0].metadata_json, "{\"y\":1}"));
+        CP_CHECK(!r.docs[1].emb.data && !strcmp(r.docs[1].text, "hello"));
+        CP_CHECK(r.docs[2].emb.data && r.docs[2].emb.data[0] == 1.0f && !strcmp(r.docs[2].text, "t"));
+        cp_upsert_request_free(&r);
+    }
+    expect_write(true, "{\"documents\": [{\"id\": \"a\", \"embeddings\": [[1, 0]], \"metadata\": null}]}", 200, "");
+    expect_write(true, "{\"documents\": [{\"id\": \"a\", \"text\": \"x\"}, {\"id\": \"a\", \"text\": \"y\"}]}",
+                 400, "DUPLICATE_ID");
+    expect_write(true, "{\"documents\": [{\"text\": \"x\"}]}", 400, "INVALID_ARGUMENT");
+    expect_write(true, "{\"documents\": [{\"id\": \"\", \"text\": \"x\"}]}", 400, "INVALID_ARGUMENT");
+    expect_write(true, "{\"documents\": [{\"id\": \"a\"}]}", 400, "INVALID_ARGUMENT");
+    expect_write(true, "{\"documents\": [{\"id\": \"a\", \"text\": \"x\", \"metadata\": [1]}]}", 400,
+                 "INVALID_ARGUMENT");
+    expect_write(true, "{\"documents\": [{\"id\": \"a\", \"embeddings\": [[1, 0, 0]]}]}", 422,
+                 "DIMENSION_MISMATCH");
+    expect_write(true, "{\"documents\": [{\"id\": \"a\", \"embeddings_b64\": \"AADAfwAAAAA=\", "
+                       "\"shape\": [1, 2]}]}", 400, "INVALID_ARGUMENT"); /* NaN */
+    expect_write(true, "{\"documents\": [{\"id\": \"a\", \"embeddings\": [[1, 0]], "
+                       "\"embeddings_b64\": \"AACAPwAAAAA=\", \"shape\": [1, 2]}]}", 400,
+                 "INVALID_ARGUMENT");
+    expect_write(true, "{\"documents\": []}", 400, "INVALID_ARGUMENT");
+    expect_write(true, "{\"documents\": [{\"id\": \"1\", \"text\": \"x\"}, {\"id\": \"2\", \"text\": \"x\"}, "
+                       "{\"id\": \"3\", \"text\": \"x\"}, {\"id\": \"4\", \"text\": \"x\"}]}", 422,
+                 "LIMIT_EXCEEDED");
+    expect_write(true, "{\"docs\": []}", 400, "INVALID_ARGUMENT");
+    expect_write(false, "{\"ids\": [\"a\", \"b\"]}", 200, "");
+    expect_write(false, "{\"filter\": {\"y\": 1}}", 200, "");
+    expect_write(false, "{\"filter\": {}}", 400, "INVALID_FILTER");
+    expect_write(false, "{\"filter\": 3}", 400, "INVALID_FILTER");
+    expect_write(false, "{\"ids\": [], \"filter\": {\"y\": 1}}", 400, "INVALID_ARGUMENT");
+    expect_write(false, "{\"ids\": []}", 400, "INVALID_ARGUMENT");
+    expect_write(false, "{\"ids\": [\"\"]}", 400, "INVALID_ARGUMENT");
+    expect_write(false, "{}", 400, "INVALID_ARGUMENT");
+    expect_write(false, "", 400, "MALFORMED_JSON");
+}
+
 int main(void)
 {
+    test_write_parse();
     test_base64();
     test_search_parse();
     test_rerank_parse();
