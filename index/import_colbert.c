@@ -119,7 +119,7 @@ static cp_status load_metadata(importer *im, cp_error *err)
                          "folder?", im->dir);
         return st;
     }
-    int64_t chunks, dim, nbits, emb;
+    int64_t chunks = 0, dim = 0, nbits = 0, emb = 0;
     im->config = cJSON_GetObjectItemCaseSensitive(im->meta_root, "config");
     if (!cJSON_IsObject(im->config))
         return cp_error_set(err, CP_EFORMAT, "%s: no \"config\" object", path);
@@ -257,7 +257,7 @@ static cp_status count_passages(importer *im, cp_error *err)
         join(path, sizeof path, im->dir, name);
         cJSON *m = NULL;
         cp_status st = read_json(path, false, &m, err);
-        int64_t off, np, ne;
+        int64_t off = 0, np = 0, ne = 0;
         if (st == CP_OK && (st = json_int(m, "passage_offset", 0, INT32_MAX, path, &off, err)) == CP_OK &&
             (st = json_int(m, "num_passages", 0, INT32_MAX, path, &np, err)) == CP_OK &&
             (st = json_int(m, "num_embeddings", 0, INT64_MAX / 2, path, &ne, err)) == CP_OK &&
