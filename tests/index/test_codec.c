@@ -11,29 +11,9 @@
 #include <string.h>
 
 #include "cp_test.h"
+#define CP_TEST_RNG_SEED 12345
+#include "cp_test_rng.h"
 #include "index_internal.h"
-
-/* Deterministic test data. */
-static uint64_t rng_state = 12345;
-static double urand(void)
-{
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (double)(rng_state >> 11) * 0x1.0p-53;
-}
-static float grand(void)
-{
-    double u1 = urand(), u2 = urand();
-    if (u1 < 1e-300) u1 = 1e-300;
-    return (float)(sqrt(-2 * log(u1)) * cos(2 * M_PI * u2));
-}
-static void normalise(float *v, int dim)
-{
-    double n = 0;
-    for (int j = 0; j < dim; j++)
-        n += (double)v[j] * v[j];
-    for (int j = 0; j < dim; j++)
-        v[j] = (float)(v[j] / sqrt(n));
-}
 
 static void test_bucketize(void)
 {
