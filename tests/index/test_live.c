@@ -325,28 +325,29 @@ static void *reader(void *arg)
         cp_search_params_init(&p, 20);
         int n = 0;
         cp_error err = {0};
-        if (cp_index_search(x->ix, q, 4, LT_DIM, &p, hits, &n, NULL, &err) != CP_OK) {
+        /* Search and read ids from ONE snapshot: a write may publish the next snapshot at
+         * any moment, and mixing two snapshots would report a half batch that no reader
+         * ever saw. */
+        cp_snapshot *snap = cp_index_acquire_snapshot(x->ix);
+        if (cp_snapshot_search(snap, q, 4, &p, hits, &n, NULL, &err) != CP_OK) {
+            cp_snapshot_release(snap);
             atomic_fetch_add(&x->errors, 1);
             continue;
         }
-        /* the snapshot's ids tell which batch a hit belongs to */
-        cp_snapshot *snap = cp_index_acquire_snapshot(x->ix);
         int mine = 0;
         char prefix[32];
         snprintf(prefix, sizeof prefix, "b%d_", k);
+        size_t plen = strlen(prefix);
         int64_t live = 0;
         for (int64_t d = 0; d < snap->n_slots; d++)
             if (!snap->deleted[d] && snap->external_ids[d] &&
-                !strncmp(snap->external_ids[d], prefix, strlen(prefix)))
+                !strncmp(snap->external_ids[d], prefix, plen))
                 live++;
-        cp_snapshot_release(snap);
         for (int i = 0; i < n; i++) {
-            char *ext = NULL;
-            if (cp_index_external_id(x->ix, hits[i].doc_id, &ext, NULL) == CP_OK &&
-                !strncmp(ext, prefix, strlen(prefix)))
-                mine++;
-            free(ext);
+            const char *ext = snap->external_ids[hits[i].doc_id];
+            if (ext && !strncmp(ext, prefix, plen)) mine++;
         }
+        cp_snapshot_release(snap);
         if ((mine != 0 && mine != BATCH) || (live != 0 && live != BATCH))
             atomic_fetch_add(&x->violations, 1);
         atomic_fetch_add(&x->searches, 1);
