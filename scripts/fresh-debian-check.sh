@@ -20,6 +20,12 @@ if [[ ! -x $root/usr/bin/apt-get ]]; then
         "$mirror" "$mirror" >"$root/etc/apt/sources.list"
 fi
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# Network, not dependencies: where this host reaches the registries through an egress
+# proxy with its own CA, the chroot gets that CA and the variables that point tools at it.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+    chroot "$root" update-ca-certificates >/dev/null 2>&1 || true
+fi
 
 mounted=()
 bind() { mkdir -p "$root$2"; mount --bind "$1" "$root$2"; mounted=("$root$2" "${mounted[@]}"); }
@@ -38,8 +44,12 @@ if [[ ! -d $root/work/main/.git ]]; then
     git clone -q "$src" "$root/work/main"
 fi
 
+ca_env=()
+for v in NODE_EXTRA_CA_CERTS SSL_CERT_FILE CURL_CA_BUNDLE; do
+    [[ -n ${!v:-} ]] && ca_env+=("$v=${!v}")
+done
 in_root() { chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    LANG=C.UTF-8 CI="${CI:-}" bash -c "$1"; }
+    LANG=C.UTF-8 CI="${CI:-}" "${ca_env[@]}" bash -c "$1"; }
 
 if [[ $what == demo || $what == both ]]; then
     echo "== README command 1: bash scripts/demo.sh (log: $root.demo.log)"
