@@ -20,7 +20,7 @@ bash scripts/setup-deps.sh --demo
 
 echo "== building"
 cmake -S "$root" -B "$root/build-release" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$root/build-release" -j "$(nproc)"
+cmake --build "$root/build-release" -j "$(nproc)" --target colplaid
 colplaid=$root/build-release/colplaid
 
 mkdir -p "$demo"
