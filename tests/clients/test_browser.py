@@ -26,6 +26,21 @@ def check(cond, msg):
         print("  check failed: " + msg, file=sys.stderr)
 
 
+def pinned_version(work):
+    with open(os.path.join(work, "package.json")) as f:
+        return json.load(f)["dependencies"]["playwright-core"]
+
+
+def installed_version(work):
+    """The playwright-core left by an earlier run, or None: a build folder may hold one
+    from before the pin changed, which must not be reused."""
+    try:
+        with open(os.path.join(work, "node_modules", "playwright-core", "package.json")) as f:
+            return json.load(f)["version"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def install():
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     if not os.path.exists(chromium):
@@ -36,7 +51,7 @@ def install():
     os.makedirs(work, exist_ok=True)
     for f in ("package.json", "package-lock.json", "browser.js"):
         shutil.copy(os.path.join(HERE, "browser", f), work)
-    if not os.path.exists(os.path.join(work, "node_modules", "playwright-core", "package.json")):
+    if installed_version(work) != pinned_version(work):
         p = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=work, capture_output=True, text=True,
                            timeout=600)
         if p.returncode != 0:
