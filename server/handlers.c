@@ -168,9 +168,18 @@ static void handle_metrics(cp_server *s, cp_response *resp)
                       "# TYPE colplaid_write_queue_capacity gauge\ncolplaid_write_queue_capacity %d\n"
                       "# HELP colplaid_auto_compactions_total Compactions run by the automatic policy "
                       "after writes.\n# TYPE colplaid_auto_compactions_total counter\n"
-                      "colplaid_auto_compactions_total %lld\n",
+                      "colplaid_auto_compactions_total %lld\n"
+                      "# HELP colplaid_encode_batches_total Encoder calls shared by several "
+                      "queued text searches.\n# TYPE colplaid_encode_batches_total counter\n"
+                      "colplaid_encode_batches_total %lld\n"
+                      "# HELP colplaid_encode_batched_searches_total Text searches encoded in "
+                      "a shared encoder call.\n"
+                      "# TYPE colplaid_encode_batched_searches_total counter\n"
+                      "colplaid_encode_batched_searches_total %lld\n",
                  (long long)atomic_load(&s->write_queue_len), s->cfg.write_queue,
-                 (long long)atomic_load(&s->writes_compacted));
+                 (long long)atomic_load(&s->writes_compacted),
+                 (long long)atomic_load(&s->encode_batches),
+                 (long long)atomic_load(&s->encode_batched_requests));
     set_body(resp, 200, &sb, "text/plain; version=0.0.4; charset=utf-8");
 }
 
@@ -481,10 +490,84 @@ static bool search_one(cp_server *s, cp_served_index *si, const cp_search_reques
     return true;
 }
 
-static void run_search(cp_server *s, const cp_request *req, cp_search_request *sr,
-                       cp_response *resp)
+/* A parsed search whose texts may still need encoding, possibly in one encoder call
+ * together with other requests' texts (http.c batches the queued ones). */
+struct cp_search_job {
+    cp_request req;
+    cp_search_request sr;
+    size_t n_text;    /* text queries not yet encoded */
+    double encode_ms; /* this job's share of the encoder call */
+};
+
+cp_search_job *cp_search_prepare(cp_server *s, const cp_request *req, cp_response *resp)
 {
-    cp_vec_input **vecs = calloc(sr->n_queries, sizeof *vecs);
+    cp_search_job *job = calloc(1, sizeof *job);
+    if (!job) {
+        cp_response_error(resp, 503, "OUT_OF_MEMORY", "out of memory");
+        return NULL;
+    }
+    cp_http_error e;
+    if (!cp_parse_search(req->body, req->body_len, &s->cfg.limits, req->idx->dim, &job->sr, &e)) {
+        cp_response_from_http_error(resp, &e);
+        free(job);
+        return NULL;
+    }
+    job->req = *req;
+    for (size_t i = 0; i < job->sr.n_queries; i++) job->n_text += job->sr.queries[i].text != NULL;
+    return job;
+}
+
+size_t cp_search_job_texts(const cp_search_job *job)
+{
+    return job->n_text;
+}
+
+void cp_search_job_free(cp_search_job *job)
+{
+    if (!job) return;
+    cp_search_request_free(&job->sr);
+    free(job);
+}
+
+/* The query inputs of job as an array of pointers (encode_texts' shape); NULL when out of
+ * memory. */
+static cp_vec_input **job_vecs(cp_search_job *job)
+{
+    cp_vec_input **vecs = calloc(job->sr.n_queries, sizeof *vecs);
+    for (size_t i = 0; vecs && i < job->sr.n_queries; i++) vecs[i] = &job->sr.queries[i];
+    return vecs;
+}
+
+void cp_search_encode_batch(cp_server *s, cp_search_job **jobs, size_t n)
+{
+    size_t n_text = 0, m = 0;
+    for (size_t j = 0; j < n; j++) n_text += jobs[j]->n_text;
+    if (n_text < 2 || !s->encoder) return; /* nothing to share: cp_search_run encodes */
+    cp_vec_input **vecs = calloc(n_text, sizeof *vecs);
+    if (!vecs) return;
+    for (size_t j = 0; j < n; j++)
+        for (size_t i = 0; i < jobs[j]->sr.n_queries; i++)
+            if (jobs[j]->sr.queries[i].text) vecs[m++] = &jobs[j]->sr.queries[i];
+    double ms;
+    cp_response scratch = {0};
+    /* One call for all: BERT then runs one forward pass (one GEMM per layer over every
+     * sequence) instead of streaming its weights once per request. A failure leaves the
+     * texts in place, and each job encodes alone so its error reaches its own client. */
+    if (encode_texts(s, CP_TEXT_QUERY, vecs, n_text, &ms, &scratch)) {
+        for (size_t j = 0; j < n; j++) {
+            jobs[j]->encode_ms = ms * (double)jobs[j]->n_text / (double)n_text;
+            jobs[j]->n_text = 0;
+        }
+    }
+    free(scratch.body);
+    free(vecs);
+}
+
+void cp_search_run(cp_server *s, cp_search_job *job, cp_response *resp)
+{
+    cp_search_request *sr = &job->sr;
+    const cp_request *req = &job->req;
+    cp_vec_input **vecs = job_vecs(job);
     cp_hit *hits = malloc((size_t)sr->k * sizeof *hits);
     if (!vecs || !hits) {
         free(vecs);
@@ -492,10 +575,12 @@ static void run_search(cp_server *s, const cp_request *req, cp_search_request *s
         cp_response_error(resp, 503, "OUT_OF_MEMORY", "out of memory");
         return;
     }
-    for (size_t i = 0; i < sr->n_queries; i++) vecs[i] = &sr->queries[i];
-    double encode_ms = 0;
     subset sub = {0};
-    bool ok = encode_texts(s, CP_TEXT_QUERY, vecs, sr->n_queries, &encode_ms, resp);
+    bool ok = true;
+    if (job->n_text) {
+        ok = encode_texts(s, CP_TEXT_QUERY, vecs, sr->n_queries, &job->encode_ms, resp);
+        job->n_text = 0;
+    }
     for (size_t i = 0; ok && i < sr->n_queries; i++)
         if (vecs[i]->dim != req->idx->dim) {
             cp_response_error(resp, 422, "DIMENSION_MISMATCH",
@@ -506,7 +591,7 @@ static void run_search(cp_server *s, const cp_request *req, cp_search_request *s
     ok = ok && build_subset(sr, req->idx, &sub, resp);
     cp_sb sb = {0};
     cp_sb_append(&sb, "{\"results\": [");
-    double per_query_encode = encode_ms / (double)sr->n_queries;
+    double per_query_encode = job->encode_ms / (double)sr->n_queries;
     for (size_t i = 0; ok && i < sr->n_queries; i++) {
         if (i) cp_sb_append(&sb, ", ");
         ok = search_one(s, req->idx, sr, &sr->queries[i], &sub, hits, per_query_encode, &sb, resp);
@@ -521,14 +606,10 @@ static void run_search(cp_server *s, const cp_request *req, cp_search_request *s
 
 static void handle_search(cp_server *s, const cp_request *req, cp_response *resp)
 {
-    cp_search_request sr;
-    cp_http_error e;
-    if (!cp_parse_search(req->body, req->body_len, &s->cfg.limits, req->idx->dim, &sr, &e)) {
-        cp_response_from_http_error(resp, &e);
-        return;
-    }
-    run_search(s, req, &sr, resp);
-    cp_search_request_free(&sr);
+    cp_search_job *job = cp_search_prepare(s, req, resp);
+    if (!job) return;
+    cp_search_run(s, job, resp);
+    cp_search_job_free(job);
 }
 
 /* ---- encode and rerank ------------------------------------------------------------------- */

@@ -9,7 +9,9 @@
  *   body callbacks append to ctx->body up to --max-body-bytes.
  *   last callback  cheap routes are answered inline; work routes are pushed to the queue
  *                  and the connection suspended (503 + Retry-After if the queue is full).
- *   worker         runs cp_handle, stores the response, resumes the connection.
+ *   worker         runs cp_handle, stores the response, resumes the connection (a text
+ *                  search may first be encoded together with those queued behind it:
+ *                  run_batch).
  *   next callback  queues the stored response.
  *   completed      one access-log line, metrics, ctx freed.
  */
@@ -30,7 +32,7 @@
 #include "server.h"
 #include "strbuf.h"
 
-enum { REQUEST_ID_MAX = 64 };
+enum { REQUEST_ID_MAX = 64, BODY_HINT_MAX = 1 << 20 };
 
 typedef enum { CTX_READING, CTX_QUEUED, CTX_DONE } ctx_state;
 
@@ -47,9 +49,11 @@ typedef struct conn_ctx {
     char *body;
     size_t body_len, body_cap;
     size_t bytes_seen;
+    size_t body_hint; /* Content-Length, if declared and at most BODY_HINT_MAX */
     bool too_large;
     int key_line;
     double t_start;
+    cp_search_job *job; /* a search parsed (and maybe encoded) by a worker, waiting */
 } conn_ctx;
 
 /* ---- worker pool with a bounded queue ----------------------------------------------------- */
@@ -59,6 +63,7 @@ typedef struct pool {
     pthread_cond_t cv;
     conn_ctx **ring;
     size_t cap, head, len;
+    int idle; /* workers waiting for a job */
     bool stop;
     pthread_t *threads;
     int n_threads;
@@ -66,27 +71,144 @@ typedef struct pool {
 
 static pool g_pool; /* one server per process; the MHD callbacks reach it through here */
 
-static void *worker_main(void *arg)
+/* The next queued request; NULL once stop is requested and the queue is empty. */
+static conn_ctx *pool_take(cp_server *s)
 {
-    cp_server *s = arg;
-    for (;;) {
-        pthread_mutex_lock(&g_pool.mu);
-        while (!g_pool.len && !g_pool.stop) pthread_cond_wait(&g_pool.cv, &g_pool.mu);
-        if (!g_pool.len) { /* stop requested and nothing left: drain finished */
-            pthread_mutex_unlock(&g_pool.mu);
-            return NULL;
-        }
-        conn_ctx *ctx = g_pool.ring[g_pool.head];
+    pthread_mutex_lock(&g_pool.mu);
+    g_pool.idle++;
+    while (!g_pool.len && !g_pool.stop) pthread_cond_wait(&g_pool.cv, &g_pool.mu);
+    g_pool.idle--;
+    conn_ctx *ctx = NULL;
+    if (g_pool.len) {
+        ctx = g_pool.ring[g_pool.head];
         g_pool.head = (g_pool.head + 1) % g_pool.cap;
         g_pool.len--;
         atomic_fetch_sub(&s->queue_len, 1);
-        pthread_mutex_unlock(&g_pool.mu);
-        cp_handle(s, &ctx->req, &ctx->resp);
-        ctx->state = CTX_DONE;
-        /* The suspend happened under g_pool.mu before this job could be taken, so the
-         * connection is suspended here. */
-        MHD_resume_connection(ctx->conn);
     }
+    pthread_mutex_unlock(&g_pool.mu);
+    return ctx;
+}
+
+/* Answer ctx (its parsed search, or its route's handler) and resume its connection. */
+static void pool_finish(cp_server *s, conn_ctx *ctx)
+{
+    if (ctx->job) {
+        cp_search_run(s, ctx->job, &ctx->resp);
+        cp_search_job_free(ctx->job);
+        ctx->job = NULL;
+    } else {
+        cp_handle(s, &ctx->req, &ctx->resp);
+    }
+    ctx->state = CTX_DONE;
+    /* The suspend happened under g_pool.mu before this job could be taken, so the
+     * connection is suspended here. */
+    MHD_resume_connection(ctx->conn);
+}
+
+static bool wants_batch(const cp_server *s, const conn_ctx *ctx)
+{
+    return s->encoder && s->cfg.encode_batch > 1 && ctx->req.route == CP_ROUTE_SEARCH &&
+           !ctx->job;
+}
+
+/* Up to max more queued searches that are not parsed yet, taken from the head of the
+ * queue into out. Only what is already waiting: an idle server never holds a request back
+ * to fill a batch, so one connection's latency is unchanged. Idle workers are left their
+ * share of the queue, so that they encode their own batches in parallel instead of
+ * waiting for this one. */
+static size_t pool_take_searches(cp_server *s, conn_ctx **out, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&g_pool.mu);
+    size_t share = (g_pool.len + (size_t)g_pool.idle) / ((size_t)g_pool.idle + 1);
+    if (share < max) max = share;
+    while (n < max && g_pool.len && wants_batch(s, g_pool.ring[g_pool.head])) {
+        out[n++] = g_pool.ring[g_pool.head];
+        g_pool.head = (g_pool.head + 1) % g_pool.cap;
+        g_pool.len--;
+        atomic_fetch_sub(&s->queue_len, 1);
+    }
+    pthread_mutex_unlock(&g_pool.mu);
+    return n;
+}
+
+/* Put parsed requests back at the head of the queue (in order) for any worker to search;
+ * returns how many fitted (new arrivals may have taken the room meanwhile). */
+static size_t pool_push_front(cp_server *s, conn_ctx **ctxs, size_t n)
+{
+    pthread_mutex_lock(&g_pool.mu);
+    size_t room = g_pool.cap - g_pool.len, put = n < room ? n : room;
+    for (size_t i = put; i-- > 0;) {
+        g_pool.head = (g_pool.head + g_pool.cap - 1) % g_pool.cap;
+        g_pool.ring[g_pool.head] = ctxs[i];
+        g_pool.len++;
+        atomic_fetch_add(&s->queue_len, 1);
+    }
+    if (put) pthread_cond_broadcast(&g_pool.cv);
+    pthread_mutex_unlock(&g_pool.mu);
+    return put;
+}
+
+/* Parse ctx's search; false if it was answered (a parse error). */
+static bool prepare(cp_server *s, conn_ctx *ctx)
+{
+    ctx->job = cp_search_prepare(s, &ctx->req, &ctx->resp);
+    if (ctx->job) return true;
+    ctx->state = CTX_DONE;
+    MHD_resume_connection(ctx->conn);
+    return false;
+}
+
+/*
+ * Text searches queued together are encoded in one encoder call: BERT then streams its
+ * weights once per batch instead of once per request. The worker that takes a text search
+ * also takes the searches queued behind it, parses them, encodes all their texts at once,
+ * searches the first and puts the others back at the head of the queue, so both workers
+ * share the searches. Requests without texts that came along are put back too.
+ */
+static void run_batch(cp_server *s, conn_ctx *first)
+{
+    if (!prepare(s, first)) return;
+    if (!cp_search_job_texts(first->job)) {
+        pool_finish(s, first);
+        return;
+    }
+    enum { BATCH_MAX = 64 };
+    conn_ctx *taken[BATCH_MAX], *rest[BATCH_MAX], *plain[BATCH_MAX];
+    cp_search_job *jobs[BATCH_MAX];
+    size_t max = (size_t)s->cfg.encode_batch < BATCH_MAX ? (size_t)s->cfg.encode_batch : BATCH_MAX;
+    size_t n_taken = pool_take_searches(s, taken, max - 1), n = 0, n_plain = 0;
+    jobs[n++] = first->job;
+    for (size_t i = 0; i < n_taken; i++) {
+        if (!prepare(s, taken[i])) continue; /* answered: ctx may be gone already */
+        if (cp_search_job_texts(taken[i]->job)) {
+            rest[n - 1] = taken[i];
+            jobs[n++] = taken[i]->job;
+        } else {
+            plain[n_plain++] = taken[i];
+        }
+    }
+    if (n > 1) {
+        cp_search_encode_batch(s, jobs, n);
+        atomic_fetch_add(&s->encode_batches, 1);
+        atomic_fetch_add(&s->encode_batched_requests, (long long)n);
+    }
+    size_t n_rest = n - 1;
+    for (size_t i = 0; i < n_plain; i++) rest[n_rest++] = plain[i];
+    size_t put = pool_push_front(s, rest, n_rest);
+    pool_finish(s, first);
+    for (size_t i = put; i < n_rest; i++) pool_finish(s, rest[i]);
+}
+
+static void *worker_main(void *arg)
+{
+    cp_server *s = arg;
+    conn_ctx *ctx;
+    while ((ctx = pool_take(s)) != NULL) {
+        if (wants_batch(s, ctx)) run_batch(s, ctx);
+        else pool_finish(s, ctx);
+    }
+    return NULL; /* stop requested and nothing left: drain finished */
 }
 
 /* Push ctx and suspend its connection atomically with respect to the workers; false if
@@ -405,6 +527,7 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
                        cp_now_seconds() - ctx->t_start);
     if (s->cfg.access_log) access_log(ctx, toe);
     atomic_fetch_sub(&s->in_flight, 1);
+    cp_search_job_free(ctx->job);
     free(ctx->resp.body);
     free(ctx->body);
     free(ctx->path);
@@ -425,7 +548,7 @@ static void set_request_id(conn_ctx *ctx)
     /* pid and start time make ids unique across restarts; the counter within a run. */
     static atomic_ullong counter;
     unsigned long long n = atomic_fetch_add(&counter, 1);
-    snprintf(ctx->request_id, sizeof ctx->request_id, "%lx-%lx-%llx", (unsigned long)getpid(),
+    snprintf(ctx->request_id, sizeof ctx->request_id, "%lx-%lx-%llx", (unsigned long)ctx->s->pid,
              (unsigned long)ctx->s->start_wall, n);
 }
 
@@ -502,11 +625,15 @@ static bool admit(conn_ctx *ctx, enum MHD_Result *ret)
     free(copy);
     if (!status) {
         const char *cl = MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > s->cfg.limits.max_body_bytes) {
+        unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+        if (declared > s->cfg.limits.max_body_bytes) {
             status = 413, err_code = "PAYLOAD_TOO_LARGE";
             snprintf(msg, sizeof msg, "the body has %s bytes, the limit is %zu", cl,
                      s->cfg.limits.max_body_bytes);
         }
+        /* One allocation for a typical body instead of doubling from 4 KB; capped, so that
+         * a client declaring a huge body it never sends does not reserve it. */
+        ctx->body_hint = (size_t)(declared <= BODY_HINT_MAX ? declared : 0);
     }
     if (!status) return true;
     *ret = reject(ctx, status, err_code, msg);
@@ -522,6 +649,7 @@ static void append_body(conn_ctx *ctx, const char *data, size_t n)
     }
     if (ctx->body_len + n + 1 > ctx->body_cap) {
         size_t cap = ctx->body_cap ? ctx->body_cap * 2 : 4096;
+        if (!ctx->body_cap && ctx->body_hint >= ctx->body_len + n) cap = ctx->body_hint + 1;
         while (cap < ctx->body_len + n + 1) cap *= 2;
         char *p = realloc(ctx->body, cap);
         if (!p) {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli_common.h"
 #include "commands.h"
@@ -26,6 +27,8 @@ static const char usage_text[] =
     "  --threads N             worker threads (default: all cores)\n"
     "  --api-keys FILE         'KEY SCOPE' lines, scope read|write|admin\n"
     "  --encoder-threads N     threads one encode call may use (default 1)\n"
+    "  --encode-batch N        text searches waiting in the queue that one encoder call may\n"
+    "                          encode together (default 32; 1: one call per request)\n"
     "  --read-only             serve the indexes read-only (default: open them for writing;\n"
     "                          an index whose writer lock another process holds is served\n"
     "                          read-only, and writes to it answer 409 INDEX_READ_ONLY)\n"
@@ -59,6 +62,7 @@ enum {
     OPT_READ_ONLY,
     OPT_WRITE_QUEUE,
     OPT_MAX_WRITE_DOCS,
+    OPT_ENC_BATCH,
 };
 
 typedef struct serve_opts {
@@ -95,6 +99,7 @@ static bool apply_limit(serve_opts *o, int opt, const char *val)
     case OPT_WRITE_QUEUE: if (!int_opt("--write-queue", val, 1, 1000000, &v)) return false; o->cfg.write_queue = (int)v; break;
     case OPT_MAX_WRITE_DOCS: if (!int_opt("--max-write-documents", val, 1, 1000000, &v)) return false; l->max_write_documents = (int)v; break;
     case OPT_ENC_THREADS: if (!int_opt("--encoder-threads", val, 0, 1024, &v)) return false; o->encoder_threads = (int)v; break;
+    case OPT_ENC_BATCH: if (!int_opt("--encode-batch", val, 1, 64, &v)) return false; o->cfg.encode_batch = (int)v; break;
     default: return false;
     }
     return true;
@@ -116,6 +121,7 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         {"shutdown-grace", required_argument, 0, OPT_GRACE},
         {"no-access-log", no_argument, 0, OPT_NO_LOG},
         {"encoder-threads", required_argument, 0, OPT_ENC_THREADS},
+        {"encode-batch", required_argument, 0, OPT_ENC_BATCH},
         {"read-only", no_argument, 0, OPT_READ_ONLY},
         {"write-queue", required_argument, 0, OPT_WRITE_QUEUE},
         {"max-write-documents", required_argument, 0, OPT_MAX_WRITE_DOCS}, {0, 0, 0, 0}};
@@ -257,6 +263,7 @@ int cp_cmd_serve(int argc, char **argv)
     o.cfg.max_connections = 1000;
     o.cfg.shutdown_grace_s = 30;
     o.cfg.access_log = true;
+    o.cfg.encode_batch = 32;
     cp_limits_init(&o.cfg.limits);
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc < 0 ? CP_EXIT_OK : rc;
@@ -265,6 +272,7 @@ int cp_cmd_serve(int argc, char **argv)
     s.cfg = o.cfg;
     s.start_time = cp_now_seconds();
     s.start_wall = (int64_t)time(NULL);
+    s.pid = (long)getpid();
     s.metrics = cp_metrics_new();
     cp_error err;
     if (!s.metrics) rc = CP_EXIT_FAILURE;

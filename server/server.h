@@ -11,6 +11,9 @@
  *   fixed pool of worker threads: the connection is suspended (MHD_suspend_connection)
  *   until a worker has built the response, then resumed. A full queue is answered at once
  *   with 503 + Retry-After, so overload is visible and bounded instead of piling up.
+ *   A worker taking a text search also takes the searches queued behind it and encodes
+ *   their texts in one encoder call (--encode-batch), then puts them back for any worker
+ *   to search.
  * - Write routes (document upsert / delete) go to a second bounded queue served by ONE
  *   writer thread, so writes are serialised (the engine serialises per index anyway) and
  *   never occupy the read workers; a full write queue answers 503 + Retry-After. After
@@ -57,6 +60,7 @@ typedef struct cp_server_config {
     int max_connections;
     int shutdown_grace_s;
     bool access_log;
+    int encode_batch;    /* text searches encoded in one encoder call at most; 1: off */
     cp_limits limits;
 } cp_server_config;
 
@@ -69,10 +73,13 @@ typedef struct cp_server {
     cp_metrics *metrics;
     double start_time;   /* monotonic seconds */
     int64_t start_wall;  /* Unix time at start (request ids) */
+    long pid;            /* request ids; read once, not per request */
     atomic_llong in_flight;
     atomic_llong queue_len;
     atomic_llong write_queue_len;
     atomic_llong writes_compacted; /* automatic compactions run after writes */
+    atomic_llong encode_batches;   /* encoder calls shared by several text searches */
+    atomic_llong encode_batched_requests; /* the searches those calls served */
     atomic_bool shutting_down;
 } cp_server;
 
@@ -104,6 +111,19 @@ void cp_response_from_status(cp_response *resp, const cp_error *err);
 
 /* Run the handler of req->route (handlers.c). */
 void cp_handle(cp_server *s, const cp_request *req, cp_response *resp);
+
+/* A search split in steps so that a worker can encode the texts of several queued
+ * searches in one encoder call (http.c): prepare (parse; NULL with resp filled on a bad
+ * request), encode_batch (best effort: texts it could not encode together stay, and
+ * cp_search_run encodes them alone), run (encode what is left, search, respond). Together
+ * they answer exactly as cp_handle does for CP_ROUTE_SEARCH. Only cp_search_prepare reads
+ * req->body; the job keeps req->idx. */
+typedef struct cp_search_job cp_search_job;
+cp_search_job *cp_search_prepare(cp_server *s, const cp_request *req, cp_response *resp);
+size_t cp_search_job_texts(const cp_search_job *job); /* text queries not yet encoded */
+void cp_search_encode_batch(cp_server *s, cp_search_job **jobs, size_t n);
+void cp_search_run(cp_server *s, cp_search_job *job, cp_response *resp);
+void cp_search_job_free(cp_search_job *job); /* NULL is fine */
 
 /* The embedded OpenAPI document (generated from server/openapi.json at build time). */
 extern const char cp_openapi_json[];

@@ -3,7 +3,9 @@ file written here is converted with `colplaid model convert`, a JSONL corpus wit
 metadata is indexed with `colplaid index build --corpus`, and the server runs with --model.
 Checks: text queries give the same ids and scores as `colplaid search --query`, /v1/encode
 equals `colplaid encode` (JSON arrays and base64), rerank of texts equals MaxSim of the
-encoded texts, batches mixing text and embeddings, include and filters on real metadata.
+encoded texts, batches mixing text and embeddings, include and filters on real metadata,
+and concurrent text searches encoded in shared encoder calls (--encode-batch) answering
+exactly as they do one by one.
 """
 import base64
 import json
@@ -12,6 +14,7 @@ import random
 import struct
 import sys
 import tempfile
+import threading
 
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -78,6 +81,58 @@ def cli_encode(model, text, kind):
 def close_rows(a, b, tol=1e-5):
     return len(a) == len(b) and all(len(x) == len(y) and all(abs(p - q) <= tol for p, q in zip(x, y))
                                     for x, y in zip(a, b))
+
+
+def metric(srv, name):
+    _, _, body = srv.request("GET", "/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def check_batching(idx, model, queries):
+    """Concurrent text searches queued behind a busy worker are encoded in shared encoder
+    calls: every answer must equal the one-by-one answer, a bad request or an embedding query
+    among them must not disturb the others, and the metrics must show shared calls."""
+    srv = sl.Server(["--index", idx, "--model", model, "--threads", "1", "--encode-batch", "8",
+                     "--no-access-log"])
+    try:
+        texts = queries + ["%s %s" % (a, b) for a, b in zip(queries, reversed(queries))]
+        emb = cli_encode(model, texts[0], "query")
+        bodies = [{"queries": [{"text": t}], "k": 6} for t in texts]
+        bodies.append({"queries": [texts[1], {"embeddings": emb}], "k": 6})
+        bodies.append({"queries": [{"embeddings": emb}], "k": 6})
+        bodies.append({"queries": [{"text": "river", "bogus": 1}], "k": 6})
+        want = [srv.json("POST", "/v1/indexes/idx/search", b) for b in bodies]
+        for rnd in range(10):
+            got = [None] * (len(bodies) * 3)
+
+            def send(i):
+                got[i] = srv.json("POST", "/v1/indexes/idx/search", bodies[i % len(bodies)])
+            threads = [threading.Thread(target=send, args=(i,)) for i in range(len(got))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for i, (st, _, j) in enumerate(got):
+                wst, _, wj = want[i % len(bodies)]
+                check(st == wst, "batched request %d: status %d, alone %d" % (i, st, wst))
+                if st == 200 and wst == 200:
+                    a = [[(h["id"], round(h["score"], 4)) for h in r["hits"]] for r in j["results"]]
+                    b = [[(h["id"], round(h["score"], 4)) for h in r["hits"]] for r in wj["results"]]
+                    check(a == b, "batched request %d: hits %r, alone %r" % (i, a, b))
+                elif st == wst:
+                    check(j["error"]["code"] == wj["error"]["code"], "batched request %d: %r" % (i, j))
+            if (metric(srv, "colplaid_encode_batches_total") or 0) > 0:
+                break
+        n = metric(srv, "colplaid_encode_batches_total")
+        m = metric(srv, "colplaid_encode_batched_searches_total")
+        check(n is not None and n > 0 and m >= 2 * n,
+              "no shared encoder call after 10 bursts (batches %r, searches %r)" % (n, m))
+    finally:
+        rc = srv.stop()
+    check(rc == 0, "batching server exit status %r" % rc)
 
 
 def main():
@@ -147,6 +202,7 @@ def main():
         finally:
             rc = srv.stop()
         check(rc == 0, "server exit status %r" % rc)
+        check_batching(idx, model, queries)
     if failures:
         sl.dump_server_logs()
         sl.die("%d checks failed" % len(failures))
