@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "bert_internal.h"
@@ -125,6 +126,17 @@ void cp_pack_weights(const float *w, int in, int out, float *packed)
             packed[((size_t)(o / 32) * in + k) * 32 + o % 32] = w[(size_t)o * in + k];
 }
 
+void *cp_huge_alloc(size_t bytes)
+{
+    const size_t huge = (size_t)2 << 20;
+    void *p = NULL;
+    if (posix_memalign(&p, bytes >= huge ? huge : 64, (bytes + 63) / 64 * 64) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+    if (bytes >= huge) madvise(p, bytes / huge * huge, MADV_HUGEPAGE); /* a hint: may fail */
+#endif
+    return p;
+}
+
 cp_status cp_linear_prepare(cp_linear *l, int kind, cp_error *err)
 {
     if (kind == CP_GEMM_BLAS) return CP_OK;
@@ -138,7 +150,7 @@ cp_status cp_linear_prepare(cp_linear *l, int kind, cp_error *err)
         return CP_OK;
     }
     size_t n = (size_t)((l->out + 31) / 32) * l->in * 32;
-    l->packed = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+    l->packed = cp_huge_alloc(n * sizeof(float));
     if (!l->packed) return cp_error_set(err, CP_ENOMEM, "out of memory packing weights");
     cp_pack_weights(l->w, l->in, l->out, l->packed);
     free(l->w); /* the packed copy replaces it: weights are held once */
@@ -215,11 +227,12 @@ typedef struct gemm_job {
     const float *x;
     int rows, ldx, ldy, kind;
     float *y;
+    float *ws; /* AVX-512: per thread, cp_gemm_avx512_xp_floats(rows) floats, or NULL */
+    int gelu;  /* AVX-512 with ws: GELU fused into the product */
 } gemm_job;
 
 static void gemm_panels(void *ctx, int begin, int end, int tid)
 {
-    (void)tid;
     const gemm_job *j = ctx;
     const cp_linear *l = j->l;
     if (j->kind == CP_GEMM_AMX &&
@@ -229,6 +242,12 @@ static void gemm_panels(void *ctx, int begin, int end, int tid)
     if (j->kind == CP_GEMM_BF16 || j->kind == CP_GEMM_AMX) { /* AMX: out of memory */
         cp_gemm_bf16_panels(j->x, j->rows, j->ldx, l->packed16, l->in, l->out, l->bias, j->y,
                             j->ldy, begin, end);
+        return;
+    }
+    if (j->kind == CP_GEMM_AVX512 && j->ws) {
+        cp_gemm_avx512_panels_ws(j->x, j->rows, j->ldx, l->packed, l->in, l->out, l->bias, j->y,
+                                 j->ldy, begin, end,
+                                 j->ws + (size_t)tid * cp_gemm_avx512_xp_floats(j->rows), j->gelu);
         return;
     }
     if (j->kind == CP_GEMM_AVX512) {
@@ -255,14 +274,34 @@ static void gemm_blas(const cp_linear *l, const float *x, int rows, int ldx, flo
                 l->in, 1.0f, y, ldy);
 }
 
+size_t cp_gemm_workspace_floats(int rows, int threads)
+{
+    if (threads > CP_MAX_THREADS) threads = CP_MAX_THREADS;
+    return cp_gemm_avx512_xp_floats(rows) * (size_t)(threads < 1 ? 1 : threads);
+}
+
+bool cp_linear_apply_ws(const cp_linear *l, int kind, const float *x, int rows, int ldx,
+                        float *y, int ldy, int threads, float *ws, bool gelu)
+{
+    if (rows <= 0) return gelu;
+    if (kind == CP_GEMM_BLAS) {
+        gemm_blas(l, x, rows, ldx, y, ldy);
+        return false;
+    }
+    ws = kind == CP_GEMM_AVX512 ? ws : NULL;
+    gemm_job j = {l, x, rows, ldx, ldy, kind, y, ws, gelu && ws};
+    cp_parallel_for((l->out + 31) / 32, threads, gemm_panels, &j);
+    return j.gelu;
+}
+
 void cp_linear_apply(const cp_linear *l, int kind, const float *x, int rows, int ldx, float *y,
                      int ldy, int threads)
 {
-    if (rows <= 0) return;
-    if (kind == CP_GEMM_BLAS) {
-        gemm_blas(l, x, rows, ldx, y, ldy);
-        return;
+    float *ws = NULL;
+    if (kind == CP_GEMM_AVX512 && rows > 0) {
+        size_t bytes = cp_gemm_workspace_floats(rows, threads) * sizeof(float);
+        ws = aligned_alloc(64, (bytes + 63) / 64 * 64);
     }
-    gemm_job j = {l, x, rows, ldx, ldy, kind, y};
-    cp_parallel_for((l->out + 31) / 32, threads, gemm_panels, &j);
+    cp_linear_apply_ws(l, kind, x, rows, ldx, y, ldy, threads, ws, false);
+    free(ws);
 }

@@ -82,18 +82,34 @@ int cp_gemm_choose(void);
 int cp_gemm_pick(const cp_linear *sample, int threads);
 const char *cp_gemm_name(int kind);
 cp_status cp_linear_prepare(cp_linear *l, int kind, cp_error *err);
+/* 64-byte aligned memory (free() it) that Linux is asked to back with transparent huge
+ * pages when it is 2 MB or more: the matrix kernel touches 12 rows of Y, 12 rows of X and
+ * a weight chunk per tile, each on its own 4 KB page, and the TLB misses of 4 KB pages
+ * cost it 2-14% at BERT-base shape. */
+void *cp_huge_alloc(size_t bytes);
 void cp_linear_free(cp_linear *l);
 void cp_linear_apply(const cp_linear *l, int kind, const float *x, int rows, int ldx, float *y,
                      int ldy, int threads);
+/* The same with caller-provided scratch of cp_gemm_workspace_floats(rows, threads) floats
+ * (64-byte aligned), so that a forward pass does not allocate (and page-fault) per product.
+ * gelu asks for erf GELU on the outputs (cp_gelu_avx512's) fused into the product; the
+ * result says whether it was applied (AVX-512 kernel with ws only), else the caller must. */
+size_t cp_gemm_workspace_floats(int rows, int threads);
+bool cp_linear_apply_ws(const cp_linear *l, int kind, const float *x, int rows, int ldx,
+                        float *y, int ldy, int threads, float *ws, bool gelu);
 /* The portable reference kernel on the packed layout, for tests against the AVX-512 one. */
 void cp_gemm_packed_portable(const float *x, int rows, int ldx, const float *packed, int in,
                              int out, const float *bias, float *y, int ldy);
-void cp_gemm_packed_avx512(const float *x, int rows, int ldx, const float *packed, int in,
-                           int out, const float *bias, float *y, int ldy);
 void cp_gemm_packed_avx512_panels(const float *x, int rows, int ldx, const float *packed,
                                   int in, int out, const float *bias, float *y, int ldy,
                                   int p_begin, int p_end);
 void cp_pack_weights(const float *w, int in, int out, float *packed);
+/* The AVX-512 kernel with caller-provided scratch for its packed copy of X, of
+ * cp_gemm_avx512_xp_floats(rows) floats, 64-byte aligned; gelu: erf GELU on the outputs. */
+size_t cp_gemm_avx512_xp_floats(int rows);
+void cp_gemm_avx512_panels_ws(const float *x, int rows, int ldx, const float *packed, int in,
+                              int out, const float *bias, float *y, int ldy, int p_begin,
+                              int p_end, float *xp, int gelu);
 /* bert_gemm_bf16.c (opt-in reduced precision, AVX512-BF16 CPUs) */
 int cp_gemm_bf16_available(void);
 int cp_bf16_pairs(int in); /* k pairs of the packed bf16 layout: in rounded up to 32, / 2 */
@@ -115,6 +131,15 @@ void cp_parallel_for(int n, int threads, void (*fn)(void *ctx, int begin, int en
  * accuracy). */
 void cp_exp_avx512(float *v, size_t n);
 void cp_gelu_avx512(float *v, size_t n);
+/* s = softmax(scale * s) over the keys with attend[j] != 0; the others get weight 0. At
+ * least one key must be attended. */
+void cp_softmax_avx512(float *s, size_t n, const uint8_t *attend, float scale);
+/* x = LayerNorm(x + d) with gain g and bias b (float sums: 1e-7 relative at n = 768). */
+void cp_add_layer_norm_avx512(float *x, const float *d, size_t n, const float *g,
+                              const float *b, float eps);
+/* Attention keys K [L x dh] (row stride ld) into the packed weight layout, keys past L
+ * zero: [ceil(L/32)][dh][32]. */
+void cp_pack_keys_avx512(const float *k, int L, size_t ld, int dh, float *kp);
 
 /* bert_forward.c: run the transformer on a packed batch. n_seq sequences; sequence s has
  * ids[off[s] .. off[s+1]) and attend[] says which of its positions other tokens may attend
