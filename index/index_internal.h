@@ -120,8 +120,9 @@ int cp_assign_amx(const cp_amx_centroids *pc, const float *v, int64_t m, int32_t
 void cp_codec_quantiles(float *values, size_t n, const double *levels, int n_levels, float *out);
 
 /* Fill codec->bucket_cutoffs / bucket_weights / avg_residual from the residuals of n
- * held-out vectors (PLAID.md 1.6: quantiles pooled over all dims). codec->dim, nbits,
- * n_centroids and centroids must be set. */
+ * held-out vectors, pooled over all dims: PLAID.md 1.6's quantiles, refined by Lloyd-Max
+ * into the minimum-squared-error buckets (docs/static-model.md, "Quality"). codec->dim,
+ * nbits, n_centroids and centroids must be set. */
 cp_status cp_codec_train(cp_codec *codec, const float *heldout, int64_t n, int threads,
                          cp_error *err);
 

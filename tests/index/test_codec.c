@@ -1,8 +1,9 @@
 /*
- * Codec tests: bucketisation edge cases, quantile training against known values, bit
- * packing against an independent implementation of the Stanford reference layout,
- * decompression against a hand computation, round-trip quality per nbits (reported and
- * required to grow with nbits), the K formula and the k-means wrapper on degenerate data.
+ * Codec tests: bucketisation edge cases, quantile and Lloyd-Max training against known
+ * values and their defining conditions, bit packing against an independent implementation
+ * of the Stanford reference layout, decompression against a hand computation, round-trip
+ * quality per nbits (reported and required to grow with nbits), the K formula and the
+ * k-means wrapper on degenerate data.
  */
 #include <math.h>
 #include <stdint.h>
@@ -60,7 +61,9 @@ static void test_quantiles(void)
 }
 
 /* Training on a known residual distribution: one centroid e0, held-out rows whose residual
- * components are exactly 0, 1, ..., n*dim-1 (pooled over dims). */
+ * components are exactly 0, 1, ..., n*dim-1 (pooled over dims). On a uniform distribution
+ * the quantile start (cutoffs 19.75, 39.5, 59.25) is already almost Lloyd-Max's fixed point:
+ * one step moves the cutoffs to the midpoints of the bucket means and nothing changes after. */
 static void test_train_known(void)
 {
     const int dim = 8, n = 10;
@@ -71,13 +74,100 @@ static void test_train_known(void)
     cp_codec c = {.dim = dim, .nbits = 2, .n_centroids = 1, .centroids = centroid};
     cp_error err = {0};
     CP_CHECK_OK(cp_codec_train(&c, h, n, 1, &err), err);
-    /* values 0..79: q(p) = 79 p */
-    const double cuts[3] = {0.25, 0.5, 0.75}, wts[4] = {0.125, 0.375, 0.625, 0.875};
+    /* buckets 0..19, 20..39, 40..59, 60..79 */
+    const double cuts[3] = {19.5, 39.5, 59.5}, wts[4] = {9.5, 29.5, 49.5, 69.5};
     for (int i = 0; i < 3; i++)
-        CP_CHECK_NEAR(c.bucket_cutoffs[i], 79 * cuts[i], 1e-4);
+        CP_CHECK_NEAR(c.bucket_cutoffs[i], cuts[i], 1e-4);
     for (int i = 0; i < 4; i++)
-        CP_CHECK_NEAR(c.bucket_weights[i], 79 * wts[i], 1e-4);
+        CP_CHECK_NEAR(c.bucket_weights[i], wts[i], 1e-4);
     CP_CHECK_NEAR(c.avg_residual, 39.5, 1e-4);
+}
+
+/* Sum of squared quantisation errors of values under the given buckets. */
+static double quantise_sse(const float *v, int n, const float *cut, const float *w, int nbits)
+{
+    double sse = 0;
+    for (int i = 0; i < n; i++) {
+        double e = v[i] - w[cp_codec_bucketize(cut, (1 << nbits) - 1, v[i])];
+        sse += e * e;
+    }
+    return sse;
+}
+
+/* Peaked, heavy-tailed residuals (Laplace, as static word vectors give: docs/static-model.md):
+ * the trained buckets are Lloyd-Max's fixed point (each weight the mean of its bucket, each
+ * cutoff the midpoint of its neighbours), and they quantise with a smaller squared error
+ * than ColBERTv2's equal-population quantiles. */
+static void test_train_lloyd_max(void)
+{
+    const int dim = 8, n = 4000, total = n * dim;
+    float centroid[8] = {1, 0, 0, 0, 0, 0, 0, 0};
+    float *h = malloc((size_t)total * sizeof *h), *r = malloc((size_t)total * sizeof *r);
+    for (int i = 0; i < total; i++) {
+        double u = urand() - 0.5;
+        r[i] = (float)(u < 0 ? 0.01 * log(1 + 2 * u) : -0.01 * log(1 - 2 * u));
+        h[i] = r[i] + centroid[i % dim];
+    }
+    const int nb[3] = {1, 2, 4};
+    for (int t = 0; t < 3; t++) {
+        int nbits = nb[t], n_opt = 1 << nbits;
+        cp_codec c = {.dim = dim, .nbits = nbits, .n_centroids = 1, .centroids = centroid};
+        cp_error err = {0};
+        CP_CHECK_OK(cp_codec_train(&c, h, n, 1, &err), err);
+        double sum[16] = {0};
+        int count[16] = {0};
+        for (int i = 0; i < total; i++) {
+            /* the residual as training computes it (h - centroid in float) */
+            float x = h[i] - centroid[i % dim];
+            int b = cp_codec_bucketize(c.bucket_cutoffs, n_opt - 1, x);
+            sum[b] += x;
+            count[b]++;
+        }
+        for (int b = 0; b < n_opt; b++) {
+            CP_CHECK(count[b] > 0);
+            if (count[b]) CP_CHECK_NEAR(c.bucket_weights[b], sum[b] / count[b], 1e-6);
+            if (b) CP_CHECK(c.bucket_weights[b] > c.bucket_weights[b - 1]);
+            if (b) CP_CHECK_NEAR(c.bucket_cutoffs[b - 1],
+                                 0.5 * (c.bucket_weights[b - 1] + c.bucket_weights[b]), 1e-7);
+        }
+        float q[16], qc[15];
+        double lw[16], lc[15];
+        for (int b = 0; b < n_opt; b++)
+            lw[b] = (b + 0.5) / n_opt;
+        for (int b = 1; b < n_opt; b++)
+            lc[b - 1] = (double)b / n_opt;
+        for (int i = 0; i < total; i++)
+            r[i] = h[i] - centroid[i % dim];
+        float *sorted = malloc((size_t)total * sizeof *sorted);
+        memcpy(sorted, r, (size_t)total * sizeof *sorted);
+        cp_codec_quantiles(sorted, (size_t)total, lc, n_opt - 1, qc);
+        cp_codec_quantiles(sorted, (size_t)total, lw, n_opt, q);
+        free(sorted);
+        double sse_lm = quantise_sse(r, total, c.bucket_cutoffs, c.bucket_weights, nbits);
+        double sse_q = quantise_sse(r, total, qc, q, nbits);
+        printf("nbits %d, Laplace residuals: squared error Lloyd-Max %.4g, quantiles %.4g\n", nbits,
+               sse_lm, sse_q);
+        CP_CHECK(sse_lm < sse_q);
+    }
+    free(h);
+    free(r);
+}
+
+/* Degenerate residuals (every held-out vector on its centroid): all buckets collapse to 0
+ * without NaNs from the empty buckets. */
+static void test_train_degenerate(void)
+{
+    const int dim = 8;
+    float centroid[8] = {1, 0, 0, 0, 0, 0, 0, 0}, h[32];
+    for (int i = 0; i < 32; i++)
+        h[i] = centroid[i % dim];
+    cp_codec c = {.dim = dim, .nbits = 2, .n_centroids = 1, .centroids = centroid};
+    cp_error err = {0};
+    CP_CHECK_OK(cp_codec_train(&c, h, 4, 1, &err), err);
+    for (int i = 0; i < 3; i++)
+        CP_CHECK_NEAR(c.bucket_cutoffs[i], 0.0, 0.0);
+    for (int i = 0; i < 4; i++)
+        CP_CHECK_NEAR(c.bucket_weights[i], 0.0, 0.0);
 }
 
 /* The Stanford encoder, written out literally (PLAID.md 1.7): bit k (LSB first) of each
@@ -273,6 +363,8 @@ int main(void)
     test_bucketize();
     test_quantiles();
     test_train_known();
+    test_train_lloyd_max();
+    test_train_degenerate();
     test_packing();
     test_decompress_one();
     test_k_formula();
