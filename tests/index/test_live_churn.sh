@@ -5,6 +5,7 @@
 # search latency of the fresh build, after the churn and after compaction.
 # usage: test_live_churn.sh COLPLAID SOURCE_DIR BUILD_DIR   (skips, exit 77, without data)
 set -u
+command -v jq >/dev/null || { echo "FAIL: jq is missing (scripts/setup-deps.sh installs it)"; exit 1; }
 if [[ -n ${CP_SANITIZE_BUILD:-} ]]; then
     echo "SKIP: this end-to-end test runs in the release pass (sanitizer pass: unit tests)"
     exit 77

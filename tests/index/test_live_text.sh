@@ -8,6 +8,7 @@
 # Skips (exit 77) when SciFact or the model is unavailable; the tmpfs part is skipped with
 # a message when mounting is not allowed.
 set -u
+command -v jq >/dev/null || { echo "FAIL: jq is missing (scripts/setup-deps.sh installs it)"; exit 1; }
 if [[ -n ${CP_SANITIZE_BUILD:-} ]]; then
     echo "SKIP: this end-to-end test runs in the release pass (sanitizer pass: unit tests)"
     exit 77
