@@ -24,7 +24,8 @@ static const char build_usage[] =
     "         (--corpus PATH --model MODEL | --embeddings EMB.npy --doclens DOCLENS.npy\n"
     "          [--ids IDS.txt])\n"
     "         [--nbits 1|2|4|8] [--centroids K] [--kmeans-iters N] [--seed S]\n"
-    "         [--threads N] [--segment-docs N] [--kmeans-points N] [--force] [--quiet]\n"
+    "         [--threads N] [--segment-docs N] [--kmeans-points N] [--centroid-scale N]\n"
+    "         [--force] [--quiet]\n"
     "\n"
     "Build a new index file from a text corpus or from precomputed token embeddings.\n"
     "\n"
@@ -37,14 +38,16 @@ static const char build_usage[] =
     "  --doclens DOCLENS.npy int32/int64 [n_docs]; every document needs at least one token\n"
     "  --ids IDS.txt         one unique external id per line (default: 0, 1, 2, ...)\n"
     "  --nbits B             residual bits per dimension (default 2)\n"
-    "  --centroids K         number of centroids (default: PLAID's 2^floor(log2(16 sqrt(E))),\n"
-    "                        at most the number of training vectors)\n"
+    "  --centroids K         number of centroids (default: PLAID's 2^floor(log2(16 sqrt(E)))\n"
+    "                        times the centroid scale, at most the training vectors)\n"
     "  --kmeans-iters N      k-means iterations (default 4; ColBERTv2 used 20)\n"
     "  --seed S              random seed (default 42); same input + seed = same index\n"
     "  --threads N           worker threads (default: all cores)\n"
     "  --segment-docs N      documents per stored segment (default 4096)\n"
     "  --kmeans-points N     k-means trains on at most N sampled vectors per centroid\n"
     "                        (default 32; the reference uses up to 256: slower)\n"
+    "  --centroid-scale N    multiply the default number of centroids by N (default: the\n"
+    "                        model's; 4 for the static model, else 1)\n"
     "  --force               replace an existing file at --index\n"
     "  --quiet               no progress output\n"
     "\n"
@@ -68,6 +71,7 @@ static const char index_usage[] =
 typedef struct build_args {
     const char *index, *corpus, *model, *embeddings, *doclens, *ids;
     cp_build_options opts;
+    int centroid_scale; /* --centroid-scale; 0: the model's */
     bool quiet;
 } build_args;
 
@@ -110,6 +114,7 @@ static int parse_numeric(build_args *a, int argc, char **argv, int *i)
         {"--threads", 0, 1024},
         {"--segment-docs", 1, 1 << 24},
         {"--kmeans-points", 1, 100000},
+        {"--centroid-scale", 1, 64},
     };
     for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++) {
         if (!is_option(argv[*i], nums[k].name)) continue;
@@ -138,8 +143,11 @@ static int parse_numeric(build_args *a, int argc, char **argv, int *i)
         case 5:
             a->opts.segment_docs = (int)v;
             break;
-        default:
+        case 6:
             a->opts.kmeans_points_per_centroid = (int)v;
+            break;
+        default:
+            a->centroid_scale = (int)v;
             break;
         }
         return 0;
@@ -239,9 +247,11 @@ static int run_build(build_args *a)
         st = cp_encoder_load(a->model, &eo, &enc, &err);
         if (st == CP_OK) st = cp_text_source_open(a->corpus, enc, threads, &src, &err);
         if (st == CP_OK) a->opts.encoder_json = cp_encoder_fingerprint(enc);
+        if (st == CP_OK) a->opts.centroid_scale = cp_encoder_centroid_scale(enc);
     } else {
         st = cp_doc_source_npy_open(a->embeddings, a->doclens, a->ids, &src, &err);
     }
+    if (a->centroid_scale > 0) a->opts.centroid_scale = a->centroid_scale;
     if (st == CP_OK) {
         install_interrupt_cleanup(a->index);
         a->opts.progress = a->quiet ? NULL : stderr;

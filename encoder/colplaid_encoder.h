@@ -39,6 +39,11 @@ void cp_encoder_free(cp_encoder *enc);
 int cp_encoder_dim(const cp_encoder *enc);
 int cp_encoder_query_maxlen(const cp_encoder *enc);
 int cp_encoder_doc_maxlen(const cp_encoder *enc);
+/* The factor by which an index built from this model's vectors should multiply PLAID's
+ * default number of centroids (cp_build_options.centroid_scale): 1 for ColBERT checkpoints,
+ * whose token vectors cluster; 4 by default for the static model, whose mixed word vectors
+ * are spread out (docs/static-model.md, "Centroids"). */
+int cp_encoder_centroid_scale(const cp_encoder *enc);
 /* A JSON object describing the model (kind, name, dim, maxlens, markers...), stored in an
  * index's meta so that searches can check they use the model the index was built with.
  * Owned by enc. */

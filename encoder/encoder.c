@@ -38,6 +38,7 @@ cp_status cp_encoder_load(const char *model_dir, const cp_encoder_options *opts,
         cp_encoder *enc = calloc(1, sizeof *enc);
         if (!enc) return cp_error_set(err, CP_ENOMEM, "out of memory loading a model");
         enc->threads = opts->threads;
+        enc->centroid_scale = 1;
         cp_status st = loaders[i](model_dir, opts, enc, err);
         if (st == CP_OK) {
             *out = enc;
@@ -64,6 +65,7 @@ void cp_encoder_free(cp_encoder *enc)
 }
 
 int cp_encoder_dim(const cp_encoder *enc) { return enc->dim; }
+int cp_encoder_centroid_scale(const cp_encoder *enc) { return enc->centroid_scale; }
 int cp_encoder_query_maxlen(const cp_encoder *enc) { return enc->query_maxlen; }
 int cp_encoder_doc_maxlen(const cp_encoder *enc) { return enc->doc_maxlen; }
 const char *cp_encoder_fingerprint(const cp_encoder *enc)

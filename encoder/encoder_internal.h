@@ -24,6 +24,7 @@ struct cp_encoder {
     int dim;
     int query_maxlen;
     int doc_maxlen;
+    int centroid_scale; /* cp_encoder_centroid_scale; backends that do not set it leave 1 */
     int threads;
     char *fingerprint; /* JSON, malloc'd */
 };

@@ -428,9 +428,10 @@ static cp_status write_model(const collect *c, const int32_t *order, int64_t n, 
                        "  \"source\": \"%s\",\n  \"dim\": %d,\n  \"source_dim\": %d,\n"
                        "  \"vocab_size\": %lld,\n  \"alpha\": %g,\n  \"query_maxlen\": %d,\n"
                        "  \"doc_maxlen\": %d,\n  \"normalize_inputs\": true,\n"
-                       "  \"lowercase\": true,\n  \"strip_accents\": true%s\n}\n",
+                       "  \"lowercase\": true,\n  \"strip_accents\": true,\n"
+                       "  \"centroid_scale\": %d%s\n}\n",
                        source, dim, c->source_dim, (long long)n, CONVERT_ALPHA,
-                       CONVERT_QUERY_MAXLEN, CONVERT_DOC_MAXLEN, rot);
+                       CONVERT_QUERY_MAXLEN, CONVERT_DOC_MAXLEN, CP_STATIC_CENTROID_SCALE, rot);
     return write_file_atomic(out, CP_STATIC_CONFIG, cfg, (size_t)len, err);
 }
 

@@ -250,7 +250,7 @@ static bool json_flag(const cJSON *j, const char *key, bool dflt)
 }
 
 typedef struct static_config {
-    int dim, source_dim, query_maxlen, doc_maxlen;
+    int dim, source_dim, query_maxlen, doc_maxlen, centroid_scale;
     int64_t vocab_size;
     double alpha;
     bool normalize_inputs, lowercase, strip_accents;
@@ -277,6 +277,7 @@ static cp_status read_config(const char *path, static_config *c, cp_error *err)
     c->alpha = json_num(j, "alpha", STATIC_ALPHA);
     c->query_maxlen = (int)json_num(j, "query_maxlen", STATIC_QUERY_MAXLEN);
     c->doc_maxlen = (int)json_num(j, "doc_maxlen", STATIC_DOC_MAXLEN);
+    c->centroid_scale = (int)json_num(j, "centroid_scale", CP_STATIC_CENTROID_SCALE);
     c->normalize_inputs = json_flag(j, "normalize_inputs", true);
     c->lowercase = json_flag(j, "lowercase", true);
     c->strip_accents = json_flag(j, "strip_accents", c->lowercase);
@@ -304,6 +305,8 @@ static cp_status read_config(const char *path, static_config *c, cp_error *err)
         return cp_error_set(err, CP_EFORMAT, "%s: alpha must be in [0, 10]", path);
     if (c->query_maxlen < 1 || c->doc_maxlen < 1)
         return cp_error_set(err, CP_EFORMAT, "%s: query_maxlen and doc_maxlen must be >= 1", path);
+    if (c->centroid_scale < 1 || c->centroid_scale > 64)
+        return cp_error_set(err, CP_EFORMAT, "%s: centroid_scale must be 1..64", path);
     return CP_OK;
 }
 
@@ -416,6 +419,7 @@ cp_status cp_static_encoder_load(const char *dir, const cp_encoder_options *opts
     enc->dim = c.dim;
     enc->query_maxlen = c.query_maxlen;
     enc->doc_maxlen = c.doc_maxlen;
+    enc->centroid_scale = c.centroid_scale;
     return CP_OK;
 }
 

@@ -66,6 +66,12 @@ void cp_build_options_init(cp_build_options *opts)
     opts->encoder_json = NULL;
     opts->progress = NULL;
     opts->kmeans_points_per_centroid = CP_KMEANS_POINTS_PER_CENTROID;
+    opts->centroid_scale = 1;
+}
+
+static int centroid_scale(const cp_build_options *o)
+{
+    return o->centroid_scale > 1 ? o->centroid_scale : 1;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -332,7 +338,7 @@ static cp_status keep_sample_tokens(build *b, const float *vecs, int32_t n, cp_e
 }
 
 /* With K derived from the data, training can use at most 32 K + 50k tokens, and
- * K <= 16 sqrt(E) with E = N x (mean sampled doclen). Once the estimate has settled, lower
+ * K <= scale x 16 sqrt(E) with E = N x (mean sampled doclen). Once the estimate has settled, lower
  * the reservoir's capacity to 1.1 x that bound, dropping a uniform random subset of what it
  * holds: a uniform subsample of a uniform reservoir stays uniform, and the capacity only
  * ever decreases (growing it would bias Algorithm R). */
@@ -340,7 +346,8 @@ static void shrink_reservoir(build *b)
 {
     if (b->n_sample_docs < 64) return;
     double e_est = (double)b->n_docs * (double)b->n_sample_tokens / (double)b->n_sample_docs;
-    double bound = 1.1 * (double)b->kmeans_ppc * 16.0 * sqrt(e_est) + 50000;
+    double bound =
+        1.1 * (double)b->kmeans_ppc * centroid_scale(b->opts) * 16.0 * sqrt(e_est) + 50000;
     if (bound >= (double)b->sample_cap) return;
     int64_t cap = (int64_t)bound;
     /* Drop uniformly random rows, each replaced by the last: cost proportional to the drop. */
@@ -434,7 +441,10 @@ static cp_status train(build *b, cp_error *err)
     b->n_train = n - heldout;
     b->avg_doclen_est = (double)b->n_sample_tokens / (double)b->n_sample_docs;
     double e_est = (double)b->n_docs * b->avg_doclen_est;
-    int64_t k = b->opts->n_centroids > 0 ? b->opts->n_centroids : cp_kmeans_default_k(e_est, n);
+    int64_t k = b->opts->n_centroids > 0
+                    ? b->opts->n_centroids
+                    : cp_kmeans_default_k(e_est, INT64_MAX) * centroid_scale(b->opts);
+    if (b->opts->n_centroids <= 0 && k > n) k = n;
     b->k_requested = k;
     if (k > b->n_train) k = b->n_train;
     if (b->k_requested != k)
@@ -637,6 +647,7 @@ static char *build_params_json(const build *b)
     cJSON_AddNumberToObject(o, "nbits", b->codec.nbits);
     cJSON_AddNumberToObject(o, "n_centroids", (double)b->codec.n_centroids);
     cJSON_AddNumberToObject(o, "n_centroids_requested", (double)b->k_requested);
+    cJSON_AddNumberToObject(o, "centroid_scale", b->opts->n_centroids > 0 ? 1 : centroid_scale(b->opts));
     cJSON_AddNumberToObject(o, "kmeans_iters", b->opts->kmeans_iters);
     cJSON_AddNumberToObject(o, "kmeans_points_per_centroid", (double)b->kmeans_ppc);
     char seed[32];
@@ -721,6 +732,9 @@ static cp_status check_options(const char *path, const cp_doc_source *src,
     if (o->n_centroids < 0 || o->n_centroids > INT32_MAX)
         return cp_error_set(err, CP_EINVAL, "invalid number of centroids %lld",
                             (long long)o->n_centroids);
+    if (o->centroid_scale < 0 || o->centroid_scale > 64)
+        return cp_error_set(err, CP_EINVAL, "centroid scale must be 1..64 (got %d)",
+                            o->centroid_scale);
     if (o->kmeans_iters < 1 || o->kmeans_iters > 1000)
         return cp_error_set(err, CP_EINVAL, "k-means iterations must be 1..1000 (got %d)",
                             o->kmeans_iters);

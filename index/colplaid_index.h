@@ -93,6 +93,10 @@ typedef struct cp_build_options {
     /* k-means trains on at most this many sampled vectors per centroid; 0: default 32
      * (the reference lets FAISS use up to 256: slower, measured to gain little). */
     int kmeans_points_per_centroid;
+    /* Multiplies the default K (not an explicit n_centroids); 0 or 1: PLAID's rule as is.
+     * The model supplies it (cp_encoder_centroid_scale): embeddings that do not cluster
+     * like ColBERT's need more centroids for the same residual error. */
+    int centroid_scale;
 } cp_build_options;
 
 void cp_build_options_init(cp_build_options *opts);
