@@ -118,6 +118,21 @@ b = json.loads(dict(sqlite3.connect('$work/good2.db').execute('select key, value
 assert b['n_centroids'] == 8 and b['kmeans_points_per_centroid'] == 5 and b['n_kmeans_vectors'] == 40, b
 " || fail "--centroids 8 --kmeans-points 5 not applied"
 
+# --centroid-scale multiplies PLAID's default K (the static model's default is 4, see
+# tests/encoder/static_scifact.sh); npy input gets scale 1
+for scale in 1 2; do
+    "$COLPLAID" index build --index "$work/scale$scale.db" --quiet $(npy_args good) --kmeans-iters 1 \
+        $([[ $scale == 1 ]] || echo --centroid-scale $scale) 2>"$work/err" ||
+        fail "--centroid-scale $scale: $(cat "$work/err")"
+done
+$PY -c "
+import sqlite3, json
+b = [json.loads(dict(sqlite3.connect('$work/scale%d.db' % s).execute('select key, value from meta'))['build']) for s in (1, 2)]
+assert b[0]['centroid_scale'] == 1 and b[1]['centroid_scale'] == 2, b
+assert b[1]['n_centroids'] == 2 * b[0]['n_centroids'], b
+" || fail "--centroid-scale 2 did not double the default number of centroids"
+expect_fail bad_scale 2 "centroid-scale" $(npy_args good) --centroid-scale 0
+
 # float16 and int32 inputs, default ids, and a tiny corpus (1 doc of 3 tokens)
 make_npy half 40 16 f16
 "$COLPLAID" index build --index "$work/half.db" --quiet --embeddings "$work/half.emb.npy" \
