@@ -58,26 +58,48 @@ typedef struct conn_ctx {
 
 /* ---- worker pool with a bounded queue ----------------------------------------------------- */
 
+/* Idle workers wait on their own condition variable, on a stack: a new request wakes the
+ * worker that went idle last, whose caches still hold the index's hot data. One shared
+ * condition variable woke them in turn, and on one connection every request then ran on
+ * a core whose caches the previous request had not warmed (measured: search 3.44 ms in
+ * the server with 2 workers, 3.23 ms with 1, against 2.97 ms in `colplaid eval`). */
 typedef struct pool {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
     conn_ctx **ring;
     size_t cap, head, len;
-    int idle; /* workers waiting for a job */
+    pthread_cond_t *wake;  /* one per worker */
+    bool *on_stack;        /* the worker waits for a job and no one has woken it yet */
+    int *idle_stack;       /* worker ids, the most recently idle on top */
+    int idle;              /* workers on the stack */
+    int n_wake;            /* condition variables initialised */
     bool stop;
     pthread_t *threads;
     int n_threads;
+    atomic_int next_worker_id;
 } pool;
 
 static pool g_pool; /* one server per process; the MHD callbacks reach it through here */
 
-/* The next queued request; NULL once stop is requested and the queue is empty. */
-static conn_ctx *pool_take(cp_server *s)
+/* Wake up to n idle workers, the most recently idle first. Called with g_pool.mu held. */
+static void wake_idle(int n)
+{
+    while (n-- > 0 && g_pool.idle > 0) {
+        int w = g_pool.idle_stack[--g_pool.idle];
+        g_pool.on_stack[w] = false;
+        pthread_cond_signal(&g_pool.wake[w]);
+    }
+}
+
+/* The next queued request for worker `me`; NULL once stop is requested and the queue is
+ * empty. A woken worker may find the job taken by one that was busy: it waits again. */
+static conn_ctx *pool_take(cp_server *s, int me)
 {
     pthread_mutex_lock(&g_pool.mu);
-    g_pool.idle++;
-    while (!g_pool.len && !g_pool.stop) pthread_cond_wait(&g_pool.cv, &g_pool.mu);
-    g_pool.idle--;
+    while (!g_pool.len && !g_pool.stop) {
+        g_pool.idle_stack[g_pool.idle++] = me;
+        g_pool.on_stack[me] = true;
+        while (g_pool.on_stack[me] && !g_pool.stop) pthread_cond_wait(&g_pool.wake[me], &g_pool.mu);
+    }
     conn_ctx *ctx = NULL;
     if (g_pool.len) {
         ctx = g_pool.ring[g_pool.head];
@@ -144,7 +166,7 @@ static size_t pool_push_front(cp_server *s, conn_ctx **ctxs, size_t n)
         g_pool.len++;
         atomic_fetch_add(&s->queue_len, 1);
     }
-    if (put) pthread_cond_broadcast(&g_pool.cv);
+    wake_idle((int)put);
     pthread_mutex_unlock(&g_pool.mu);
     return put;
 }
@@ -203,8 +225,9 @@ static void run_batch(cp_server *s, conn_ctx *first)
 static void *worker_main(void *arg)
 {
     cp_server *s = arg;
+    int me = atomic_fetch_add(&g_pool.next_worker_id, 1);
     conn_ctx *ctx;
-    while ((ctx = pool_take(s)) != NULL) {
+    while ((ctx = pool_take(s, me)) != NULL) {
         if (wants_batch(s, ctx)) run_batch(s, ctx);
         else pool_finish(s, ctx);
     }
@@ -225,19 +248,24 @@ static bool pool_submit(cp_server *s, conn_ctx *ctx)
     g_pool.ring[(g_pool.head + g_pool.len) % g_pool.cap] = ctx;
     g_pool.len++;
     atomic_fetch_add(&s->queue_len, 1);
-    pthread_cond_signal(&g_pool.cv);
+    wake_idle(1);
     pthread_mutex_unlock(&g_pool.mu);
     return true;
 }
 
 static bool pool_start(cp_server *s)
 {
+    size_t n = (size_t)s->cfg.threads;
     pthread_mutex_init(&g_pool.mu, NULL);
-    pthread_cond_init(&g_pool.cv, NULL);
     g_pool.cap = (size_t)s->cfg.queue_depth;
     g_pool.ring = calloc(g_pool.cap, sizeof *g_pool.ring);
-    g_pool.threads = calloc((size_t)s->cfg.threads, sizeof *g_pool.threads);
-    if (!g_pool.ring || !g_pool.threads) return false;
+    g_pool.threads = calloc(n, sizeof *g_pool.threads);
+    g_pool.wake = calloc(n, sizeof *g_pool.wake);
+    g_pool.on_stack = calloc(n, sizeof *g_pool.on_stack);
+    g_pool.idle_stack = calloc(n, sizeof *g_pool.idle_stack);
+    if (!g_pool.ring || !g_pool.threads || !g_pool.wake || !g_pool.on_stack || !g_pool.idle_stack)
+        return false;
+    for (; g_pool.n_wake < (int)n; g_pool.n_wake++) pthread_cond_init(&g_pool.wake[g_pool.n_wake], NULL);
     for (int i = 0; i < s->cfg.threads; i++) {
         if (pthread_create(&g_pool.threads[i], NULL, worker_main, s)) return false;
         g_pool.n_threads++;
@@ -250,12 +278,15 @@ static void pool_stop(void)
 {
     pthread_mutex_lock(&g_pool.mu);
     g_pool.stop = true;
-    pthread_cond_broadcast(&g_pool.cv);
+    wake_idle(g_pool.idle);
     pthread_mutex_unlock(&g_pool.mu);
     for (int i = 0; i < g_pool.n_threads; i++) pthread_join(g_pool.threads[i], NULL);
+    for (int i = 0; i < g_pool.n_wake; i++) pthread_cond_destroy(&g_pool.wake[i]);
     free(g_pool.threads);
     free(g_pool.ring);
-    pthread_cond_destroy(&g_pool.cv);
+    free(g_pool.wake);
+    free(g_pool.on_stack);
+    free(g_pool.idle_stack);
     pthread_mutex_destroy(&g_pool.mu);
 }
 
@@ -264,7 +295,17 @@ static void pool_stop(void)
 /* Writes get their own queue and one thread: serialising them here costs nothing (the
  * engine holds one writer per index anyway), a burst of large upserts cannot starve the
  * read workers, and the write queue's bound is independent of the read queue's. */
-static pool g_wq;
+typedef struct write_queue {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    conn_ctx **ring;
+    size_t cap, head, len;
+    bool stop;
+    pthread_t thread;
+    bool started;
+} write_queue;
+
+static write_queue g_wq;
 
 static void *writer_main(void *arg)
 {
@@ -324,10 +365,9 @@ static bool wq_start(cp_server *s)
     pthread_cond_init(&g_wq.cv, NULL);
     g_wq.cap = (size_t)s->cfg.write_queue;
     g_wq.ring = calloc(g_wq.cap, sizeof *g_wq.ring);
-    g_wq.threads = calloc(1, sizeof *g_wq.threads);
-    if (!g_wq.ring || !g_wq.threads) return false;
-    if (pthread_create(&g_wq.threads[0], NULL, writer_main, s)) return false;
-    g_wq.n_threads = 1;
+    if (!g_wq.ring) return false;
+    if (pthread_create(&g_wq.thread, NULL, writer_main, s)) return false;
+    g_wq.started = true;
     return true;
 }
 
@@ -337,8 +377,7 @@ static void wq_stop(void)
     g_wq.stop = true;
     pthread_cond_broadcast(&g_wq.cv);
     pthread_mutex_unlock(&g_wq.mu);
-    for (int i = 0; i < g_wq.n_threads; i++) pthread_join(g_wq.threads[i], NULL);
-    free(g_wq.threads);
+    if (g_wq.started) pthread_join(g_wq.thread, NULL);
     free(g_wq.ring);
     pthread_cond_destroy(&g_wq.cv);
     pthread_mutex_destroy(&g_wq.mu);
