@@ -22,8 +22,8 @@ typedef struct fwd {
     int threads, T, attn_kind, max_len;
     const int32_t *pos;  /* position of each row in its sequence */
     float *x, *qkv, *ctx, *tmp, *ffn;
-    float *ws;           /* the matrix kernel's scratch */
-    float *scratch;      /* per thread: packed K, packed V, scores, packed Q / P rows */
+    float *ws;      /* the matrix kernel's scratch */
+    float *scratch; /* per thread: packed K, packed V, scores, packed Q / P rows */
     size_t scratch_per_thread;
     const cp_bert_layer *layer;
     const float *ln_g, *ln_b;

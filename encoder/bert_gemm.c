@@ -280,8 +280,8 @@ size_t cp_gemm_workspace_floats(int rows, int threads)
     return cp_gemm_avx512_xp_floats(rows) * (size_t)(threads < 1 ? 1 : threads);
 }
 
-bool cp_linear_apply_ws(const cp_linear *l, int kind, const float *x, int rows, int ldx,
-                        float *y, int ldy, int threads, float *ws, bool gelu)
+bool cp_linear_apply_ws(const cp_linear *l, int kind, const float *x, int rows, int ldx, float *y,
+                        int ldy, int threads, float *ws, bool gelu)
 {
     if (rows <= 0) return gelu;
     if (kind == CP_GEMM_BLAS) {

@@ -59,8 +59,8 @@ INLINE void prefetch_ahead(const ahead *a, size_t ldy)
  * `rows` are zero); acc_in: add to y, else start from the bias (or zero); gelu: apply
  * GELU before storing (the last chunk). */
 INLINE AVX512 void tile(const float *xp, const float *w, int kc, float *y, size_t ldy, int rows,
-                        __mmask16 m0, __mmask16 m1, int acc_in, const float *bias,
-                        const ahead *pf, int gelu)
+                        __mmask16 m0, __mmask16 m1, int acc_in, const float *bias, const ahead *pf,
+                        int gelu)
 {
     __m512 c0[MR], c1[MR];
     prefetch_ahead(pf, ldy);
@@ -154,7 +154,8 @@ AVX512 void cp_pack_keys_avx512(const float *k, int L, size_t ld, int dh, float 
                                   : _mm512_setzero_ps();
             transpose16(v);
             float *dst = kp + ((size_t)(j0 / 32) * dh + d0) * 32 + j0 % 32;
-            for (int c = 0; c < nd; c++) _mm512_storeu_ps(dst + (size_t)c * 32, v[c]);
+            for (int c = 0; c < nd; c++)
+                _mm512_storeu_ps(dst + (size_t)c * 32, v[c]);
         }
 }
 
@@ -186,9 +187,9 @@ static AVX512 void panel_chunk(const float *xp, int rows, const float *wchunk, i
     }
 }
 
-AVX512 void cp_gemm_avx512_panels_ws(const float *x, int rows, int ldx, const float *packed,
-                                     int in, int out, const float *bias, float *y, int ldy,
-                                     int p_begin, int p_end, float *xp, int gelu)
+AVX512 void cp_gemm_avx512_panels_ws(const float *x, int rows, int ldx, const float *packed, int in,
+                                     int out, const float *bias, float *y, int ldy, int p_begin,
+                                     int p_end, float *xp, int gelu)
 {
     for (int k0 = 0; k0 < in; k0 += KC) {
         int kc = in - k0 < KC ? in - k0 : KC;
@@ -199,9 +200,9 @@ AVX512 void cp_gemm_avx512_panels_ws(const float *x, int rows, int ldx, const fl
             int np = p + 1 < p_end ? p + 1 : p_begin, nk = p + 1 < p_end ? k0 : k0 + KC;
             int nkc = in - nk < KC ? in - nk : KC;
             const float *next = nk < in ? packed + ((size_t)np * in + nk) * 32 : NULL;
-            panel_chunk(xp, rows, packed + ((size_t)p * in + k0) * 32, kc, y + p * 32,
-                        (size_t)ldy, cols, k0 > 0, bias ? bias + p * 32 : NULL, next,
-                        next ? nkc * 2 : 0, gelu && k0 + kc == in);
+            panel_chunk(xp, rows, packed + ((size_t)p * in + k0) * 32, kc, y + p * 32, (size_t)ldy,
+                        cols, k0 > 0, bias ? bias + p * 32 : NULL, next, next ? nkc * 2 : 0,
+                        gelu && k0 + kc == in);
         }
     }
 }
@@ -209,8 +210,8 @@ AVX512 void cp_gemm_avx512_panels_ws(const float *x, int rows, int ldx, const fl
 #else
 /* Never called off x86-64 (no AVX-512 there): present so that the library links. */
 void cp_gemm_avx512_panels_ws(const float *x, int rows, int ldx, const float *packed, int in,
-                              int out, const float *bias, float *y, int ldy, int p_begin,
-                              int p_end, float *xp, int gelu)
+                              int out, const float *bias, float *y, int ldy, int p_begin, int p_end,
+                              float *xp, int gelu)
 {
     (void)xp, (void)gelu;
     for (int p = p_begin; p < p_end; p++) {
@@ -226,9 +227,9 @@ void cp_pack_keys_avx512(const float *k, int L, size_t ld, int dh, float *kp)
 }
 #endif
 
-void cp_gemm_packed_avx512_panels(const float *x, int rows, int ldx, const float *packed,
-                                  int in, int out, const float *bias, float *y, int ldy,
-                                  int p_begin, int p_end)
+void cp_gemm_packed_avx512_panels(const float *x, int rows, int ldx, const float *packed, int in,
+                                  int out, const float *bias, float *y, int ldy, int p_begin,
+                                  int p_end)
 {
     size_t bytes = cp_gemm_avx512_xp_floats(rows) * sizeof(float);
     float *xp = aligned_alloc(64, (bytes + 63) / 64 * 64);

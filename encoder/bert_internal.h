@@ -95,8 +95,8 @@ void cp_linear_apply(const cp_linear *l, int kind, const float *x, int rows, int
  * gelu asks for erf GELU on the outputs (cp_gelu_avx512's) fused into the product; the
  * result says whether it was applied (AVX-512 kernel with ws only), else the caller must. */
 size_t cp_gemm_workspace_floats(int rows, int threads);
-bool cp_linear_apply_ws(const cp_linear *l, int kind, const float *x, int rows, int ldx,
-                        float *y, int ldy, int threads, float *ws, bool gelu);
+bool cp_linear_apply_ws(const cp_linear *l, int kind, const float *x, int rows, int ldx, float *y,
+                        int ldy, int threads, float *ws, bool gelu);
 /* The portable reference kernel on the packed layout, for tests against the AVX-512 one. */
 void cp_gemm_packed_portable(const float *x, int rows, int ldx, const float *packed, int in,
                              int out, const float *bias, float *y, int ldy);
@@ -108,8 +108,8 @@ void cp_pack_weights(const float *w, int in, int out, float *packed);
  * cp_gemm_avx512_xp_floats(rows) floats, 64-byte aligned; gelu: erf GELU on the outputs. */
 size_t cp_gemm_avx512_xp_floats(int rows);
 void cp_gemm_avx512_panels_ws(const float *x, int rows, int ldx, const float *packed, int in,
-                              int out, const float *bias, float *y, int ldy, int p_begin,
-                              int p_end, float *xp, int gelu);
+                              int out, const float *bias, float *y, int ldy, int p_begin, int p_end,
+                              float *xp, int gelu);
 /* bert_gemm_bf16.c (opt-in reduced precision, AVX512-BF16 CPUs) */
 int cp_gemm_bf16_available(void);
 int cp_bf16_pairs(int in); /* k pairs of the packed bf16 layout: in rounded up to 32, / 2 */
@@ -135,8 +135,8 @@ void cp_gelu_avx512(float *v, size_t n);
  * least one key must be attended. */
 void cp_softmax_avx512(float *s, size_t n, const uint8_t *attend, float scale);
 /* x = LayerNorm(x + d) with gain g and bias b (float sums: 1e-7 relative at n = 768). */
-void cp_add_layer_norm_avx512(float *x, const float *d, size_t n, const float *g,
-                              const float *b, float eps);
+void cp_add_layer_norm_avx512(float *x, const float *d, size_t n, const float *g, const float *b,
+                              float eps);
 /* Attention keys K [L x dh] (row stride ld) into the packed weight layout, keys past L
  * zero: [ceil(L/32)][dh][32]. */
 void cp_pack_keys_avx512(const float *k, int L, size_t ld, int dh, float *kp);

@@ -83,8 +83,9 @@ AVX512 void cp_add_layer_norm_avx512(float *x, const float *d, size_t n, const f
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 m = tail16(i, n);
         __m512 c = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), mean), inv);
-        _mm512_mask_storeu_ps(x + i, m, _mm512_fmadd_ps(c, _mm512_maskz_loadu_ps(m, g + i),
-                                                         _mm512_maskz_loadu_ps(m, b + i)));
+        _mm512_mask_storeu_ps(
+            x + i, m,
+            _mm512_fmadd_ps(c, _mm512_maskz_loadu_ps(m, g + i), _mm512_maskz_loadu_ps(m, b + i)));
     }
 }
 
@@ -104,8 +105,8 @@ void cp_softmax_avx512(float *s, size_t n, const uint8_t *attend, float scale)
     (void)s, (void)n, (void)attend, (void)scale; /* never called: no AVX-512 here */
 }
 
-void cp_add_layer_norm_avx512(float *x, const float *d, size_t n, const float *g,
-                              const float *b, float eps)
+void cp_add_layer_norm_avx512(float *x, const float *d, size_t n, const float *g, const float *b,
+                              float eps)
 {
     (void)x, (void)d, (void)n, (void)g, (void)b, (void)eps; /* never called, as above */
 }

@@ -65,7 +65,10 @@ void cp_encoder_free(cp_encoder *enc)
 }
 
 int cp_encoder_dim(const cp_encoder *enc) { return enc->dim; }
-int cp_encoder_centroid_scale(const cp_encoder *enc) { return enc->centroid_scale; }
+int cp_encoder_centroid_scale(const cp_encoder *enc)
+{
+    return enc->centroid_scale;
+}
 int cp_encoder_query_maxlen(const cp_encoder *enc) { return enc->query_maxlen; }
 int cp_encoder_doc_maxlen(const cp_encoder *enc) { return enc->doc_maxlen; }
 const char *cp_encoder_fingerprint(const cp_encoder *enc)

@@ -647,7 +647,8 @@ static char *build_params_json(const build *b)
     cJSON_AddNumberToObject(o, "nbits", b->codec.nbits);
     cJSON_AddNumberToObject(o, "n_centroids", (double)b->codec.n_centroids);
     cJSON_AddNumberToObject(o, "n_centroids_requested", (double)b->k_requested);
-    cJSON_AddNumberToObject(o, "centroid_scale", b->opts->n_centroids > 0 ? 1 : centroid_scale(b->opts));
+    cJSON_AddNumberToObject(o, "centroid_scale",
+                            b->opts->n_centroids > 0 ? 1 : centroid_scale(b->opts));
     cJSON_AddNumberToObject(o, "kmeans_iters", b->opts->kmeans_iters);
     cJSON_AddNumberToObject(o, "kmeans_points_per_centroid", (double)b->kmeans_ppc);
     char seed[32];

@@ -505,8 +505,7 @@ cp_status cp_codec_train(cp_codec *codec, const float *heldout, int64_t n, int t
         for (int i = 0; i < n_opt; i++)
             levels[i] = (i + 0.5) / n_opt;
         cp_codec_quantiles(res, total, levels, n_opt, codec->bucket_weights);
-        st = lloyd_max_refine(res, total, n_opt, codec->bucket_cutoffs, codec->bucket_weights,
-                              err);
+        st = lloyd_max_refine(res, total, n_opt, codec->bucket_cutoffs, codec->bucket_weights, err);
         codec->avg_residual = (float)(abs_sum / (double)total);
     }
     free(codes);

@@ -163,19 +163,20 @@ static void handle_metrics(cp_server *s, cp_response *resp)
                          s->indexes[i].name, (long long)v[f]);
         }
     }
-    cp_sb_printf(&sb, "# HELP colplaid_write_queue_depth Write requests waiting for the writer thread.\n"
-                      "# TYPE colplaid_write_queue_depth gauge\ncolplaid_write_queue_depth %lld\n"
-                      "# TYPE colplaid_write_queue_capacity gauge\ncolplaid_write_queue_capacity %d\n"
-                      "# HELP colplaid_auto_compactions_total Compactions run by the automatic policy "
-                      "after writes.\n# TYPE colplaid_auto_compactions_total counter\n"
-                      "colplaid_auto_compactions_total %lld\n"
-                      "# HELP colplaid_encode_batches_total Encoder calls shared by several "
-                      "queued text searches.\n# TYPE colplaid_encode_batches_total counter\n"
-                      "colplaid_encode_batches_total %lld\n"
-                      "# HELP colplaid_encode_batched_searches_total Text searches encoded in "
-                      "a shared encoder call.\n"
-                      "# TYPE colplaid_encode_batched_searches_total counter\n"
-                      "colplaid_encode_batched_searches_total %lld\n",
+    cp_sb_printf(&sb,
+                 "# HELP colplaid_write_queue_depth Write requests waiting for the writer thread.\n"
+                 "# TYPE colplaid_write_queue_depth gauge\ncolplaid_write_queue_depth %lld\n"
+                 "# TYPE colplaid_write_queue_capacity gauge\ncolplaid_write_queue_capacity %d\n"
+                 "# HELP colplaid_auto_compactions_total Compactions run by the automatic policy "
+                 "after writes.\n# TYPE colplaid_auto_compactions_total counter\n"
+                 "colplaid_auto_compactions_total %lld\n"
+                 "# HELP colplaid_encode_batches_total Encoder calls shared by several "
+                 "queued text searches.\n# TYPE colplaid_encode_batches_total counter\n"
+                 "colplaid_encode_batches_total %lld\n"
+                 "# HELP colplaid_encode_batched_searches_total Text searches encoded in "
+                 "a shared encoder call.\n"
+                 "# TYPE colplaid_encode_batched_searches_total counter\n"
+                 "colplaid_encode_batched_searches_total %lld\n",
                  (long long)atomic_load(&s->write_queue_len), s->cfg.write_queue,
                  (long long)atomic_load(&s->writes_compacted),
                  (long long)atomic_load(&s->encode_batches),
@@ -513,7 +514,8 @@ cp_search_job *cp_search_prepare(cp_server *s, const cp_request *req, cp_respons
         return NULL;
     }
     job->req = *req;
-    for (size_t i = 0; i < job->sr.n_queries; i++) job->n_text += job->sr.queries[i].text != NULL;
+    for (size_t i = 0; i < job->sr.n_queries; i++)
+        job->n_text += job->sr.queries[i].text != NULL;
     return job;
 }
 
@@ -534,14 +536,16 @@ void cp_search_job_free(cp_search_job *job)
 static cp_vec_input **job_vecs(cp_search_job *job)
 {
     cp_vec_input **vecs = calloc(job->sr.n_queries, sizeof *vecs);
-    for (size_t i = 0; vecs && i < job->sr.n_queries; i++) vecs[i] = &job->sr.queries[i];
+    for (size_t i = 0; vecs && i < job->sr.n_queries; i++)
+        vecs[i] = &job->sr.queries[i];
     return vecs;
 }
 
 void cp_search_encode_batch(cp_server *s, cp_search_job **jobs, size_t n)
 {
     size_t n_text = 0, m = 0;
-    for (size_t j = 0; j < n; j++) n_text += jobs[j]->n_text;
+    for (size_t j = 0; j < n; j++)
+        n_text += jobs[j]->n_text;
     if (n_text < 2 || !s->encoder) return; /* nothing to share: cp_search_run encodes */
     cp_vec_input **vecs = calloc(n_text, sizeof *vecs);
     if (!vecs) return;

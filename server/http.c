@@ -67,11 +67,11 @@ typedef struct pool {
     pthread_mutex_t mu;
     conn_ctx **ring;
     size_t cap, head, len;
-    pthread_cond_t *wake;  /* one per worker */
-    bool *on_stack;        /* the worker waits for a job and no one has woken it yet */
-    int *idle_stack;       /* worker ids, the most recently idle on top */
-    int idle;              /* workers on the stack */
-    int n_wake;            /* condition variables initialised */
+    pthread_cond_t *wake; /* one per worker */
+    bool *on_stack;       /* the worker waits for a job and no one has woken it yet */
+    int *idle_stack;      /* worker ids, the most recently idle on top */
+    int idle;             /* workers on the stack */
+    int n_wake;           /* condition variables initialised */
     bool stop;
     pthread_t *threads;
     int n_threads;
@@ -98,7 +98,8 @@ static conn_ctx *pool_take(cp_server *s, int me)
     while (!g_pool.len && !g_pool.stop) {
         g_pool.idle_stack[g_pool.idle++] = me;
         g_pool.on_stack[me] = true;
-        while (g_pool.on_stack[me] && !g_pool.stop) pthread_cond_wait(&g_pool.wake[me], &g_pool.mu);
+        while (g_pool.on_stack[me] && !g_pool.stop)
+            pthread_cond_wait(&g_pool.wake[me], &g_pool.mu);
     }
     conn_ctx *ctx = NULL;
     if (g_pool.len) {
@@ -129,8 +130,7 @@ static void pool_finish(cp_server *s, conn_ctx *ctx)
 
 static bool wants_batch(const cp_server *s, const conn_ctx *ctx)
 {
-    return s->encoder && s->cfg.encode_batch > 1 && ctx->req.route == CP_ROUTE_SEARCH &&
-           !ctx->job;
+    return s->encoder && s->cfg.encode_batch > 1 && ctx->req.route == CP_ROUTE_SEARCH && !ctx->job;
 }
 
 /* Up to max more queued searches that are not parsed yet, taken from the head of the
@@ -216,10 +216,12 @@ static void run_batch(cp_server *s, conn_ctx *first)
         atomic_fetch_add(&s->encode_batched_requests, (long long)n);
     }
     size_t n_rest = n - 1;
-    for (size_t i = 0; i < n_plain; i++) rest[n_rest++] = plain[i];
+    for (size_t i = 0; i < n_plain; i++)
+        rest[n_rest++] = plain[i];
     size_t put = pool_push_front(s, rest, n_rest);
     pool_finish(s, first);
-    for (size_t i = put; i < n_rest; i++) pool_finish(s, rest[i]);
+    for (size_t i = put; i < n_rest; i++)
+        pool_finish(s, rest[i]);
 }
 
 static void *worker_main(void *arg)
@@ -228,8 +230,10 @@ static void *worker_main(void *arg)
     int me = atomic_fetch_add(&g_pool.next_worker_id, 1);
     conn_ctx *ctx;
     while ((ctx = pool_take(s, me)) != NULL) {
-        if (wants_batch(s, ctx)) run_batch(s, ctx);
-        else pool_finish(s, ctx);
+        if (wants_batch(s, ctx))
+            run_batch(s, ctx);
+        else
+            pool_finish(s, ctx);
     }
     return NULL; /* stop requested and nothing left: drain finished */
 }
@@ -265,7 +269,8 @@ static bool pool_start(cp_server *s)
     g_pool.idle_stack = calloc(n, sizeof *g_pool.idle_stack);
     if (!g_pool.ring || !g_pool.threads || !g_pool.wake || !g_pool.on_stack || !g_pool.idle_stack)
         return false;
-    for (; g_pool.n_wake < (int)n; g_pool.n_wake++) pthread_cond_init(&g_pool.wake[g_pool.n_wake], NULL);
+    for (; g_pool.n_wake < (int)n; g_pool.n_wake++)
+        pthread_cond_init(&g_pool.wake[g_pool.n_wake], NULL);
     for (int i = 0; i < s->cfg.threads; i++) {
         if (pthread_create(&g_pool.threads[i], NULL, worker_main, s)) return false;
         g_pool.n_threads++;
@@ -281,7 +286,8 @@ static void pool_stop(void)
     wake_idle(g_pool.idle);
     pthread_mutex_unlock(&g_pool.mu);
     for (int i = 0; i < g_pool.n_threads; i++) pthread_join(g_pool.threads[i], NULL);
-    for (int i = 0; i < g_pool.n_wake; i++) pthread_cond_destroy(&g_pool.wake[i]);
+    for (int i = 0; i < g_pool.n_wake; i++)
+        pthread_cond_destroy(&g_pool.wake[i]);
     free(g_pool.threads);
     free(g_pool.ring);
     free(g_pool.wake);

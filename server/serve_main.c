@@ -99,7 +99,10 @@ static bool apply_limit(serve_opts *o, int opt, const char *val)
     case OPT_WRITE_QUEUE: if (!int_opt("--write-queue", val, 1, 1000000, &v)) return false; o->cfg.write_queue = (int)v; break;
     case OPT_MAX_WRITE_DOCS: if (!int_opt("--max-write-documents", val, 1, 1000000, &v)) return false; l->max_write_documents = (int)v; break;
     case OPT_ENC_THREADS: if (!int_opt("--encoder-threads", val, 0, 1024, &v)) return false; o->encoder_threads = (int)v; break;
-    case OPT_ENC_BATCH: if (!int_opt("--encode-batch", val, 1, 64, &v)) return false; o->cfg.encode_batch = (int)v; break;
+    case OPT_ENC_BATCH:
+        if (!int_opt("--encode-batch", val, 1, 64, &v)) return false;
+        o->cfg.encode_batch = (int)v;
+        break;
     default: return false;
     }
     return true;
@@ -109,14 +112,20 @@ static bool apply_limit(serve_opts *o, int opt, const char *val)
 static int parse_args(int argc, char **argv, serve_opts *o)
 {
     static const struct option longs[] = {
-        {"index", required_argument, 0, 'i'},      {"model", required_argument, 0, 'm'},
-        {"host", required_argument, 0, 'H'},       {"port", required_argument, 0, 'p'},
-        {"threads", required_argument, 0, 't'},    {"api-keys", required_argument, 0, 'k'},
-        {"help", no_argument, 0, 'h'},             {"max-body-bytes", required_argument, 0, OPT_MAX_BODY},
-        {"max-queries", required_argument, 0, OPT_MAX_QUERIES}, {"max-k", required_argument, 0, OPT_MAX_K},
+        {"index", required_argument, 0, 'i'},
+        {"model", required_argument, 0, 'm'},
+        {"host", required_argument, 0, 'H'},
+        {"port", required_argument, 0, 'p'},
+        {"threads", required_argument, 0, 't'},
+        {"api-keys", required_argument, 0, 'k'},
+        {"help", no_argument, 0, 'h'},
+        {"max-body-bytes", required_argument, 0, OPT_MAX_BODY},
+        {"max-queries", required_argument, 0, OPT_MAX_QUERIES},
+        {"max-k", required_argument, 0, OPT_MAX_K},
         {"max-query-tokens", required_argument, 0, OPT_MAX_QTOK},
         {"max-documents", required_argument, 0, OPT_MAX_DOCS},
-        {"queue-depth", required_argument, 0, OPT_QUEUE}, {"timeout", required_argument, 0, OPT_TIMEOUT},
+        {"queue-depth", required_argument, 0, OPT_QUEUE},
+        {"timeout", required_argument, 0, OPT_TIMEOUT},
         {"max-connections", required_argument, 0, OPT_MAX_CONN},
         {"shutdown-grace", required_argument, 0, OPT_GRACE},
         {"no-access-log", no_argument, 0, OPT_NO_LOG},
@@ -124,7 +133,8 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         {"encode-batch", required_argument, 0, OPT_ENC_BATCH},
         {"read-only", no_argument, 0, OPT_READ_ONLY},
         {"write-queue", required_argument, 0, OPT_WRITE_QUEUE},
-        {"max-write-documents", required_argument, 0, OPT_MAX_WRITE_DOCS}, {0, 0, 0, 0}};
+        {"max-write-documents", required_argument, 0, OPT_MAX_WRITE_DOCS},
+        {0, 0, 0, 0}};
     int c;
     int64_t v;
     optind = 1;

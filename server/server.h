@@ -60,7 +60,7 @@ typedef struct cp_server_config {
     int max_connections;
     int shutdown_grace_s;
     bool access_log;
-    int encode_batch;    /* text searches encoded in one encoder call at most; 1: off */
+    int encode_batch; /* text searches encoded in one encoder call at most; 1: off */
     cp_limits limits;
 } cp_server_config;
 

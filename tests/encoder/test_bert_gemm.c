@@ -85,12 +85,17 @@ static void check_fused_gelu(int rows, int in, int out, int threads)
     unsigned seed = (unsigned)(rows * 13 + in * 7 + out);
     float *x = malloc(sizeof(float) * (size_t)rows * in);
     float *y = malloc(sizeof(float) * (size_t)rows * out);
-    cp_linear l = {.in = in, .out = out, .w = malloc(sizeof(float) * (size_t)in * out),
+    cp_linear l = {.in = in,
+                   .out = out,
+                   .w = malloc(sizeof(float) * (size_t)in * out),
                    .bias = malloc(sizeof(float) * out)};
     float *w = malloc(sizeof(float) * (size_t)in * out);
-    for (int i = 0; i < rows * in; i++) x[i] = frand(&seed);
-    for (int i = 0; i < in * out; i++) w[i] = l.w[i] = frand(&seed) * 0.2f;
-    for (int i = 0; i < out; i++) l.bias[i] = frand(&seed);
+    for (int i = 0; i < rows * in; i++)
+        x[i] = frand(&seed);
+    for (int i = 0; i < in * out; i++)
+        w[i] = l.w[i] = frand(&seed) * 0.2f;
+    for (int i = 0; i < out; i++)
+        l.bias[i] = frand(&seed);
     cp_error err = {0};
     CP_CHECK_OK(cp_linear_prepare(&l, CP_GEMM_AVX512, &err), err);
     float *ws = aligned_alloc(64, cp_gemm_workspace_floats(rows, threads) * sizeof(float));
@@ -99,13 +104,14 @@ static void check_fused_gelu(int rows, int in, int out, int threads)
     for (int r = 0; r < rows; r++)
         for (int o = 0; o < out; o++) {
             double acc = l.bias[o];
-            for (int k = 0; k < in; k++) acc += (double)x[r * in + k] * w[o * in + k];
+            for (int k = 0; k < in; k++)
+                acc += (double)x[r * in + k] * w[o * in + k];
             double want = 0.5 * acc * (1.0 + erf(acc / sqrt(2.0)));
             double d = fabs(y[r * out + o] - want);
             if (d > worst) worst = d;
         }
-    if (worst > 1e-5) fprintf(stderr, "fused gelu rows %d in %d out %d: max abs diff %g\n",
-                              rows, in, out, worst);
+    if (worst > 1e-5)
+        fprintf(stderr, "fused gelu rows %d in %d out %d: max abs diff %g\n", rows, in, out, worst);
     CP_CHECK(worst <= 1e-5);
     cp_linear_free(&l);
     free(x), free(y), free(w), free(ws);
@@ -145,8 +151,10 @@ static void check_pack_keys(int L, int dh)
     int ld = 3 * dh + 5, lp = (L + 31) / 32 * 32;
     float *k = malloc(sizeof(float) * (size_t)L * ld);
     float *kp = malloc(sizeof(float) * (size_t)lp * dh);
-    for (int i = 0; i < L * ld; i++) k[i] = frand(&seed);
-    for (int i = 0; i < lp * dh; i++) kp[i] = NAN; /* every slot must be written */
+    for (int i = 0; i < L * ld; i++)
+        k[i] = frand(&seed);
+    for (int i = 0; i < lp * dh; i++)
+        kp[i] = NAN; /* every slot must be written */
     cp_pack_keys_avx512(k, L, (size_t)ld, dh, kp);
     int bad = 0;
     for (int j = 0; j < lp; j++)
@@ -171,7 +179,8 @@ static void check_softmax(int n)
         attend[j] = j == 0 || (frand(&seed) > -0.5f);
         if (attend[j] && s[j] > mx) mx = s[j];
     }
-    for (int j = 0; j < n; j++) sum += want[j] = attend[j] ? exp(scale * (s[j] - mx)) : 0.0;
+    for (int j = 0; j < n; j++)
+        sum += want[j] = attend[j] ? exp(scale * (s[j] - mx)) : 0.0;
     cp_softmax_avx512(s, (size_t)n, attend, scale);
     double worst = 0;
     for (int j = 0; j < n; j++) {
@@ -197,7 +206,8 @@ static void check_layer_norm(int n)
         mean += want[i] = (double)x[i] + d[i];
     }
     mean /= n;
-    for (int i = 0; i < n; i++) var += (want[i] - mean) * (want[i] - mean);
+    for (int i = 0; i < n; i++)
+        var += (want[i] - mean) * (want[i] - mean);
     double inv = 1.0 / sqrt(var / n + 1e-12);
     cp_add_layer_norm_avx512(x, d, (size_t)n, g, b, 1e-12f);
     double worst = 0;

@@ -127,8 +127,9 @@ static void test_train_lloyd_max(void)
             CP_CHECK(count[b] > 0);
             if (count[b]) CP_CHECK_NEAR(c.bucket_weights[b], sum[b] / count[b], 1e-6);
             if (b) CP_CHECK(c.bucket_weights[b] > c.bucket_weights[b - 1]);
-            if (b) CP_CHECK_NEAR(c.bucket_cutoffs[b - 1],
-                                 0.5 * (c.bucket_weights[b - 1] + c.bucket_weights[b]), 1e-7);
+            if (b)
+                CP_CHECK_NEAR(c.bucket_cutoffs[b - 1],
+                              0.5 * (c.bucket_weights[b - 1] + c.bucket_weights[b]), 1e-7);
         }
         float q[16], qc[15];
         double lw[16], lc[15];
