@@ -428,6 +428,17 @@ static void shuffle_rows(float *x, int64_t n, int dim, rng *r)
     }
 }
 
+/* PLAID's K times the centroid scale. On a small corpus the scaled K would leave k-means a
+ * handful of vectors per centroid (631 documents, 30k tokens: 8192 centroids, 3.7 each), so
+ * the scale gives way, halving K down to PLAID's own, until there are 8 per centroid. */
+static int64_t scaled_default_k(const build *b, double e_est, int64_t n_points)
+{
+    int64_t k0 = cp_kmeans_default_k(e_est, n_points);
+    int64_t k = cp_kmeans_default_k(e_est, INT64_MAX) * centroid_scale(b->opts);
+    while (k > k0 && k > n_points / 8) k /= 2;
+    return k > k0 ? k : k0;
+}
+
 static cp_status train(build *b, cp_error *err)
 {
     int64_t n = b->n_kept;
@@ -441,10 +452,7 @@ static cp_status train(build *b, cp_error *err)
     b->n_train = n - heldout;
     b->avg_doclen_est = (double)b->n_sample_tokens / (double)b->n_sample_docs;
     double e_est = (double)b->n_docs * b->avg_doclen_est;
-    int64_t k = b->opts->n_centroids > 0
-                    ? b->opts->n_centroids
-                    : cp_kmeans_default_k(e_est, INT64_MAX) * centroid_scale(b->opts);
-    if (b->opts->n_centroids <= 0 && k > n) k = n;
+    int64_t k = b->opts->n_centroids > 0 ? b->opts->n_centroids : scaled_default_k(b, e_est, n);
     b->k_requested = k;
     if (k > b->n_train) k = b->n_train;
     if (b->k_requested != k)

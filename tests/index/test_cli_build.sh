@@ -119,18 +119,22 @@ assert b['n_centroids'] == 8 and b['kmeans_points_per_centroid'] == 5 and b['n_k
 " || fail "--centroids 8 --kmeans-points 5 not applied"
 
 # --centroid-scale multiplies PLAID's default K (the static model's default is 4, see
-# tests/encoder/static_scifact.sh); npy input gets scale 1
-for scale in 1 2; do
-    "$COLPLAID" index build --index "$work/scale$scale.db" --quiet $(npy_args good) --kmeans-iters 1 \
+# tests/encoder/static_scifact.sh) while k-means keeps at least 8 vectors per centroid;
+# npy input gets scale 1. 12,000 docs of ~7 tokens: PLAID's K 4096, 84k vectors.
+make_npy many 12000 8
+for scale in 1 2 4; do
+    "$COLPLAID" index build --index "$work/scale$scale.db" --quiet $(npy_args many) --kmeans-iters 1 \
         $([[ $scale == 1 ]] || echo --centroid-scale $scale) 2>"$work/err" ||
         fail "--centroid-scale $scale: $(cat "$work/err")"
 done
 $PY -c "
 import sqlite3, json
-b = [json.loads(dict(sqlite3.connect('$work/scale%d.db' % s).execute('select key, value from meta'))['build']) for s in (1, 2)]
-assert b[0]['centroid_scale'] == 1 and b[1]['centroid_scale'] == 2, b
-assert b[1]['n_centroids'] == 2 * b[0]['n_centroids'], b
-" || fail "--centroid-scale 2 did not double the default number of centroids"
+b = [json.loads(dict(sqlite3.connect('$work/scale%d.db' % s).execute('select key, value from meta'))['build']) for s in (1, 2, 4)]
+assert [x['centroid_scale'] for x in b] == [1, 2, 4], b
+k = [x['n_centroids'] for x in b]
+assert k[0] == 4096 and k[1] == 8192, k                      # doubled
+assert k[2] == 8192 and b[2]['n_train_vectors'] < 8 * 16384, k  # 16384 would leave < 8 per centroid
+" || fail "--centroid-scale: unexpected numbers of centroids"
 expect_fail bad_scale 2 "centroid-scale" $(npy_args good) --centroid-scale 0
 
 # float16 and int32 inputs, default ids, and a tiny corpus (1 doc of 3 tokens)
