@@ -505,6 +505,7 @@ static cp_status write_all(importer *im, const char *tmp, cp_error *err)
                           "%lld", im->dir, (long long)pid, (long long)im->n_passages);
     if (st == CP_OK) st = cp_store_commit(im->store, err);
     else cp_store_rollback(im->store);
+    if (st == CP_OK) st = cp_store_checkpoint(im->store, err);
     cp_store_close(im->store);
     im->store = NULL;
     return st;

@@ -540,6 +540,17 @@ cp_status cp_store_commit(cp_store *store, cp_error *err)
     return CP_OK;
 }
 
+cp_status cp_store_checkpoint(cp_store *store, cp_error *err)
+{
+    int in_wal = 0, copied = 0;
+    int rc = sqlite3_wal_checkpoint_v2(store->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &in_wal, &copied);
+    if (rc != SQLITE_OK) return cp_store_sql_error(store, rc, "writing the index file", err);
+    if (copied != in_wal)
+        return cp_error_set(err, CP_EBUSY, "%s: another connection kept the index's WAL busy",
+                            store->path);
+    return CP_OK;
+}
+
 void cp_store_rollback(cp_store *store)
 {
     if (!store->in_txn) return;

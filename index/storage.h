@@ -33,6 +33,11 @@ char *cp_store_get_meta(cp_store *store, const char *key);
 cp_status cp_store_begin(cp_store *store, cp_error *err);
 cp_status cp_store_commit(cp_store *store, cp_error *err);
 void cp_store_rollback(cp_store *store);
+/* Copy everything committed from the WAL into the database file and empty the WAL. A file
+ * written under a temporary name and renamed into place needs this before the rename: its
+ * WAL keeps the temporary name, so whatever was left in it would be lost. Fails (e.g. with
+ * CP_ENOSPC, "the disk is full") when the database file cannot grow. */
+cp_status cp_store_checkpoint(cp_store *store, cp_error *err);
 
 /* One segment of documents to append: docs[i].id/text/metadata_json are stored (embeddings
  * ignored), doclens[i] tokens each; codes/residuals cover the sum of doclens in order. */

@@ -42,6 +42,13 @@ search_ok() { "$colplaid" search --index "$1" --model "$model" --queries "$work/
 mkdir -p "$mnt"
 if mount -t tmpfs -o size=8m tmpfs "$mnt" 2>/dev/null; then
     idx=$mnt/idx.db
+    # A build whose WAL fits but whose final file does not: it must fail and leave nothing
+    # (it once renamed a half-checkpointed file into place and reported success).
+    "$colplaid" index build --index "$idx" --corpus "$work/small.jsonl" --model "$model" --quiet \
+        --centroids 8192 2>"$work/err" && fail "a build larger than the disk succeeded"
+    grep -q "disk is full" "$work/err" || fail "build on a full disk: message: $(cat "$work/err")"
+    [[ -z $(ls -A "$mnt") ]] || fail "build on a full disk left files: $(ls -A "$mnt")"
+    echo "disk full during build: $(cat "$work/err"); nothing left behind"
     "$colplaid" index build --index "$idx" --corpus "$work/small.jsonl" --model "$model" --quiet \
         || fail "build on tmpfs"
     before=$(count_docs "$idx")
