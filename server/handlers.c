@@ -29,6 +29,12 @@ double cp_now_seconds(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Milliseconds since t0 (a cp_now_seconds value), for the timing_ms of responses. */
+static double ms_since(double t0)
+{
+    return (cp_now_seconds() - t0) * 1000.0;
+}
+
 /* ---- responses ---------------------------------------------------------------------------- */
 
 static void set_body(cp_response *resp, int status, cp_sb *sb, const char *content_type)
@@ -262,6 +268,35 @@ static void handle_get_document(const cp_request *req, cp_response *resp)
 
 /* ---- encoding texts of requests ------------------------------------------------------------ */
 
+/* n texts through the model in one timed call (*ms). texts NULL stands for an allocation
+ * that failed. Returns the embeddings (the caller frees the array and what it keeps of
+ * them), or NULL with the error response set. */
+static cp_embeddings *encode_timed(cp_server *s, cp_text_kind kind, const char *const *texts,
+                                   size_t n, double *ms, cp_response *resp)
+{
+    cp_embeddings *out = calloc(n, sizeof *out);
+    cp_error err;
+    double t0 = cp_now_seconds();
+    cp_status st = texts && out ? cp_encoder_encode(s->encoder, kind, texts, n, out, &err)
+                                : cp_error_set(&err, CP_ENOMEM, "out of memory");
+    *ms = ms_since(t0);
+    if (st) {
+        free(out);
+        cp_response_from_status(resp, &err);
+        return NULL;
+    }
+    return out;
+}
+
+/* Move the vectors of emb into v; the token ids are not needed past encoding. */
+static void take_embeddings(cp_vec_input *v, cp_embeddings *emb)
+{
+    v->data = emb->data;
+    v->n_tokens = emb->n_tokens;
+    v->dim = emb->dim;
+    free(emb->token_ids);
+}
+
 /* Encode every text input of vecs in one encoder call (one batch is faster than many),
  * replacing text by embeddings. *ms gets the encode time. */
 static bool encode_texts(cp_server *s, cp_text_kind kind, cp_vec_input **vecs, size_t n,
@@ -278,31 +313,18 @@ static bool encode_texts(cp_server *s, cp_text_kind kind, cp_vec_input **vecs, s
         return false;
     }
     const char **texts = calloc(n_text, sizeof *texts);
-    cp_embeddings *out = calloc(n_text, sizeof *out);
     size_t j = 0;
     for (size_t i = 0; texts && i < n; i++)
         if (vecs[i]->text) texts[j++] = vecs[i]->text;
-    cp_error err;
-    double t0 = cp_now_seconds();
-    cp_status st = texts && out ? cp_encoder_encode(s->encoder, kind, texts, n_text, out, &err)
-                                : cp_error_set(&err, CP_ENOMEM, "out of memory");
-    *ms = (cp_now_seconds() - t0) * 1000.0;
+    cp_embeddings *out = encode_timed(s, kind, texts, n_text, ms, resp);
     free(texts);
-    if (st) {
-        free(out);
-        cp_response_from_status(resp, &err);
-        return false;
-    }
+    if (!out) return false;
     j = 0;
     for (size_t i = 0; i < n; i++) {
         if (!vecs[i]->text) continue;
         free(vecs[i]->text);
         vecs[i]->text = NULL;
-        vecs[i]->data = out[j].data;
-        vecs[i]->n_tokens = out[j].n_tokens;
-        vecs[i]->dim = out[j].dim;
-        free(out[j].token_ids);
-        j++;
+        take_embeddings(vecs[i], &out[j++]);
     }
     free(out);
     return true;
@@ -478,7 +500,7 @@ static bool search_one(cp_server *s, cp_served_index *si, const cp_search_reques
         }
         cp_metrics_search_timing(s->metrics, &t, encode_ms);
     }
-    double search_ms = (cp_now_seconds() - t0) * 1000.0;
+    double search_ms = ms_since(t0);
     cp_sb_append(sb, "{\"hits\": [");
     int shown = 0;
     for (int i = 0; i < n_hits; i++) {
@@ -656,16 +678,10 @@ static void handle_encode(cp_server *s, const cp_request *req, cp_response *resp
         cp_encode_request_free(&er);
         return;
     }
-    cp_embeddings *out = calloc(er.n_texts, sizeof *out);
-    cp_error err;
-    double t0 = cp_now_seconds();
-    cp_status st = out ? cp_encoder_encode(s->encoder, er.kind, (const char *const *)er.texts,
-                                           er.n_texts, out, &err)
-                       : cp_error_set(&err, CP_ENOMEM, "out of memory");
-    double ms = (cp_now_seconds() - t0) * 1000.0;
-    if (st) {
-        cp_response_from_status(resp, &err);
-    } else {
+    double ms;
+    cp_embeddings *out =
+        encode_timed(s, er.kind, (const char *const *)er.texts, er.n_texts, &ms, resp);
+    if (out) {
         cp_sb sb = {0};
         cp_sb_printf(&sb, "{\"dim\": %d, \"results\": [", cp_encoder_dim(s->encoder));
         for (size_t i = 0; i < er.n_texts; i++) {
@@ -706,7 +722,7 @@ static void rerank_respond(cp_rerank_request *rr, double encode_ms, cp_response 
                                 rr->docs[i].n_tokens, rr->query.dim);
     }
     qsort(sc, rr->n_docs, sizeof *sc, cmp_scored);
-    double ms = (cp_now_seconds() - t0) * 1000.0;
+    double ms = ms_since(t0);
     cp_sb sb = {0};
     cp_sb_append(&sb, "{\"results\": [");
     for (size_t i = 0; i < rr->n_docs; i++) {
@@ -761,6 +777,16 @@ static bool writable_or_409(const cp_served_index *si, cp_response *resp)
     return false;
 }
 
+/* A write the engine refused. CP_EREADONLY answers with writable_or_409's 409
+ * INDEX_READ_ONLY (not the engine's READ_ONLY): one code for an index that cannot be written. */
+static void respond_write_error(cp_status st, const cp_error *err, cp_response *resp)
+{
+    if (st == CP_EREADONLY)
+        cp_response_error(resp, 409, "INDEX_READ_ONLY", "%s", err->message);
+    else
+        cp_response_from_status(resp, err);
+}
+
 /* Encode the documents that came with text only (as documents, not queries). */
 static bool encode_upsert_texts(cp_server *s, const cp_served_index *si, cp_upsert_request *ur,
                                 double *ms, cp_response *resp)
@@ -782,38 +808,24 @@ static bool encode_upsert_texts(cp_server *s, const cp_served_index *si, cp_upse
         return false;
     }
     const char **texts = calloc(n_text, sizeof *texts);
-    cp_embeddings *out = calloc(n_text, sizeof *out);
     size_t j = 0;
     for (size_t i = 0; texts && i < ur->n_docs; i++)
         if (!ur->docs[i].emb.data) texts[j++] = ur->docs[i].text;
-    cp_error err;
-    double t0 = cp_now_seconds();
-    cp_status st = texts && out ? cp_encoder_encode(s->encoder, CP_TEXT_DOCUMENT, texts, n_text,
-                                                    out, &err)
-                                : cp_error_set(&err, CP_ENOMEM, "out of memory");
-    *ms = (cp_now_seconds() - t0) * 1000.0;
+    cp_embeddings *out = encode_timed(s, CP_TEXT_DOCUMENT, texts, n_text, ms, resp);
     free(texts);
-    if (st) {
-        free(out);
-        cp_response_from_status(resp, &err);
-        return false;
-    }
+    if (!out) return false;
     j = 0;
     bool ok = true;
     for (size_t i = 0; i < ur->n_docs; i++) {
         cp_upsert_doc *d = &ur->docs[i];
         if (d->emb.data) continue;
-        d->emb.data = out[j].data;
-        d->emb.n_tokens = out[j].n_tokens;
-        d->emb.dim = out[j].dim;
-        free(out[j].token_ids);
+        take_embeddings(&d->emb, &out[j++]);
         /* A text of only punctuation encodes to no tokens: nothing to index. */
         if (ok && d->emb.n_tokens < 1) {
             cp_response_error(resp, 422, "EMPTY_DOCUMENT",
                               "documents[%zu].text encodes to no tokens", i);
             ok = false;
         }
-        j++;
     }
     free(out);
     return ok;
@@ -851,17 +863,15 @@ static void handle_upsert(cp_server *s, const cp_request *req, cp_response *resp
     cp_error err;
     double t0 = cp_now_seconds();
     cp_status st = cp_index_upsert(si->index, docs, ur.n_docs, si->dim, &res, &err);
-    double write_ms = (cp_now_seconds() - t0) * 1000.0;
+    double write_ms = ms_since(t0);
     free(docs);
     size_t n = ur.n_docs;
     cp_upsert_request_free(&ur);
     if (st) {
         if (st == CP_EDIM)
             cp_response_error(resp, 422, "DIMENSION_MISMATCH", "%s", err.message);
-        else if (st == CP_EREADONLY)
-            cp_response_error(resp, 409, "INDEX_READ_ONLY", "%s", err.message);
         else
-            cp_response_from_status(resp, &err);
+            respond_write_error(st, &err, resp);
         return;
     }
     cp_sb sb = {0};
@@ -892,16 +902,14 @@ static void handle_delete_documents(cp_server *s, const cp_request *req, cp_resp
                        ? cp_index_delete_filter(si->index, dr.filter_json, &n_deleted, &err)
                        : cp_index_delete(si->index, (const char *const *)dr.ids, dr.n_ids,
                                          &n_deleted, &err);
-    double write_ms = (cp_now_seconds() - t0) * 1000.0;
+    double write_ms = ms_since(t0);
     bool by_filter = dr.filter_json != NULL;
     cp_delete_request_free(&dr);
     if (st) {
         if (st == CP_EINVAL && by_filter)
             cp_response_error(resp, 400, "INVALID_FILTER", "%s", err.message);
-        else if (st == CP_EREADONLY)
-            cp_response_error(resp, 409, "INDEX_READ_ONLY", "%s", err.message);
         else
-            cp_response_from_status(resp, &err);
+            respond_write_error(st, &err, resp);
         return;
     }
     cp_sb sb = {0};

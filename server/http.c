@@ -58,6 +58,50 @@ typedef struct conn_ctx {
 
 /* ---- worker pool with a bounded queue ----------------------------------------------------- */
 
+/* A bounded FIFO of suspended requests, shared by the read pool and the write queue. Its
+ * length is mirrored in an atomic (the server's queue_len / write_queue_len) that /metrics
+ * and /health read without taking the queue's mutex. Callers hold that mutex. */
+typedef struct ctx_ring {
+    conn_ctx **slot;
+    size_t cap, head, len;
+    atomic_llong *mirror;
+} ctx_ring;
+
+static bool ring_init(ctx_ring *r, size_t cap, atomic_llong *mirror)
+{
+    r->slot = calloc(cap, sizeof *r->slot);
+    r->cap = cap;
+    r->mirror = mirror;
+    return r->slot != NULL;
+}
+
+static bool ring_full(const ctx_ring *r) { return r->len == r->cap; }
+
+static void ring_push(ctx_ring *r, conn_ctx *ctx)
+{
+    r->slot[(r->head + r->len) % r->cap] = ctx;
+    r->len++;
+    atomic_fetch_add(r->mirror, 1);
+}
+
+static void ring_push_front(ctx_ring *r, conn_ctx *ctx)
+{
+    r->head = (r->head + r->cap - 1) % r->cap;
+    r->slot[r->head] = ctx;
+    r->len++;
+    atomic_fetch_add(r->mirror, 1);
+}
+
+/* The oldest entry, removed; the ring must not be empty. */
+static conn_ctx *ring_pop(ctx_ring *r)
+{
+    conn_ctx *ctx = r->slot[r->head];
+    r->head = (r->head + 1) % r->cap;
+    r->len--;
+    atomic_fetch_sub(r->mirror, 1);
+    return ctx;
+}
+
 /* Idle workers wait on their own condition variable, on a stack: a new request wakes the
  * worker that went idle last, whose caches still hold the index's hot data. One shared
  * condition variable woke them in turn, and on one connection every request then ran on
@@ -65,8 +109,7 @@ typedef struct conn_ctx {
  * the server with 2 workers, 3.23 ms with 1, against 2.97 ms in `colplaid eval`). */
 typedef struct pool {
     pthread_mutex_t mu;
-    conn_ctx **ring;
-    size_t cap, head, len;
+    ctx_ring q;
     pthread_cond_t *wake; /* one per worker */
     bool *on_stack;       /* the worker waits for a job and no one has woken it yet */
     int *idle_stack;      /* worker ids, the most recently idle on top */
@@ -92,22 +135,16 @@ static void wake_idle(int n)
 
 /* The next queued request for worker `me`; NULL once stop is requested and the queue is
  * empty. A woken worker may find the job taken by one that was busy: it waits again. */
-static conn_ctx *pool_take(cp_server *s, int me)
+static conn_ctx *pool_take(int me)
 {
     pthread_mutex_lock(&g_pool.mu);
-    while (!g_pool.len && !g_pool.stop) {
+    while (!g_pool.q.len && !g_pool.stop) {
         g_pool.idle_stack[g_pool.idle++] = me;
         g_pool.on_stack[me] = true;
         while (g_pool.on_stack[me] && !g_pool.stop)
             pthread_cond_wait(&g_pool.wake[me], &g_pool.mu);
     }
-    conn_ctx *ctx = NULL;
-    if (g_pool.len) {
-        ctx = g_pool.ring[g_pool.head];
-        g_pool.head = (g_pool.head + 1) % g_pool.cap;
-        g_pool.len--;
-        atomic_fetch_sub(&s->queue_len, 1);
-    }
+    conn_ctx *ctx = g_pool.q.len ? ring_pop(&g_pool.q) : NULL;
     pthread_mutex_unlock(&g_pool.mu);
     return ctx;
 }
@@ -142,30 +179,22 @@ static size_t pool_take_searches(cp_server *s, conn_ctx **out, size_t max)
 {
     size_t n = 0;
     pthread_mutex_lock(&g_pool.mu);
-    size_t share = (g_pool.len + (size_t)g_pool.idle) / ((size_t)g_pool.idle + 1);
+    size_t share = (g_pool.q.len + (size_t)g_pool.idle) / ((size_t)g_pool.idle + 1);
     if (share < max) max = share;
-    while (n < max && g_pool.len && wants_batch(s, g_pool.ring[g_pool.head])) {
-        out[n++] = g_pool.ring[g_pool.head];
-        g_pool.head = (g_pool.head + 1) % g_pool.cap;
-        g_pool.len--;
-        atomic_fetch_sub(&s->queue_len, 1);
-    }
+    while (n < max && g_pool.q.len && wants_batch(s, g_pool.q.slot[g_pool.q.head]))
+        out[n++] = ring_pop(&g_pool.q);
     pthread_mutex_unlock(&g_pool.mu);
     return n;
 }
 
 /* Put parsed requests back at the head of the queue (in order) for any worker to search;
  * returns how many fitted (new arrivals may have taken the room meanwhile). */
-static size_t pool_push_front(cp_server *s, conn_ctx **ctxs, size_t n)
+static size_t pool_push_front(conn_ctx **ctxs, size_t n)
 {
     pthread_mutex_lock(&g_pool.mu);
-    size_t room = g_pool.cap - g_pool.len, put = n < room ? n : room;
-    for (size_t i = put; i-- > 0;) {
-        g_pool.head = (g_pool.head + g_pool.cap - 1) % g_pool.cap;
-        g_pool.ring[g_pool.head] = ctxs[i];
-        g_pool.len++;
-        atomic_fetch_add(&s->queue_len, 1);
-    }
+    size_t room = g_pool.q.cap - g_pool.q.len, put = n < room ? n : room;
+    for (size_t i = put; i-- > 0;)
+        ring_push_front(&g_pool.q, ctxs[i]);
     wake_idle((int)put);
     pthread_mutex_unlock(&g_pool.mu);
     return put;
@@ -218,7 +247,7 @@ static void run_batch(cp_server *s, conn_ctx *first)
     size_t n_rest = n - 1;
     for (size_t i = 0; i < n_plain; i++)
         rest[n_rest++] = plain[i];
-    size_t put = pool_push_front(s, rest, n_rest);
+    size_t put = pool_push_front(rest, n_rest);
     pool_finish(s, first);
     for (size_t i = put; i < n_rest; i++)
         pool_finish(s, rest[i]);
@@ -229,7 +258,7 @@ static void *worker_main(void *arg)
     cp_server *s = arg;
     int me = atomic_fetch_add(&g_pool.next_worker_id, 1);
     conn_ctx *ctx;
-    while ((ctx = pool_take(s, me)) != NULL) {
+    while ((ctx = pool_take(me)) != NULL) {
         if (wants_batch(s, ctx))
             run_batch(s, ctx);
         else
@@ -240,18 +269,16 @@ static void *worker_main(void *arg)
 
 /* Push ctx and suspend its connection atomically with respect to the workers; false if
  * the queue is full. */
-static bool pool_submit(cp_server *s, conn_ctx *ctx)
+static bool pool_submit(conn_ctx *ctx)
 {
     pthread_mutex_lock(&g_pool.mu);
-    if (g_pool.len == g_pool.cap || g_pool.stop) {
+    if (ring_full(&g_pool.q) || g_pool.stop) {
         pthread_mutex_unlock(&g_pool.mu);
         return false;
     }
     ctx->state = CTX_QUEUED;
     MHD_suspend_connection(ctx->conn);
-    g_pool.ring[(g_pool.head + g_pool.len) % g_pool.cap] = ctx;
-    g_pool.len++;
-    atomic_fetch_add(&s->queue_len, 1);
+    ring_push(&g_pool.q, ctx);
     wake_idle(1);
     pthread_mutex_unlock(&g_pool.mu);
     return true;
@@ -261,13 +288,12 @@ static bool pool_start(cp_server *s)
 {
     size_t n = (size_t)s->cfg.threads;
     pthread_mutex_init(&g_pool.mu, NULL);
-    g_pool.cap = (size_t)s->cfg.queue_depth;
-    g_pool.ring = calloc(g_pool.cap, sizeof *g_pool.ring);
+    bool ring_ok = ring_init(&g_pool.q, (size_t)s->cfg.queue_depth, &s->queue_len);
     g_pool.threads = calloc(n, sizeof *g_pool.threads);
     g_pool.wake = calloc(n, sizeof *g_pool.wake);
     g_pool.on_stack = calloc(n, sizeof *g_pool.on_stack);
     g_pool.idle_stack = calloc(n, sizeof *g_pool.idle_stack);
-    if (!g_pool.ring || !g_pool.threads || !g_pool.wake || !g_pool.on_stack || !g_pool.idle_stack)
+    if (!ring_ok || !g_pool.threads || !g_pool.wake || !g_pool.on_stack || !g_pool.idle_stack)
         return false;
     for (; g_pool.n_wake < (int)n; g_pool.n_wake++)
         pthread_cond_init(&g_pool.wake[g_pool.n_wake], NULL);
@@ -289,7 +315,7 @@ static void pool_stop(void)
     for (int i = 0; i < g_pool.n_wake; i++)
         pthread_cond_destroy(&g_pool.wake[i]);
     free(g_pool.threads);
-    free(g_pool.ring);
+    free(g_pool.q.slot);
     free(g_pool.wake);
     free(g_pool.on_stack);
     free(g_pool.idle_stack);
@@ -304,8 +330,7 @@ static void pool_stop(void)
 typedef struct write_queue {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    conn_ctx **ring;
-    size_t cap, head, len;
+    ctx_ring q;
     bool stop;
     pthread_t thread;
     bool started;
@@ -318,15 +343,12 @@ static void *writer_main(void *arg)
     cp_server *s = arg;
     for (;;) {
         pthread_mutex_lock(&g_wq.mu);
-        while (!g_wq.len && !g_wq.stop) pthread_cond_wait(&g_wq.cv, &g_wq.mu);
-        if (!g_wq.len) {
+        while (!g_wq.q.len && !g_wq.stop) pthread_cond_wait(&g_wq.cv, &g_wq.mu);
+        if (!g_wq.q.len) {
             pthread_mutex_unlock(&g_wq.mu);
             return NULL;
         }
-        conn_ctx *ctx = g_wq.ring[g_wq.head];
-        g_wq.head = (g_wq.head + 1) % g_wq.cap;
-        g_wq.len--;
-        atomic_fetch_sub(&s->write_queue_len, 1);
+        conn_ctx *ctx = ring_pop(&g_wq.q);
         pthread_mutex_unlock(&g_wq.mu);
         cp_handle(s, &ctx->req, &ctx->resp);
         /* ctx may be freed as soon as the connection resumes: keep what compaction needs. */
@@ -348,18 +370,16 @@ static void *writer_main(void *arg)
     }
 }
 
-static bool wq_submit(cp_server *s, conn_ctx *ctx)
+static bool wq_submit(conn_ctx *ctx)
 {
     pthread_mutex_lock(&g_wq.mu);
-    if (g_wq.len == g_wq.cap || g_wq.stop) {
+    if (ring_full(&g_wq.q) || g_wq.stop) {
         pthread_mutex_unlock(&g_wq.mu);
         return false;
     }
     ctx->state = CTX_QUEUED;
     MHD_suspend_connection(ctx->conn);
-    g_wq.ring[(g_wq.head + g_wq.len) % g_wq.cap] = ctx;
-    g_wq.len++;
-    atomic_fetch_add(&s->write_queue_len, 1);
+    ring_push(&g_wq.q, ctx);
     pthread_cond_signal(&g_wq.cv);
     pthread_mutex_unlock(&g_wq.mu);
     return true;
@@ -369,9 +389,7 @@ static bool wq_start(cp_server *s)
 {
     pthread_mutex_init(&g_wq.mu, NULL);
     pthread_cond_init(&g_wq.cv, NULL);
-    g_wq.cap = (size_t)s->cfg.write_queue;
-    g_wq.ring = calloc(g_wq.cap, sizeof *g_wq.ring);
-    if (!g_wq.ring) return false;
+    if (!ring_init(&g_wq.q, (size_t)s->cfg.write_queue, &s->write_queue_len)) return false;
     if (pthread_create(&g_wq.thread, NULL, writer_main, s)) return false;
     g_wq.started = true;
     return true;
@@ -384,7 +402,7 @@ static void wq_stop(void)
     pthread_cond_broadcast(&g_wq.cv);
     pthread_mutex_unlock(&g_wq.mu);
     if (g_wq.started) pthread_join(g_wq.thread, NULL);
-    free(g_wq.ring);
+    free(g_wq.q.slot);
     pthread_cond_destroy(&g_wq.cv);
     pthread_mutex_destroy(&g_wq.mu);
 }
@@ -717,7 +735,7 @@ static enum MHD_Result dispatch(conn_ctx *ctx)
     ctx->req.body = ctx->body ? ctx->body : "";
     ctx->req.body_len = ctx->body_len;
     if (route_is_write(ctx->req.route)) {
-        if (wq_submit(s, ctx)) return MHD_YES;
+        if (wq_submit(ctx)) return MHD_YES;
         ctx->resp.retry_after = 1;
         return reject(ctx, 503, "WRITE_QUEUE_FULL",
                       "the write queue is full (--write-queue), retry later");
@@ -727,7 +745,7 @@ static enum MHD_Result dispatch(conn_ctx *ctx)
         ctx->state = CTX_DONE;
         return send_response(ctx);
     }
-    if (pool_submit(s, ctx)) return MHD_YES;
+    if (pool_submit(ctx)) return MHD_YES;
     ctx->resp.retry_after = 1;
     return reject(ctx, 503, "OVERLOADED", "the server is busy: the request queue is full, retry later");
 }

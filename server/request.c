@@ -30,6 +30,7 @@ bool cp_http_fail(cp_http_error *e, int status, const char *code, const char *fm
 
 #define BAD(e, ...) cp_http_fail(e, 400, "INVALID_ARGUMENT", __VA_ARGS__)
 #define LIMIT(e, ...) cp_http_fail(e, 422, "LIMIT_EXCEEDED", __VA_ARGS__)
+#define OOM(e) cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory")
 
 void cp_limits_init(cp_limits *lim)
 {
@@ -203,8 +204,41 @@ static bool get_text(const cJSON *v, const char *name, const cp_limits *lim, cha
     for (size_t i = 0; i < n && blank; i++)
         blank = strchr(" \t\r\n", v->valuestring[i]) != NULL;
     if (blank) return BAD(e, "%s is empty", name);
-    if (!(*out = strdup(v->valuestring)))
-        return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    if (!(*out = strdup(v->valuestring))) return OOM(e);
+    return true;
+}
+
+/* An array of at most lim->max_ids non-empty strings, copied into *out (the "ids" of search
+ * and of delete). */
+static bool get_id_list(const cJSON *ids, const cp_limits *lim, char ***out, size_t *n_out,
+                        cp_http_error *e)
+{
+    if (!cJSON_IsArray(ids)) return BAD(e, "ids must be an array of strings");
+    int n = cJSON_GetArraySize(ids);
+    if (n > lim->max_ids) return LIMIT(e, "%d ids, the limit is %d", n, lim->max_ids);
+    if (n && !(*out = calloc((size_t)n, sizeof **out))) return OOM(e);
+    for (const cJSON *it = ids->child; it; it = it->next) {
+        if (!cJSON_IsString(it) || !it->valuestring[0])
+            return BAD(e, "ids[%zu] must be a non-empty string", *n_out);
+        if (!((*out)[*n_out] = strdup(it->valuestring))) return OOM(e);
+        (*n_out)++;
+    }
+    return true;
+}
+
+static void free_strings(char **strs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(strs[i]);
+    free(strs);
+}
+
+/* A filter object (of search or delete), re-serialised for the index to compile. */
+static bool get_filter(const cJSON *f, char **out, cp_http_error *e)
+{
+    if (!cJSON_IsObject(f))
+        return cp_http_fail(e, 400, "INVALID_FILTER", "filter must be an object");
+    if (!(*out = cJSON_PrintUnformatted(f))) return OOM(e);
     return true;
 }
 
@@ -237,8 +271,7 @@ static bool parse_rows(const cJSON *arr, const vec_rules *r, const char *where, 
         return BAD(e, "%s.embeddings must be a non-empty array of arrays of numbers", where);
     int cols = cJSON_GetArraySize(first);
     if (!check_rows(rows, cols, r, where, e)) return false;
-    if (!(out->data = malloc((size_t)rows * cols * sizeof(float))))
-        return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    if (!(out->data = malloc((size_t)rows * cols * sizeof(float)))) return OOM(e);
     size_t o = 0;
     int i = 0;
     for (const cJSON *row = first; row; row = row->next, i++) {
@@ -290,6 +323,41 @@ static bool parse_b64(const cJSON *b64, const cJSON *shape, const vec_rules *r, 
     return true;
 }
 
+/* The fields of an object that carries a text or embeddings: a query or rerank input
+ * (parse_vec) and an upserted document (parse_upsert_doc) read them the same way; only
+ * which combinations they accept differs. */
+typedef struct vec_fields {
+    const cJSON *text, *emb, *b64, *shape;
+} vec_fields;
+
+static vec_fields get_vec_fields(const cJSON *v)
+{
+    vec_fields f = {cJSON_GetObjectItemCaseSensitive(v, "text"),
+                    cJSON_GetObjectItemCaseSensitive(v, "embeddings"),
+                    cJSON_GetObjectItemCaseSensitive(v, "embeddings_b64"),
+                    cJSON_GetObjectItemCaseSensitive(v, "shape")};
+    return f;
+}
+
+/* The "text" field of the object at where, named "<where>.text" in errors. */
+static bool get_text_field(const cJSON *text, const char *where, const cp_limits *lim, char **out,
+                           cp_http_error *e)
+{
+    char name[96];
+    snprintf(name, sizeof name, "%s.text", where);
+    return get_text(text, name, lim, out, e);
+}
+
+/* The embeddings of f, which has "embeddings" (nested arrays) or "embeddings_b64". */
+static bool parse_embeddings(const vec_fields *f, const vec_rules *r, const char *where,
+                             cp_vec_input *out, cp_http_error *e)
+{
+    if (!f->emb) return parse_b64(f->b64, f->shape, r, where, out, e);
+    if (!cJSON_IsArray(f->emb))
+        return BAD(e, "%s.embeddings must be an array of arrays of numbers", where);
+    return parse_rows(f->emb, r, where, out, e);
+}
+
 /* A text (bare string or {"text"}) or embeddings ({"embeddings"} or {"embeddings_b64",
  * "shape"}). On failure out may hold partial allocations: the caller frees it. */
 static bool parse_vec(const cJSON *v, const vec_rules *r, const char *where, cp_vec_input *out,
@@ -301,22 +369,12 @@ static bool parse_vec(const cJSON *v, const vec_rules *r, const char *where, cp_
                    where);
     static const char *const keys[] = {"text", "embeddings", "embeddings_b64", "shape", "id", NULL};
     if (!only_keys(v, keys, where, e)) return false;
-    const cJSON *text = cJSON_GetObjectItemCaseSensitive(v, "text");
-    const cJSON *emb = cJSON_GetObjectItemCaseSensitive(v, "embeddings");
-    const cJSON *b64 = cJSON_GetObjectItemCaseSensitive(v, "embeddings_b64");
-    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(v, "shape");
-    if ((text != NULL) + (emb != NULL) + (b64 != NULL) != 1)
+    vec_fields f = get_vec_fields(v);
+    if ((f.text != NULL) + (f.emb != NULL) + (f.b64 != NULL) != 1)
         return BAD(e, "%s needs exactly one of text, embeddings, embeddings_b64", where);
-    if (shape && !b64) return BAD(e, "%s.shape goes with embeddings_b64 only", where);
-    char name[96];
-    snprintf(name, sizeof name, "%s.text", where);
-    if (text) return get_text(text, name, r->lim, &out->text, e);
-    if (emb) {
-        if (!cJSON_IsArray(emb))
-            return BAD(e, "%s.embeddings must be an array of arrays of numbers", where);
-        return parse_rows(emb, r, where, out, e);
-    }
-    return parse_b64(b64, shape, r, where, out, e);
+    if (f.shape && !f.b64) return BAD(e, "%s.shape goes with embeddings_b64 only", where);
+    if (f.text) return get_text_field(f.text, where, r->lim, &out->text, e);
+    return parse_embeddings(&f, r, where, out, e);
 }
 
 static void vec_free(cp_vec_input *v)
@@ -356,8 +414,7 @@ static bool parse_queries(const cJSON *q, const cp_limits *lim, int dim, cp_sear
     if (n == 0) return BAD(e, "queries is empty: send at least one query");
     if (n > lim->max_queries)
         return LIMIT(e, "%d queries in one request, the limit is %d", n, lim->max_queries);
-    if (!(out->queries = calloc((size_t)n, sizeof *out->queries)))
-        return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    if (!(out->queries = calloc((size_t)n, sizeof *out->queries))) return OOM(e);
     out->n_queries = (size_t)n;
     vec_rules r = {dim, lim->max_query_tokens, lim};
     size_t i = 0;
@@ -372,20 +429,8 @@ static bool parse_queries(const cJSON *q, const cp_limits *lim, int dim, cp_sear
 static bool parse_ids(const cJSON *ids, const cp_limits *lim, cp_search_request *out,
                       cp_http_error *e)
 {
-    if (!cJSON_IsArray(ids)) return BAD(e, "ids must be an array of strings");
-    int n = cJSON_GetArraySize(ids);
-    if (n > lim->max_ids) return LIMIT(e, "%d ids, the limit is %d", n, lim->max_ids);
-    out->has_ids = true;
-    if (n && !(out->ids = calloc((size_t)n, sizeof *out->ids)))
-        return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
-    for (const cJSON *it = ids->child; it; it = it->next) {
-        if (!cJSON_IsString(it) || !it->valuestring[0])
-            return BAD(e, "ids[%zu] must be a non-empty string", out->n_ids);
-        if (!(out->ids[out->n_ids] = strdup(it->valuestring)))
-            return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
-        out->n_ids++;
-    }
-    return true;
+    out->has_ids = true; /* an empty list is allowed here: it matches no document */
+    return get_id_list(ids, lim, &out->ids, &out->n_ids, e);
 }
 
 static bool parse_include(const cJSON *inc, cp_search_request *out, cp_http_error *e)
@@ -434,11 +479,9 @@ static bool parse_search_fields(const cJSON *root, const cp_limits *lim, int dim
         return false;
     if ((v = cJSON_GetObjectItemCaseSensitive(root, "mode")) && !parse_mode(v, out, e))
         return false;
-    if ((v = cJSON_GetObjectItemCaseSensitive(root, "filter"))) {
-        if (!cJSON_IsObject(v)) return cp_http_fail(e, 400, "INVALID_FILTER", "filter must be an object");
-        if (!(out->filter_json = cJSON_PrintUnformatted(v)))
-            return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
-    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(root, "filter")) &&
+        !get_filter(v, &out->filter_json, e))
+        return false;
     return true;
 }
 
@@ -460,8 +503,7 @@ void cp_search_request_free(cp_search_request *req)
 {
     for (size_t i = 0; i < req->n_queries; i++) vec_free(&req->queries[i]);
     free(req->queries);
-    for (size_t i = 0; i < req->n_ids; i++) free(req->ids[i]);
-    free(req->ids);
+    free_strings(req->ids, req->n_ids);
     cJSON_free(req->filter_json);
     memset(req, 0, sizeof *req);
 }
@@ -478,8 +520,7 @@ static bool parse_encode_fields(const cJSON *root, const cp_limits *lim, cp_enco
     int n = cJSON_GetArraySize(t);
     if (n == 0) return BAD(e, "texts is empty");
     if (n > lim->max_queries) return LIMIT(e, "%d texts, the limit is %d", n, lim->max_queries);
-    if (!(out->texts = calloc((size_t)n, sizeof *out->texts)))
-        return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    if (!(out->texts = calloc((size_t)n, sizeof *out->texts))) return OOM(e);
     for (const cJSON *it = t->child; it; it = it->next) {
         char where[32];
         snprintf(where, sizeof where, "texts[%zu]", out->n_texts);
@@ -513,8 +554,7 @@ bool cp_parse_encode(const char *body, size_t len, const cp_limits *lim, cp_enco
 
 void cp_encode_request_free(cp_encode_request *req)
 {
-    for (size_t i = 0; i < req->n_texts; i++) free(req->texts[i]);
-    free(req->texts);
+    free_strings(req->texts, req->n_texts);
     memset(req, 0, sizeof *req);
 }
 
@@ -535,8 +575,7 @@ static bool parse_rerank_fields(const cJSON *root, const cp_limits *lim, cp_rera
         return LIMIT(e, "%d documents, the limit is %d", n, lim->max_documents);
     vec_rules r = {0, lim->max_query_tokens, lim};
     if (!parse_vec(q, &r, "query", &out->query, e)) return false;
-    if (!(out->docs = calloc((size_t)n, sizeof *out->docs)))
-        return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    if (!(out->docs = calloc((size_t)n, sizeof *out->docs))) return OOM(e);
     out->n_docs = (size_t)n;
     r.max_tokens = lim->max_doc_tokens;
     r.dim = out->query.dim; /* embedding inputs must agree with the first embedding seen */
@@ -602,8 +641,7 @@ static bool get_id(const cJSON *v, const char *where, char **out, cp_http_error 
     if (!cJSON_IsString(v) || !v->valuestring[0])
         return BAD(e, "%s.id must be a non-empty string", where);
     if (strlen(v->valuestring) > 1024) return BAD(e, "%s.id is longer than 1024 bytes", where);
-    if (!(*out = strdup(v->valuestring)))
-        return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    if (!(*out = strdup(v->valuestring))) return OOM(e);
     return true;
 }
 
@@ -615,29 +653,18 @@ static bool parse_upsert_doc(const cJSON *v, const cp_limits *lim, int dim, cons
                                        "metadata", NULL};
     if (!only_keys(v, keys, where, e)) return false;
     if (!get_id(cJSON_GetObjectItemCaseSensitive(v, "id"), where, &out->id, e)) return false;
-    const cJSON *text = cJSON_GetObjectItemCaseSensitive(v, "text");
-    const cJSON *emb = cJSON_GetObjectItemCaseSensitive(v, "embeddings");
-    const cJSON *b64 = cJSON_GetObjectItemCaseSensitive(v, "embeddings_b64");
-    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(v, "shape");
+    vec_fields f = get_vec_fields(v);
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(v, "metadata");
-    if (emb && b64) return BAD(e, "%s: give embeddings or embeddings_b64, not both", where);
-    if (!text && !emb && !b64) return BAD(e, "%s needs text, embeddings or embeddings_b64", where);
-    if (shape && !b64) return BAD(e, "%s.shape goes with embeddings_b64 only", where);
-    char name[96];
-    snprintf(name, sizeof name, "%s.text", where);
-    if (text && !get_text(text, name, lim, &out->text, e)) return false;
+    if (f.emb && f.b64) return BAD(e, "%s: give embeddings or embeddings_b64, not both", where);
+    if (!f.text && !f.emb && !f.b64)
+        return BAD(e, "%s needs text, embeddings or embeddings_b64", where);
+    if (f.shape && !f.b64) return BAD(e, "%s.shape goes with embeddings_b64 only", where);
+    if (f.text && !get_text_field(f.text, where, lim, &out->text, e)) return false;
     vec_rules r = {dim, lim->max_doc_tokens, lim};
-    if (emb) {
-        if (!cJSON_IsArray(emb))
-            return BAD(e, "%s.embeddings must be an array of arrays of numbers", where);
-        if (!parse_rows(emb, &r, where, &out->emb, e)) return false;
-    } else if (b64 && !parse_b64(b64, shape, &r, where, &out->emb, e)) {
-        return false;
-    }
+    if ((f.emb || f.b64) && !parse_embeddings(&f, &r, where, &out->emb, e)) return false;
     if (meta && !cJSON_IsNull(meta)) {
         if (!cJSON_IsObject(meta)) return BAD(e, "%s.metadata must be an object", where);
-        if (!(out->metadata_json = cJSON_PrintUnformatted(meta)))
-            return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+        if (!(out->metadata_json = cJSON_PrintUnformatted(meta))) return OOM(e);
     }
     return true;
 }
@@ -654,8 +681,7 @@ static bool parse_upsert_fields(const cJSON *root, const cp_limits *lim, int dim
     if (n == 0) return BAD(e, "documents is empty");
     if (n > lim->max_write_documents)
         return LIMIT(e, "%d documents in one write, the limit is %d", n, lim->max_write_documents);
-    if (!(out->docs = calloc((size_t)n, sizeof *out->docs)))
-        return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    if (!(out->docs = calloc((size_t)n, sizeof *out->docs))) return OOM(e);
     out->n_docs = (size_t)n;
     size_t i = 0;
     for (const cJSON *it = d->child; it; it = it->next, i++) {
@@ -664,12 +690,13 @@ static bool parse_upsert_fields(const cJSON *root, const cp_limits *lim, int dim
         if (!parse_upsert_doc(it, lim, dim, where, &out->docs[i], e)) return false;
     }
     char **ids = malloc(out->n_docs * sizeof *ids);
-    if (!ids) return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    if (!ids) return OOM(e);
     for (i = 0; i < out->n_docs; i++) ids[i] = out->docs[i].id;
     bool oom;
     const char *dup = find_duplicate(ids, out->n_docs, &oom);
     bool ok = true;
-    if (oom) ok = cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+    if (oom)
+        ok = OOM(e);
     else if (dup)
         ok = cp_http_fail(e, 400, "DUPLICATE_ID", "id \"%.200s\" occurs more than once in documents",
                           dup);
@@ -710,28 +737,14 @@ static bool parse_delete_fields(const cJSON *root, const cp_limits *lim, cp_dele
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(root, "filter");
     if ((ids != NULL) == (f != NULL)) return BAD(e, "give exactly one of ids and filter");
     if (f) {
-        if (!cJSON_IsObject(f)) return cp_http_fail(e, 400, "INVALID_FILTER", "filter must be an object");
-        if (!f->child)
+        if (cJSON_IsObject(f) && !f->child)
             return cp_http_fail(e, 400, "INVALID_FILTER",
                                 "filter is empty: an empty filter would delete every document");
-        if (!(out->filter_json = cJSON_PrintUnformatted(f)))
-            return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
-        return true;
+        return get_filter(f, &out->filter_json, e);
     }
-    if (!cJSON_IsArray(ids)) return BAD(e, "ids must be an array of strings");
-    int n = cJSON_GetArraySize(ids);
-    if (n == 0) return BAD(e, "ids is empty");
-    if (n > lim->max_ids) return LIMIT(e, "%d ids, the limit is %d", n, lim->max_ids);
-    if (!(out->ids = calloc((size_t)n, sizeof *out->ids)))
-        return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
-    for (const cJSON *it = ids->child; it; it = it->next) {
-        if (!cJSON_IsString(it) || !it->valuestring[0])
-            return BAD(e, "ids[%zu] must be a non-empty string", out->n_ids);
-        if (!(out->ids[out->n_ids] = strdup(it->valuestring)))
-            return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
-        out->n_ids++;
-    }
-    return true;
+    /* The one difference from a search's ids, which may be empty (and then match nothing). */
+    if (cJSON_IsArray(ids) && cJSON_GetArraySize(ids) == 0) return BAD(e, "ids is empty");
+    return get_id_list(ids, lim, &out->ids, &out->n_ids, e);
 }
 
 bool cp_parse_delete(const char *body, size_t len, const cp_limits *lim, cp_delete_request *out,
@@ -748,8 +761,7 @@ bool cp_parse_delete(const char *body, size_t len, const cp_limits *lim, cp_dele
 
 void cp_delete_request_free(cp_delete_request *req)
 {
-    for (size_t i = 0; i < req->n_ids; i++) free(req->ids[i]);
-    free(req->ids);
+    free_strings(req->ids, req->n_ids);
     cJSON_free(req->filter_json);
     memset(req, 0, sizeof *req);
 }
