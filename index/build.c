@@ -433,10 +433,10 @@ static void shuffle_rows(float *x, int64_t n, int dim, rng *r)
  * the scale gives way, halving K down to PLAID's own, until there are 8 per centroid. */
 static int64_t scaled_default_k(const build *b, double e_est, int64_t n_points)
 {
-    int64_t k0 = cp_kmeans_default_k(e_est, n_points);
-    int64_t k = cp_kmeans_default_k(e_est, INT64_MAX) * centroid_scale(b->opts);
-    while (k > k0 && k > n_points / 8) k /= 2;
-    return k > k0 ? k : k0;
+    int64_t plaid_k = cp_kmeans_default_k(e_est, INT64_MAX);
+    int64_t k = plaid_k * centroid_scale(b->opts);
+    while (k > plaid_k && k > n_points / 8) k /= 2;
+    return k;
 }
 
 static cp_status train(build *b, cp_error *err)

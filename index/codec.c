@@ -170,15 +170,23 @@ static int64_t row_argmax(const float *s, int64_t k)
     return best;
 }
 
+/* Claims the next block of rows [*start, *start + *m); false when none is left or another
+ * worker has failed. */
+static bool claim_block(assign_shared *sh, int64_t *start, int64_t *m)
+{
+    *start = atomic_fetch_add(&sh->next_block, 1) * sh->block;
+    if (*start >= sh->n || atomic_load(&sh->failed)) return false;
+    *m = sh->n - *start < sh->block ? sh->n - *start : sh->block;
+    return true;
+}
+
 /* AMX worker: the kernel scores and picks; this packs the residuals of each block. */
 static void *assign_worker_amx(void *arg)
 {
     assign_shared *sh = arg;
     int rb = sh->codec ? cp_residual_bytes(sh->dim, sh->codec->nbits) : 0;
-    for (;;) {
-        int64_t start = atomic_fetch_add(&sh->next_block, 1) * sh->block;
-        if (start >= sh->n || atomic_load(&sh->failed)) break;
-        int64_t m = sh->n - start < sh->block ? sh->n - start : sh->block;
+    int64_t start, m;
+    while (claim_block(sh, &start, &m)) {
         const float *v = sh->vectors + start * sh->dim;
         if (cp_assign_amx(sh->amx, v, m, sh->codes + start) != 0) {
             atomic_store(&sh->failed, 1);
@@ -202,10 +210,8 @@ static void *assign_worker(void *arg)
         return NULL;
     }
     int rb = sh->codec ? cp_residual_bytes(sh->dim, sh->codec->nbits) : 0;
-    for (;;) {
-        int64_t start = atomic_fetch_add(&sh->next_block, 1) * sh->block;
-        if (start >= sh->n || atomic_load(&sh->failed)) break;
-        int64_t m = sh->n - start < sh->block ? sh->n - start : sh->block;
+    int64_t start, m;
+    while (claim_block(sh, &start, &m)) {
         const float *v = sh->vectors + start * sh->dim;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)m, (blasint)sh->k, sh->dim,
                     1.0f, v, sh->dim, sh->centroids, sh->dim, 0.0f, scores, (blasint)sh->k);
@@ -467,11 +473,43 @@ static cp_status lloyd_max_refine(const float *sorted, size_t n, int n_opt, floa
     return CP_OK;
 }
 
+/* Writes each held-out vector's residual from its centroid into res (n x dim); returns
+ * their mean absolute value. */
+static double heldout_residuals(const cp_codec *codec, const float *heldout, int64_t n,
+                                const int32_t *codes, float *res)
+{
+    int dim = codec->dim;
+    double abs_sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *c = codec->centroids + (size_t)codes[i] * (size_t)dim;
+        for (int j = 0; j < dim; j++) {
+            float r = heldout[i * dim + j] - c[j];
+            res[i * dim + j] = r;
+            abs_sum += fabs((double)r);
+        }
+    }
+    return abs_sum / ((double)n * dim);
+}
+
+/* ColBERTv2's buckets: cutoffs at the i/n_opt quantiles of the residuals, weights at the
+ * (i + 0.5)/n_opt ones. Sorts values. */
+static void quantile_buckets(float *values, size_t n, int n_opt, cp_codec *codec)
+{
+    double levels[1 << CP_MAX_NBITS] = {0}; /* zeroed for GCC, which cannot see n_opt >= 2 */
+    for (int i = 1; i < n_opt; i++)
+        levels[i - 1] = (double)i / n_opt;
+    cp_codec_quantiles(values, n, levels, n_opt - 1, codec->bucket_cutoffs);
+    /* values is sorted now; the second call only reads it. */
+    for (int i = 0; i < n_opt; i++)
+        levels[i] = (i + 0.5) / n_opt;
+    cp_codec_quantiles(values, n, levels, n_opt, codec->bucket_weights);
+}
+
 cp_status cp_codec_train(cp_codec *codec, const float *heldout, int64_t n, int threads,
                          cp_error *err)
 {
     int dim = codec->dim, nbits = codec->nbits;
-    if (!cp_codec_nbits_supported(nbits) || nbits > CP_MAX_NBITS)
+    if (!cp_codec_nbits_supported(nbits))
         return cp_error_set(err, CP_EINVAL, "nbits must be 1, 2, 4 or 8 (got %d)", nbits);
     if (n <= 0)
         return cp_error_set(err, CP_EINVAL, "codec training needs at least one held-out vector");
@@ -486,27 +524,11 @@ cp_status cp_codec_train(cp_codec *codec, const float *heldout, int64_t n, int t
     }
     cp_status st =
         cp_codec_assign(codec->centroids, codec->n_centroids, dim, heldout, n, codes, threads, err);
-    double abs_sum = 0;
     if (st == CP_OK) {
-        for (int64_t i = 0; i < n; i++) {
-            const float *c = codec->centroids + (size_t)codes[i] * (size_t)dim;
-            for (int j = 0; j < dim; j++) {
-                float r = heldout[i * dim + j] - c[j];
-                res[i * dim + j] = r;
-                abs_sum += fabs((double)r);
-            }
-        }
-        int n_opt = 1 << nbits;
-        double levels[1 << CP_MAX_NBITS];
-        for (int i = 1; i < n_opt; i++)
-            levels[i - 1] = (double)i / n_opt;
-        cp_codec_quantiles(res, total, levels, n_opt - 1, codec->bucket_cutoffs);
-        /* res is sorted now; the second call only reads it. */
-        for (int i = 0; i < n_opt; i++)
-            levels[i] = (i + 0.5) / n_opt;
-        cp_codec_quantiles(res, total, levels, n_opt, codec->bucket_weights);
-        st = lloyd_max_refine(res, total, n_opt, codec->bucket_cutoffs, codec->bucket_weights, err);
-        codec->avg_residual = (float)(abs_sum / (double)total);
+        codec->avg_residual = (float)heldout_residuals(codec, heldout, n, codes, res);
+        quantile_buckets(res, total, 1 << nbits, codec);
+        st = lloyd_max_refine(res, total, 1 << nbits, codec->bucket_cutoffs, codec->bucket_weights,
+                              err);
     }
     free(codes);
     free(res);

@@ -57,37 +57,28 @@ static cp_shared *shared_new(void *a, void *b, char **strings, int64_t n_strings
     return sh;
 }
 
-/* Each array is freed through its owner when it has one, else directly. */
+/* A pair of arrays is freed through its owner when it has one, else directly. */
+static void release_or_free(cp_shared *owner, void *a, void *b)
+{
+    if (owner) {
+        cp_shared_release(owner);
+    } else {
+        free(a);
+        free(b);
+    }
+}
+
 static void snapshot_free(cp_snapshot *snap)
 {
-    if (snap->codec_owner) cp_shared_release(snap->codec_owner);
-    else free(snap->codec.centroids);
-    if (snap->slot_owner) {
-        cp_shared_release(snap->slot_owner);
-    } else {
-        if (snap->external_ids)
-            for (int64_t i = 0; i < snap->n_slots; i++) free(snap->external_ids[i]);
-        free(snap->external_ids);
-        free(snap->doc_offsets);
-    }
-    if (snap->tok_owner) {
-        cp_shared_release(snap->tok_owner);
-    } else {
-        free(snap->codes);
-        free(snap->residuals);
-    }
-    if (snap->ivf_owner) {
-        cp_shared_release(snap->ivf_owner);
-    } else {
-        free(snap->ivf_offsets);
-        free(snap->ivf_docs);
-    }
-    if (snap->delta_owner) {
-        cp_shared_release(snap->delta_owner);
-    } else {
-        free(snap->ivf_delta_offsets);
-        free(snap->ivf_delta_docs);
-    }
+    release_or_free(snap->codec_owner, snap->codec.centroids, NULL);
+    /* An owner frees its strings itself; an unshared id table's strings are freed here. */
+    if (!snap->slot_owner && snap->external_ids)
+        for (int64_t i = 0; i < snap->n_slots; i++)
+            free(snap->external_ids[i]);
+    release_or_free(snap->slot_owner, snap->external_ids, snap->doc_offsets);
+    release_or_free(snap->tok_owner, snap->codes, snap->residuals);
+    release_or_free(snap->ivf_owner, snap->ivf_offsets, snap->ivf_docs);
+    release_or_free(snap->delta_owner, snap->ivf_delta_offsets, snap->ivf_delta_docs);
     free(snap->deleted);
     free(snap);
 }
@@ -151,12 +142,7 @@ oom:
 
 static void drop_delta(cp_snapshot *snap)
 {
-    if (snap->delta_owner) {
-        cp_shared_release(snap->delta_owner);
-    } else {
-        free(snap->ivf_delta_offsets);
-        free(snap->ivf_delta_docs);
-    }
+    release_or_free(snap->delta_owner, snap->ivf_delta_offsets, snap->ivf_delta_docs);
     snap->delta_owner = NULL;
     snap->ivf_delta_offsets = NULL;
     snap->ivf_delta_docs = NULL;
@@ -168,13 +154,8 @@ cp_status cp_snapshot_build_ivf(cp_snapshot *snap, cp_error *err)
     int32_t *docs = NULL;
     cp_status st = build_ivf_range(snap, 0, snap->n_slots, &offsets, &docs, err);
     if (st != CP_OK) return st;
-    if (snap->ivf_owner) {
-        cp_shared_release(snap->ivf_owner);
-        snap->ivf_owner = NULL;
-    } else {
-        free(snap->ivf_offsets);
-        free(snap->ivf_docs);
-    }
+    release_or_free(snap->ivf_owner, snap->ivf_offsets, snap->ivf_docs);
+    snap->ivf_owner = NULL;
     drop_delta(snap);
     snap->ivf_offsets = offsets;
     snap->ivf_docs = docs;
