@@ -1,6 +1,7 @@
-"""Shared set-up of the client tests: a tiny real static model, a JSONL corpus with text and
-metadata indexed by the real CLI, a BEIR-layout copy of it, and a real `colplaid serve` on a
-loopback port (tests/server/serverlib.py). No mock of the server anywhere."""
+"""Shared set-up of the client tests, on top of tests/server/serverlib.py (a tiny real static
+model, a JSONL corpus with text and metadata indexed by the real CLI, and a real `colplaid
+serve` on a loopback port): a BEIR-layout copy of the corpus and a venv with the Python client.
+No mock of the server anywhere."""
 import json
 import os
 import random
@@ -13,22 +14,9 @@ sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "server"))
 import serverlib as sl  # noqa: E402
-import test_http_text as tt  # noqa: E402  (write_model, write_corpus, WORDS)
 
 SOURCE = os.environ.get("CP_SOURCE_DIR", os.path.abspath(os.path.join(HERE, "..", "..")))
 BINARY = os.environ.get("CP_BINARY_DIR", os.getcwd())
-
-
-def build_text_index(folder, name="idx"):
-    """(model dir, index path, docs) for the 150-document corpus of test_http_text."""
-    model = tt.write_model(folder)
-    corpus, docs = tt.write_corpus(folder)
-    idx = os.path.join(folder, name + ".db")
-    p = sl.run(["index", "build", "--index", idx, "--corpus", corpus, "--model", model,
-                "--centroids", "16", "--seed", "1", "--quiet"], check=False)
-    if p.returncode != 0:
-        sl.die("index build --corpus failed: " + p.stderr.strip()[-500:])
-    return model, idx, docs
 
 
 def write_beir(folder, docs, n_queries=30, seed=5):

@@ -16,14 +16,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import clientlib as cl  # noqa: E402
 
 sl = cl.sl
-failures = []
+check = sl.check
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("  check failed: " + msg, file=sys.stderr)
+ARTIFACTS = os.path.join(cl.BINARY, "artifacts")
 
 
 def pinned_version(work):
@@ -60,18 +55,15 @@ def install():
 
 
 def main():
-    if not sl.COLPLAID:
-        sl.skip("COLPLAID is not set")
     work = install()
-    artifacts = os.path.join(cl.BINARY, "artifacts")
-    os.makedirs(artifacts, exist_ok=True)
+    os.makedirs(ARTIFACTS, exist_ok=True)
     query = "river mountain forest"
     with tempfile.TemporaryDirectory(prefix="cp_browser_") as folder:
-        model, idx, docs = cl.build_text_index(folder)
+        model, idx, docs = sl.build_text_index(folder)
         srv = sl.Server(["--index", idx, "--model", model, "--threads", "2"])
-        url = "http://127.0.0.1:%d" % srv.port
+        url = srv.url
         try:
-            p = subprocess.run(["node", os.path.join(work, "browser.js"), url, artifacts, query],
+            p = subprocess.run(["node", os.path.join(work, "browser.js"), url, ARTIFACTS, query],
                                capture_output=True, text=True, timeout=300, cwd=work)
             check(p.returncode == 0, "browser run failed (%d): %s" % (p.returncode, p.stderr[-3000:]))
             if p.returncode == 0:
@@ -99,16 +91,12 @@ def main():
                       "highlighted document tokens %r" % seen["highlighted"])
                 check("%.3f" % ex["score"] in seen["note"], "explain note %r" % seen["note"])
                 for f in ("browser-results.png", "browser-explain.png", "browser-page.png"):
-                    path = os.path.join(artifacts, f)
+                    path = os.path.join(ARTIFACTS, f)
                     check(os.path.exists(path) and os.path.getsize(path) > 5000, "screenshot %s" % path)
             check(srv.alive(), "server died")
         finally:
             srv.stop()
-    if failures:
-        sl.dump_server_logs()
-        sl.die("%d check(s) failed" % len(failures))
-    print("browser: all checks passed; screenshots in " + artifacts)
 
 
 if __name__ == "__main__":
-    main()
+    sl.main(main, "browser: all checks passed; screenshots in " + ARTIFACTS)

@@ -13,13 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import clientlib as cl  # noqa: E402
 
 sl = cl.sl
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("  check failed: " + msg, file=sys.stderr)
+check = sl.check
 
 
 def run(exe, args):
@@ -32,15 +26,13 @@ def rows(out):
 
 
 def main():
-    if not sl.COLPLAID:
-        sl.skip("COLPLAID is not set")
     exe = os.path.join(cl.BINARY, "colplaid_client_example")
     if not os.path.exists(exe):
         sl.skip("colplaid_client_example was not built (libcurl missing?)")
     with tempfile.TemporaryDirectory(prefix="cp_cclient_") as folder:
-        model, idx, docs = cl.build_text_index(folder)
+        model, idx, docs = sl.build_text_index(folder)
         srv = sl.Server(["--index", idx, "--model", model, "--no-access-log"])
-        url = "http://127.0.0.1:%d" % srv.port
+        url = srv.url
         try:
             rc, out, err = run(exe, ["--url", url, "--health"])
             check(rc == 0 and json.loads(out)["status"] == "ok", "health: %d %s %s" % (rc, out, err))
@@ -76,11 +68,7 @@ def main():
             srv.stop()
         rc, out, err = run(exe, ["--url", "http://127.0.0.1:9", "--health"])
         check(rc == 1 and "TRANSPORT (HTTP 0)" in err, "closed port: %d %r" % (rc, err))
-    if failures:
-        sl.dump_server_logs()
-        sl.die("%d check(s) failed" % len(failures))
-    print("C client: all checks passed")
 
 
 if __name__ == "__main__":
-    main()
+    sl.main(main, "C client: all checks passed")

@@ -16,9 +16,7 @@ Rules (docs/troubleshooting.md repeats them for writers):
   doc blocks (random vectors, converted with the real `colplaid model convert`), so the
   commands run offline and fast.
 """
-import json
 import os
-import random
 import re
 import shutil
 import socket
@@ -66,25 +64,12 @@ def free_port():
 
 def make_model(folder, words):
     """A GloVe-layout JSON over words, converted into folder/models/glove."""
-    rng = random.Random(11)
-    dim = 16
-    words = sorted(words)
-    vectors = {}
-    for i, w in enumerate(words):
-        v = [rng.gauss(0, 1) for _ in range(dim)]
-        vectors[w] = v + [sum(x * x for x in v) ** 0.5, i]
-    glove = {"precision": 8, "l2NormIndex": dim, "wordIndex": dim + 1, "size": len(words),
-             "dimensions": dim, "words": words, "vectors": vectors, "unkVector": [0] * dim + [0, -1]}
-    path = os.path.join(folder, "glove.json")
-    with open(path, "w") as f:
-        json.dump(glove, f)
+    path = sl.write_glove(os.path.join(folder, "glove.json"), sorted(words), 16, 11)
     os.makedirs(os.path.join(folder, "models"), exist_ok=True)
     sl.run(["model", "convert", "--glove", path, "--out", os.path.join(folder, "models", "glove")])
 
 
 def main():
-    if not sl.COLPLAID:
-        sl.skip("COLPLAID is not set")
     files = [os.path.join(cl.SOURCE, "README.md")] + sorted(
         os.path.join(cl.SOURCE, "docs", f) for f in os.listdir(os.path.join(cl.SOURCE, "docs")) if f.endswith(".md"))
     plan = []
@@ -141,8 +126,7 @@ def main():
                 print("ok   %s: %d block(s) in %.1f s" % (rel, len(run), dt))
     if failures:
         sl.die("doc examples failed: " + ", ".join(failures))
-    print("docs: every sh block ran")
 
 
 if __name__ == "__main__":
-    main()
+    sl.main(main, "docs: every sh block ran")

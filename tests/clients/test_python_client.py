@@ -23,13 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import clientlib as cl  # noqa: E402
 
 sl = cl.sl
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("  check failed: " + msg, file=sys.stderr)
+check = sl.check
 
 
 def expect_error(fn, status, code):
@@ -130,11 +124,11 @@ def test_retries(folder, model, idx):
     srv = sl.Server(["--index", idx, "--model", model, "--threads", "1", "--queue-depth", "1",
                      "--no-access-log"])
     try:
-        heavy = {"query": "river mountain forest", "documents": [" ".join(cl.tt.WORDS) * 40] * 300}
+        heavy = {"query": "river mountain forest", "documents": [" ".join(sl.WORDS) * 40] * 300}
         stop = threading.Event()
 
         def flood():
-            f = Client("http://127.0.0.1:%d" % srv.port, retries=0)
+            f = Client(srv.url, retries=0)
             while not stop.is_set():
                 try:
                     f.rerank(heavy["query"], heavy["documents"])
@@ -144,7 +138,7 @@ def test_retries(folder, model, idx):
         threads = [threading.Thread(target=flood, daemon=True) for _ in range(6)]
         for t in threads:
             t.start()
-        plain = Client("http://127.0.0.1:%d" % srv.port, retries=0)
+        plain = Client(srv.url, retries=0)
         seen = None
         deadline = time.monotonic() + 60
         while seen is None and time.monotonic() < deadline:
@@ -154,7 +148,7 @@ def test_retries(folder, model, idx):
                 seen = e
         check(seen is not None and seen.status == 503 and seen.code == "OVERLOADED" and seen.retry_after == 1,
               "no 503 OVERLOADED with Retry-After 1 under flood: %r" % seen)
-        retrying = Client("http://127.0.0.1:%d" % srv.port, retries=10, backoff=0.2, max_backoff=2)
+        retrying = Client(srv.url, retries=10, backoff=0.2, max_backoff=2)
         threading.Timer(3.0, stop.set).start()
         t0 = time.monotonic()
         ok = 0
@@ -249,7 +243,7 @@ def test_beir(py, folder, model, docs):
                               os.path.join(beir, "qrels", "test.tsv"), "--format", "json"]).stdout)
     srv = sl.Server(["--index", "beir=" + idx, "--model", model, "--no-access-log"])
     try:
-        p = subprocess.run([py, "-m", "colplaid.beir", "--url", "http://127.0.0.1:%d" % srv.port,
+        p = subprocess.run([py, "-m", "colplaid.beir", "--url", srv.url,
                             "--corpus", beir, "--index", "beir"], capture_output=True, text=True, timeout=300)
         check(p.returncode == 0, "beir helper: %d %s" % (p.returncode, p.stderr[-1000:]))
         if p.returncode == 0:
@@ -286,9 +280,9 @@ def phase2():
           "colplaid imported from %s, not the venv %s" % (colplaid.__file__, sys.prefix))
     from colplaid import Client
     with tempfile.TemporaryDirectory(prefix="cp_pyclient_") as folder:
-        model, idx, docs = cl.build_text_index(folder)
+        model, idx, docs = sl.build_text_index(folder)
         srv = sl.Server(["--index", idx, "--model", model, "--threads", "2", "--no-access-log"])
-        url = "http://127.0.0.1:%d" % srv.port
+        url = srv.url
         try:
             c = Client(url)
             for name, fn in [("reads", lambda: test_reads(c, srv, docs)), ("errors", lambda: test_errors(c, docs)),
@@ -304,15 +298,9 @@ def phase2():
         test_beir(sys.executable, folder, model, docs)
         print("-- retries", file=sys.stderr)
         test_retries(folder, model, idx)
-    if failures:
-        sl.dump_server_logs()
-        sl.die("%d check(s) failed" % len(failures))
-    print("python client: all checks passed")
 
 
 def main():
-    if not sl.COLPLAID:
-        sl.skip("COLPLAID is not set")
     if os.environ.get("CP_CLIENT_PHASE") == "2":
         return phase2()
     py = cl.client_venv()
@@ -322,4 +310,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sl.main(main, "python client: all checks passed")

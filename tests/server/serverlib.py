@@ -3,6 +3,7 @@
 
 Every wait has a timeout, so a hung server fails the test instead of hanging ctest.
 """
+import base64
 import hashlib
 import http.client
 import json
@@ -21,6 +22,7 @@ import time
 
 COLPLAID = os.environ.get("COLPLAID")
 SKIP = 77
+failures = []  # the failed checks of this test process (see check and main)
 
 
 def die(msg):
@@ -31,6 +33,25 @@ def die(msg):
 def skip(msg):
     print("SKIP: " + msg, file=sys.stderr)
     sys.exit(SKIP)
+
+
+def check(cond, msg):
+    """A soft assertion: a failed check is reported at once and counted; the test goes on."""
+    if not cond:
+        failures.append(msg)
+        print("  check failed: " + msg, file=sys.stderr)
+
+
+def main(body, passed="ok"):
+    """The main of a test script: skip (77) when $COLPLAID is not set, run body(), then exit 1
+    with the servers' own messages if any check failed, else print passed."""
+    if not COLPLAID:
+        skip("COLPLAID is not set")
+    body()
+    if failures:
+        dump_server_logs()
+        die("%d check(s) failed" % len(failures))
+    print(passed)
 
 
 def write_npy(path, dtype, shape, values):
@@ -55,6 +76,12 @@ def read_npy(path):
     code = {"<f4": "f", "<i4": "i", "<i8": "q"}[descr]
     n = len(body) // struct.calcsize(code)
     return shape, list(struct.unpack("<%d%s" % (n, code), body))
+
+
+def b64(rows):
+    """Rows of floats as the base64 of little-endian float32 (the API's embeddings_b64)."""
+    flat = [x for r in rows for x in r]
+    return base64.b64encode(struct.pack("<%df" % len(flat), *flat)).decode()
 
 
 def normalise(v):
@@ -124,6 +151,64 @@ def build_index(folder, corpus, name="idx.db"):
     return path
 
 
+# The text fixture: a tiny static model over WORDS and a JSONL corpus written with them.
+WORDS = ("the a of and to in is it for on with as was at by an be this from or that are "
+         "river mountain forest ocean city music painting science history garden rain snow "
+         "stone bridge market train library castle island desert valley").split()
+
+
+def write_glove(path, words, dim, seed):
+    """A GloVe-layout JSON word-vector file (random vectors) for `colplaid model convert`."""
+    rng = random.Random(seed)
+    vectors = {}
+    for i, w in enumerate(words):
+        v = [rng.gauss(0, 1) for _ in range(dim)]
+        vectors[w] = v + [sum(x * x for x in v) ** 0.5, i]
+    glove = {"precision": 8, "l2NormIndex": dim, "wordIndex": dim + 1, "size": len(words),
+             "dimensions": dim, "words": words, "vectors": vectors, "unkVector": [0] * dim + [0, -1]}
+    with open(path, "w") as f:
+        json.dump(glove, f)
+    return path
+
+
+def write_model(folder):
+    """folder/model: a static model over WORDS (8-dim vectors, encoding 2 x 8 dims); skips
+    (77) when this build cannot convert models."""
+    path = write_glove(os.path.join(folder, "glove.json"), WORDS, 8, 2)
+    model = os.path.join(folder, "model")
+    p = run(["model", "convert", "--glove", path, "--out", model], check=False)
+    if p.returncode != 0:
+        skip("model convert unavailable: " + p.stderr.strip()[:200])
+    return model
+
+
+def write_corpus(folder):
+    """(folder/corpus.jsonl, docs): 150 documents d000.. of WORDS with metadata {n, kind}."""
+    rng = random.Random(4)
+    docs = []
+    content = WORDS[20:]
+    for i in range(150):
+        text = " ".join(rng.choice(content if rng.random() < 0.7 else WORDS) for _ in range(rng.randint(4, 14)))
+        docs.append({"id": "d%03d" % i, "text": text, "metadata": {"n": i, "kind": ["a", "b", "c"][i % 3]}})
+    path = os.path.join(folder, "corpus.jsonl")
+    with open(path, "w") as f:
+        for d in docs:
+            f.write(json.dumps(d) + "\n")
+    return path, docs
+
+
+def build_text_index(folder, name="idx"):
+    """(model dir, index path, docs): write_corpus indexed with write_model by the real CLI."""
+    model = write_model(folder)
+    corpus, docs = write_corpus(folder)
+    idx = os.path.join(folder, name + ".db")
+    p = run(["index", "build", "--index", idx, "--corpus", corpus, "--model", model,
+             "--centroids", "16", "--seed", "1", "--quiet"], check=False)
+    if p.returncode != 0:
+        die("index build --corpus failed: " + p.stderr.strip()[-500:])
+    return model, idx, docs
+
+
 def file_digest(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -166,6 +251,10 @@ class Server:
                 self.port = int(m.group(1))
                 self.started.set()
         self.started.set()
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
 
     def conn(self, timeout=60):
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)

@@ -15,15 +15,8 @@ import tempfile
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import serverlib as sl  # noqa: E402
-import test_http_text as tt  # noqa: E402
 
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("  check failed: " + msg, file=sys.stderr)
+check = sl.check
 
 
 def test_explain(srv, docs):
@@ -83,14 +76,8 @@ def test_page(srv):
 
 
 def main():
-    if not sl.COLPLAID:
-        sl.skip("COLPLAID is not set")
     with tempfile.TemporaryDirectory(prefix="cp_http_explain_") as folder:
-        model = tt.write_model(folder)
-        corpus, docs = tt.write_corpus(folder)
-        idx = os.path.join(folder, "idx.db")
-        sl.run(["index", "build", "--index", idx, "--corpus", corpus, "--model", model,
-                "--centroids", "16", "--seed", "1", "--quiet"])
+        model, idx, docs = sl.build_text_index(folder)
         srv = sl.Server(["--index", idx, "--model", model, "--threads", "2"])
         try:
             test_explain(srv, docs)
@@ -123,11 +110,7 @@ def main():
         finally:
             rc = srv.stop()
             check(rc == 0, "the server exited %d (a sanitizer report?)" % rc)
-    if failures:
-        sl.dump_server_logs()
-        sl.die("%d check(s) failed" % len(failures))
-    print("explain and page: all checks passed")
 
 
 if __name__ == "__main__":
-    main()
+    sl.main(main, "explain and page: all checks passed")

@@ -1,6 +1,7 @@
 """The text path of the HTTP API with a real (tiny) static model: a GloVe-layout word-vector
-file written here is converted with `colplaid model convert`, a JSONL corpus with text and
-metadata is indexed with `colplaid index build --corpus`, and the server runs with --model.
+file (serverlib.write_model) is converted with `colplaid model convert`, a JSONL corpus with
+text and metadata is indexed with `colplaid index build --corpus`, and the server runs with
+--model.
 Checks: text queries give the same ids and scores as `colplaid search --query`, /v1/encode
 equals `colplaid encode` (JSON arrays and base64), rerank of texts equals MaxSim of the
 encoded texts, batches mixing text and embeddings, include and filters on real metadata,
@@ -10,7 +11,6 @@ exactly as they do one by one.
 import base64
 import json
 import os
-import random
 import struct
 import sys
 import tempfile
@@ -20,50 +20,7 @@ sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import serverlib as sl  # noqa: E402
 
-failures = []
-WORDS = ("the a of and to in is it for on with as was at by an be this from or that are "
-         "river mountain forest ocean city music painting science history garden rain snow "
-         "stone bridge market train library castle island desert valley").split()
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("  check failed: " + msg, file=sys.stderr)
-
-
-def write_model(folder):
-    rng = random.Random(2)
-    dim = 8
-    vectors = {}
-    for i, w in enumerate(WORDS):
-        v = [rng.gauss(0, 1) for _ in range(dim)]
-        norm = sum(x * x for x in v) ** 0.5
-        vectors[w] = v + [norm, i]
-    glove = {"precision": 8, "l2NormIndex": dim, "wordIndex": dim + 1, "size": len(WORDS),
-             "dimensions": dim, "words": WORDS, "vectors": vectors, "unkVector": [0] * dim + [0, -1]}
-    path = os.path.join(folder, "glove.json")
-    with open(path, "w") as f:
-        json.dump(glove, f)
-    model = os.path.join(folder, "model")
-    p = sl.run(["model", "convert", "--glove", path, "--out", model], check=False)
-    if p.returncode != 0:
-        sl.skip("model convert unavailable: " + p.stderr.strip()[:200])
-    return model
-
-
-def write_corpus(folder):
-    rng = random.Random(4)
-    docs = []
-    content = WORDS[20:]
-    for i in range(150):
-        text = " ".join(rng.choice(content if rng.random() < 0.7 else WORDS) for _ in range(rng.randint(4, 14)))
-        docs.append({"id": "d%03d" % i, "text": text, "metadata": {"n": i, "kind": ["a", "b", "c"][i % 3]}})
-    path = os.path.join(folder, "corpus.jsonl")
-    with open(path, "w") as f:
-        for d in docs:
-            f.write(json.dumps(d) + "\n")
-    return path, docs
+check = sl.check
 
 
 def cli_search(folder, model, query, k):
@@ -136,16 +93,8 @@ def check_batching(idx, model, queries):
 
 
 def main():
-    if not sl.COLPLAID:
-        sl.skip("COLPLAID is not set")
     with tempfile.TemporaryDirectory(prefix="cp_http_text_") as folder:
-        model = write_model(folder)
-        corpus, docs = write_corpus(folder)
-        idx = os.path.join(folder, "idx.db")
-        p = sl.run(["index", "build", "--index", idx, "--corpus", corpus, "--model", model,
-                    "--centroids", "16", "--seed", "1"], check=False)
-        if p.returncode != 0:
-            sl.die("index build --corpus failed: " + p.stderr.strip()[-500:])
+        model, idx, docs = sl.build_text_index(folder)
         srv = sl.Server(["--index", idx, "--model", model, "--threads", "2"])
         try:
             queries = ["river mountain", "music painting history", "train bridge city", "snow"]
@@ -203,11 +152,7 @@ def main():
             rc = srv.stop()
         check(rc == 0, "server exit status %r" % rc)
         check_batching(idx, model, queries)
-    if failures:
-        sl.dump_server_logs()
-        sl.die("%d checks failed" % len(failures))
-    print("ok")
 
 
 if __name__ == "__main__":
-    main()
+    sl.main(main, "ok")

@@ -25,42 +25,9 @@ sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import serverlib as sl  # noqa: E402
 
-failures = []
-DIM = 16        # the index; the static model below encodes 2 x GLOVE_DIM dims
-GLOVE_DIM = 8
-WORDS = ("the a of and to in is it for on with as was at by an be this from or that are "
-         "river mountain forest ocean city music painting science history garden rain snow "
-         "stone bridge market train library castle island desert valley").split()
+check = sl.check
+DIM = 16        # the index; the static model (sl.write_model) encodes 2 x 8 dims
 CRASH_TRIALS = int(os.environ.get("CP_WRITE_CRASH_TRIALS", "12"))
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("  check failed: " + msg, file=sys.stderr)
-
-
-def write_model(folder):
-    rng = random.Random(2)
-    vectors = {}
-    for i, w in enumerate(WORDS):
-        v = [rng.gauss(0, 1) for _ in range(GLOVE_DIM)]
-        vectors[w] = v + [sum(x * x for x in v) ** 0.5, i]
-    glove = {"precision": 8, "l2NormIndex": GLOVE_DIM, "wordIndex": GLOVE_DIM + 1, "size": len(WORDS),
-             "dimensions": GLOVE_DIM, "words": WORDS, "vectors": vectors, "unkVector": [0] * GLOVE_DIM + [0, -1]}
-    path = os.path.join(folder, "glove.json")
-    with open(path, "w") as f:
-        json.dump(glove, f)
-    model = os.path.join(folder, "model")
-    p = sl.run(["model", "convert", "--glove", path, "--out", model], check=False)
-    if p.returncode != 0:
-        sl.skip("model convert unavailable: " + p.stderr.strip()[:200])
-    return model
-
-
-def b64(rows):
-    flat = [x for r in rows for x in r]
-    return base64.b64encode(struct.pack("<%df" % len(flat), *flat)).decode()
 
 
 def rand_doc(rng, n=None):
@@ -100,7 +67,7 @@ def test_writes(srv, corpus):
     # Base64 embeddings.
     e2 = rand_doc(rng)
     st, _, j = srv.json("POST", "/v1/indexes/idx/documents", {"documents": [
-        {"id": "w-2", "embeddings_b64": b64(e2), "shape": [len(e2), DIM], "metadata": {"lang": "xx"}}]})
+        {"id": "w-2", "embeddings_b64": sl.b64(e2), "shape": [len(e2), DIM], "metadata": {"lang": "xx"}}]})
     check(st == 200 and j.get("added") == 1, "upsert b64: %d %r" % (st, j))
     check(exact_top(srv, e2) == ["w-2"], "search finds w-2")
     # Text, encoded by the server's model.
@@ -158,7 +125,7 @@ def test_errors(srv, path):
     nan_b64 = base64.b64encode(struct.pack("<3f", 1.0, float("nan"), 0.0) + b"\0" * 4 * (DIM - 3)).decode()
     cases = [
         ("bad dims", "POST", {"documents": [good, {"id": "x", "embeddings": [[0.1] * (DIM + 1)]}]}, 422, "DIMENSION_MISMATCH"),
-        ("bad dims b64", "POST", {"documents": [{"id": "x", "embeddings_b64": b64([[0.5] * 4]), "shape": [1, 4]}]}, 422, "DIMENSION_MISMATCH"),
+        ("bad dims b64", "POST", {"documents": [{"id": "x", "embeddings_b64": sl.b64([[0.5] * 4]), "shape": [1, 4]}]}, 422, "DIMENSION_MISMATCH"),
         ("NaN b64", "POST", {"documents": [good, {"id": "x", "embeddings_b64": nan_b64, "shape": [1, DIM]}]}, 400, "INVALID_ARGUMENT"),
         ("NaN json", "POST", '{"documents": [{"id": "x", "embeddings": [[NaN%s]]}]}' % (", 1" * (DIM - 1)), 400, "MALFORMED_JSON"),
         ("huge json", "POST", '{"documents": [{"id": "x", "embeddings": [[1e39%s]]}]}' % (", 1" * (DIM - 1)), 400, "INVALID_ARGUMENT"),
@@ -170,8 +137,8 @@ def test_errors(srv, path):
         ("metadata array", "POST", {"documents": [good, {"id": "x", "embeddings": e, "metadata": [1, 2]}]}, 400, "INVALID_ARGUMENT"),
         ("metadata string", "POST", {"documents": [{"id": "x", "embeddings": e, "metadata": "{}"}]}, 400, "INVALID_ARGUMENT"),
         ("no content", "POST", {"documents": [{"id": "x"}]}, 400, "INVALID_ARGUMENT"),
-        ("both embeddings", "POST", {"documents": [{"id": "x", "embeddings": e, "embeddings_b64": b64(e), "shape": [3, DIM]}]}, 400, "INVALID_ARGUMENT"),
-        ("shape mismatch", "POST", {"documents": [{"id": "x", "embeddings_b64": b64(e), "shape": [4, DIM]}]}, 400, "INVALID_ARGUMENT"),
+        ("both embeddings", "POST", {"documents": [{"id": "x", "embeddings": e, "embeddings_b64": sl.b64(e), "shape": [3, DIM]}]}, 400, "INVALID_ARGUMENT"),
+        ("shape mismatch", "POST", {"documents": [{"id": "x", "embeddings_b64": sl.b64(e), "shape": [4, DIM]}]}, 400, "INVALID_ARGUMENT"),
         ("bad base64", "POST", {"documents": [{"id": "x", "embeddings_b64": "abc", "shape": [1, DIM]}]}, 400, "INVALID_ARGUMENT"),
         ("ragged rows", "POST", {"documents": [{"id": "x", "embeddings": [[0.1] * DIM, [0.1] * 3]}]}, 400, "INVALID_ARGUMENT"),
         ("empty documents", "POST", {"documents": []}, 400, "INVALID_ARGUMENT"),
@@ -328,7 +295,7 @@ def test_write_queue_full(path):
     rng = random.Random(3)
     bodies = []
     for r in range(6):
-        docs = [{"id": "q-%d-%d" % (r, i), "embeddings_b64": b64(rand_doc(rng, 40)), "shape": [40, DIM]}
+        docs = [{"id": "q-%d-%d" % (r, i), "embeddings_b64": sl.b64(rand_doc(rng, 40)), "shape": [40, DIM]}
                 for i in range(3000)]
         bodies.append(json.dumps({"documents": docs}))
     results = []
@@ -413,7 +380,7 @@ def crash_trial(base, folder, trial):
             except Exception:
                 return  # the server was killed mid-request: op stays pending
             if st != 200:
-                failures.append("crash trial %d: write answered %d %r" % (trial, st, data[:200]))
+                sl.failures.append("crash trial %d: write answered %d %r" % (trial, st, data[:200]))
                 return
             acked.clear()
             acked.update(apply(acked_snapshot[0], op))
@@ -436,7 +403,7 @@ def crash_trial(base, folder, trial):
     violations = 0
     if p.returncode != 0:
         violations += 1
-        failures.append("crash trial %d: index check failed: %s" % (trial, (p.stdout + p.stderr)[-600:]))
+        sl.failures.append("crash trial %d: index check failed: %s" % (trial, (p.stdout + p.stderr)[-600:]))
     # The index opens (a writable server starts and answers).
     srv2 = sl.Server(["--index", "idx=" + path, "--no-access-log"])
     try:
@@ -444,7 +411,7 @@ def crash_trial(base, folder, trial):
         live = live_docs(path)
         if st != 200 or j.get("documents") != len(live):
             violations += 1
-            failures.append("crash trial %d: reopened index: %d %r vs %d live rows" % (trial, st, j, len(live)))
+            sl.failures.append("crash trial %d: reopened index: %d %r vs %d live rows" % (trial, st, j, len(live)))
     finally:
         srv2.stop()
     ok_states = [committed]
@@ -454,7 +421,7 @@ def crash_trial(base, folder, trial):
         violations += 1
         missing = set(committed) - set(live)
         extra = set(live) - set(committed)
-        failures.append("crash trial %d: live set is not the acknowledged writes (%d missing, %d extra, "
+        sl.failures.append("crash trial %d: live set is not the acknowledged writes (%d missing, %d extra, "
                         "pending %s)" % (trial, len(missing), len(extra), pending[0] and pending[0][0]))
     os.remove(path)
     for suffix in ("-wal", "-shm", "-lock"):
@@ -480,12 +447,10 @@ def test_crash(base, folder):
 
 
 def main():
-    if not sl.COLPLAID:
-        sl.skip("COLPLAID is not set")
     with tempfile.TemporaryDirectory(prefix="cp_http_write_") as folder:
         corpus = sl.Corpus(n_docs=300, dim=DIM, seed=13)
         base = sl.build_index(folder, corpus, "base.db")
-        model = write_model(folder)
+        model = sl.write_model(folder)
         path = os.path.join(folder, "idx.db")
         shutil.copy(base, path)
         srv = sl.Server(["--index", path, "--model", model, "--threads", "4"])
@@ -509,11 +474,7 @@ def main():
         index_check(path, "after the queue test")
         print("-- crash", file=sys.stderr)
         test_crash(base, folder)
-    if failures:
-        sl.dump_server_logs()
-        sl.die("%d checks failed" % len(failures))
-    print("ok")
 
 
 if __name__ == "__main__":
-    main()
+    sl.main(main, "ok")
