@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -839,6 +840,37 @@ static void drain(cp_server *s)
     }
 }
 
+/* SIGTERM and SIGINT start the graceful shutdown. They are caught by a handler, not
+ * blocked and sigwait()ed: threads that libraries start before main() (OpenBLAS's) do not
+ * block them, and a signal arriving before the wait was delivered to one of those and
+ * killed the process without draining (seen once in CI as exit -15). */
+static sem_t g_stop_sem;
+static volatile sig_atomic_t g_stop_signal;
+
+static void on_stop_signal(int sig)
+{
+    g_stop_signal = sig;
+    sem_post(&g_stop_sem); /* async-signal-safe */
+}
+
+static bool catch_stop_signals(void)
+{
+    if (sem_init(&g_stop_sem, 0, 0) != 0) return false;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(SIGTERM, &sa, NULL) == 0 && sigaction(SIGINT, &sa, NULL) == 0;
+}
+
+static int wait_for_stop_signal(void)
+{
+    while (sem_wait(&g_stop_sem) != 0 && errno == EINTR) {
+    }
+    return g_stop_signal;
+}
+
 int cp_server_run(cp_server *s)
 {
     struct sockaddr_storage ss;
@@ -851,13 +883,11 @@ int cp_server_run(cp_server *s)
                         "--api-keys FILE, or use --host 127.0.0.1\n", s->cfg.host);
         return 2;
     }
-    /* Signals are taken synchronously by this thread (sigwait); every other thread,
-     * including MHD's and the workers, inherits the blocked mask. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (!catch_stop_signals()) {
+        fprintf(stderr, "colplaid serve: cannot install the SIGTERM handler: %s\n",
+                strerror(errno));
+        return 1;
+    }
     signal(SIGPIPE, SIG_IGN);
     if (!pool_start(s) || !wq_start(s)) {
         fprintf(stderr, "colplaid serve: cannot start %d worker threads\n", s->cfg.threads);
@@ -878,8 +908,7 @@ int cp_server_run(cp_server *s)
             s->cfg.queue_depth, s->cfg.write_queue,
             s->auth ? "; API keys required" : "; no API keys: loopback only");
     fflush(stderr);
-    int sig = 0;
-    sigwait(&set, &sig);
+    int sig = wait_for_stop_signal();
     fprintf(stderr, "colplaid serve: %s received, finishing in-flight requests\n",
             sig == SIGTERM ? "SIGTERM" : "SIGINT");
     atomic_store(&s->shutting_down, true);
