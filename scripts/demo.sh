@@ -46,9 +46,11 @@ done
 
 echo "== query: $query"
 body=$(printf '{"queries": [{"text": "%s"}], "k": 5, "include": ["text"]}' "$query")
-curl -fsS -H 'Content-Type: application/json' -d "$body" \
-    "http://127.0.0.1:$port/v1/indexes/packages/search"
-echo
+# Printed whole once curl is done: the server's access-log line (same terminal) cannot
+# then land in the middle of the answer.
+answer=$(curl -fsS -H 'Content-Type: application/json' -d "$body" \
+    "http://127.0.0.1:$port/v1/indexes/packages/search")
+printf '%s\n' "$answer"
 
 if [[ ${CP_DEMO_EXIT:-0} == 1 ]]; then
     exit 0

@@ -20,7 +20,7 @@ if ! bash "$CP_SOURCE_DIR/scripts/demo.sh" >"$log" 2>&1; then
     echo "FAIL: scripts/demo.sh exited non-zero"
     exit 1
 fi
-answer=$(grep -E '^\{"results"' "$log" | tail -1)
+answer=$(grep -E '^\{"results"' "$log" | tail -1)  # the answer is printed on a line of its own
 [[ -n $answer ]] || { tail -40 "$log"; echo "FAIL: no search answer in the demo output"; exit 1; }
 # The query is about compression: some compression package must rank in the top 5.
 echo "$answer" | ${CP_PYTHON:-python3} -c '
