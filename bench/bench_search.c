@@ -23,7 +23,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "colplaid_index.h"
+#include "colplaid/index.h"
 #include "kernels.h"
 #include "npy.h"
 #include "search_internal.h"

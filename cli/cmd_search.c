@@ -19,7 +19,7 @@
 #include <time.h>
 
 #include "cli_common.h"
-#include "colplaid_corpus.h"
+#include "colplaid/corpus.h"
 #include "commands.h"
 #include "npy.h"
 

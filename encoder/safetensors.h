@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cp_error.h"
+#include "colplaid/error.h"
 
 #define CP_ST_MAX_DIMS 8
 /* Real headers are a few hundred KB; anything far larger is damage, not a model. */

@@ -36,7 +36,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "colplaid_encoder.h"
+#include "colplaid/encoder.h"
 #include "static_internal.h"
 
 #define CONVERT_MAX_DIM 4095

@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-#include "cp_error.h"
+#include "colplaid/error.h"
 #include "wordpiece_internal.h"
 
 #define CP_STATIC_CONFIG "colplaid-static.json"

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cp_error.h"
+#include "colplaid/error.h"
 
 /* ---------------------------------------------------------------------------------------
  * Basic tokenizer (also used alone by the static word-vector model).

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "colplaid_encoder.h"
+#include "colplaid/encoder.h"
 #include "cp_test.h"
 #include "static_internal.h"
 

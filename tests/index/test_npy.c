@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "colplaid_index.h"
+#include "colplaid/index.h"
 #include "cp_test.h"
 #include "npy.h"
 

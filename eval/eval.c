@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "colplaid_index.h"
+#include "colplaid/index.h"
 
 typedef struct judgement {
     char *doc;

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "cp_error.h"
+#include "colplaid/error.h"
 
 typedef struct cp_npy_writer {
     FILE *f;

@@ -24,7 +24,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "cp_error.h"
+#include "colplaid/error.h"
 
 #ifdef __cplusplus
 extern "C" {

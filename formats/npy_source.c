@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "colplaid_index.h"
+#include "colplaid/index.h"
 #include "npy.h"
 
 typedef struct npy_source {

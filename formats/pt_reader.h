@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cp_error.h"
+#include "colplaid/error.h"
 
 typedef enum cp_pt_dtype {
     CP_PT_F16,

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cp_error.h"
+#include "colplaid/error.h"
 
 typedef enum cp_npy_dtype { CP_NPY_F32, CP_NPY_F16, CP_NPY_I32, CP_NPY_I64 } cp_npy_dtype;
 
