@@ -25,7 +25,7 @@
 
 #include "colplaid/index.h"
 #include "kernels.h"
-#include "npy.h"
+#include "colplaid/npy.h"
 #include "search_internal.h"
 
 typedef struct bench_opts {

@@ -20,8 +20,9 @@
 
 #include "cli_common.h"
 #include "colplaid/corpus.h"
+#include "colplaid/eval.h"
+#include "colplaid/npy.h"
 #include "commands.h"
-#include "npy.h"
 
 typedef enum out_format { FMT_TSV, FMT_JSON, FMT_TREC, FMT_TEXT } out_format;
 

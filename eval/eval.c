@@ -14,11 +14,12 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "colplaid/index.h"
+#include "colplaid/eval.h"
 
 typedef struct judgement {
     char *doc;

@@ -7,7 +7,7 @@
  * We look for the three keys anywhere in it rather than parse Python in general: numpy
  * writes exactly this shape, and anything we do not understand is rejected by name.
  */
-#include "npy.h"
+#include "colplaid/npy.h"
 
 #include <errno.h>
 #include <fcntl.h>

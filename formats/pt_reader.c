@@ -7,7 +7,7 @@
  * bounds test; every value comes from a fixed-size arena and the value stack, memo and mark
  * stack are bounded, so a hostile file can make the parse fail but never overrun memory.
  */
-#include "pt_reader.h"
+#include "colplaid/pt.h"
 
 #include <errno.h>
 #include <fcntl.h>

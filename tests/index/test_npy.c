@@ -10,7 +10,7 @@
 
 #include "colplaid/index.h"
 #include "cp_test.h"
-#include "npy.h"
+#include "colplaid/npy.h"
 
 static char dir[256];
 

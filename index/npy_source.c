@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "colplaid/index.h"
-#include "npy.h"
+#include "colplaid/npy.h"
 
 typedef struct npy_source {
     cp_npy emb, lens;
