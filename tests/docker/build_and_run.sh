@@ -134,9 +134,9 @@ if ! nice podman build --pull=never --network host --format docker --layers \
     tail -40 "$work/build.log" >&2
     fail "podman build failed (whole log: $work/build.log)"
 fi
-# Earlier builds' images, no longer named (this build's layer cache stays).
-podman image prune -f >"$work/prune.log" 2>&1 ||
-    echo "warning: podman image prune failed: $(tail -3 "$work/prune.log")"
+# No `podman image prune` here: it also deleted the build stage's layers, the cache that
+# makes the next run quick. Old layers (a few hundred MB per source change with overlay)
+# stay in the build folder until it is removed.
 step "image built ($storage_driver storage)"
 
 config=$(podman image inspect "$image" --format '{{json .Config}}')
@@ -187,6 +187,8 @@ podman run --rm --network none -v "$data:/data" "$image" "${indexer_args[@]}" \
 cleanup() { podman rm -f -t 5 "$container" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 step "server: colplaid ${server_args[*]}"
+# Without systemd podman logs "unable to get systemd connection to add healthchecks": only its
+# periodic timer is missing; `podman healthcheck run` below runs the check itself.
 podman run -d --name "$container" -v "$data:/data" -p 127.0.0.1::8080 "$image" \
     "${server_args[@]}" >/dev/null || fail "podman run of the server failed"
 port=$(podman port "$container" 8080/tcp | sed -n 's/.*:\([0-9]*\)$/\1/p' | head -1)
