@@ -241,16 +241,14 @@ static int add_indexes(cp_server *s, const serve_opts *o)
         const char *path;
         char *name = index_name(o->index_specs[i], &path);
         cp_error err;
-        cp_status st = name && cp_server_index_name_valid(name)
-                           ? cp_server_add_index(s, name, path, &err)
-                           : CP_EINVAL;
+        cp_status st = CP_OK;
         int rc = CP_EXIT_OK;
-        if (st == CP_EINVAL)
+        if (!name || !cp_server_index_name_valid(name))
             rc = cp_cli_usage_error("serve",
                                     "index name in '%s' may only use letters, digits, "
                                     "'_', '-' and '.'",
                                     o->index_specs[i]);
-        else if (st == CP_EEXISTS)
+        else if ((st = cp_server_add_index(s, name, path, &err)) == CP_EEXISTS)
             rc = cp_cli_usage_error("serve", "two indexes are named '%s': use NAME=PATH", name);
         else if (st)
             rc = cp_cli_report("serve", &err);
