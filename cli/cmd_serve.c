@@ -82,67 +82,42 @@ static bool int_opt(const char *name, const char *val, int64_t min, int64_t max,
     return false;
 }
 
+/* The numeric options past the common ones: a table of name, range and destination. */
 static bool apply_limit(serve_opts *o, int opt, const char *val)
 {
-    int64_t v;
     cp_limits *l = &o->cfg.limits;
-    switch (opt) {
-    case OPT_MAX_BODY:
+    const struct {
+        int opt;
+        const char *name;
+        int64_t min, max;
+        int *to;
+    } ints[] = {
+        {OPT_MAX_QUERIES, "--max-queries", 1, 100000, &l->max_queries},
+        {OPT_MAX_K, "--max-k", 1, 1000000, &l->max_k},
+        {OPT_MAX_QTOK, "--max-query-tokens", 1, 100000, &l->max_query_tokens},
+        {OPT_MAX_DOCS, "--max-documents", 1, 1000000, &l->max_documents},
+        {OPT_QUEUE, "--queue-depth", 1, 1000000, &o->cfg.queue_depth},
+        {OPT_TIMEOUT, "--timeout", 1, 86400, &o->cfg.timeout_s},
+        {OPT_MAX_CONN, "--max-connections", 1, 1000000, &o->cfg.max_connections},
+        {OPT_GRACE, "--shutdown-grace", 0, 86400, &o->cfg.shutdown_grace_s},
+        {OPT_WRITE_QUEUE, "--write-queue", 1, 1000000, &o->cfg.write_queue},
+        {OPT_MAX_WRITE_DOCS, "--max-write-documents", 1, 1000000, &l->max_write_documents},
+        {OPT_ENC_THREADS, "--encoder-threads", 0, 1024, &o->encoder_threads},
+        {OPT_ENC_BATCH, "--encode-batch", 1, 64, &o->cfg.encode_batch},
+    };
+    int64_t v;
+    if (opt == OPT_MAX_BODY) {
         if (!int_opt("--max-body-bytes", val, 1024, 1LL << 32, &v)) return false;
         l->max_body_bytes = (size_t)v;
-        break;
-    case OPT_MAX_QUERIES:
-        if (!int_opt("--max-queries", val, 1, 100000, &v)) return false;
-        l->max_queries = (int)v;
-        break;
-    case OPT_MAX_K:
-        if (!int_opt("--max-k", val, 1, 1000000, &v)) return false;
-        l->max_k = (int)v;
-        break;
-    case OPT_MAX_QTOK:
-        if (!int_opt("--max-query-tokens", val, 1, 100000, &v)) return false;
-        l->max_query_tokens = (int)v;
-        break;
-    case OPT_MAX_DOCS:
-        if (!int_opt("--max-documents", val, 1, 1000000, &v)) return false;
-        l->max_documents = (int)v;
-        break;
-    case OPT_QUEUE:
-        if (!int_opt("--queue-depth", val, 1, 1000000, &v)) return false;
-        o->cfg.queue_depth = (int)v;
-        break;
-    case OPT_TIMEOUT:
-        if (!int_opt("--timeout", val, 1, 86400, &v)) return false;
-        o->cfg.timeout_s = (int)v;
-        break;
-    case OPT_MAX_CONN:
-        if (!int_opt("--max-connections", val, 1, 1000000, &v)) return false;
-        o->cfg.max_connections = (int)v;
-        break;
-    case OPT_GRACE:
-        if (!int_opt("--shutdown-grace", val, 0, 86400, &v)) return false;
-        o->cfg.shutdown_grace_s = (int)v;
-        break;
-    case OPT_WRITE_QUEUE:
-        if (!int_opt("--write-queue", val, 1, 1000000, &v)) return false;
-        o->cfg.write_queue = (int)v;
-        break;
-    case OPT_MAX_WRITE_DOCS:
-        if (!int_opt("--max-write-documents", val, 1, 1000000, &v)) return false;
-        l->max_write_documents = (int)v;
-        break;
-    case OPT_ENC_THREADS:
-        if (!int_opt("--encoder-threads", val, 0, 1024, &v)) return false;
-        o->encoder_threads = (int)v;
-        break;
-    case OPT_ENC_BATCH:
-        if (!int_opt("--encode-batch", val, 1, 64, &v)) return false;
-        o->cfg.encode_batch = (int)v;
-        break;
-    default:
-        return false;
+        return true;
     }
-    return true;
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        if (ints[i].opt == opt) {
+            if (!int_opt(ints[i].name, val, ints[i].min, ints[i].max, &v)) return false;
+            *ints[i].to = (int)v;
+            return true;
+        }
+    return false;
 }
 
 /* 0 ok, else an exit status. */
