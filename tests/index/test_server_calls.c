@@ -207,5 +207,6 @@ int main(void)
         cp_index_close(ix);
     }
     st_rm_rf(dir);
+    free(dir);
     return cp_test_failures ? 1 : 0;
 }
