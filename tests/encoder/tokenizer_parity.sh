@@ -22,13 +22,11 @@ fi
 if [ "$set" = scifact ] && [ ! -f "$scifact/corpus.jsonl" ]; then
   echo "SKIP: SciFact (CC BY-NC, not redistributable) is absent at $scifact"; exit 77
 fi
-if [ ! -d "$here/node/node_modules/@anush008/tokenizers" ]; then
-  echo "installing the reference tokenizer (npm ci in $here/node)"
-  # Two parity tests may start together: one installs, the other waits for it.
-  if ! (cd "$here/node" && flock .npm-ci.lock sh -c \
-        '[ -d node_modules/@anush008/tokenizers ] || npm ci --no-audit --no-fund' >/dev/null 2>&1); then
-    echo "SKIP: npm could not install @anush008/tokenizers (registry unreachable?)"; exit 77
-  fi
+# Two parity tests may start together: one installs (npm ci) under the lock, the other
+# waits for it to finish (the folder appears long before npm is done with it).
+if ! (cd "$here/node" && flock .npm-ci.lock sh -c '[ -f node_modules/.cp-installed ] ||
+      { npm ci --no-audit --no-fund >/dev/null 2>&1 && touch node_modules/.cp-installed; }'); then
+  echo "SKIP: npm could not install @anush008/tokenizers (registry unreachable?)"; exit 77
 fi
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 status=0
