@@ -1,7 +1,7 @@
 /*
  * PyTorch .pt reader: a bounded zip directory reader plus a small pickle interpreter that
  * only builds values (no imports, no calls beyond recognising torch's tensor rebuild
- * functions by name). See pt_reader.h for what is accepted.
+ * functions by name). See colplaid/pt.h for what is accepted.
  *
  * Invariants: every read from the buffer goes through cursor checks (rd_*) or an explicit
  * bounds test; every value comes from a fixed-size arena and the value stack, memo and mark

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "index_internal.h"
+#include "filter.h"
 #include "request.h"
 
 static sqlite3 *db;

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "cp_test.h"
-#include "index_internal.h"
+#include "filter.h"
 #include "request.h"
 
 static void test_base64(void)
