@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "colplaid/index.h"
 #include "cp_test.h"
 #include "filter.h"
 #include "request.h"
