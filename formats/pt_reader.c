@@ -593,16 +593,13 @@ cp_status cp_pt_open(const char *path, cp_pt_file *out, cp_error *err)
     memset(out, 0, sizeof *out);
     cp_mapped_file file;
     cp_status st = cp_file_map(path, &file, err);
-    if (st != CP_OK) return st;
-    void *map = file.data;
-    size_t size = file.size;
-    st = cp_pt_parse(map, size, path, out, err);
+    if (st == CP_OK) st = cp_pt_parse(file.data, file.size, path, out, err);
     if (st != CP_OK) {
         cp_file_unmap(&file);
         return st;
     }
-    out->map = map;
-    out->size = size;
+    out->map = file.data;
+    out->size = file.size;
     out->path = strdup(path);
     return CP_OK;
 }
