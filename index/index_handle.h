@@ -16,8 +16,8 @@ cp_snapshot *cp_index_acquire_snapshot(cp_index *index);
  * the previous snapshot keep it until they release it (index/index.c). */
 cp_status cp_index_publish_snapshot(cp_index *index, cp_snapshot *snap, cp_error *err);
 
-/* Live writes (used by index/live.c). */
-/* Writers of one index take this lock (a cp_index may be shared by server threads). */
+/* Writers of one index (index/live.c) take this lock: a cp_index may be shared by server
+ * threads. */
 void cp_index_write_lock(cp_index *index);
 void cp_index_write_unlock(cp_index *index);
 
