@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "colplaid/index.h"
 #include "filter.h"
 #include "request.h"
 
