@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 
 #include "cp_test.h"
+#include "codec.h"
+#include "snapshot.h"
 #include "storage.h"
 #include "storage_test_util.h"
 
