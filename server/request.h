@@ -17,9 +17,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "colplaid/encoder.h"
+#include "colplaid/error.h"
 #include "colplaid/server.h"
-#include "colplaid_encoder.h"
-#include "cp_error.h"
 
 /* An error for the client: HTTP status, stable upper-case code, one-sentence message. */
 typedef struct cp_http_error {

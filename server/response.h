@@ -6,7 +6,7 @@
 #ifndef CP_SERVER_RESPONSE_H
 #define CP_SERVER_RESPONSE_H
 
-#include "cp_error.h"
+#include "colplaid/error.h"
 #include "request.h"
 #include "strbuf.h"
 

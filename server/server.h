@@ -34,9 +34,9 @@
 #include <stdint.h>
 
 #include "auth.h"
+#include "colplaid/encoder.h"
+#include "colplaid/index.h"
 #include "colplaid/server.h"
-#include "colplaid_encoder.h"
-#include "colplaid_index.h"
 #include "metrics.h"
 #include "request.h"
 #include "response.h"

@@ -19,7 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "cp_error.h"
+#include "colplaid/error.h"
 
 #ifdef __cplusplus
 extern "C" {
