@@ -35,7 +35,7 @@ skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 step() { echo "== [$(($(date +%s) - started)) s] $*"; }
 
-[[ $(id -u) == 0 ]] || skip "needs root: the test builds with rootful podman (vfs storage)"
+[[ $(id -u) == 0 ]] || skip "needs root: the test builds and runs the image with rootful podman"
 for tool in podman runc debootstrap curl jq npm; do
     command -v "$tool" >/dev/null || skip "$tool is not installed (scripts/setup-deps.sh installs it)"
 done
