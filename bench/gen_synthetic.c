@@ -272,9 +272,9 @@ static int write_queries(const gen_opts *o, const float *pools, const float *fun
 enum { HARD_FUNCTION = 300, HARD_WORDS_PER_TOPIC = 32, HARD_MAX_TOPICS_PER_DOC = 3 };
 
 /* Hard-mode noise norms (per-vector, see noisy()) and mixing rates. */
-static const double HARD_WORD_NOISE = 1.0, HARD_DOC_NOISE = 0.45, HARD_QUERY_NOISE = 0.75,
+static const double HARD_WORD_NOISE = 1.0, HARD_DOC_NOISE = 0.45, HARD_QUERY_NOISE = 0.95,
                     HARD_FUNCTION_NOISE = 0.35, HARD_PAD_NOISE = 0.2, HARD_FUNCTION_SHARE = 0.3,
-                    HARD_PARAPHRASE = 0.25, HARD_QUERY_FUNCTION = 0.15;
+                    HARD_PARAPHRASE = 0.35, HARD_QUERY_FUNCTION = 0.15;
 
 typedef struct hard_model {
     float *words;    /* topics x HARD_WORDS_PER_TOPIC x dim */
@@ -377,10 +377,10 @@ static int hard_model_init(const gen_opts *o, hard_model *m)
         noisy(topics + (w / HARD_WORDS_PER_TOPIC) * d, d, HARD_WORD_NOISE, m->words + w * d);
     for (long f = 0; f < HARD_FUNCTION; f++)
         noisy(NULL, d, 1.0, m->function + f * d);
-    /* [MASK] padding in ColBERT sits near the function words, not near any topic */
-    for (long j = 0; j < d; j++)
-        m->pad[j] = m->function[j] + m->function[d + j];
-    noisy(m->pad, d, 0.8, m->pad);
+    /* [MASK] padding: one shared direction of its own (nearest to no word in particular),
+     * so what the padding rows add to a document's score depends on fine detail of its
+     * tokens that centroids do not keep */
+    noisy(m->function, d, 2.0, m->pad);
     free(topics);
     return 1;
 }
