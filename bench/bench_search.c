@@ -301,6 +301,8 @@ int main(int argc, char **argv)
     }
     cp_error err = {0};
     cp_index *index = NULL;
+    if (getenv("BENCH_NO_MERGE") && atoi(getenv("BENCH_NO_MERGE")))
+        cp_search_merge_repeated_rows = false;
     double t_open = now_ms();
     if (cp_index_open(o.index, CP_OPEN_READONLY, &index, &err) != CP_OK) {
         fprintf(stderr, "bench_search: %s\n", err.message);

@@ -62,6 +62,7 @@ static const char index_usage[] =
     "  build    build a new index from a corpus or precomputed embeddings\n"
     "  import   import a Stanford ColBERT / RAGatouille PLAID index\n"
     "  info     show an index's parameters and sizes\n"
+    "  calibrate measure and store the search settings per recall target\n"
     "  check    verify an index file's integrity\n"
     "  export   write the decompressed token embeddings as .npy\n"
     "  add      add or replace documents by id\n"
@@ -288,6 +289,7 @@ int cp_cmd_index(int argc, char **argv)
         {"build", cmd_build},
         {"import", cp_cmd_index_import},
         {"info", cp_cmd_index_info},
+        {"calibrate", cp_cmd_index_calibrate},
         {"check", cp_cmd_index_check},
         {"export", cp_cmd_index_export},
         {"add", cp_cmd_index_add},
