@@ -8,8 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "colplaid_encoder.h"
-#include "colplaid_index.h"
+#include "colplaid/encoder.h"
+#include "colplaid/index.h"
 
 enum { CP_EXIT_OK = 0, CP_EXIT_FAILURE = 1, CP_EXIT_USAGE = 2 };
 

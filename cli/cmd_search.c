@@ -19,9 +19,10 @@
 #include <time.h>
 
 #include "cli_common.h"
-#include "colplaid_corpus.h"
+#include "colplaid/corpus.h"
+#include "colplaid/eval.h"
+#include "colplaid/npy.h"
 #include "commands.h"
-#include "npy.h"
 
 typedef enum out_format { FMT_TSV, FMT_JSON, FMT_TREC, FMT_TEXT } out_format;
 

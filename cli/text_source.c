@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "cli_common.h"
-#include "colplaid_corpus.h"
+#include "colplaid/corpus.h"
 
 #define TS_BATCH_PER_THREAD 32
 

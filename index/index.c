@@ -29,23 +29,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cp_strtab.h"
 #include "index_internal.h"
 #include "storage.h"
 
 #define POOL_MAX 8
 
-typedef struct idmap {
-    int32_t *slots; /* doc ids, -1 = empty, -2 = removed; open addressing, linear probing */
-    uint64_t mask;
-    uint64_t used; /* entries that are not -1 (live or removed): bounds the probe length */
-} idmap;
-
-#define IDMAP_EMPTY (-1)
-#define IDMAP_REMOVED (-2)
-
 typedef struct view {
     cp_snapshot *snap;
-    idmap map;
+    cp_strtab map; /* external id -> internal id of the live documents of snap */
 } view;
 
 struct cp_index {
@@ -68,27 +60,18 @@ struct cp_view_next {
  * External id map
  * --------------------------------------------------------------------------------- */
 
-static uint64_t hash_str(const char *s)
+static const char *external_id_of(const void *snap, int32_t doc)
 {
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * UINT64_C(0x100000001b3);
-    return h ^ (h >> 31);
+    return ((const cp_snapshot *)snap)->external_ids[doc];
 }
 
-static cp_status idmap_build(const cp_snapshot *snap, idmap *m, cp_error *err)
+static cp_status idmap_build(const cp_snapshot *snap, cp_strtab *m, cp_error *err)
 {
-    uint64_t cap = 16;
-    while (cap < (uint64_t)snap->n_live * 2) cap <<= 1;
-    m->slots = malloc(cap * sizeof *m->slots);
-    if (!m->slots) return cp_error_set(err, CP_ENOMEM, "out of memory for the id map");
-    memset(m->slots, 0xff, cap * sizeof *m->slots);
-    m->mask = cap - 1;
+    if (!cp_strtab_init(m, (uint64_t)snap->n_live))
+        return cp_error_set(err, CP_ENOMEM, "out of memory for the id map");
     for (int64_t d = 0; d < snap->n_slots; d++) {
         if (snap->deleted[d] || !snap->external_ids[d]) continue;
-        uint64_t i = hash_str(snap->external_ids[d]) & m->mask;
-        while (m->slots[i] >= 0) i = (i + 1) & m->mask;
-        m->slots[i] = (int32_t)d;
-        m->used++;
+        cp_strtab_insert(m, snap->external_ids[d], (int32_t)d);
     }
     return CP_OK;
 }
@@ -96,45 +79,25 @@ static cp_status idmap_build(const cp_snapshot *snap, idmap *m, cp_error *err)
 /* The current map with removed slots marked and new live slots inserted: O(map size)
  * memcpy plus O(change) probes. Rebuilt from scratch when removed entries would make the
  * table more than half full. */
-static cp_status idmap_update(const idmap *cur, const cp_snapshot *next, const int64_t *removed,
-                              size_t n_removed, int64_t first_new, idmap *m, cp_error *err)
+static cp_status idmap_update(const cp_strtab *cur, const cp_snapshot *next,
+                              const int64_t *removed, size_t n_removed, int64_t first_new,
+                              cp_strtab *m, cp_error *err)
 {
     uint64_t add = (uint64_t)(next->n_slots - first_new);
-    if (!cur->slots || (cur->used + add) * 2 > cur->mask + 1) return idmap_build(next, m, err);
-    m->mask = cur->mask;
-    m->used = cur->used;
-    m->slots = malloc((m->mask + 1) * sizeof *m->slots);
-    if (!m->slots) return cp_error_set(err, CP_ENOMEM, "out of memory for the id map");
-    memcpy(m->slots, cur->slots, (m->mask + 1) * sizeof *m->slots);
-    for (size_t r = 0; r < n_removed; r++) {
-        int64_t d = removed[r];
-        for (uint64_t i = hash_str(next->external_ids[d]) & m->mask;; i = (i + 1) & m->mask) {
-            if (m->slots[i] == IDMAP_EMPTY) break; /* not in the map (cannot happen) */
-            if (m->slots[i] == (int32_t)d) {
-                m->slots[i] = IDMAP_REMOVED;
-                break;
-            }
-        }
-    }
+    if (!cp_strtab_has_room(cur, add)) return idmap_build(next, m, err);
+    if (!cp_strtab_copy(m, cur)) return cp_error_set(err, CP_ENOMEM, "out of memory for the id map");
+    for (size_t r = 0; r < n_removed; r++)
+        cp_strtab_remove(m, next->external_ids[removed[r]], (int32_t)removed[r]);
     for (int64_t d = first_new; d < next->n_slots; d++) {
         if (next->deleted[d] || !next->external_ids[d]) continue;
-        uint64_t i = hash_str(next->external_ids[d]) & m->mask;
-        while (m->slots[i] >= 0) i = (i + 1) & m->mask;
-        if (m->slots[i] == IDMAP_EMPTY) m->used++;
-        m->slots[i] = (int32_t)d;
+        cp_strtab_insert(m, next->external_ids[d], (int32_t)d);
     }
     return CP_OK;
 }
 
 static int64_t idmap_find(const view *v, const char *ext)
 {
-    if (!v->map.slots) return -1;
-    for (uint64_t i = hash_str(ext) & v->map.mask;; i = (i + 1) & v->map.mask) {
-        int32_t d = v->map.slots[i];
-        if (d == IDMAP_EMPTY) return -1;
-        if (d == IDMAP_REMOVED) continue;
-        if (strcmp(v->snap->external_ids[d], ext) == 0) return d;
-    }
+    return cp_strtab_find(&v->map, ext, external_id_of, v->snap);
 }
 
 /* ------------------------------------------------------------------------------------
@@ -160,7 +123,7 @@ cp_status cp_index_publish_snapshot(cp_index *index, cp_snapshot *snap, cp_error
     index->current = next;
     pthread_rwlock_unlock(&index->view_lock);
     cp_snapshot_release(old.snap); /* freed once the last search holding it lets go */
-    free(old.map.slots);
+    cp_strtab_free(&old.map);
     return CP_OK;
 }
 
@@ -199,7 +162,7 @@ void cp_index_view_swap(cp_index *index, cp_view_next *v)
     index->current = v->v;
     pthread_rwlock_unlock(&index->view_lock);
     cp_snapshot_release(old.snap);
-    free(old.map.slots);
+    cp_strtab_free(&old.map);
     free(v);
 }
 
@@ -207,7 +170,7 @@ void cp_index_view_discard(cp_view_next *v)
 {
     if (!v) return;
     cp_snapshot_release(v->v.snap);
-    free(v->v.map.slots);
+    cp_strtab_free(&v->v.map);
     free(v);
 }
 
@@ -286,7 +249,7 @@ void cp_index_close(cp_index *index)
     for (int i = 0; i < index->n_pool; i++) cp_store_close(index->pool[i]);
     cp_store_close(index->writer);
     cp_snapshot_release(index->current.snap);
-    free(index->current.map.slots);
+    cp_strtab_free(&index->current.map);
     pthread_rwlock_destroy(&index->view_lock);
     pthread_mutex_destroy(&index->pool_lock);
     pthread_mutex_destroy(&index->write_lock);

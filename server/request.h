@@ -17,8 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "colplaid_encoder.h"
-#include "cp_error.h"
+#include "colplaid/encoder.h"
+#include "colplaid/error.h"
 
 /* An error for the client: HTTP status, stable upper-case code, one-sentence message. */
 typedef struct cp_http_error {

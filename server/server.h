@@ -34,8 +34,8 @@
 #include <stdint.h>
 
 #include "auth.h"
-#include "colplaid_encoder.h"
-#include "colplaid_index.h"
+#include "colplaid/encoder.h"
+#include "colplaid/index.h"
 #include "metrics.h"
 #include "request.h"
 

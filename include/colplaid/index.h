@@ -24,7 +24,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "cp_error.h"
+#include "colplaid/error.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -281,28 +281,6 @@ cp_status cp_index_search_batch(cp_index *index, const float *const *queries, co
  */
 cp_status cp_index_filter(cp_index *index, const char *filter_json, int64_t **doc_ids,
                           size_t *n_ids, cp_error *err);
-
-/* ----------------------------------------------------------------------------------------
- * Retrieval quality metrics (BEIR conventions).
- * ------------------------------------------------------------------------------------- */
-
-typedef struct cp_qrels cp_qrels;
-
-/* Load a BEIR qrels TSV (query-id, corpus-id, score; optional header line). */
-cp_status cp_qrels_load(const char *path, cp_qrels **out, cp_error *err);
-void cp_qrels_free(cp_qrels *qrels);
-/* Number of queries with at least one positive judgement. */
-size_t cp_qrels_query_count(const cp_qrels *qrels);
-/* Whether query_id has judgements (queries without any are skipped in evaluation). */
-bool cp_qrels_has_query(const cp_qrels *qrels, const char *query_id);
-
-typedef struct cp_eval_scores {
-    double ndcg_at_10, recall_at_10, recall_at_100, mrr_at_10;
-} cp_eval_scores;
-
-/* Scores of one ranked list (external doc ids, best first) for query_id. */
-void cp_eval_query(const cp_qrels *qrels, const char *query_id, const char *const *ranked_ids,
-                   size_t n_ranked, cp_eval_scores *out);
 
 /* ----------------------------------------------------------------------------------------
  * Live updates (index/live.c; docs/live-index.md). All need an index opened with
