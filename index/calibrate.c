@@ -43,7 +43,7 @@ enum { CALIB_QUERIES = 32, QUERY_ROWS = 32, N_NCELLS = 4, N_LADDER = 8 };
 static const int ncells_ladder[N_NCELLS] = {1, 2, 4, 8};
 /* Noise (vector norm) added to the document tokens a pseudo-query is made of: a query
  * paraphrases, it does not quote. */
-static const double PSEUDO_NOISE = 1.3;
+static const double PSEUDO_NOISE = 1.3, PAD_NOISE = 0.2;
 /* Stage-4 cost of a token relative to one centroid-interaction token (decode + dim x nq
  * multiply-adds vs nq table lookups): measured ratio of per-token times in bench_search. */
 static const double STAGE4_TOKEN_COST = 8.0;
@@ -164,10 +164,12 @@ static void add_noise(rng *r, float *v, int d, double norm)
     normalise(v, d);
 }
 
-/* Pseudo-query from document doc into q (up to QUERY_ROWS x dim); returns its rows. Only
- * content rows: padding rows are query-encoder specific, and stage 1 probes repeated
- * rows deeper anyway (search.c). */
-static int pseudo_query(const cp_snapshot *snap, int32_t doc, rng *r, float *q)
+/* Pseudo-query from document doc into q (QUERY_ROWS x dim); returns its rows: 8-16 of
+ * the document's tokens with noise, then padding rows close to one direction shared by
+ * every pseudo-query (pad), as ColBERT's [MASK] rows are close to each other. The padding
+ * weighs in exhaustive MaxSim through fine detail of each document's tokens that
+ * centroids do not keep, which is what makes real queries hard for PLAID's stages 2-3. */
+static int pseudo_query(const cp_snapshot *snap, int32_t doc, const float *pad, rng *r, float *q)
 {
     int d = snap->codec.dim, rb = cp_residual_bytes(d, snap->codec.nbits);
     int64_t off = snap->doc_offsets[doc], len = snap->doc_offsets[doc + 1] - off;
@@ -179,7 +181,12 @@ static int pseudo_query(const cp_snapshot *snap, int32_t doc, rng *r, float *q)
         cp_codec_decompress_one(&snap->codec, snap->codes[t], snap->residuals + t * rb, row);
         add_noise(r, row, d, PSEUDO_NOISE);
     }
-    return words;
+    for (int w = words; w < QUERY_ROWS; w++) {
+        float *row = q + (size_t)w * (size_t)d;
+        memcpy(row, pad, sizeof(float) * (size_t)d);
+        add_noise(r, row, d, PAD_NOISE);
+    }
+    return QUERY_ROWS;
 }
 
 typedef struct calib_run {
@@ -345,18 +352,27 @@ cp_status cp_index_calibrate(cp_index *index, FILE *progress, cp_error *err)
         st = cp_error_set(err, CP_ENOMEM, "out of memory calibrating");
     /* sources spread evenly over the live documents, deterministic per index */
     rng r = {(uint64_t)snap->n_live * 0x9E3779B97F4A7C15ull + 12345};
+    float *pad = malloc(sizeof(float) * (size_t)d);
+    if (!pad)
+        st = cp_error_set(err, CP_ENOMEM, "out of memory calibrating");
+    else {
+        for (int j = 0; j < d; j++)
+            pad[j] = 0.0f;
+        add_noise(&r, pad, d, 1.0);
+    }
     int64_t live_seen = 0, next_pick = 0;
     int picked = 0;
     for (int64_t doc = 0; st == CP_OK && doc < snap->n_slots && picked < cr.n_queries; doc++) {
         if (snap->deleted[doc] || snap->doc_offsets[doc + 1] == snap->doc_offsets[doc]) continue;
         if (live_seen++ < next_pick) continue;
         cr.source[picked] = (int32_t)doc;
-        cr.rows[picked] = pseudo_query(snap, (int32_t)doc, &r,
+        cr.rows[picked] = pseudo_query(snap, (int32_t)doc, pad, &r,
                                        cr.queries + (size_t)picked * QUERY_ROWS * (size_t)d);
         picked++;
         next_pick = picked * snap->n_live / cr.n_queries;
     }
     cr.n_queries = picked;
+    free(pad);
     cp_calibration cal = {.n_queries = picked};
     if (st == CP_OK && picked < 2) {
         free(cr.source), free(cr.rows), free(cr.queries), free(cr.truth), free(cr.hits);
