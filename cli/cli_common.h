@@ -25,9 +25,6 @@ int cp_cli_report(const char *command, const cp_error *err);
 bool cp_cli_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
 bool cp_cli_parse_float(const char *s, double *out);
 
-/* Threads option value: 0 or absent means all cores. */
-int cp_cli_default_threads(void);
-
 /* A cp_doc_source over a text corpus (cp_corpus) whose documents are encoded with enc
  * (title and text joined as "title text"), in batches and in parallel. The source does not
  * own enc. */

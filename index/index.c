@@ -436,3 +436,143 @@ cp_status cp_index_document_embeddings(cp_index *index, int64_t doc_id, float **
     cp_snapshot_release(s);
     return st;
 }
+
+/* ------------------------------------------------------------------------------------
+ * Batch lookups for the server: restricting a search, resolving its hits
+ * --------------------------------------------------------------------------------- */
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* a := a ∩ b (both sorted ascending); returns the new length of a. */
+static size_t intersect_sorted(int64_t *a, size_t na, const int64_t *b, size_t nb)
+{
+    size_t i = 0, j = 0, o = 0;
+    while (i < na && j < nb) {
+        if (a[i] < b[j])
+            i++;
+        else if (a[i] > b[j])
+            j++;
+        else {
+            a[o++] = a[i];
+            i++;
+            j++;
+        }
+    }
+    return o;
+}
+
+/* The internal ids of the live external_ids, sorted and unique; unknown ids are skipped. */
+static cp_status resolve_external_ids(cp_index *index, const char *const *external_ids, size_t n,
+                                      int64_t **out, size_t *n_out, cp_error *err)
+{
+    *n_out = 0;
+    if (!(*out = malloc((n ? n : 1) * sizeof **out)))
+        return cp_error_set(err, CP_ENOMEM, "out of memory for %zu ids", n);
+    size_t m = 0;
+    pthread_rwlock_rdlock(&index->view_lock); /* one lock for the whole list, not per id */
+    for (size_t i = 0; i < n; i++) {
+        int64_t d = idmap_find(&index->current, external_ids[i]);
+        if (d >= 0) (*out)[m++] = d;
+    }
+    pthread_rwlock_unlock(&index->view_lock);
+    qsort(*out, m, sizeof **out, cmp_i64);
+    size_t u = 0;
+    for (size_t i = 0; i < m; i++)
+        if (u == 0 || (*out)[u - 1] != (*out)[i]) (*out)[u++] = (*out)[i];
+    *n_out = u;
+    return CP_OK;
+}
+
+cp_status cp_index_restrict(cp_index *index, const char *filter_json,
+                            const char *const *external_ids, size_t n_external_ids, bool by_ids,
+                            int64_t **doc_ids, size_t *n_doc_ids, cp_error *err)
+{
+    *doc_ids = NULL;
+    *n_doc_ids = 0;
+    if (!index || (n_external_ids && !external_ids))
+        return cp_error_set(err, CP_EINVAL, "restrict: a required argument is NULL");
+    int64_t *by_filter = NULL, *listed = NULL;
+    size_t n_filter = 0, n_listed = 0;
+    cp_status st = CP_OK;
+    if (filter_json) st = cp_index_filter(index, filter_json, &by_filter, &n_filter, err);
+    if (st == CP_OK && by_ids)
+        st = resolve_external_ids(index, external_ids, n_external_ids, &listed, &n_listed, err);
+    if (st != CP_OK) {
+        free(by_filter);
+        free(listed);
+        return st;
+    }
+    if (filter_json && by_ids) {
+        n_filter = intersect_sorted(by_filter, n_filter, listed, n_listed);
+        free(listed);
+        listed = NULL;
+    }
+    *doc_ids = filter_json ? by_filter : listed;
+    *n_doc_ids = filter_json ? n_filter : n_listed;
+    return CP_OK;
+}
+
+cp_status cp_index_hit_documents(cp_index *index, const cp_hit *hits, size_t n, int fields,
+                                 cp_document_info *out, cp_error *err)
+{
+    if (!index || (n && (!hits || !out)))
+        return cp_error_set(err, CP_EINVAL, "hit documents: a required argument is NULL");
+    memset(out, 0, n * sizeof *out);
+    cp_status st = CP_OK;
+    /* External ids from the current snapshot (no SQL): a hit whose document was deleted or
+     * replaced since the search ran has none, and stays empty. */
+    cp_snapshot *s = cp_index_acquire_snapshot(index);
+    for (size_t i = 0; i < n && st == CP_OK; i++) {
+        int64_t d = hits[i].doc_id;
+        out[i].doc_id = -1;
+        if (d < 0 || d >= s->n_slots || s->deleted[d]) continue;
+        if (!(out[i].external_id = strdup(s->external_ids[d])))
+            st = cp_error_set(err, CP_ENOMEM, "out of memory");
+        out[i].doc_id = d;
+        out[i].n_tokens = (int32_t)(s->doc_offsets[d + 1] - s->doc_offsets[d]);
+    }
+    cp_snapshot_release(s);
+    cp_store *db = NULL;
+    sqlite3_stmt *q = NULL;
+    if (st == CP_OK && (fields & (CP_DOC_TEXT | CP_DOC_METADATA))) {
+        st = pool_get(index, &db, err);
+        int rc = st == CP_OK ? sqlite3_prepare_v2(cp_store_sqlite(db),
+                                                  "SELECT text, metadata FROM documents"
+                                                  " WHERE doc_id = ? AND deleted = 0",
+                                                  -1, &q, NULL)
+                             : SQLITE_OK;
+        /* One statement and one pooled connection for every hit. */
+        for (size_t i = 0; st == CP_OK && rc == SQLITE_OK && i < n; i++) {
+            if (!out[i].external_id) continue;
+            sqlite3_reset(q);
+            sqlite3_bind_int64(q, 1, out[i].doc_id);
+            rc = sqlite3_step(q);
+            if (rc == SQLITE_ROW) {
+                const unsigned char *text = sqlite3_column_text(q, 0);
+                const unsigned char *meta = sqlite3_column_text(q, 1);
+                if ((fields & CP_DOC_TEXT) && text && !(out[i].text = strdup((const char *)text)))
+                    st = cp_error_set(err, CP_ENOMEM, "out of memory");
+                if ((fields & CP_DOC_METADATA) && meta &&
+                    !(out[i].metadata_json = strdup((const char *)meta)))
+                    st = cp_error_set(err, CP_ENOMEM, "out of memory");
+                rc = SQLITE_OK;
+            } else if (rc == SQLITE_DONE) { /* deleted after the snapshot was read */
+                cp_document_info_free(&out[i]);
+                out[i].doc_id = -1;
+                rc = SQLITE_OK;
+            }
+        }
+        if (st == CP_OK && rc != SQLITE_OK)
+            st = cp_store_sql_error(db, rc, "reading documents", err);
+        sqlite3_finalize(q);
+        if (db) pool_put(index, db);
+    }
+    if (st != CP_OK)
+        for (size_t i = 0; i < n; i++)
+            cp_document_info_free(&out[i]);
+    return st;
+}

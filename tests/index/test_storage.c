@@ -231,6 +231,7 @@ static void test_tombstones(const char *dir)
 static void write_file(const char *path, const void *data, size_t n)
 {
     FILE *fp = fopen(path, "wb");
+    CP_CHECK(fp != NULL);
     if (!fp) return;
     fwrite(data, 1, n, fp);
     fclose(fp);
