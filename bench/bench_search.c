@@ -374,7 +374,8 @@ int main(int argc, char **argv)
     {
         static const float targets[] = {0.0f, 0.90f, 0.97f, 0.99f};
         cp_hit *hr = malloc(sizeof(cp_hit) * (size_t)o.n * 100);
-        printf("%-22s %9s %9s %10s %10s %9s\n", "setting (k)", "mean ms", "p50 ms", "vs exact", "vs fp32", "vs exh.");
+        printf("%-22s %9s %9s %10s %10s %9s\n", "setting (k)", "mean ms", "p50 ms", "vs exact",
+               "vs fp32", "vs exh.");
         for (int kk = 0; kk < 2; kk++) {
             int k = kk ? 100 : 10;
             for (int ti = 0; ti < 4; ti++) {
@@ -382,7 +383,8 @@ int main(int argc, char **argv)
                 cp_search_params_init(&pr, k);
                 char name[64];
                 if (ti == 0) { /* fixed: resolve without the calibration */
-                    cp_search_params_resolve(&pr, &pr.ncells, &pr.centroid_score_threshold, &pr.ndocs);
+                    cp_search_params_resolve(&pr, &pr.ncells, &pr.centroid_score_threshold,
+                                             &pr.ndocs);
                     snprintf(name, sizeof name, "fixed PLAID (k=%d)", k);
                 } else {
                     pr.recall = targets[ti];
@@ -394,9 +396,11 @@ int main(int argc, char **argv)
                 stats(&sr, &mr, &p50r, &p99r);
                 double rex = recall(hr, k, h_exact, 100, k, o.n);
                 double rfp = o.n_exhaustive ? recall(hr, k, h_fp, 100, k, o.n_exhaustive) : 0;
-                printf("%-22s %9.3f %9.3f %10.4f %10.4f %8.1fx\n", name, mr, p50r, rex, rfp, mex / mr);
+                printf("%-22s %9.3f %9.3f %10.4f %10.4f %8.1fx\n", name, mr, p50r, rex, rfp,
+                       mex / mr);
                 if (json_series_n < 8)
-                    json_series[json_series_n++] = (json_row){k, ti ? targets[ti] : 0, mr, p50r, rex, rfp, mex / mr};
+                    json_series[json_series_n++] =
+                        (json_row){k, ti ? targets[ti] : 0, mr, p50r, rex, rfp, mex / mr};
                 free(sr.ms);
             }
         }
@@ -466,12 +470,17 @@ int main(int argc, char **argv)
         snprintf(path, sizeof path, "%s.recall.json", o.json);
         f = fopen(path, "w");
         if (f) {
-            fprintf(f, "{\"label\": \"%s\", \"docs\": %lld, \"series\": [", o.label, (long long)st.n_documents);
+            fprintf(f, "{\"label\": \"%s\", \"docs\": %lld, \"series\": [", o.label,
+                    (long long)st.n_documents);
             for (int i = 0; i < json_series_n; i++)
-                fprintf(f, "%s\n {\"k\": %d, \"recall_target\": %.2f, \"mean_ms\": %.4f, \"p50_ms\": %.4f, "
-                           "\"recall_vs_exact\": %.4f, \"recall_vs_fp32\": %.4f, \"speedup_vs_exact\": %.2f}",
-                        i ? "," : "", json_series[i].k, (double)json_series[i].recall_target, json_series[i].mean_ms,
-                        json_series[i].p50_ms, json_series[i].recall_vs_exact, json_series[i].recall_vs_fp32,
+                fprintf(f,
+                        "%s\n {\"k\": %d, \"recall_target\": %.2f, \"mean_ms\": %.4f, \"p50_ms\": "
+                        "%.4f, "
+                        "\"recall_vs_exact\": %.4f, \"recall_vs_fp32\": %.4f, "
+                        "\"speedup_vs_exact\": %.2f}",
+                        i ? "," : "", json_series[i].k, (double)json_series[i].recall_target,
+                        json_series[i].mean_ms, json_series[i].p50_ms,
+                        json_series[i].recall_vs_exact, json_series[i].recall_vs_fp32,
                         json_series[i].speedup_vs_exact);
             fprintf(f, "]}\n");
             fclose(f);
