@@ -293,6 +293,14 @@ static double sort_unique_ms(const cp_snapshot *snap, const float *q, int nq, in
     return total / n;
 }
 
+typedef struct json_row {
+    int k;
+    float recall_target; /* 0: PLAID's fixed defaults */
+    double mean_ms, p50_ms, recall_vs_exact, recall_vs_fp32, speedup_vs_exact;
+} json_row;
+static json_row json_series[8];
+static int json_series_n;
+
 int main(int argc, char **argv)
 {
     bench_opts o;
@@ -303,6 +311,8 @@ int main(int argc, char **argv)
     }
     cp_error err = {0};
     cp_index *index = NULL;
+    if (getenv("BENCH_NO_MERGE") && atoi(getenv("BENCH_NO_MERGE")))
+        cp_search_merge_repeated_rows = false;
     double t_open = now_ms();
     if (cp_index_open(o.index, CP_OPEN_READONLY, &index, &err) != CP_OK) {
         fprintf(stderr, "bench_search: %s\n", err.message);
@@ -355,6 +365,49 @@ int main(int argc, char **argv)
         exhaustive_fp32(&c, q + (size_t)i * nq * dim, nq, 100, h_fp + (size_t)i * 100);
         s_fp.ms[i] = now_ms() - t0;
     }
+    double mex;
+    {
+        double p50x, p99x;
+        stats(&s_exact, &mex, &p50x, &p99x);
+    }
+    /* PLAID's fixed defaults (what an uncalibrated index uses) and the calibrated settings
+     * at several recall targets, each against exact (the index's own exhaustive top-k) and
+     * against fp32 (the uncompressed exhaustive top-k, over the first n_exhaustive queries). */
+    {
+        static const float targets[] = {0.0f, 0.90f, 0.97f, 0.99f};
+        cp_hit *hr = malloc(sizeof(cp_hit) * (size_t)o.n * 100);
+        printf("%-22s %9s %9s %10s %10s %9s\n", "setting (k)", "mean ms", "p50 ms", "vs exact",
+               "vs fp32", "vs exh.");
+        for (int kk = 0; kk < 2; kk++) {
+            int k = kk ? 100 : 10;
+            for (int ti = 0; ti < 4; ti++) {
+                cp_search_params pr;
+                cp_search_params_init(&pr, k);
+                char name[64];
+                if (ti == 0) { /* fixed: resolve without the calibration */
+                    cp_search_params_resolve(&pr, &pr.ncells, &pr.centroid_score_threshold,
+                                             &pr.ndocs);
+                    snprintf(name, sizeof name, "fixed PLAID (k=%d)", k);
+                } else {
+                    pr.recall = targets[ti];
+                    snprintf(name, sizeof name, "recall %.2f (k=%d)", (double)targets[ti], k);
+                }
+                series sr;
+                if (!run_series(snap, q, nq, dim, o.n, &pr, hr, &sr)) return 1;
+                double mr, p50r, p99r;
+                stats(&sr, &mr, &p50r, &p99r);
+                double rex = recall(hr, k, h_exact, 100, k, o.n);
+                double rfp = o.n_exhaustive ? recall(hr, k, h_fp, 100, k, o.n_exhaustive) : 0;
+                printf("%-22s %9.3f %9.3f %10.4f %10.4f %8.1fx\n", name, mr, p50r, rex, rfp,
+                       mex / mr);
+                if (json_series_n < 8)
+                    json_series[json_series_n++] =
+                        (json_row){k, ti ? targets[ti] : 0, mr, p50r, rex, rfp, mex / mr};
+                free(sr.ms);
+            }
+        }
+        free(hr);
+    }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     implicit_result imp10, imp100;
@@ -364,7 +417,7 @@ int main(int argc, char **argv)
     double mw, p50w, p99w;
     stats(&sw, &mw, &p50w, &p99w);
     double rw = recall(hw, 100, h_exact, 100, 100, o.n);
-    double m10, p50_10, p99_10, m100, p50_100, p99_100, mex, p50ex, p99ex, mfp, p50fp, p99fp;
+    double m10, p50_10, p99_10, m100, p50_100, p99_100, p50ex, p99ex, mfp, p50fp, p99fp;
     stats(&s10, &m10, &p50_10, &p99_10);
     stats(&s100, &m100, &p50_100, &p99_100);
     stats(&s_exact, &mex, &p50ex, &p99ex);
@@ -413,6 +466,25 @@ int main(int argc, char **argv)
                     p99_100, r100, r100_10, mfp / m100, mw, rw, mfp / mw, mex, p50ex, p99ex, mfp, p50fp, p99fp, r_fp10,
                     imp10.explicit_ms, imp10.implicit_ms, imp100.explicit_ms, imp100.implicit_ms, bpt,
                     (long long)st.bytes_in_memory, rss_index_kb, ru.ru_maxrss);
+            fclose(f);
+        }
+        char path[4200];
+        snprintf(path, sizeof path, "%s.recall.json", o.json);
+        f = fopen(path, "w");
+        if (f) {
+            fprintf(f, "{\"label\": \"%s\", \"docs\": %lld, \"series\": [", o.label,
+                    (long long)st.n_documents);
+            for (int i = 0; i < json_series_n; i++)
+                fprintf(f,
+                        "%s\n {\"k\": %d, \"recall_target\": %.2f, \"mean_ms\": %.4f, \"p50_ms\": "
+                        "%.4f, "
+                        "\"recall_vs_exact\": %.4f, \"recall_vs_fp32\": %.4f, "
+                        "\"speedup_vs_exact\": %.2f}",
+                        i ? "," : "", json_series[i].k, (double)json_series[i].recall_target,
+                        json_series[i].mean_ms, json_series[i].p50_ms,
+                        json_series[i].recall_vs_exact, json_series[i].recall_vs_fp32,
+                        json_series[i].speedup_vs_exact);
+            fprintf(f, "]}\n");
             fclose(f);
         }
     }

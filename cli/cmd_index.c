@@ -26,7 +26,7 @@ static const char build_usage[] =
     "          [--ids IDS.txt])\n"
     "         [--nbits 1|2|4|8] [--centroids K] [--kmeans-iters N] [--seed S]\n"
     "         [--threads N] [--segment-docs N] [--kmeans-points N] [--centroid-scale N]\n"
-    "         [--force] [--quiet]\n"
+    "         [--no-calibrate] [--force] [--quiet]\n"
     "\n"
     "Build a new index file from a text corpus or from precomputed token embeddings.\n"
     "\n"
@@ -49,6 +49,8 @@ static const char build_usage[] =
     "                        (default 32; the reference uses up to 256: slower)\n"
     "  --centroid-scale N    multiply the default number of centroids by N (default: the\n"
     "                        model's; 4 for the static model, else 1)\n"
+    "  --no-calibrate        skip measuring the search settings per recall target (searches\n"
+    "                        then use PLAID's fixed defaults; `colplaid index calibrate` later)\n"
     "  --force               replace an existing file at --index\n"
     "  --quiet               no progress output\n"
     "\n"
@@ -63,6 +65,7 @@ static const char index_usage[] =
     "  build    build a new index from a corpus or precomputed embeddings\n"
     "  import   import a Stanford ColBERT / RAGatouille PLAID index\n"
     "  info     show an index's parameters and sizes\n"
+    "  calibrate measure and store the search settings per recall target\n"
     "  check    verify an index file's integrity\n"
     "  export   write the decompressed token embeddings as .npy\n"
     "  add      add or replace documents by id\n"
@@ -166,6 +169,10 @@ static int parse_build_args(int argc, char **argv, build_args *a)
         const char *arg = argv[i];
         if (!strcmp(arg, "--force")) {
             a->opts.force = true;
+            continue;
+        }
+        if (!strcmp(arg, "--no-calibrate")) {
+            a->opts.skip_calibration = true;
             continue;
         }
         if (!strcmp(arg, "--quiet") || !strcmp(arg, "-q")) {
@@ -289,6 +296,7 @@ int cp_cmd_index(int argc, char **argv)
         {"build", cmd_build},
         {"import", cp_cmd_index_import},
         {"info", cp_cmd_index_info},
+        {"calibrate", cp_cmd_index_calibrate},
         {"check", cp_cmd_index_check},
         {"export", cp_cmd_index_export},
         {"add", cp_cmd_index_add},

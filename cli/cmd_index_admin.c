@@ -9,6 +9,7 @@
 #include "cmd_index_admin.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,55 @@ static void add_json_meta(cJSON *o, const char *key, char *value)
     free(value);
 }
 
+/* "search_calibration" as {"queries": N, "settings": [{"k", "recall", "ncells",
+ * "threshold", "ndocs", "measured_recall"}]}; the raw text if it does not parse. */
+static void add_calibration_json(cJSON *o, char *text)
+{
+    if (!text) return;
+    cp_index_calibration cal;
+    if (!cp_index_calibration_parse(text, &cal)) {
+        cJSON_AddStringToObject(o, "search_calibration", text);
+        free(text);
+        return;
+    }
+    free(text);
+    cJSON *c = cJSON_AddObjectToObject(o, "search_calibration");
+    cJSON_AddNumberToObject(c, "queries", cal.n_queries);
+    cJSON *arr = cJSON_AddArrayToObject(c, "settings");
+    for (int i = 0; i < cal.n_settings; i++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "k", cal.k[i]);
+        cJSON_AddNumberToObject(e, "recall", round(cal.target[i] * 1000) / 1000);
+        cJSON_AddNumberToObject(e, "ncells", cal.ncells[i]);
+        cJSON_AddNumberToObject(e, "threshold", round(cal.threshold[i] * 1000) / 1000);
+        cJSON_AddNumberToObject(e, "ndocs", cal.ndocs[i]);
+        cJSON_AddNumberToObject(e, "measured_recall", round(cal.measured[i] * 10000) / 10000);
+        cJSON_AddItemToArray(arr, e);
+    }
+}
+
+static void print_calibration_text(char *text)
+{
+    if (!text) {
+        printf("%-15s none (PLAID's fixed defaults; run `colplaid index calibrate`)\n",
+               "calibration");
+        return;
+    }
+    cp_index_calibration cal;
+    if (!cp_index_calibration_parse(text, &cal)) {
+        printf("%-15s %s (unreadable: PLAID's fixed defaults are used)\n", "calibration", text);
+        free(text);
+        return;
+    }
+    free(text);
+    printf("%-15s %d pseudo-queries; per k and recall target: ncells / threshold / ndocs "
+           "(measured recall)\n",
+           "calibration", cal.n_queries);
+    for (int i = 0; i < cal.n_settings; i++)
+        printf("%-15s k=%-3d recall %.3f: %d / %.2f / %d (%.3f)\n", "", cal.k[i], cal.target[i],
+               cal.ncells[i], cal.threshold[i], cal.ndocs[i], cal.measured[i]);
+}
+
 static int print_info_json(cp_index *ix, const char *path, const cp_index_stats *s)
 {
     cJSON *o = cJSON_CreateObject();
@@ -141,6 +191,7 @@ static int print_info_json(cp_index *ix, const char *path, const cp_index_stats 
     add_json_meta(o, "encoder", cp_index_meta_get(ix, "encoder"));
     add_json_meta(o, "build", cp_index_meta_get(ix, "build"));
     add_json_meta(o, "drift", cp_index_meta_get(ix, "drift")); /* docs/live-index.md */
+    add_calibration_json(o, cp_index_meta_get(ix, "search_calibration"));
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
     if (!text) return fprintf(stderr, "colplaid index info: out of memory\n"), CP_EXIT_FAILURE;
@@ -171,6 +222,42 @@ static void print_info_text(cp_index *ix, const char *path, const cp_index_stats
         if (v) printf("%-15s %s\n", keys[i], v);
         free(v);
     }
+    print_calibration_text(cp_index_meta_get(ix, "search_calibration"));
+}
+
+/* ------------------------------------------------------------------------------------
+ * calibrate
+ * --------------------------------------------------------------------------------- */
+
+static const char calibrate_usage[] =
+    "usage: colplaid index calibrate --index IDX.db [--quiet]\n"
+    "\n"
+    "Measure the index's own recall-versus-cost curve and store, for k = 10 and 100 and\n"
+    "each recall target (0.90, 0.95, 0.97, 0.99, 0.995), the cheapest search settings\n"
+    "(ncells, threshold, ndocs) that reach it. Pseudo-queries are made from a sample of the\n"
+    "index's documents and compared with exhaustive search. Build, import and compaction\n"
+    "do this themselves; use it for indexes made by older versions. `index info` shows the\n"
+    "result; searches use it through --recall (default 0.97).\n";
+
+int cp_cmd_index_calibrate(int argc, char **argv)
+{
+    const char *cmd = "index calibrate";
+    if (wants_help(argc, argv)) return fputs(calibrate_usage, stdout), CP_EXIT_OK;
+    const char *index = NULL;
+    bool quiet = false;
+    admin_opt opts[] = {{"--index", &index, NULL}, {"--quiet", NULL, &quiet}};
+    int rc = parse_opts(cmd, argc, argv, opts, sizeof opts / sizeof opts[0]);
+    if (rc) return rc;
+    if (!index) return cp_cli_usage_error(cmd, "--index IDX.db is required");
+    cp_error err = {0};
+    cp_index *ix = NULL;
+    if (cp_index_open(index, CP_OPEN_WRITE, &ix, &err) != CP_OK ||
+        cp_index_calibrate(ix, quiet ? NULL : stderr, &err) != CP_OK) {
+        cp_index_close(ix);
+        return cp_cli_report(cmd, &err);
+    }
+    cp_index_close(ix);
+    return CP_EXIT_OK;
 }
 
 int cp_cmd_index_info(int argc, char **argv)

@@ -30,7 +30,7 @@ typedef enum out_format { FMT_TSV, FMT_JSON, FMT_TREC, FMT_TEXT } out_format;
 typedef struct options {
     const char *index, *query, *queries, *query_emb, *model, *qrels;
     int k, ncells, ndocs, threads;
-    double threshold;
+    double threshold, recall;
     bool have_threshold, exact, help;
     out_format format;
 } options;
@@ -46,20 +46,25 @@ typedef struct query_set {
 static const char search_usage[] =
     "usage: colplaid search --index IDX.db\n"
     "         (--query TEXT | --queries queries.jsonl | --query-embeddings Q.npy)\n"
-    "         [--model MODEL] [--k 10] [--exact] [--ncells N] [--threshold T] [--ndocs N]\n"
+    "         [--model MODEL] [--k 10] [--exact] [--recall R] [--ncells N] [--threshold T] "
+    "[--ndocs N]\n"
     "         [--threads N] [--format tsv|json|trec]\n"
     "\n"
     "Search an index with PLAID (or exhaustively with --exact).\n"
     "\n"
     "  --query TEXT             one text query (qid 0); needs --model\n"
-    "  --queries FILE           .jsonl of {\"_id\"|\"id\", \"text\"} (or .tsv id<TAB>text); needs --model\n"
+    "  --queries FILE           .jsonl of {\"_id\"|\"id\", \"text\"} (or .tsv id<TAB>text); needs "
+    "--model\n"
     "  --query-embeddings Q.npy float32/float16 [n, n_q, dim] token embeddings (qid = row from 0)\n"
     "  --model MODEL            model directory that encodes text queries (the index's model)\n"
     "  --k N                    hits per query (default 10)\n"
     "  --exact                  score every document exactly (slow; ground truth)\n"
+    "  --recall R               target share of the exhaustive top-k, in (0, 1] (default\n"
+    "                           0.97): the index's calibrated settings for it; 1 = --exact\n"
     "  --ncells N               centroids probed per query token (default by k: 1, 2 or 4)\n"
     "  --threshold T            stage-2 centroid score threshold (default by k: 0.5/0.45/0.4)\n"
-    "  --ndocs N                stage-2 survivors; stage 3 keeps N/4 (default by k: 256/1024/4096)\n"
+    "  --ndocs N                stage-2 survivors; stage 3 keeps N/4 (default by k: "
+    "256/1024/4096)\n"
     "  --threads N              parallel searches (default: all cores)\n"
     "  --format F               tsv: qid<TAB>docid<TAB>rank<TAB>score (default)\n"
     "                           trec: qid Q0 docid rank score colplaid\n"
@@ -68,7 +73,8 @@ static const char search_usage[] =
 
 static const char eval_usage[] =
     "usage: colplaid eval --index IDX.db --queries queries.jsonl --qrels qrels.tsv\n"
-    "         [--model MODEL] [--k 100] [--exact] [--ncells N] [--threshold T] [--ndocs N]\n"
+    "         [--model MODEL] [--k 100] [--exact] [--recall R] [--ncells N] [--threshold T] "
+    "[--ndocs N]\n"
     "         [--threads N] [--format text|json]\n"
     "\n"
     "Measure retrieval quality against BEIR qrels (only queries with a positive judgement\n"
@@ -76,7 +82,8 @@ static const char eval_usage[] =
     "(mean, p50, p99 in ms; encoding excluded). --queries may also be a .npy of query\n"
     "embeddings [n, n_q, dim] with --query-ids FILE naming its rows (one id per line).\n"
     "json keys: \"ndcg@10\" \"recall@10\" \"recall@100\" \"mrr@10\" \"latency_ms\": {\"mean\",\n"
-    "\"p50\", \"p99\"}, plus \"queries\", \"k\", \"exact\".\n";
+    "\"p50\", \"p99\"}, plus \"queries\", \"k\", \"exact\".\n"
+    "--recall R: target share of the exhaustive top-k in (0, 1], default 0.97 (see search).\n";
 
 /* ---------------------------------------------------------------------------------------
  * Options
@@ -118,6 +125,12 @@ static int parse_options(const char *cmd, int argc, char **argv, bool eval, opti
             else if (!strcmp(a, "--ncells")) o->ncells = (int)n;
             else if (!strcmp(a, "--ndocs")) o->ndocs = (int)n;
             else o->threads = (int)n;
+        } else if (!strcmp(a, "--recall")) {
+            if (!cp_cli_parse_float(v, &o->recall) || !(o->recall > 0 && o->recall <= 1))
+                return cp_cli_usage_error(cmd,
+                                          "--recall wants a share in (0, 1], e.g. 0.97 or 0.99 "
+                                          "(1 = exhaustive), got '%s'",
+                                          v);
         } else if (!strcmp(a, "--threshold")) {
             if (!cp_cli_parse_float(v, &o->threshold))
                 return cp_cli_usage_error(cmd, "--threshold wants a number, got '%s'", v);
@@ -404,6 +417,7 @@ static void params_from_options(const options *o, cp_search_params *p)
 {
     cp_search_params_init(p, o->k);
     p->exact = o->exact;
+    p->recall = (float)o->recall;
     p->ncells = o->ncells;
     p->ndocs = o->ndocs;
     if (o->have_threshold) p->centroid_score_threshold = (float)o->threshold;

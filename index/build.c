@@ -39,6 +39,7 @@
 #include "cp_progress.h"
 #include "cp_strtab.h"
 #include "build.h"
+#include "calibrate.h"
 #include "codec.h"
 #include "drift.h"
 #include "kmeans.h"
@@ -806,6 +807,7 @@ cp_status cp_index_build(const char *path, cp_doc_source *source, const cp_build
     if (st == CP_OK) st = train(&b, err);
     if (st == CP_OK) st = write_index(&b, err);
     if (st != CP_OK && b.tmp_path) remove_db_files(b.tmp_path);
+    if (st == CP_OK && !opts->skip_calibration) st = cp_calibrate_file(path, opts->progress, err);
     free(b.tmp_path);
     free(b.drift_json);
     free(b.sample);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "cp_progress.h"
+#include "calibrate.h"
 #include "colplaid/pt.h"
 #include "codec.h"
 #include "storage.h"
@@ -597,5 +598,6 @@ cp_status cp_index_import_colbert(const char *colbert_dir, const char *path, boo
         if (st != CP_OK) remove_db_files(tmp);
     }
     importer_free(&im);
+    if (st == CP_OK) st = cp_calibrate_file(path, progress, err);
     return st;
 }

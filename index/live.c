@@ -611,6 +611,8 @@ cp_status cp_index_compact(cp_index *index, FILE *progress, cp_compact_result *r
     cp_snapshot *cur = cp_index_acquire_snapshot(index);
     st = compact_locked(index, store, cur, progress, res, err);
     cp_snapshot_release(cur);
+    /* the collection changed shape: its search settings are measured again */
+    if (st == CP_OK && res->tombstones_removed > 0) st = cp_index_calibrate(index, progress, err);
     cp_index_write_unlock(index);
     return st;
 }

@@ -63,12 +63,54 @@ void cp_search_params_resolve(const cp_search_params *params, int *ncells, float
     if (ndocs) *ndocs = nd;
 }
 
+/* The calibrated setting for params' k and recall target, if the snapshot has one: k up
+ * to 10 uses the k = 10 curve, up to 100 the k = 100 one, larger k the k = 100 one with
+ * ndocs scaled by k / 100; the smallest calibrated target at or above the requested one
+ * (the highest for requests above it). */
+static bool calibrated_setting(const cp_snapshot *snap, const cp_search_params *params,
+                               cp_search_setting *out)
+{
+    if (!snap || !snap->calibration.valid) return false;
+    float recall = params->recall > 0 ? params->recall : CP_DEFAULT_RECALL;
+    int ki = params->k <= cp_calib_ks[0] ? 0 : 1, ti = 0;
+    while (ti + 1 < CP_CALIB_TARGETS && cp_calib_targets[ti] + 1e-6f < recall)
+        ti++;
+    *out = snap->calibration.setting[ki][ti];
+    if (params->k > cp_calib_ks[CP_CALIB_KS - 1]) {
+        int64_t nd = (int64_t)out->ndocs * params->k / cp_calib_ks[CP_CALIB_KS - 1];
+        out->ndocs = nd > INT32_MAX / 2 ? INT32_MAX / 2 : (int)nd;
+    }
+    return true;
+}
+
+void cp_snapshot_search_resolve(const cp_snapshot *snap, const cp_search_params *params,
+                                int *ncells, float *threshold, int *ndocs)
+{
+    int nc, nd;
+    float t;
+    cp_search_params_resolve(params, &nc, &t, &nd);
+    cp_search_setting cal;
+    if (calibrated_setting(snap, params, &cal)) {
+        if (params->ncells <= 0) nc = cal.ncells;
+        if (isnan(params->centroid_score_threshold)) t = cal.threshold;
+        if (params->ndocs <= 0) nd = cal.ndocs;
+    }
+    if (ncells) *ncells = nc;
+    if (threshold) *threshold = t;
+    if (ndocs) *ndocs = nd;
+}
+
+static void stage_sizes(int k, int nd, int *keep2, int *keep3)
+{
+    *keep2 = nd > k ? nd : k;
+    *keep3 = nd / 4 > k ? nd / 4 : k;
+}
+
 void cp_search_stage_sizes(const cp_search_params *params, int *keep2, int *keep3)
 {
     int nd;
     cp_search_params_resolve(params, NULL, NULL, &nd);
-    *keep2 = nd > params->k ? nd : params->k;
-    *keep3 = nd / 4 > params->k ? nd / 4 : params->k;
+    stage_sizes(params->k, nd, keep2, keep3);
 }
 
 void cp_search_trace_free(cp_search_trace *trace)
@@ -90,6 +132,7 @@ typedef struct scored {
 } scored;
 
 enum { DECODE_ROWS = 32 }; /* stage-4 tokens decoded and scored per step */
+enum { MAX_DEEP_CELLS = 512 }; /* cells probed for one repeated query row, at most */
 
 typedef struct scratch {
     float *qt;        /* d x nqp */
@@ -175,7 +218,7 @@ static cp_status scratch_prepare(scratch *s, const cp_snapshot *snap, int nq, in
 {
     size_t d = (size_t)snap->codec.dim, K = (size_t)snap->codec.n_centroids;
     size_t nqp = (size_t)cp_kernels_nqp(nq);
-    size_t cells = (size_t)nq * (size_t)ncells;
+    size_t cells = (size_t)nq * (size_t)ncells + K; /* + every cell, once, for deep probes */
     size_t words = ((size_t)snap->n_slots + 63) / 64;
     int ok = grow(&s->qt, &s->cap_qt, d * nqp, sizeof(float), 0) &&
              grow(&s->S, &s->cap_S, K * nqp, sizeof(float), 0) &&
@@ -302,21 +345,82 @@ static cp_status ensure_cand(scratch *s, size_t n, cp_error *err)
     return CP_OK;
 }
 
-/* Stage 1 from the IVF: top-ncells cells per query token, union of their doc lists. */
+bool cp_search_merge_repeated_rows = true;
+
+/* Query rows within this cosine of an earlier row count as repeats of it (ColBERT's [MASK]
+ * padding rows are near-identical to each other). */
+static const float REPEAT_COSINE = 0.95f;
+
+/* Best n cells of column col of S (K x nqp), into out (n <= MAX_DEEP_CELLS). */
+static int top_cells_of_column(const float *S, int64_t K, int nqp, int col, int n, int32_t *out)
+{
+    float val[MAX_DEEP_CELLS];
+    int have = 0;
+    for (int64_t c = 0; c < K; c++) {
+        float v = S[(size_t)c * (size_t)nqp + (size_t)col];
+        if (have == n && v <= val[n - 1]) continue;
+        int at = have < n ? have++ : n - 1;
+        while (at > 0 && v > val[at - 1]) {
+            val[at] = val[at - 1];
+            out[at] = out[at - 1];
+            at--;
+        }
+        val[at] = v;
+        out[at] = (int32_t)c;
+    }
+    return have;
+}
+
+static inline void add_cell(const cp_snapshot *snap, scratch *s, int32_t c, size_t *n_cells,
+                            size_t *upper)
+{
+    if (c < 0 || s->cell_on[c]) return;
+    s->cell_on[c] = 1;
+    s->cells[(*n_cells)++] = c;
+    *upper += (size_t)(snap->ivf_offsets[c + 1] - snap->ivf_offsets[c]);
+    if (snap->ivf_delta_offsets) /* a live index's recent documents (index/live.c) */
+        *upper += (size_t)(snap->ivf_delta_offsets[c + 1] - snap->ivf_delta_offsets[c]);
+}
+
+/* Stage 1 from the IVF: top-ncells cells per query token, union of their doc lists. A row
+ * repeated m times (padding) weighs m times in MaxSim, so it is probed m times deeper:
+ * its top ncells * m cells (the repeats themselves add nothing new at the same depth). */
 static cp_status candidates_from_ivf(const cp_snapshot *snap, scratch *s, const cp_kernels *kn,
                                      int nq, int nqp, int ncells, size_t *n_out, cp_error *err)
 {
     int64_t K = snap->codec.n_centroids;
+    int d = snap->codec.dim;
     kn->topn_cols(s->S, K, nqp, nq, ncells, s->top_idx, s->top_val);
     size_t n_cells = 0, upper = 0;
-    for (int t = 0; t < nq * ncells; t++) {
-        int32_t c = s->top_idx[t];
-        if (c < 0 || s->cell_on[c]) continue;
-        s->cell_on[c] = 1;
-        s->cells[n_cells++] = c;
-        upper += (size_t)(snap->ivf_offsets[c + 1] - snap->ivf_offsets[c]);
-        if (snap->ivf_delta_offsets) /* a live index's recent documents (index/live.c) */
-            upper += (size_t)(snap->ivf_delta_offsets[c + 1] - snap->ivf_delta_offsets[c]);
+    for (int t = 0; t < nq * ncells; t++)
+        add_cell(snap, s, s->top_idx[t], &n_cells, &upper);
+    if (cp_search_merge_repeated_rows) {
+        int repeats[CP_MAX_QUERY_ROWS_MERGED] = {0}, owner[CP_MAX_QUERY_ROWS_MERGED];
+        int rows = nq < CP_MAX_QUERY_ROWS_MERGED ? nq : CP_MAX_QUERY_ROWS_MERGED;
+        for (int i = 0; i < rows; i++) {
+            owner[i] = i;
+            for (int j = 0; j < i && owner[i] == i; j++) {
+                if (owner[j] != j) continue;
+                float dot = 0, ni = 0, nj = 0;
+                for (int x = 0; x < d; x++) {
+                    float a = s->qt[(size_t)x * (size_t)nqp + (size_t)i],
+                          b = s->qt[(size_t)x * (size_t)nqp + (size_t)j];
+                    dot += a * b, ni += a * a, nj += b * b;
+                }
+                if (dot > REPEAT_COSINE * sqrtf(ni * nj)) owner[i] = j;
+            }
+            repeats[owner[i]]++;
+        }
+        int32_t deep[MAX_DEEP_CELLS];
+        for (int i = 0; i < rows; i++) {
+            if (repeats[i] < 2) continue;
+            int64_t want = (int64_t)ncells * repeats[i];
+            if (want > MAX_DEEP_CELLS) want = MAX_DEEP_CELLS;
+            if (want > K) want = K;
+            int got = top_cells_of_column(s->S, K, nqp, i, (int)want, deep);
+            for (int c = 0; c < got; c++)
+                add_cell(snap, s, deep[c], &n_cells, &upper);
+        }
     }
     size_t words = ((size_t)snap->n_slots + 63) / 64;
     for (size_t i = 0; i < n_cells; i++) {
@@ -502,9 +606,14 @@ static cp_status validate(const cp_snapshot *snap, const float *query, int n_q,
     if (n_q < 1) return cp_error_set(err, CP_EINVAL, "the query has no token vectors");
     if (params->subset == NULL && params->n_subset != 0)
         return cp_error_set(err, CP_EINVAL, "subset is NULL but n_subset is %zu", params->n_subset);
+    if (!(params->recall >= 0.0f && params->recall <= 1.0f))
+        return cp_error_set(err, CP_EINVAL,
+                            "recall must be a share between 0 and 1 (e.g. 0.97; 1 searches "
+                            "exhaustively), got %g",
+                            (double)params->recall);
     int ncells, ndocs;
     float t;
-    cp_search_params_resolve(params, &ncells, &t, &ndocs);
+    cp_snapshot_search_resolve(snap, params, &ncells, &t, &ndocs);
     if (params->ncells < 0 || params->ndocs < 0)
         return cp_error_set(err, CP_EINVAL, "ncells and ndocs must not be negative");
     if (isinf(t)) return cp_error_set(err, CP_EINVAL, "the centroid score threshold must be finite");
@@ -536,8 +645,8 @@ static cp_status plaid_prefilter(const cp_snapshot *snap, scratch *s, const cp_k
 {
     int ncells, ndocs, keep2, keep3;
     float thr;
-    cp_search_params_resolve(params, &ncells, &thr, &ndocs);
-    cp_search_stage_sizes(params, &keep2, &keep3);
+    cp_snapshot_search_resolve(snap, params, &ncells, &thr, &ndocs);
+    stage_sizes(params->k, ndocs, &keep2, &keep3);
     if (ncells > snap->codec.n_centroids) ncells = (int)snap->codec.n_centroids;
     int64_t K = snap->codec.n_centroids;
     size_t n = 0;
@@ -592,7 +701,7 @@ cp_status cp_snapshot_search_traced(const cp_snapshot *snap, const float *query,
     if (st != CP_OK) return st;
     *n_hits = 0;
     int ncells;
-    cp_search_params_resolve(params, &ncells, NULL, NULL);
+    cp_snapshot_search_resolve(snap, params, &ncells, NULL, NULL);
     scratch *s = scratch_get();
     if (!s) return cp_error_set(err, CP_ENOMEM, "out of memory for search buffers");
     if ((st = scratch_prepare(s, snap, n_q, ncells, err)) != CP_OK) return st;
@@ -602,7 +711,7 @@ cp_status cp_snapshot_search_traced(const cp_snapshot *snap, const float *query,
     transpose_query(query, n_q, d, nqp, s->qt);
     cp_decode_lut_init(&s->lut, &snap->codec);
     size_t n = 0;
-    if (params->exact) {
+    if (params->exact || params->recall >= 1.0f) {
         st = exact_candidates(snap, s, params, &n, err);
         tm.n_candidates = (int64_t)n;
     } else {
@@ -615,7 +724,8 @@ cp_status cp_snapshot_search_traced(const cp_snapshot *snap, const float *query,
         return st;
     }
     double t4 = now_ms();
-    if ((st = exact_stage(snap, s, kn, n_q, nqp, n, mode, !params->exact, err)) != CP_OK) {
+    bool exhaustive = params->exact || params->recall >= 1.0f;
+    if ((st = exact_stage(snap, s, kn, n_q, nqp, n, mode, !exhaustive, err)) != CP_OK) {
         cp_search_trace_free(trace);
         return st;
     }

@@ -46,4 +46,15 @@ cp_status cp_snapshot_search_traced(const cp_snapshot *snap, const float *query,
  * max(ndocs / 4, k), so user overrides can never return fewer than k hits. */
 void cp_search_stage_sizes(const cp_search_params *params, int *keep2, int *keep3);
 
+/* Stage 1 probes a query row that repeats (cosine > 0.95 with an earlier row, as
+ * ColBERT's [MASK] padding rows do) ncells x repeats cells deep. On by default; benchmarks
+ * switch it off to measure what it pays. Not thread-safe to change during searches. */
+extern bool cp_search_merge_repeated_rows;
+enum { CP_MAX_QUERY_ROWS_MERGED = 64 };
+
+/* The ncells / threshold / ndocs a search of snap with params uses: explicit values, else
+ * the snapshot's calibrated setting for (k, recall), else PLAID's defaults for k. */
+void cp_snapshot_search_resolve(const cp_snapshot *snap, const cp_search_params *params,
+                                int *ncells, float *threshold, int *ndocs);
+
 #endif

@@ -278,6 +278,7 @@ cp_status cp_snapshot_derive(const cp_snapshot *cur, int64_t add_slots, int64_t 
     int64_t used = cur->doc_offsets[cur->n_slots];
     cp_status st = CP_OK;
     next->codec = cur->codec;
+    next->calibration = cur->calibration;
     next->codec_owner = shared_retain(cur->codec_owner);
     if (!next->codec_owner) { /* a hand-built snapshot: copy its centroids once */
         size_t bytes = (size_t)cur->codec.n_centroids * (size_t)cur->codec.dim * sizeof(float);
@@ -508,6 +509,12 @@ cp_status cp_store_load_snapshot(cp_store *store, cp_snapshot **out, cp_error *e
     if (st == CP_OK) st = load_tokens(store, snap, err);
     if (st == CP_OK) st = cp_snapshot_build_ivf(snap, err);
     if (st == CP_OK) st = make_shared(snap, err);
+    if (st == CP_OK) {
+        char *calibration = cp_store_get_meta(store, "search_calibration");
+        if (calibration && !cp_calibration_parse(calibration, &snap->calibration))
+            memset(&snap->calibration, 0, sizeof snap->calibration);
+        free(calibration);
+    }
     if (st != CP_OK) {
         snapshot_free(snap);
         return st;

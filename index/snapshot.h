@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "calibrate.h"
 #include "codec.h"
 #include "storage.h"
 
@@ -32,6 +33,7 @@ void cp_shared_release(cp_shared *sh);
 typedef struct cp_snapshot {
     _Atomic int refcount;
     cp_codec codec;
+    cp_calibration calibration; /* from meta at load; invalid: PLAID's defaults */
 
     /* Documents by internal id. Slots exist for every id in [0, n_slots); a slot that is
      * deleted (or was never used) has zero tokens and deleted[id] = 1. */

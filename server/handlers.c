@@ -354,6 +354,7 @@ static bool search_one(cp_server *s, cp_served_index *si, const cp_search_reques
     cp_search_params_init(&p, sr->k);
     if (sr->ncells) p.ncells = sr->ncells;
     if (sr->ndocs) p.ndocs = sr->ndocs;
+    p.recall = sr->recall;
     if (!isnan(sr->threshold)) p.centroid_score_threshold = sr->threshold;
     p.exact = sr->exact;
     if (sub->active) {

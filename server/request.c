@@ -447,8 +447,8 @@ static bool parse_mode(const cJSON *m, cp_search_request *out, cp_http_error *e)
 static bool parse_search_fields(const cJSON *root, const cp_limits *lim, int dim,
                                 cp_search_request *out, cp_http_error *e)
 {
-    static const char *const keys[] = {"queries", "k", "params", "filter", "ids", "include",
-                                       "mode", NULL};
+    static const char *const keys[] = {"queries", "k",       "recall", "params", "filter",
+                                       "ids",     "include", "mode",   NULL};
     if (!only_keys(root, keys, "body", e)) return false;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "queries");
     if (!v) return BAD(e, "queries is missing");
@@ -456,6 +456,12 @@ static bool parse_search_fields(const cJSON *root, const cp_limits *lim, int dim
     if ((v = cJSON_GetObjectItemCaseSensitive(root, "k")) &&
         !get_int(v, "k", 1, lim->max_k, &out->k, e))
         return false;
+    if ((v = cJSON_GetObjectItemCaseSensitive(root, "recall"))) {
+        if (!cJSON_IsNumber(v) || !(v->valuedouble > 0 && v->valuedouble <= 1))
+            return BAD(e, "recall must be a number in (0, 1], e.g. 0.97 or 0.99 (1 searches "
+                          "exhaustively)");
+        out->recall = (float)v->valuedouble;
+    }
     if ((v = cJSON_GetObjectItemCaseSensitive(root, "params")) && !parse_params(v, out, e))
         return false;
     if ((v = cJSON_GetObjectItemCaseSensitive(root, "ids")) && !parse_ids(v, lim, out, e))

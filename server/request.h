@@ -49,6 +49,7 @@ typedef struct cp_search_request {
     int ncells;          /* 0: default for k */
     float threshold;     /* NaN: default for k */
     int ndocs;           /* 0: default for k */
+    float recall;        /* 0: the default target (CP_DEFAULT_RECALL), else in (0, 1] */
     bool exact;
     char *filter_json;   /* re-serialised filter object, or NULL */
     char **ids;          /* external ids to restrict to (has_ids) */

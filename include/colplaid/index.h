@@ -97,6 +97,9 @@ typedef struct cp_build_options {
      * The model supplies it (cp_encoder_centroid_scale): embeddings that do not cluster
      * like ColBERT's need more centroids for the same residual error. */
     int centroid_scale;
+    /* Skip the search calibration (cp_index_calibrate) that follows a build; the index
+     * then searches with PLAID's fixed defaults until `colplaid index calibrate`. */
+    bool skip_calibration;
 } cp_build_options;
 
 void cp_build_options_init(cp_build_options *opts);
@@ -200,9 +203,16 @@ typedef struct cp_search_params {
     float centroid_score_threshold; /* stage-2 pruning; NaN: PLAID default for k */
     int ndocs;               /* stage-2 survivors (stage 3 keeps ndocs/4); 0: default for k */
     bool exact;              /* score every live document exactly (ground truth) */
+    float recall;            /* target share of the exhaustive top-k, in (0, 1]; 0: the
+                                default (CP_DEFAULT_RECALL). Mapped through the index's
+                                calibration to ncells / threshold / ndocs (explicit values
+                                above still override); 1 means exhaustive search. An
+                                uncalibrated index uses PLAID's fixed defaults. */
     const int64_t *subset;   /* if non-NULL, only these internal ids are candidates */
     size_t n_subset;
 } cp_search_params;
+
+#define CP_DEFAULT_RECALL 0.97f
 
 /* k, and PLAID's defaults for that k (PLAID.md 3.2) left to be resolved at search time. */
 void cp_search_params_init(cp_search_params *params, int k);
@@ -210,6 +220,27 @@ void cp_search_params_init(cp_search_params *params, int k);
 /* The concrete ncells / threshold / ndocs that a search with params will use. */
 void cp_search_params_resolve(const cp_search_params *params, int *ncells, float *threshold,
                               int *ndocs);
+
+/*
+ * Calibrate the index's search settings (index/calibrate.c): pseudo-queries made from a
+ * sample of the index's own documents are searched exhaustively and with a ladder of
+ * ncells / ndocs settings; for k = 10 and 100 and each recall target (0.90, 0.95, 0.97,
+ * 0.99, 0.995) the cheapest setting that reaches it is stored in meta
+ * "search_calibration" and used from then on by searches with a recall target (the
+ * default one included). Needs CP_OPEN_WRITE. progress may be NULL. Build and import run
+ * it; compaction reruns it.
+ */
+cp_status cp_index_calibrate(cp_index *index, FILE *progress, cp_error *err);
+
+/* The stored calibration (meta "search_calibration", cp_index_meta_get) in readable form:
+ * one entry per (k, recall target). false if the text is malformed. */
+enum { CP_CALIBRATION_MAX = 16 };
+typedef struct cp_index_calibration {
+    int n_queries, n_settings;
+    int k[CP_CALIBRATION_MAX], ncells[CP_CALIBRATION_MAX], ndocs[CP_CALIBRATION_MAX];
+    float target[CP_CALIBRATION_MAX], threshold[CP_CALIBRATION_MAX], measured[CP_CALIBRATION_MAX];
+} cp_index_calibration;
+bool cp_index_calibration_parse(const char *text, cp_index_calibration *out);
 
 typedef struct cp_hit {
     int64_t doc_id;

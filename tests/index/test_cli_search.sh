@@ -90,6 +90,23 @@ expect_exit 2 "--model" search --index "$work/idx.db" --query "hello"
 expect_exit 2 "--k" search --index "$work/idx.db" --query-embeddings "$Q" --k 0
 expect_exit 2 "--format" search --index "$work/idx.db" --query-embeddings "$Q" --format xml
 expect_exit 2 "--qrels" eval --index "$work/idx.db" --queries "$Q"
+for bad in 0 -0.5 1.5 nan abc ""; do
+    expect_exit 2 "--recall" search --index "$work/idx.db" --query-embeddings "$Q" --recall "$bad"
+done
+expect_exit 2 "--recall" eval --index "$work/idx.db" --queries "$Q" --qrels /dev/null --recall 2
+
+# --recall 1 is exhaustive search: the same hits as --exact; the build calibrated the index
+"$COLPLAID" search --index "$work/idx.db" --query-embeddings "$Q" --k 10 --recall 1 >"$work/r1" 2>"$work/err" ||
+    fail "search --recall 1: $(cat "$work/err")"
+"$COLPLAID" search --index "$work/idx.db" --query-embeddings "$Q" --k 10 --exact >"$work/ex" 2>"$work/err" ||
+    fail "search --exact: $(cat "$work/err")"
+cmp -s "$work/r1" "$work/ex" || fail "--recall 1 differs from --exact"
+"$COLPLAID" search --index "$work/idx.db" --query-embeddings "$Q" --k 10 --recall 0.9 >/dev/null 2>"$work/err" ||
+    fail "search --recall 0.9: $(cat "$work/err")"
+"$COLPLAID" index info --index "$work/idx.db" | grep -q "k=10  recall 0.970" ||
+    fail "index info does not show the calibration"
+"$COLPLAID" index info --index "$work/idx.db" --format json | grep -q '"search_calibration"' ||
+    fail "index info --format json has no search_calibration"
 expect_exit 1 "nope.tsv" eval --index "$work/idx.db" --queries "$Q" --qrels "$work/nope.tsv"
 expect_exit 1 "nope.db" search --index "$work/nope.db" --query-embeddings "$Q"
 "$GEN" --out "$work/d32" --docs 5 --tokens 4 --dim 32 --queries 2 2>/dev/null

@@ -64,6 +64,8 @@ static int same_results(cp_index *a, cp_index *b, const cp_codec *c, int n_queri
             cp_search_params p;
             cp_search_params_init(&p, k);
             p.exact = exact;
+            /* explicit settings: compaction recalibrates, which may change the defaults */
+            cp_search_params_resolve(&p, &p.ncells, &p.centroid_score_threshold, &p.ndocs);
             int na = 0, nb = 0;
             cp_error err = {0};
             if (cp_index_search(a, q, nq, c->dim, &p, ha, &na, NULL, &err) != CP_OK ||

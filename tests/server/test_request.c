@@ -88,6 +88,25 @@ static void test_search_parse(void)
     expect("{\"queries\": [\"a\"], \"filter\": 3}", 2, 400, "INVALID_FILTER");
     expect("{\"queries\": [\"a\"], \"mode\": \"hybrid\"}", 2, 422, "UNSUPPORTED");
     expect("{\"queries\": [\"a\"], \"params\": {\"nprobe\": 3}}", 2, 400, "INVALID_ARGUMENT");
+    /* recall: a share in (0, 1] */
+    expect("{\"queries\": [\"a\"], \"recall\": 0.99}", 2, 200, "");
+    expect("{\"queries\": [\"a\"], \"recall\": 1}", 2, 200, "");
+    expect("{\"queries\": [\"a\"], \"recall\": 0}", 2, 400, "INVALID_ARGUMENT");
+    expect("{\"queries\": [\"a\"], \"recall\": -0.5}", 2, 400, "INVALID_ARGUMENT");
+    expect("{\"queries\": [\"a\"], \"recall\": 1.01}", 2, 400, "INVALID_ARGUMENT");
+    expect("{\"queries\": [\"a\"], \"recall\": \"high\"}", 2, 400, "INVALID_ARGUMENT");
+    cp_limits lim;
+    cp_limits_init(&lim);
+    cp_search_request r;
+    cp_http_error e = {0};
+    const char *body = "{\"queries\": [\"a\"], \"recall\": 0.9}";
+    CP_CHECK(cp_parse_search(body, strlen(body), &lim, 2, &r, &e));
+    CP_CHECK_NEAR(r.recall, 0.9, 1e-6);
+    cp_search_request_free(&r);
+    body = "{\"queries\": [\"a\"]}";
+    CP_CHECK(cp_parse_search(body, strlen(body), &lim, 2, &r, &e));
+    CP_CHECK(r.recall == 0.0f); /* the engine's default target */
+    cp_search_request_free(&r);
 }
 
 static void test_rerank_parse(void)
