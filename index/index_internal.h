@@ -25,6 +25,8 @@
  * Codec (index/codec.c)
  * ------------------------------------------------------------------------------------ */
 
+struct cp_probe_part;
+
 typedef struct cp_codec {
     int dim;
     int nbits;
@@ -33,7 +35,14 @@ typedef struct cp_codec {
     float bucket_cutoffs[(1 << CP_MAX_NBITS) - 1]; /* 2^nbits - 1 used */
     float bucket_weights[1 << CP_MAX_NBITS];   /* 2^nbits used */
     float avg_residual;                        /* diagnostics only */
+    /* The PROBE kernel's grouping of the centroids, built once for the many compress calls
+     * of an index build (cp_codec_prepare_probe); NULL elsewhere. Freed with the arrays. */
+    struct cp_probe_part *probe;
 } cp_codec;
+
+/* Group the centroids for the PROBE kernel once, if compress calls on this machine would
+ * use it (no AMX, K >= CP_PROBE_MIN_K, not CP_ASSIGN=blas); else nothing. */
+cp_status cp_codec_prepare_probe(cp_codec *codec, cp_error *err);
 
 /* Bytes of packed residual per token. */
 static inline int cp_residual_bytes(int dim, int nbits)
@@ -77,9 +86,16 @@ cp_status cp_codec_assign(const float *centroids, int64_t k, int dim, const floa
 /* Assignment kernels: BLAS is exact fp32 (blocked sgemm + argmax) and the reference; AMX
  * scores in bf16 on tiles and rescores its 4 best candidates in fp32, so it agrees with
  * BLAS except in near-ties (codec_amx.c). */
-typedef enum cp_assign_kind { CP_ASSIGN_BLAS = 0, CP_ASSIGN_AMX = 1 } cp_assign_kind;
+/* PROBE (codec_probe.c) scores a vector exactly against the centroids of the few groups of
+ * centroids nearest to it only: approximate, for large K on CPUs without AMX. */
+typedef enum cp_assign_kind {
+    CP_ASSIGN_BLAS = 0,
+    CP_ASSIGN_AMX = 1,
+    CP_ASSIGN_PROBE = 2
+} cp_assign_kind;
 /* AMX when the CPU and kernel allow it, unless CP_ASSIGN=blas (or CP_FORCE_PORTABLE=1)
- * in the environment. */
+ * in the environment; CP_ASSIGN=probe asks for PROBE. The automatic choice for a call
+ * also takes PROBE without AMX when K >= CP_PROBE_MIN_K (CP_ASSIGN=blas keeps it exact). */
 cp_assign_kind cp_codec_assign_kind(void);
 const char *cp_codec_assign_kind_name(cp_assign_kind kind);
 /* cp_codec_assign / cp_codec_compress with an explicit kernel, for tests and benchmarks
@@ -91,8 +107,12 @@ cp_status cp_codec_compress_with(cp_assign_kind kind, const cp_codec *codec,
                                  const float *vectors, int64_t n, int32_t *codes,
                                  uint8_t *residuals, int threads, cp_error *err);
 
-/* Nearest centroid in L2 (argmax of x.c - |c|^2 / 2) on the AMX kernel, for k-means
- * iterations; CP_EINVAL where AMX is unavailable (callers then leave it to FAISS). */
+/* Whether cp_codec_assign_l2 can run for k centroids here: with AMX, or with PROBE when
+ * k >= CP_PROBE_MIN_K; never under CP_ASSIGN=blas (k-means then stays on FAISS). */
+bool cp_codec_assign_l2_available(int64_t k);
+/* Nearest centroid in L2 (argmax of x.c - |c|^2 / 2) on the AMX kernel, or else the PROBE
+ * one, for k-means iterations; CP_EINVAL where neither applies (callers then leave it to
+ * FAISS). */
 cp_status cp_codec_assign_l2(const float *centroids, int64_t k, int dim, const float *vectors,
                              int64_t n, int32_t *codes, int threads, cp_error *err);
 
@@ -107,6 +127,27 @@ typedef struct cp_amx_centroids {
     int dim, dim_p;
 } cp_amx_centroids;
 bool cp_assign_amx_available(void);
+
+/* codec_probe.c: the centroids grouped around ~sqrt(k) group means (cent/bias/ids: the
+ * centroids reordered so that group i is rows off[i] .. off[i+1]). */
+#define CP_PROBE_MIN_K 4096
+typedef struct cp_probe_part {
+    int64_t k;
+    int dim, g, nprobe;
+    float *coarse, *coarse_bias; /* g x dim group means, -|mean|^2 / 2 */
+    float *cent, *bias;          /* k x dim, k (bias NULL when none) */
+    int32_t *ids;                /* original id of each reordered row */
+    int64_t *off;                /* g + 1 */
+} cp_probe_part;
+/* Probed groups per vector (8: 0.99 agreement with the exact choice on SciFact's static
+ * model tokens at K = 32,768, see tests/index/test_assign). */
+int cp_probe_default_nprobe(int64_t k);
+cp_status cp_probe_part_build(cp_probe_part *p, const float *centroids, const float *bias,
+                              int64_t k, int dim, int nprobe, cp_error *err);
+void cp_probe_part_free(cp_probe_part *p);
+/* Codes of m vectors; -1 if scratch cannot be allocated. Thread-safe on a shared p; calls
+ * BLAS (the caller keeps BLAS single-threaded when it runs workers). */
+int cp_probe_assign(const cp_probe_part *p, const float *v, int64_t m, int32_t *codes);
 /* bias: k floats added to the scores, or NULL for none. */
 cp_status cp_amx_centroids_pack(cp_amx_centroids *pc, const float *centroids, const float *bias,
                                 int64_t k, int dim, cp_error *err);

@@ -168,7 +168,7 @@ cp_status cp_kmeans_train(const float *x, int64_t n, int dim, int64_t k, int nit
     params.niter = niter > 0 ? niter : 1;
     const char *mode = getenv("CP_KMEANS");
     /* FAISS initialises (niter 0: its seeded random subset), the iterations run here. */
-    bool own_lloyd = !(mode && strcmp(mode, "faiss") == 0) && cp_assign_amx_available() &&
+    bool own_lloyd = !(mode && strcmp(mode, "faiss") == 0) && cp_codec_assign_l2_available(k) &&
                      n <= (int64_t)params.max_points_per_centroid * k;
     if (own_lloyd) params.niter = 0;
     params.seed = (int)(seed & 0x7fffffff);
