@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "colplaid_index.h"
+#include "colplaid/index.h"
 #include "cp_cpu.h"
 
 typedef struct synth {

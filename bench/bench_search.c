@@ -23,9 +23,9 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "colplaid_index.h"
+#include "colplaid/index.h"
 #include "kernels.h"
-#include "npy.h"
+#include "colplaid/npy.h"
 #include "search_internal.h"
 
 typedef struct bench_opts {

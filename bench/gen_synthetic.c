@@ -30,7 +30,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "npy_write.h"
+#include "colplaid/npy.h"
 
 typedef struct gen_opts {
     const char *out;

@@ -6,7 +6,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 int cp_cli_usage_error(const char *command, const char *fmt, ...)
 {
@@ -46,10 +45,4 @@ bool cp_cli_parse_float(const char *s, double *out)
     if (errno || *end || !isfinite(v)) return false;
     *out = v;
     return true;
-}
-
-int cp_cli_default_threads(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
 }

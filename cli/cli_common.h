@@ -8,8 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "colplaid_encoder.h"
-#include "colplaid_index.h"
+#include "colplaid/encoder.h"
+#include "colplaid/index.h"
 
 enum { CP_EXIT_OK = 0, CP_EXIT_FAILURE = 1, CP_EXIT_USAGE = 2 };
 
@@ -24,9 +24,6 @@ int cp_cli_report(const char *command, const cp_error *err);
 /* Strict number parsing: the whole string must be a number within [min, max]. */
 bool cp_cli_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
 bool cp_cli_parse_float(const char *s, double *out);
-
-/* Threads option value: 0 or absent means all cores. */
-int cp_cli_default_threads(void);
 
 /* A cp_doc_source over a text corpus (cp_corpus) whose documents are encoded with enc
  * (title and text joined as "title text"), in batches and in parallel. The source does not

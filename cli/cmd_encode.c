@@ -19,9 +19,9 @@
 #include <unistd.h>
 
 #include "cli_common.h"
-#include "npy_write.h"
+#include "colplaid/npy.h"
 #include "commands.h"
-#include "wordpiece.h"
+#include "colplaid/tokenizer.h"
 
 /* ---- shared option handling ------------------------------------------------------------- */
 

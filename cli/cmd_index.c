@@ -18,6 +18,7 @@
 #include "cmd_index_admin.h"
 #include "cmd_index_write.h"
 #include "commands.h"
+#include "cp_cpu.h"
 
 static const char build_usage[] =
     "usage: colplaid index build --index IDX.db\n"
@@ -239,7 +240,7 @@ static int run_build(build_args *a)
     cp_doc_source src = {0};
     cp_encoder *enc = NULL;
     cp_status st;
-    int threads = a->opts.threads > 0 ? a->opts.threads : cp_cli_default_threads();
+    int threads = a->opts.threads > 0 ? a->opts.threads : cp_cpu_count();
     if (a->corpus) {
         cp_encoder_options eo;
         cp_encoder_options_init(&eo);

@@ -16,6 +16,7 @@
 
 #include "cli_common.h"
 #include "cmd_index_write.h"
+#include "cp_cpu.h"
 
 static const char add_usage[] =
     "usage: colplaid index add --index IDX.db\n"
@@ -194,7 +195,7 @@ static int run_add(const write_args *a)
     cp_index *ix = NULL;
     cp_encoder *enc = NULL;
     cp_doc_source src = {0};
-    int threads = a->threads > 0 ? (int)a->threads : cp_cli_default_threads();
+    int threads = a->threads > 0 ? (int)a->threads : cp_cpu_count();
     cp_status st = cp_index_open(a->index, CP_OPEN_WRITE, &ix, &err);
     if (st == CP_OK && a->corpus) {
         cp_encoder_options eo;

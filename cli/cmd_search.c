@@ -19,9 +19,11 @@
 #include <time.h>
 
 #include "cli_common.h"
-#include "colplaid_corpus.h"
+#include "colplaid/corpus.h"
+#include "colplaid/eval.h"
+#include "colplaid/npy.h"
 #include "commands.h"
-#include "npy.h"
+#include "cp_cpu.h"
 
 typedef enum out_format { FMT_TSV, FMT_JSON, FMT_TREC, FMT_TEXT } out_format;
 
@@ -137,7 +139,7 @@ static int parse_options(const char *cmd, int argc, char **argv, bool eval, opti
                                             : "give exactly one of --query, --queries, "
                                               "--query-embeddings");
     if (eval && !o->qrels) return cp_cli_usage_error(cmd, "--qrels qrels.tsv is required");
-    if (o->threads == 0) o->threads = cp_cli_default_threads();
+    if (o->threads == 0) o->threads = cp_cpu_count();
     return CP_EXIT_OK;
 }
 

@@ -13,6 +13,6 @@ int cp_cmd_eval(int argc, char **argv);     /* cli/cmd_search.c */
 int cp_cmd_encode(int argc, char **argv);   /* cli/cmd_encode.c */
 int cp_cmd_tokenize(int argc, char **argv); /* cli/cmd_encode.c */
 int cp_cmd_model(int argc, char **argv);    /* cli/cmd_encode.c: model convert */
-int cp_cmd_serve(int argc, char **argv);    /* server/serve_main.c */
+int cp_cmd_serve(int argc, char **argv);    /* cli/cmd_serve.c */
 
 #endif

@@ -20,7 +20,8 @@
 #include <string.h>
 
 #include "cli_common.h"
-#include "colplaid_corpus.h"
+#include "colplaid/corpus.h"
+#include "cp_cpu.h"
 
 #define TS_BATCH_PER_THREAD 32
 
@@ -257,7 +258,7 @@ cp_status cp_text_source_open(const char *corpus_path, cp_encoder *enc, int thre
     text_source *s = calloc(1, sizeof *s);
     if (!s) return cp_error_set(err, CP_ENOMEM, "out of memory opening %s", corpus_path);
     s->enc = enc;
-    s->threads = threads > 0 ? threads : cp_cli_default_threads();
+    s->threads = threads > 0 ? threads : cp_cpu_count();
     if (s->threads > 64) s->threads = 64;
     /* The static model computes one text on one core; BERT batches internally. */
     s->parallel_calls = strstr(cp_encoder_fingerprint(enc), "\"kind\":\"static\"") != NULL;

@@ -20,7 +20,7 @@
 #include <string.h>
 #include <utf8proc.h>
 
-#include "wordpiece.h"
+#include "colplaid/tokenizer.h"
 #include "wordpiece_internal.h"
 
 void cp_basic_options_init(cp_basic_options *o)

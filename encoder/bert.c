@@ -23,7 +23,7 @@
 #include "bert_internal.h"
 #include "cp_cpu.h"
 #include "encoder_internal.h"
-#include "wordpiece.h"
+#include "colplaid/tokenizer.h"
 
 /* Sequences are encoded in groups of about this many tokens (bounds batch memory). */
 #define BATCH_TOKENS 4096

@@ -1,5 +1,5 @@
 /*
- * Encoder dispatch: the public API of colplaid_encoder.h over the backends of
+ * Encoder dispatch: the public API of colplaid/encoder.h over the backends of
  * encoder_internal.h. cp_encoder_load asks each backend loader in turn whether the
  * directory is a model of its kind (CP_ENOTFOUND means "not mine"); the first that
  * recognises it loads it. Everything else forwards to the backend's vtable.

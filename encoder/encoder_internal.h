@@ -6,7 +6,7 @@
 #ifndef CP_ENCODER_INTERNAL_H
 #define CP_ENCODER_INTERNAL_H
 
-#include "colplaid_encoder.h"
+#include "colplaid/encoder.h"
 
 typedef struct cp_encoder_backend {
     const char *kind; /* "static", "bert" */

@@ -6,6 +6,9 @@
  */
 #include "safetensors.h"
 
+#include "cp_half.h"
+#include "cp_mmap.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -26,29 +29,6 @@ static const struct {
     {"BOOL", CP_ST_BOOL, 1},    {"U16", CP_ST_OTHER, 2},     {"U32", CP_ST_OTHER, 4},
     {"U64", CP_ST_OTHER, 8},    {"F8_E5M2", CP_ST_OTHER, 1}, {"F8_E4M3", CP_ST_OTHER, 1},
 };
-
-float cp_f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
-    uint32_t bits;
-    if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (man << 13); /* inf / nan */
-    } else if (exp != 0) {
-        bits = sign | ((exp + 112u) << 23) | (man << 13);
-    } else if (man == 0) {
-        bits = sign;
-    } else { /* subnormal: normalise the mantissa */
-        int e = -1;
-        do {
-            man <<= 1;
-            e++;
-        } while (!(man & 0x400u));
-        bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ffu) << 13);
-    }
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
 
 float cp_bf16_to_f32(uint16_t b)
 {
@@ -264,22 +244,14 @@ cp_status cp_safetensors_parse(const void *buf, size_t size, cp_safetensors **ou
 cp_status cp_safetensors_open(const char *path, cp_safetensors **out, cp_error *err)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return cp_error_set(err, errno == ENOENT ? CP_ENOTFOUND : CP_EIO, "%s: %s", path,
-                            strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return cp_error_set(err, CP_EIO, "%s: not a readable regular file", path);
-    }
-    size_t size = (size_t)sb.st_size;
-    void *map = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
-    close(fd);
-    if (size && map == MAP_FAILED) return cp_error_set(err, CP_EIO, "%s: mmap failed", path);
-    cp_status s = cp_safetensors_parse(size ? map : "", size, out, err);
+    cp_mapped_file file;
+    cp_status s = cp_file_map(path, &file, err);
+    if (s != CP_OK) return s;
+    void *map = file.data;
+    size_t size = file.size;
+    s = cp_safetensors_parse(size ? map : "", size, out, err);
     if (s != CP_OK) {
-        if (size) munmap(map, size);
+        cp_file_unmap(&file);
         return cp_error_prefix(err, "%s", path);
     }
     (*out)->map = size ? map : NULL;
@@ -306,7 +278,7 @@ cp_status cp_st_tensor_to_f32(const cp_st_tensor *t, float *dst, cp_error *err)
     case CP_ST_BF16:
         for (size_t i = 0; i < n; i++) {
             uint16_t h = (uint16_t)(p[2 * i] | (p[2 * i + 1] << 8));
-            dst[i] = t->dtype == CP_ST_F16 ? cp_f16_to_f32(h) : cp_bf16_to_f32(h);
+            dst[i] = t->dtype == CP_ST_F16 ? cp_half_to_float(h) : cp_bf16_to_f32(h);
         }
         return CP_OK;
     default:

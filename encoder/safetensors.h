@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cp_error.h"
+#include "colplaid/error.h"
 
 #define CP_ST_MAX_DIMS 8
 /* Real headers are a few hundred KB; anything far larger is damage, not a model. */
@@ -67,8 +67,7 @@ const cp_st_tensor *cp_safetensors_find(const cp_safetensors *st, const char *na
  * CP_EFORMAT naming the tensor for any other dtype. */
 cp_status cp_st_tensor_to_f32(const cp_st_tensor *t, float *dst, cp_error *err);
 
-/* IEEE half and bfloat16 to float (exact). */
-float cp_f16_to_f32(uint16_t h);
+/* bfloat16 to float (exact); IEEE half is cp_half_to_float (util/cp_half.h). */
 float cp_bf16_to_f32(uint16_t b);
 
 #endif

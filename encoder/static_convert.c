@@ -36,7 +36,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "colplaid_encoder.h"
+#include "colplaid/encoder.h"
+#include "cp_mmap.h"
 #include "static_internal.h"
 
 #define CONVERT_MAX_DIM 4095
@@ -526,18 +527,12 @@ cp_status cp_static_model_convert_opts(const char *glove_json_path, const char *
     if (opts->vocab_size < 0) return cp_error_set(err, CP_EINVAL, "vocab_size must be >= 0");
     if (opts->rotation_seed > (1ull << 53)) /* the config stores it as a JSON number */
         return cp_error_set(err, CP_EINVAL, "rotation_seed must be at most 2^53");
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return cp_error_set(err, CP_EIO, "cannot open %s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || sb.st_size == 0) {
-        close(fd);
-        return cp_error_set(err, CP_EFORMAT, "%s is empty", path);
-    }
-    void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) return cp_error_set(err, CP_EIO, "cannot map %s: %s", path, strerror(errno));
+    cp_mapped_file file;
+    st = cp_file_map(path, &file, err);
+    if (st != CP_OK) return st;
+    if (file.size == 0) return cp_error_set(err, CP_EFORMAT, "%s is empty", path);
     st = prepare_out_dir(out_dir, err);
-    if (st == CP_OK) st = convert_mapped(path, map, (size_t)sb.st_size, out_dir, opts, err);
-    munmap(map, (size_t)sb.st_size);
+    if (st == CP_OK) st = convert_mapped(path, file.data, file.size, out_dir, opts, err);
+    cp_file_unmap(&file);
     return st;
 }

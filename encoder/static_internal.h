@@ -1,13 +1,13 @@
 /*
  * Helpers shared by the static model's loader (static_model.c) and converter
- * (static_convert.c): IEEE half floats and a string -> row hash map. Internal to encoder/.
+ * (static_convert.c): float to IEEE half and a string -> row hash map. Internal to encoder/.
  */
 #ifndef CP_STATIC_INTERNAL_H
 #define CP_STATIC_INTERNAL_H
 
 #include <stdint.h>
 
-#include "cp_error.h"
+#include "colplaid/error.h"
 #include "wordpiece_internal.h"
 
 #define CP_STATIC_CONFIG "colplaid-static.json"
@@ -17,7 +17,6 @@
  * 0.02 nDCG@10 on SciFact, at 4 K 0.004 (docs/static-model.md, "Centroids"). */
 #define CP_STATIC_CENTROID_SCALE 4
 
-float cp_static_half_to_float(uint16_t h);
 uint16_t cp_static_float_to_half(float f); /* round to nearest even, saturating at +-65504 */
 
 /* Words -> rows 0, 1, 2... in insertion order. Single-threaded while adding; lookups on a

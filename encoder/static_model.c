@@ -37,6 +37,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cp_half.h"
 #include "encoder_internal.h"
 #include "static_internal.h"
 #include "wordpiece_internal.h"
@@ -77,7 +78,7 @@ static void load_row(const static_model *m, int32_t row, float *out)
         return;
     }
     const uint16_t *h = m->vectors + (size_t)row * (size_t)m->dim;
-    for (int d = 0; d < m->dim; d++) out[d] = cp_static_half_to_float(h[d]);
+    for (int d = 0; d < m->dim; d++) out[d] = cp_half_to_float(h[d]);
     if (m->normalize_inputs) unit(out, m->dim);
 }
 

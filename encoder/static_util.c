@@ -1,4 +1,4 @@
-/* Half floats and the word -> row map of the static model: see static_internal.h. */
+/* Float to half and the word -> row map of the static model: see static_internal.h. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,22 +6,6 @@
 #include "static_internal.h"
 
 /* ---- half floats ------------------------------------------------------------------------ */
-
-float cp_static_half_to_float(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1F, man = h & 0x3FF;
-    float f;
-    if (exp == 0) {
-        f = ldexpf((float)man, -24); /* subnormal or zero */
-    } else if (exp == 31) {
-        f = man ? NAN : INFINITY;
-    } else {
-        f = ldexpf((float)(man | 0x400), (int)exp - 25);
-    }
-    union { float f; uint32_t u; } v = {f};
-    v.u |= sign;
-    return v.f;
-}
 
 /* Round to nearest even; values beyond the half range saturate to +-65504. */
 uint16_t cp_static_float_to_half(float f)

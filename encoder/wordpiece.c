@@ -21,7 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "wordpiece.h"
+#include "colplaid/tokenizer.h"
 #include "wordpiece_internal.h"
 
 #define CP_WP_MAX_WORD_BYTES 1024 /* 100 chars x 4 bytes + "##", with room to spare */

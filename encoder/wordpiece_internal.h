@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "wordpiece.h"
+#include "colplaid/tokenizer.h"
 
 /* A growable byte buffer (not NUL-terminated). */
 typedef struct cp_bytes {

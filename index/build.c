@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "cp_progress.h"
+#include "cp_strtab.h"
 #include "index_internal.h"
 #include "storage.h"
 
@@ -120,56 +121,42 @@ static void logf_line(FILE *f, const char *fmt, ...)
     fflush(f);
 }
 
-/* Open-addressing set of strings (external ids), to reject duplicates before any work. */
+/* The set of external ids seen so far, to reject duplicates before any work: the ids in
+ * order of arrival, indexed by a cp_strtab. */
 typedef struct id_set {
-    char **slots;
-    size_t cap, n;
+    char **ids;
+    size_t n, cap;
+    cp_strtab index;
 } id_set;
 
-static uint64_t hash_str(const char *s)
+static const char *id_of(const void *set, int32_t row)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
+    return ((const id_set *)set)->ids[row];
 }
 
 static void id_set_free(id_set *set)
 {
-    for (size_t i = 0; i < set->cap; i++)
-        free(set->slots[i]);
-    free(set->slots);
+    for (size_t i = 0; i < set->n; i++)
+        free(set->ids[i]);
+    free(set->ids);
+    cp_strtab_free(&set->index);
     memset(set, 0, sizeof *set);
-}
-
-static bool id_set_grow(id_set *set)
-{
-    size_t cap = set->cap ? set->cap * 2 : 1024;
-    char **slots = calloc(cap, sizeof *slots);
-    if (!slots) return false;
-    for (size_t i = 0; i < set->cap; i++) {
-        if (!set->slots[i]) continue;
-        size_t j = hash_str(set->slots[i]) & (cap - 1);
-        while (slots[j])
-            j = (j + 1) & (cap - 1);
-        slots[j] = set->slots[i];
-    }
-    free(set->slots);
-    set->slots = slots;
-    set->cap = cap;
-    return true;
 }
 
 /* 1 added, 0 already present, -1 out of memory. */
 static int id_set_add(id_set *set, const char *id)
 {
-    if ((set->n + 1) * 2 > set->cap && !id_set_grow(set)) return -1;
-    size_t j = hash_str(id) & (set->cap - 1);
-    while (set->slots[j]) {
-        if (!strcmp(set->slots[j], id)) return 0;
-        j = (j + 1) & (set->cap - 1);
+    if (cp_strtab_find(&set->index, id, id_of, set) >= 0) return 0;
+    if (set->n == set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 1024;
+        char **ids = realloc(set->ids, cap * sizeof *ids);
+        if (!ids) return -1;
+        set->ids = ids;
+        set->cap = cap;
     }
-    if (!(set->slots[j] = strdup(id))) return -1;
+    if (!cp_strtab_reserve(&set->index, 1, id_of, set)) return -1;
+    if (!(set->ids[set->n] = strdup(id))) return -1;
+    cp_strtab_insert(&set->index, id, (int32_t)set->n);
     set->n++;
     return 1;
 }

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "index_internal.h"
-#include "npy_write.h"
+#include "colplaid/npy.h"
 
 static cp_status write_embeddings(const cp_snapshot *s, cp_npy_writer *w, cp_error *err)
 {

@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #include "cp_progress.h"
-#include "pt_reader.h"
+#include "colplaid/pt.h"
 #include "storage.h"
 
 #define IMPORT_SEGMENT_DOCS 4096

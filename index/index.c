@@ -29,23 +29,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cp_strtab.h"
 #include "index_internal.h"
 #include "storage.h"
 
 #define POOL_MAX 8
 
-typedef struct idmap {
-    int32_t *slots; /* doc ids, -1 = empty, -2 = removed; open addressing, linear probing */
-    uint64_t mask;
-    uint64_t used; /* entries that are not -1 (live or removed): bounds the probe length */
-} idmap;
-
-#define IDMAP_EMPTY (-1)
-#define IDMAP_REMOVED (-2)
-
 typedef struct view {
     cp_snapshot *snap;
-    idmap map;
+    cp_strtab map; /* external id -> internal id of the live documents of snap */
 } view;
 
 struct cp_index {
@@ -68,27 +60,18 @@ struct cp_view_next {
  * External id map
  * --------------------------------------------------------------------------------- */
 
-static uint64_t hash_str(const char *s)
+static const char *external_id_of(const void *snap, int32_t doc)
 {
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * UINT64_C(0x100000001b3);
-    return h ^ (h >> 31);
+    return ((const cp_snapshot *)snap)->external_ids[doc];
 }
 
-static cp_status idmap_build(const cp_snapshot *snap, idmap *m, cp_error *err)
+static cp_status idmap_build(const cp_snapshot *snap, cp_strtab *m, cp_error *err)
 {
-    uint64_t cap = 16;
-    while (cap < (uint64_t)snap->n_live * 2) cap <<= 1;
-    m->slots = malloc(cap * sizeof *m->slots);
-    if (!m->slots) return cp_error_set(err, CP_ENOMEM, "out of memory for the id map");
-    memset(m->slots, 0xff, cap * sizeof *m->slots);
-    m->mask = cap - 1;
+    if (!cp_strtab_init(m, (uint64_t)snap->n_live))
+        return cp_error_set(err, CP_ENOMEM, "out of memory for the id map");
     for (int64_t d = 0; d < snap->n_slots; d++) {
         if (snap->deleted[d] || !snap->external_ids[d]) continue;
-        uint64_t i = hash_str(snap->external_ids[d]) & m->mask;
-        while (m->slots[i] >= 0) i = (i + 1) & m->mask;
-        m->slots[i] = (int32_t)d;
-        m->used++;
+        cp_strtab_insert(m, snap->external_ids[d], (int32_t)d);
     }
     return CP_OK;
 }
@@ -96,45 +79,25 @@ static cp_status idmap_build(const cp_snapshot *snap, idmap *m, cp_error *err)
 /* The current map with removed slots marked and new live slots inserted: O(map size)
  * memcpy plus O(change) probes. Rebuilt from scratch when removed entries would make the
  * table more than half full. */
-static cp_status idmap_update(const idmap *cur, const cp_snapshot *next, const int64_t *removed,
-                              size_t n_removed, int64_t first_new, idmap *m, cp_error *err)
+static cp_status idmap_update(const cp_strtab *cur, const cp_snapshot *next,
+                              const int64_t *removed, size_t n_removed, int64_t first_new,
+                              cp_strtab *m, cp_error *err)
 {
     uint64_t add = (uint64_t)(next->n_slots - first_new);
-    if (!cur->slots || (cur->used + add) * 2 > cur->mask + 1) return idmap_build(next, m, err);
-    m->mask = cur->mask;
-    m->used = cur->used;
-    m->slots = malloc((m->mask + 1) * sizeof *m->slots);
-    if (!m->slots) return cp_error_set(err, CP_ENOMEM, "out of memory for the id map");
-    memcpy(m->slots, cur->slots, (m->mask + 1) * sizeof *m->slots);
-    for (size_t r = 0; r < n_removed; r++) {
-        int64_t d = removed[r];
-        for (uint64_t i = hash_str(next->external_ids[d]) & m->mask;; i = (i + 1) & m->mask) {
-            if (m->slots[i] == IDMAP_EMPTY) break; /* not in the map (cannot happen) */
-            if (m->slots[i] == (int32_t)d) {
-                m->slots[i] = IDMAP_REMOVED;
-                break;
-            }
-        }
-    }
+    if (!cp_strtab_has_room(cur, add)) return idmap_build(next, m, err);
+    if (!cp_strtab_copy(m, cur)) return cp_error_set(err, CP_ENOMEM, "out of memory for the id map");
+    for (size_t r = 0; r < n_removed; r++)
+        cp_strtab_remove(m, next->external_ids[removed[r]], (int32_t)removed[r]);
     for (int64_t d = first_new; d < next->n_slots; d++) {
         if (next->deleted[d] || !next->external_ids[d]) continue;
-        uint64_t i = hash_str(next->external_ids[d]) & m->mask;
-        while (m->slots[i] >= 0) i = (i + 1) & m->mask;
-        if (m->slots[i] == IDMAP_EMPTY) m->used++;
-        m->slots[i] = (int32_t)d;
+        cp_strtab_insert(m, next->external_ids[d], (int32_t)d);
     }
     return CP_OK;
 }
 
 static int64_t idmap_find(const view *v, const char *ext)
 {
-    if (!v->map.slots) return -1;
-    for (uint64_t i = hash_str(ext) & v->map.mask;; i = (i + 1) & v->map.mask) {
-        int32_t d = v->map.slots[i];
-        if (d == IDMAP_EMPTY) return -1;
-        if (d == IDMAP_REMOVED) continue;
-        if (strcmp(v->snap->external_ids[d], ext) == 0) return d;
-    }
+    return cp_strtab_find(&v->map, ext, external_id_of, v->snap);
 }
 
 /* ------------------------------------------------------------------------------------
@@ -160,7 +123,7 @@ cp_status cp_index_publish_snapshot(cp_index *index, cp_snapshot *snap, cp_error
     index->current = next;
     pthread_rwlock_unlock(&index->view_lock);
     cp_snapshot_release(old.snap); /* freed once the last search holding it lets go */
-    free(old.map.slots);
+    cp_strtab_free(&old.map);
     return CP_OK;
 }
 
@@ -199,7 +162,7 @@ void cp_index_view_swap(cp_index *index, cp_view_next *v)
     index->current = v->v;
     pthread_rwlock_unlock(&index->view_lock);
     cp_snapshot_release(old.snap);
-    free(old.map.slots);
+    cp_strtab_free(&old.map);
     free(v);
 }
 
@@ -207,7 +170,7 @@ void cp_index_view_discard(cp_view_next *v)
 {
     if (!v) return;
     cp_snapshot_release(v->v.snap);
-    free(v->v.map.slots);
+    cp_strtab_free(&v->v.map);
     free(v);
 }
 
@@ -286,7 +249,7 @@ void cp_index_close(cp_index *index)
     for (int i = 0; i < index->n_pool; i++) cp_store_close(index->pool[i]);
     cp_store_close(index->writer);
     cp_snapshot_release(index->current.snap);
-    free(index->current.map.slots);
+    cp_strtab_free(&index->current.map);
     pthread_rwlock_destroy(&index->view_lock);
     pthread_mutex_destroy(&index->pool_lock);
     pthread_mutex_destroy(&index->write_lock);
@@ -471,5 +434,145 @@ cp_status cp_index_document_embeddings(cp_index *index, int64_t doc_id, float **
         }
     }
     cp_snapshot_release(s);
+    return st;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Batch lookups for the server: restricting a search, resolving its hits
+ * --------------------------------------------------------------------------------- */
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* a := a ∩ b (both sorted ascending); returns the new length of a. */
+static size_t intersect_sorted(int64_t *a, size_t na, const int64_t *b, size_t nb)
+{
+    size_t i = 0, j = 0, o = 0;
+    while (i < na && j < nb) {
+        if (a[i] < b[j])
+            i++;
+        else if (a[i] > b[j])
+            j++;
+        else {
+            a[o++] = a[i];
+            i++;
+            j++;
+        }
+    }
+    return o;
+}
+
+/* The internal ids of the live external_ids, sorted and unique; unknown ids are skipped. */
+static cp_status resolve_external_ids(cp_index *index, const char *const *external_ids, size_t n,
+                                      int64_t **out, size_t *n_out, cp_error *err)
+{
+    *n_out = 0;
+    if (!(*out = malloc((n ? n : 1) * sizeof **out)))
+        return cp_error_set(err, CP_ENOMEM, "out of memory for %zu ids", n);
+    size_t m = 0;
+    pthread_rwlock_rdlock(&index->view_lock); /* one lock for the whole list, not per id */
+    for (size_t i = 0; i < n; i++) {
+        int64_t d = idmap_find(&index->current, external_ids[i]);
+        if (d >= 0) (*out)[m++] = d;
+    }
+    pthread_rwlock_unlock(&index->view_lock);
+    qsort(*out, m, sizeof **out, cmp_i64);
+    size_t u = 0;
+    for (size_t i = 0; i < m; i++)
+        if (u == 0 || (*out)[u - 1] != (*out)[i]) (*out)[u++] = (*out)[i];
+    *n_out = u;
+    return CP_OK;
+}
+
+cp_status cp_index_restrict(cp_index *index, const char *filter_json,
+                            const char *const *external_ids, size_t n_external_ids, bool by_ids,
+                            int64_t **doc_ids, size_t *n_doc_ids, cp_error *err)
+{
+    *doc_ids = NULL;
+    *n_doc_ids = 0;
+    if (!index || (n_external_ids && !external_ids))
+        return cp_error_set(err, CP_EINVAL, "restrict: a required argument is NULL");
+    int64_t *by_filter = NULL, *listed = NULL;
+    size_t n_filter = 0, n_listed = 0;
+    cp_status st = CP_OK;
+    if (filter_json) st = cp_index_filter(index, filter_json, &by_filter, &n_filter, err);
+    if (st == CP_OK && by_ids)
+        st = resolve_external_ids(index, external_ids, n_external_ids, &listed, &n_listed, err);
+    if (st != CP_OK) {
+        free(by_filter);
+        free(listed);
+        return st;
+    }
+    if (filter_json && by_ids) {
+        n_filter = intersect_sorted(by_filter, n_filter, listed, n_listed);
+        free(listed);
+        listed = NULL;
+    }
+    *doc_ids = filter_json ? by_filter : listed;
+    *n_doc_ids = filter_json ? n_filter : n_listed;
+    return CP_OK;
+}
+
+cp_status cp_index_hit_documents(cp_index *index, const cp_hit *hits, size_t n, int fields,
+                                 cp_document_info *out, cp_error *err)
+{
+    if (!index || (n && (!hits || !out)))
+        return cp_error_set(err, CP_EINVAL, "hit documents: a required argument is NULL");
+    memset(out, 0, n * sizeof *out);
+    cp_status st = CP_OK;
+    /* External ids from the current snapshot (no SQL): a hit whose document was deleted or
+     * replaced since the search ran has none, and stays empty. */
+    cp_snapshot *s = cp_index_acquire_snapshot(index);
+    for (size_t i = 0; i < n && st == CP_OK; i++) {
+        int64_t d = hits[i].doc_id;
+        out[i].doc_id = -1;
+        if (d < 0 || d >= s->n_slots || s->deleted[d]) continue;
+        if (!(out[i].external_id = strdup(s->external_ids[d])))
+            st = cp_error_set(err, CP_ENOMEM, "out of memory");
+        out[i].doc_id = d;
+        out[i].n_tokens = (int32_t)(s->doc_offsets[d + 1] - s->doc_offsets[d]);
+    }
+    cp_snapshot_release(s);
+    cp_store *db = NULL;
+    sqlite3_stmt *q = NULL;
+    if (st == CP_OK && (fields & (CP_DOC_TEXT | CP_DOC_METADATA))) {
+        st = pool_get(index, &db, err);
+        int rc = st == CP_OK ? sqlite3_prepare_v2(cp_store_sqlite(db),
+                                                  "SELECT text, metadata FROM documents"
+                                                  " WHERE doc_id = ? AND deleted = 0",
+                                                  -1, &q, NULL)
+                             : SQLITE_OK;
+        /* One statement and one pooled connection for every hit. */
+        for (size_t i = 0; st == CP_OK && rc == SQLITE_OK && i < n; i++) {
+            if (!out[i].external_id) continue;
+            sqlite3_reset(q);
+            sqlite3_bind_int64(q, 1, out[i].doc_id);
+            rc = sqlite3_step(q);
+            if (rc == SQLITE_ROW) {
+                const unsigned char *text = sqlite3_column_text(q, 0);
+                const unsigned char *meta = sqlite3_column_text(q, 1);
+                if ((fields & CP_DOC_TEXT) && text && !(out[i].text = strdup((const char *)text)))
+                    st = cp_error_set(err, CP_ENOMEM, "out of memory");
+                if ((fields & CP_DOC_METADATA) && meta &&
+                    !(out[i].metadata_json = strdup((const char *)meta)))
+                    st = cp_error_set(err, CP_ENOMEM, "out of memory");
+                rc = SQLITE_OK;
+            } else if (rc == SQLITE_DONE) { /* deleted after the snapshot was read */
+                cp_document_info_free(&out[i]);
+                out[i].doc_id = -1;
+                rc = SQLITE_OK;
+            }
+        }
+        if (st == CP_OK && rc != SQLITE_OK)
+            st = cp_store_sql_error(db, rc, "reading documents", err);
+        sqlite3_finalize(q);
+        if (db) pool_put(index, db);
+    }
+    if (st != CP_OK)
+        for (size_t i = 0; i < n; i++)
+            cp_document_info_free(&out[i]);
     return st;
 }

@@ -19,7 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "colplaid_index.h"
+#include "colplaid/index.h"
 
 /* ---------------------------------------------------------------------------------------
  * Codec (index/codec.c)

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "colplaid_index.h"
-#include "npy.h"
+#include "colplaid/index.h"
+#include "colplaid/npy.h"
 
 typedef struct npy_source {
     cp_npy emb, lens;

@@ -750,3 +750,71 @@ cp_status cp_index_search_batch(cp_index *index, const float *const *queries, co
     }
     return CP_OK;
 }
+
+/* ---------------------------------------------------------------------------------------
+ * Exact MaxSim of float token vectors (rerank and explain in the server): the same
+ * transposed, padded query and gemm kernel that exact search scores documents with.
+ * ------------------------------------------------------------------------------------ */
+
+enum { MAXSIM_ROWS = 64 }; /* document rows per gemm call: bounds the score block */
+
+cp_status cp_maxsim_tokens(const float *query, int n_q, const float *doc, int n_d, int dim,
+                           float *score, int32_t *best_row, float *best_sim, cp_error *err)
+{
+    if (!score || n_q < 0 || n_d < 0 || dim < 1 || (n_q && !query) || (n_d && !doc))
+        return cp_error_set(err, CP_EINVAL,
+                            "maxsim: invalid arguments (%d query rows, %d "
+                            "document rows, dim %d)",
+                            n_q, n_d, dim);
+    *score = 0.0f;
+    if (n_q == 0) return CP_OK;
+    int nqp = cp_kernels_nqp(n_q), block = n_d < MAXSIM_ROWS ? n_d : MAXSIM_ROWS;
+    float *qt = malloc(sizeof(float) * (size_t)dim * (size_t)nqp);
+    float *S = malloc(sizeof(float) * (size_t)(block ? block : 1) * (size_t)nqp);
+    float *best = malloc(sizeof(float) * (size_t)n_q);
+    int32_t *arg = malloc(sizeof(int32_t) * (size_t)n_q);
+    if (!qt || !S || !best || !arg) {
+        free(qt);
+        free(S);
+        free(best);
+        free(arg);
+        return cp_error_set(err, CP_ENOMEM, "out of memory for MaxSim (%d x %d query)", n_q, dim);
+    }
+    const cp_kernels *kn = cp_kernels_get();
+    transpose_query(query, n_q, dim, nqp, qt);
+    for (int i = 0; i < n_q; i++) {
+        best[i] = -INFINITY;
+        arg[i] = -1;
+    }
+    for (int r0 = 0; r0 < n_d; r0 += MAXSIM_ROWS) {
+        int n = n_d - r0 < MAXSIM_ROWS ? n_d - r0 : MAXSIM_ROWS;
+        kn->gemm(doc + (size_t)r0 * (size_t)dim, n, dim, qt, nqp, S);
+        /* Strictly greater: among equal similarities the lower document row wins. */
+        for (int r = 0; r < n; r++)
+            for (int i = 0; i < n_q; i++)
+                if (S[(size_t)r * (size_t)nqp + (size_t)i] > best[i]) {
+                    best[i] = S[(size_t)r * (size_t)nqp + (size_t)i];
+                    arg[i] = r0 + r;
+                }
+    }
+    float total = 0.0f;
+    for (int i = 0; i < n_q; i++) {
+        float sim = arg[i] < 0 ? 0.0f : best[i];
+        total += sim;
+        if (best_row) best_row[i] = arg[i];
+        if (best_sim) best_sim[i] = sim;
+    }
+    *score = total;
+    free(qt);
+    free(S);
+    free(best);
+    free(arg);
+    return CP_OK;
+}
+
+float cp_maxsim(const float *query, int n_q, const float *doc, int n_d, int dim)
+{
+    float score;
+    return cp_maxsim_tokens(query, n_q, doc, n_d, dim, &score, NULL, NULL, NULL) == CP_OK ? score
+                                                                                          : NAN;
+}

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "cp_error.h"
+#include "colplaid/error.h"
 
 typedef enum cp_scope { CP_SCOPE_NONE = 0, CP_SCOPE_READ, CP_SCOPE_WRITE, CP_SCOPE_ADMIN } cp_scope;
 

@@ -16,75 +16,11 @@
  * or a different truncation) the freshly encoded vectors are used and "vectors" is "model".
  * A document without stored text is explained with its stored vectors and no token texts.
  */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
 #include "server.h"
 #include "strbuf.h"
-
-static void respond(cp_response *resp, cp_sb *sb)
-{
-    resp->body = cp_sb_take(sb, &resp->len);
-    if (!resp->body) {
-        cp_response_error(resp, 503, "OUT_OF_MEMORY", "out of memory");
-        return;
-    }
-    resp->status = 200;
-    resp->content_type = "application/json";
-}
-
-/* Parse {"query": string, "id": string}; false after filling resp. */
-static bool parse_explain(const cp_server *s, const cp_request *req, char **query, char **id,
-                          cp_response *resp)
-{
-    *query = *id = NULL;
-    cJSON *root = cJSON_ParseWithLength(req->body, req->body_len);
-    if (!root) {
-        cp_response_error(resp, 400, "MALFORMED_JSON", "the body is not valid JSON");
-        return false;
-    }
-    bool ok = cJSON_IsObject(root);
-    if (!ok) cp_response_error(resp, 400, "INVALID_ARGUMENT", "the body must be a JSON object");
-    for (cJSON *f = ok ? root->child : NULL; f; f = f->next) {
-        bool is_query = !strcmp(f->string, "query"), is_id = !strcmp(f->string, "id");
-        if (!is_query && !is_id) {
-            cp_response_error(resp, 400, "INVALID_ARGUMENT",
-                              "unknown field \"%.64s\" (expected \"query\" and \"id\")", f->string);
-            ok = false;
-        } else if (!cJSON_IsString(f) || !f->valuestring[0]) {
-            cp_response_error(resp, 400, "INVALID_ARGUMENT", "\"%s\" must be a non-empty string",
-                              f->string);
-            ok = false;
-        } else if (is_query && strlen(f->valuestring) > s->cfg.limits.max_text_bytes) {
-            cp_response_error(resp, 422, "LIMIT_EXCEEDED", "the query has %zu bytes, the limit is %zu",
-                              strlen(f->valuestring), s->cfg.limits.max_text_bytes);
-            ok = false;
-        }
-        if (!ok) break;
-    }
-    cJSON *q = ok ? cJSON_GetObjectItemCaseSensitive(root, "query") : NULL;
-    cJSON *d = ok ? cJSON_GetObjectItemCaseSensitive(root, "id") : NULL;
-    if (ok && (!q || !d)) {
-        cp_response_error(resp, 400, "INVALID_ARGUMENT", "\"%s\" is required", q ? "id" : "query");
-        ok = false;
-    }
-    if (ok) {
-        *query = strdup(q->valuestring);
-        *id = strdup(d->valuestring);
-        if (!*query || !*id) {
-            free(*query);
-            free(*id);
-            *query = *id = NULL;
-            cp_response_error(resp, 503, "OUT_OF_MEMORY", "out of memory");
-            ok = false;
-        }
-    }
-    cJSON_Delete(root);
-    return ok;
-}
 
 static void append_token(cp_sb *sb, const cp_encoder *enc, const int32_t *ids, int32_t pos)
 {
@@ -93,40 +29,29 @@ static void append_token(cp_sb *sb, const cp_encoder *enc, const int32_t *ids, i
     else cp_sb_append(sb, "null");
 }
 
-/* The explanation of query q against document vectors dv (nd rows). */
+/* The explanation of query q against document vectors dv (nd rows): the engine's MaxSim
+ * with, per query token, the document token that gave it. */
 static void explain_body(cp_sb *sb, const cp_encoder *enc, const char *ext_id,
                          const cp_embeddings *q, const float *dv, int32_t nd,
                          const int32_t *doc_ids, const char *source, double encode_ms,
                          double t0)
 {
-    int dim = q->dim;
-    int32_t *best = malloc((size_t)(q->n_tokens ? q->n_tokens : 1) * sizeof *best);
-    float *sim = malloc((size_t)(q->n_tokens ? q->n_tokens : 1) * sizeof *sim);
-    if (!best || !sim) {
+    size_t nq = (size_t)(q->n_tokens ? q->n_tokens : 1);
+    int32_t *best = malloc(nq * sizeof *best);
+    float *sim = malloc(nq * sizeof *sim);
+    float total = 0.0f;
+    if (!best || !sim ||
+        cp_maxsim_tokens(q->data, q->n_tokens, dv, nd, q->dim, &total, best, sim, NULL)) {
         sb->oom = true;
         free(best);
         free(sim);
         return;
     }
-    double total = 0;
-    for (int32_t i = 0; i < q->n_tokens; i++) {
-        const float *qr = q->data + (size_t)i * dim;
-        float bs = -INFINITY;
-        int32_t bj = -1;
-        for (int32_t j = 0; j < nd; j++) {
-            const float *dr = dv + (size_t)j * dim;
-            float dot = 0;
-            for (int c = 0; c < dim; c++) dot += qr[c] * dr[c];
-            if (dot > bs) bs = dot, bj = j;
-        }
-        best[i] = bj;
-        sim[i] = bj < 0 ? 0.0f : bs;
-        total += sim[i];
-    }
     double score_ms = (cp_now_seconds() - t0) * 1000.0;
     cp_sb_append(sb, "{\"id\": ");
     cp_sb_json_string(sb, ext_id);
-    cp_sb_printf(sb, ", \"score\": %.9g, \"vectors\": \"%s\", \"query_tokens\": [", total, source);
+    cp_sb_printf(sb, ", \"score\": %.9g, \"vectors\": \"%s\", \"query_tokens\": [", (double)total,
+                 source);
     for (int32_t i = 0; i < q->n_tokens; i++) {
         cp_sb_printf(sb, "%s{\"position\": %d, \"text\": ", i ? ", " : "", (int)i);
         append_token(sb, enc, q->token_ids, i);
@@ -147,8 +72,13 @@ static void explain_body(cp_sb *sb, const cp_encoder *enc, const char *ext_id,
 
 void cp_handle_explain(cp_server *s, const cp_request *req, cp_response *resp)
 {
-    char *query = NULL, *id = NULL;
-    if (!parse_explain(s, req, &query, &id, resp)) return;
+    cp_explain_request er;
+    cp_http_error he;
+    if (!cp_parse_explain(req->body, req->body_len, &s->cfg.limits, &er, &he)) {
+        cp_response_from_http_error(resp, &he);
+        return;
+    }
+    const char *query = er.query, *id = er.id;
     cp_index *index = req->idx->index;
     cp_document_info info = {0};
     cp_embeddings q = {0}, d = {0};
@@ -201,12 +131,11 @@ void cp_handle_explain(cp_server *s, const cp_request *req, cp_response *resp)
         explain_body(&sb, s->encoder, id, &q, stored, n_stored, d.token_ids, "index", encode_ms, t0);
     else
         explain_body(&sb, s->encoder, id, &q, d.data, d.n_tokens, d.token_ids, "model", encode_ms, t0);
-    respond(resp, &sb);
+    cp_response_set_body(resp, 200, &sb, "application/json");
 done:
     free(stored);
     cp_embeddings_free(&q);
     cp_embeddings_free(&d);
     cp_document_info_free(&info);
-    free(query);
-    free(id);
+    cp_explain_request_free(&er);
 }

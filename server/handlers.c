@@ -7,7 +7,6 @@
  * 9 significant digits so a float32 survives the round trip exactly.
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,68 +34,7 @@ static double ms_since(double t0)
     return (cp_now_seconds() - t0) * 1000.0;
 }
 
-/* ---- responses ---------------------------------------------------------------------------- */
-
-static void set_body(cp_response *resp, int status, cp_sb *sb, const char *content_type)
-{
-    resp->body = cp_sb_take(sb, &resp->len);
-    resp->status = status;
-    resp->content_type = content_type;
-    if (!resp->body) {
-        static const char oom[] =
-            "{\"error\": {\"code\": \"OUT_OF_MEMORY\", \"message\": \"out of memory\"}}";
-        resp->body = strdup(oom);
-        resp->len = resp->body ? strlen(oom) : 0;
-        resp->status = 503;
-        resp->error_code = "OUT_OF_MEMORY";
-    }
-}
-
-void cp_response_error(cp_response *resp, int status, const char *code, const char *fmt, ...)
-{
-    char msg[CP_ERROR_MESSAGE_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    cp_sb sb = {0};
-    cp_sb_append(&sb, "{\"error\": {\"code\": ");
-    cp_sb_json_string(&sb, code);
-    cp_sb_append(&sb, ", \"message\": ");
-    cp_sb_json_string(&sb, msg);
-    cp_sb_append(&sb, "}}");
-    free(resp->body);
-    resp->body = NULL;
-    set_body(resp, status, &sb, "application/json");
-    resp->error_code = code;
-}
-
-void cp_response_from_http_error(cp_response *resp, const cp_http_error *e)
-{
-    cp_response_error(resp, e->status, e->code, "%s", e->message);
-}
-
-static int status_for(cp_status st)
-{
-    switch (st) {
-    case CP_EINVAL: return 400;
-    case CP_ENOTFOUND: return 404;
-    case CP_EDIM: return 422;
-    case CP_EUNSUPPORTED: return 422;
-    case CP_EEXISTS: return 409;
-    case CP_EBUSY: return 503;
-    case CP_EREADONLY: return 409;
-    case CP_ENOSPC: return 507;
-    case CP_ENOMEM: return 503;
-    default: return 500;
-    }
-}
-
-void cp_response_from_status(cp_response *resp, const cp_error *err)
-{
-    cp_response_error(resp, status_for(err->code), cp_status_name(err->code), "%s",
-                      err->message[0] ? err->message : "the request failed");
-}
+/* ---- response pieces ------------------------------------------------------------------- */
 
 static void append_float(cp_sb *sb, float v)
 {
@@ -138,7 +76,7 @@ static void handle_health(cp_server *s, cp_response *resp)
     cp_sb_append(&sb, "], \"model\": ");
     append_raw_json(&sb, s->encoder ? cp_encoder_fingerprint(s->encoder) : NULL);
     cp_sb_append(&sb, "}");
-    set_body(resp, 200, &sb, "application/json");
+    cp_response_set_body(resp, 200, &sb, "application/json");
 }
 
 static void handle_metrics(cp_server *s, cp_response *resp)
@@ -187,14 +125,14 @@ static void handle_metrics(cp_server *s, cp_response *resp)
                  (long long)atomic_load(&s->writes_compacted),
                  (long long)atomic_load(&s->encode_batches),
                  (long long)atomic_load(&s->encode_batched_requests));
-    set_body(resp, 200, &sb, "text/plain; version=0.0.4; charset=utf-8");
+    cp_response_set_body(resp, 200, &sb, "text/plain; version=0.0.4; charset=utf-8");
 }
 
 static void handle_openapi(cp_response *resp)
 {
     cp_sb sb = {0};
     cp_sb_append(&sb, cp_openapi_json);
-    set_body(resp, 200, &sb, "application/json");
+    cp_response_set_body(resp, 200, &sb, "application/json");
 }
 
 static void append_index_info(cp_sb *sb, const cp_served_index *si)
@@ -229,14 +167,14 @@ static void handle_list_indexes(cp_server *s, cp_response *resp)
         append_index_info(&sb, &s->indexes[i]);
     }
     cp_sb_append(&sb, "]}");
-    set_body(resp, 200, &sb, "application/json");
+    cp_response_set_body(resp, 200, &sb, "application/json");
 }
 
 static void handle_get_index(const cp_request *req, cp_response *resp)
 {
     cp_sb sb = {0};
     append_index_info(&sb, req->idx);
-    set_body(resp, 200, &sb, "application/json");
+    cp_response_set_body(resp, 200, &sb, "application/json");
 }
 
 static void handle_get_document(const cp_request *req, cp_response *resp)
@@ -263,7 +201,7 @@ static void handle_get_document(const cp_request *req, cp_response *resp)
     append_raw_json(&sb, info.metadata_json);
     cp_sb_printf(&sb, ", \"n_tokens\": %d}", (int)info.n_tokens);
     cp_document_info_free(&info);
-    set_body(resp, 200, &sb, "application/json");
+    cp_response_set_body(resp, 200, &sb, "application/json");
 }
 
 /* ---- encoding texts of requests ------------------------------------------------------------ */
@@ -332,51 +270,8 @@ static bool encode_texts(cp_server *s, cp_text_kind kind, cp_vec_input **vecs, s
 
 /* ---- search ------------------------------------------------------------------------------- */
 
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Sorted unique internal ids of the external ids that exist; unknown ids are skipped (a
- * first-stage list may name documents deleted since). */
-static cp_status ids_subset(cp_index *index, char **ids, size_t n, int64_t **out, size_t *n_out,
-                            cp_error *err)
-{
-    *out = malloc((n ? n : 1) * sizeof **out);
-    *n_out = 0;
-    if (!*out) return cp_error_set(err, CP_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        int64_t id;
-        cp_status st = cp_index_doc_id(index, ids[i], &id, err);
-        if (st == CP_ENOTFOUND) continue;
-        if (st) return st;
-        (*out)[(*n_out)++] = id;
-    }
-    qsort(*out, *n_out, sizeof **out, cmp_i64);
-    size_t u = 0;
-    for (size_t i = 0; i < *n_out; i++)
-        if (u == 0 || (*out)[u - 1] != (*out)[i]) (*out)[u++] = (*out)[i];
-    *n_out = u;
-    return CP_OK;
-}
-
-/* a := a ∩ b (both sorted). */
-static size_t intersect(int64_t *a, size_t na, const int64_t *b, size_t nb)
-{
-    size_t i = 0, j = 0, o = 0;
-    while (i < na && j < nb) {
-        if (a[i] < b[j]) i++;
-        else if (a[i] > b[j]) j++;
-        else {
-            a[o++] = a[i];
-            i++;
-            j++;
-        }
-    }
-    return o;
-}
-
+/* The candidates of a search restricted by "filter" and/or "ids" (the engine resolves and
+ * intersects them); sub->active false when the request has neither. */
 typedef struct subset {
     bool active;
     int64_t *ids;
@@ -386,91 +281,69 @@ typedef struct subset {
 static bool build_subset(const cp_search_request *sr, cp_served_index *si, subset *sub,
                          cp_response *resp)
 {
-    cp_error err;
-    cp_status st = CP_OK;
     memset(sub, 0, sizeof *sub);
-    if (sr->filter_json) {
-        sub->active = true;
-        st = cp_index_filter(si->index, sr->filter_json, &sub->ids, &sub->n, &err);
-        if (st == CP_EINVAL) {
-            cp_response_error(resp, 400, "INVALID_FILTER", "%s", err.message);
-            return false;
-        }
-    }
-    if (!st && sr->has_ids) {
-        int64_t *ids;
-        size_t n;
-        st = ids_subset(si->index, sr->ids, sr->n_ids, &ids, &n, &err);
-        if (!st && sub->active) {
-            sub->n = intersect(sub->ids, sub->n, ids, n);
-            free(ids);
-        } else if (!st) {
-            sub->ids = ids;
-            sub->n = n;
-        }
-        sub->active = true;
+    if (!sr->filter_json && !sr->has_ids) return true;
+    sub->active = true;
+    cp_error err;
+    cp_status st = cp_index_restrict(si->index, sr->filter_json, (const char *const *)sr->ids,
+                                     sr->n_ids, sr->has_ids, &sub->ids, &sub->n, &err);
+    if (st == CP_EINVAL && sr->filter_json) {
+        cp_response_error(resp, 400, "INVALID_FILTER", "%s", err.message);
+        return false;
     }
     if (st) {
-        free(sub->ids);
-        sub->ids = NULL;
         cp_response_from_status(resp, &err);
         return false;
     }
     return true;
 }
 
-typedef enum { HIT_OK, HIT_GONE, HIT_ERROR } hit_result;
-
-/* The search ran on a snapshot; the id and document lookups read the live tables. A write
- * committed in between (a delete, or a replace that tombstoned this version) makes them
- * miss: that hit is left out (HIT_GONE) rather than failing the search, so a reader never
- * sees an error because of a concurrent writer. */
-static hit_result append_hit(cp_sb *sb, const cp_served_index *si, const cp_search_request *sr,
-                             const cp_hit *h, bool first, cp_response *resp)
+/* The hits of one query with their documents, resolved by the engine in one call. The
+ * search ran on a snapshot; a write committed since (a delete, or a replace that tombstoned
+ * this version) leaves a hit without a document: that hit is left out rather than failing
+ * the search, so a reader never sees an error because of a concurrent writer. */
+static bool append_hits(cp_sb *sb, const cp_served_index *si, const cp_search_request *sr,
+                        const cp_hit *hits, int n_hits, cp_response *resp)
 {
+    cp_document_info *docs = calloc(n_hits > 0 ? (size_t)n_hits : 1, sizeof *docs);
+    if (!docs) {
+        cp_response_error(resp, 503, "OUT_OF_MEMORY", "out of memory");
+        return false;
+    }
+    int fields =
+        (sr->include_text ? CP_DOC_TEXT : 0) | (sr->include_metadata ? CP_DOC_METADATA : 0);
     cp_error err;
-    char *ext = NULL;
-    cp_status st = cp_index_external_id(si->index, h->doc_id, &ext, &err);
-    if (st == CP_ENOTFOUND) return HIT_GONE;
+    cp_status st = cp_index_hit_documents(si->index, hits, (size_t)n_hits, fields, docs, &err);
     if (st) {
+        free(docs);
         cp_response_from_status(resp, &err);
-        return HIT_ERROR;
+        return false;
     }
-    cp_document_info info = {0};
-    bool have_info = false;
-    if (sr->include_text || sr->include_metadata) {
-        st = cp_index_document_get(si->index, ext, &info, &err);
-        if (st == CP_ENOTFOUND) {
-            free(ext);
-            return HIT_GONE;
-        }
-        if (st) {
-            free(ext);
-            cp_response_from_status(resp, &err);
-            return HIT_ERROR;
-        }
-        have_info = true;
-    }
-    if (!first) cp_sb_append(sb, ", ");
-    cp_sb_append(sb, "{\"id\": ");
-    cp_sb_json_string(sb, ext);
-    cp_sb_append(sb, ", \"score\": ");
-    append_float(sb, h->score);
-    if (have_info) {
+    bool first = true;
+    for (int i = 0; i < n_hits; i++) {
+        const cp_document_info *d = &docs[i];
+        if (!d->external_id) continue;
+        cp_sb_append(sb, first ? "{\"id\": " : ", {\"id\": ");
+        first = false;
+        cp_sb_json_string(sb, d->external_id);
+        cp_sb_append(sb, ", \"score\": ");
+        append_float(sb, hits[i].score);
         if (sr->include_text) {
             cp_sb_append(sb, ", \"text\": ");
-            if (info.text) cp_sb_json_string(sb, info.text);
+            if (d->text)
+                cp_sb_json_string(sb, d->text);
             else cp_sb_append(sb, "null");
         }
         if (sr->include_metadata) {
             cp_sb_append(sb, ", \"metadata\": ");
-            append_raw_json(sb, info.metadata_json);
+            append_raw_json(sb, d->metadata_json);
         }
-        cp_document_info_free(&info);
+        cp_sb_append(sb, "}");
     }
-    free(ext);
-    cp_sb_append(sb, "}");
-    return HIT_OK;
+    for (int i = 0; i < n_hits; i++)
+        cp_document_info_free(&docs[i]);
+    free(docs);
+    return true;
 }
 
 static bool search_one(cp_server *s, cp_served_index *si, const cp_search_request *sr,
@@ -502,12 +375,7 @@ static bool search_one(cp_server *s, cp_served_index *si, const cp_search_reques
     }
     double search_ms = ms_since(t0);
     cp_sb_append(sb, "{\"hits\": [");
-    int shown = 0;
-    for (int i = 0; i < n_hits; i++) {
-        hit_result r = append_hit(sb, si, sr, &hits[i], shown == 0, resp);
-        if (r == HIT_ERROR) return false;
-        shown += r == HIT_OK;
-    }
+    if (!append_hits(sb, si, sr, hits, n_hits, resp)) return false;
     cp_sb_printf(sb, "], \"timing_ms\": {\"encode\": %.3f, \"search\": %.3f}}", encode_ms,
                  search_ms);
     return true;
@@ -623,7 +491,7 @@ void cp_search_run(cp_server *s, cp_search_job *job, cp_response *resp)
         ok = search_one(s, req->idx, sr, &sr->queries[i], &sub, hits, per_query_encode, &sb, resp);
     }
     cp_sb_append(&sb, "]}");
-    if (ok) set_body(resp, 200, &sb, "application/json");
+    if (ok) cp_response_set_body(resp, 200, &sb, "application/json");
     cp_sb_free(&sb);
     free(sub.ids);
     free(vecs);
@@ -690,7 +558,7 @@ static void handle_encode(cp_server *s, const cp_request *req, cp_response *resp
             cp_embeddings_free(&out[i]);
         }
         cp_sb_printf(&sb, "], \"timing_ms\": {\"encode\": %.3f}}", ms);
-        set_body(resp, 200, &sb, "application/json");
+        cp_response_set_body(resp, 200, &sb, "application/json");
     }
     free(out);
     cp_encode_request_free(&er);
@@ -717,9 +585,14 @@ static void rerank_respond(cp_rerank_request *rr, double encode_ms, cp_response 
         return;
     }
     for (size_t i = 0; i < rr->n_docs; i++) {
+        cp_error err;
         sc[i].index = i;
-        sc[i].score = cp_maxsim(rr->query.data, rr->query.n_tokens, rr->docs[i].data,
-                                rr->docs[i].n_tokens, rr->query.dim);
+        if (cp_maxsim_tokens(rr->query.data, rr->query.n_tokens, rr->docs[i].data,
+                             rr->docs[i].n_tokens, rr->query.dim, &sc[i].score, NULL, NULL, &err)) {
+            free(sc);
+            cp_response_from_status(resp, &err);
+            return;
+        }
     }
     qsort(sc, rr->n_docs, sizeof *sc, cmp_scored);
     double ms = ms_since(t0);
@@ -732,7 +605,7 @@ static void rerank_respond(cp_rerank_request *rr, double encode_ms, cp_response 
     }
     cp_sb_printf(&sb, "], \"timing_ms\": {\"encode\": %.3f, \"score\": %.3f}}", encode_ms, ms);
     free(sc);
-    set_body(resp, 200, &sb, "application/json");
+    cp_response_set_body(resp, 200, &sb, "application/json");
 }
 
 static void handle_rerank(cp_server *s, const cp_request *req, cp_response *resp)
@@ -882,7 +755,7 @@ static void handle_upsert(cp_server *s, const cp_request *req, cp_response *resp
                  n, res.n_added, res.n_replaced, (long long)res.n_tokens,
                  (long long)res.n_outlier_tokens, res.rebuild_advised ? "true" : "false",
                  encode_ms, write_ms);
-    set_body(resp, 200, &sb, "application/json");
+    cp_response_set_body(resp, 200, &sb, "application/json");
 }
 
 static void handle_delete_documents(cp_server *s, const cp_request *req, cp_response *resp)
@@ -914,7 +787,7 @@ static void handle_delete_documents(cp_server *s, const cp_request *req, cp_resp
     }
     cp_sb sb = {0};
     cp_sb_printf(&sb, "{\"deleted\": %zu, \"timing_ms\": {\"write\": %.3f}}", n_deleted, write_ms);
-    set_body(resp, 200, &sb, "application/json");
+    cp_response_set_body(resp, 200, &sb, "application/json");
 }
 
 void cp_handle(cp_server *s, const cp_request *req, cp_response *resp)

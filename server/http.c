@@ -122,31 +122,48 @@ typedef struct pool {
     atomic_int next_worker_id;
 } pool;
 
-static pool g_pool; /* one server per process; the MHD callbacks reach it through here */
+/* Writes get their own queue and one thread: serialising them here costs nothing (the
+ * engine holds one writer per index anyway), a burst of large upserts cannot starve the
+ * read workers, and the write queue's bound is independent of the read queue's. */
+typedef struct write_queue {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    ctx_ring q;
+    bool stop;
+    pthread_t thread;
+    bool started;
+} write_queue;
 
-/* Wake up to n idle workers, the most recently idle first. Called with g_pool.mu held. */
-static void wake_idle(int n)
+/* The server's HTTP state (server.h: cp_server.http); the MHD callbacks reach it through
+ * their conn_ctx's server. */
+struct cp_http {
+    pool pool;
+    write_queue wq;
+};
+
+/* Wake up to n idle workers, the most recently idle first. Called with p->mu held. */
+static void wake_idle(pool *p, int n)
 {
-    while (n-- > 0 && g_pool.idle > 0) {
-        int w = g_pool.idle_stack[--g_pool.idle];
-        g_pool.on_stack[w] = false;
-        pthread_cond_signal(&g_pool.wake[w]);
+    while (n-- > 0 && p->idle > 0) {
+        int w = p->idle_stack[--p->idle];
+        p->on_stack[w] = false;
+        pthread_cond_signal(&p->wake[w]);
     }
 }
 
 /* The next queued request for worker `me`; NULL once stop is requested and the queue is
  * empty. A woken worker may find the job taken by one that was busy: it waits again. */
-static conn_ctx *pool_take(int me)
+static conn_ctx *pool_take(pool *p, int me)
 {
-    pthread_mutex_lock(&g_pool.mu);
-    while (!g_pool.q.len && !g_pool.stop) {
-        g_pool.idle_stack[g_pool.idle++] = me;
-        g_pool.on_stack[me] = true;
-        while (g_pool.on_stack[me] && !g_pool.stop)
-            pthread_cond_wait(&g_pool.wake[me], &g_pool.mu);
+    pthread_mutex_lock(&p->mu);
+    while (!p->q.len && !p->stop) {
+        p->idle_stack[p->idle++] = me;
+        p->on_stack[me] = true;
+        while (p->on_stack[me] && !p->stop)
+            pthread_cond_wait(&p->wake[me], &p->mu);
     }
-    conn_ctx *ctx = g_pool.q.len ? ring_pop(&g_pool.q) : NULL;
-    pthread_mutex_unlock(&g_pool.mu);
+    conn_ctx *ctx = p->q.len ? ring_pop(&p->q) : NULL;
+    pthread_mutex_unlock(&p->mu);
     return ctx;
 }
 
@@ -161,7 +178,7 @@ static void pool_finish(cp_server *s, conn_ctx *ctx)
         cp_handle(s, &ctx->req, &ctx->resp);
     }
     ctx->state = CTX_DONE;
-    /* The suspend happened under g_pool.mu before this job could be taken, so the
+    /* The suspend happened under the pool's mutex before this job could be taken, so the
      * connection is suspended here. */
     MHD_resume_connection(ctx->conn);
 }
@@ -178,26 +195,27 @@ static bool wants_batch(const cp_server *s, const conn_ctx *ctx)
  * waiting for this one. */
 static size_t pool_take_searches(cp_server *s, conn_ctx **out, size_t max)
 {
+    pool *p = &s->http->pool;
     size_t n = 0;
-    pthread_mutex_lock(&g_pool.mu);
-    size_t share = (g_pool.q.len + (size_t)g_pool.idle) / ((size_t)g_pool.idle + 1);
+    pthread_mutex_lock(&p->mu);
+    size_t share = (p->q.len + (size_t)p->idle) / ((size_t)p->idle + 1);
     if (share < max) max = share;
-    while (n < max && g_pool.q.len && wants_batch(s, g_pool.q.slot[g_pool.q.head]))
-        out[n++] = ring_pop(&g_pool.q);
-    pthread_mutex_unlock(&g_pool.mu);
+    while (n < max && p->q.len && wants_batch(s, p->q.slot[p->q.head]))
+        out[n++] = ring_pop(&p->q);
+    pthread_mutex_unlock(&p->mu);
     return n;
 }
 
 /* Put parsed requests back at the head of the queue (in order) for any worker to search;
  * returns how many fitted (new arrivals may have taken the room meanwhile). */
-static size_t pool_push_front(conn_ctx **ctxs, size_t n)
+static size_t pool_push_front(pool *p, conn_ctx **ctxs, size_t n)
 {
-    pthread_mutex_lock(&g_pool.mu);
-    size_t room = g_pool.q.cap - g_pool.q.len, put = n < room ? n : room;
+    pthread_mutex_lock(&p->mu);
+    size_t room = p->q.cap - p->q.len, put = n < room ? n : room;
     for (size_t i = put; i-- > 0;)
-        ring_push_front(&g_pool.q, ctxs[i]);
-    wake_idle((int)put);
-    pthread_mutex_unlock(&g_pool.mu);
+        ring_push_front(&p->q, ctxs[i]);
+    wake_idle(p, (int)put);
+    pthread_mutex_unlock(&p->mu);
     return put;
 }
 
@@ -248,7 +266,7 @@ static void run_batch(cp_server *s, conn_ctx *first)
     size_t n_rest = n - 1;
     for (size_t i = 0; i < n_plain; i++)
         rest[n_rest++] = plain[i];
-    size_t put = pool_push_front(rest, n_rest);
+    size_t put = pool_push_front(&s->http->pool, rest, n_rest);
     pool_finish(s, first);
     for (size_t i = put; i < n_rest; i++)
         pool_finish(s, rest[i]);
@@ -257,9 +275,10 @@ static void run_batch(cp_server *s, conn_ctx *first)
 static void *worker_main(void *arg)
 {
     cp_server *s = arg;
-    int me = atomic_fetch_add(&g_pool.next_worker_id, 1);
+    pool *p = &s->http->pool;
+    int me = atomic_fetch_add(&p->next_worker_id, 1);
     conn_ctx *ctx;
-    while ((ctx = pool_take(me)) != NULL) {
+    while ((ctx = pool_take(p, me)) != NULL) {
         if (wants_batch(s, ctx))
             run_batch(s, ctx);
         else
@@ -272,85 +291,81 @@ static void *worker_main(void *arg)
  * the queue is full. */
 static bool pool_submit(conn_ctx *ctx)
 {
-    pthread_mutex_lock(&g_pool.mu);
-    if (ring_full(&g_pool.q) || g_pool.stop) {
-        pthread_mutex_unlock(&g_pool.mu);
+    pool *p = &ctx->s->http->pool;
+    pthread_mutex_lock(&p->mu);
+    if (ring_full(&p->q) || p->stop) {
+        pthread_mutex_unlock(&p->mu);
         return false;
     }
     ctx->state = CTX_QUEUED;
     MHD_suspend_connection(ctx->conn);
-    ring_push(&g_pool.q, ctx);
-    wake_idle(1);
-    pthread_mutex_unlock(&g_pool.mu);
+    ring_push(&p->q, ctx);
+    wake_idle(p, 1);
+    pthread_mutex_unlock(&p->mu);
     return true;
 }
 
 static bool pool_start(cp_server *s)
 {
+    pool *p = &s->http->pool;
     size_t n = (size_t)s->cfg.threads;
-    pthread_mutex_init(&g_pool.mu, NULL);
-    bool ring_ok = ring_init(&g_pool.q, (size_t)s->cfg.queue_depth, &s->queue_len);
-    g_pool.threads = calloc(n, sizeof *g_pool.threads);
-    g_pool.wake = calloc(n, sizeof *g_pool.wake);
-    g_pool.on_stack = calloc(n, sizeof *g_pool.on_stack);
-    g_pool.idle_stack = calloc(n, sizeof *g_pool.idle_stack);
-    if (!ring_ok || !g_pool.threads || !g_pool.wake || !g_pool.on_stack || !g_pool.idle_stack)
-        return false;
-    for (; g_pool.n_wake < (int)n; g_pool.n_wake++)
-        pthread_cond_init(&g_pool.wake[g_pool.n_wake], NULL);
+    pthread_mutex_init(&p->mu, NULL);
+    bool ring_ok = ring_init(&p->q, (size_t)s->cfg.queue_depth, &s->queue_len);
+    p->threads = calloc(n, sizeof *p->threads);
+    p->wake = calloc(n, sizeof *p->wake);
+    p->on_stack = calloc(n, sizeof *p->on_stack);
+    p->idle_stack = calloc(n, sizeof *p->idle_stack);
+    if (!ring_ok || !p->threads || !p->wake || !p->on_stack || !p->idle_stack) return false;
+    for (; p->n_wake < (int)n; p->n_wake++)
+        pthread_cond_init(&p->wake[p->n_wake], NULL);
     for (int i = 0; i < s->cfg.threads; i++) {
-        if (pthread_create(&g_pool.threads[i], NULL, worker_main, s)) return false;
-        g_pool.n_threads++;
+        if (pthread_create(&p->threads[i], NULL, worker_main, s)) return false;
+        p->n_threads++;
     }
     return true;
 }
 
 /* Workers finish everything queued, then exit. */
-static void pool_stop(void)
+static void pool_stop(pool *p)
 {
-    pthread_mutex_lock(&g_pool.mu);
-    g_pool.stop = true;
-    wake_idle(g_pool.idle);
-    pthread_mutex_unlock(&g_pool.mu);
-    for (int i = 0; i < g_pool.n_threads; i++) pthread_join(g_pool.threads[i], NULL);
-    for (int i = 0; i < g_pool.n_wake; i++)
-        pthread_cond_destroy(&g_pool.wake[i]);
-    free(g_pool.threads);
-    free(g_pool.q.slot);
-    free(g_pool.wake);
-    free(g_pool.on_stack);
-    free(g_pool.idle_stack);
-    pthread_mutex_destroy(&g_pool.mu);
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    wake_idle(p, p->idle);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->n_threads; i++)
+        pthread_join(p->threads[i], NULL);
+}
+
+/* After pool_stop, once the daemon is stopped too (until then a request that arrives takes
+ * the mutex to find the pool stopped, and is answered 503). */
+static void pool_free(pool *p)
+{
+    for (int i = 0; i < p->n_wake; i++)
+        pthread_cond_destroy(&p->wake[i]);
+    free(p->threads);
+    free(p->q.slot);
+    free(p->wake);
+    free(p->on_stack);
+    free(p->idle_stack);
+    pthread_mutex_destroy(&p->mu);
 }
 
 /* ---- the writer thread with its own bounded queue ------------------------------------------ */
 
-/* Writes get their own queue and one thread: serialising them here costs nothing (the
- * engine holds one writer per index anyway), a burst of large upserts cannot starve the
- * read workers, and the write queue's bound is independent of the read queue's. */
-typedef struct write_queue {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    ctx_ring q;
-    bool stop;
-    pthread_t thread;
-    bool started;
-} write_queue;
-
-static write_queue g_wq;
-
 static void *writer_main(void *arg)
 {
     cp_server *s = arg;
+    write_queue *wq = &s->http->wq;
     for (;;) {
-        pthread_mutex_lock(&g_wq.mu);
-        while (!g_wq.q.len && !g_wq.stop) pthread_cond_wait(&g_wq.cv, &g_wq.mu);
-        if (!g_wq.q.len) {
-            pthread_mutex_unlock(&g_wq.mu);
+        pthread_mutex_lock(&wq->mu);
+        while (!wq->q.len && !wq->stop)
+            pthread_cond_wait(&wq->cv, &wq->mu);
+        if (!wq->q.len) {
+            pthread_mutex_unlock(&wq->mu);
             return NULL;
         }
-        conn_ctx *ctx = ring_pop(&g_wq.q);
-        pthread_mutex_unlock(&g_wq.mu);
+        conn_ctx *ctx = ring_pop(&wq->q);
+        pthread_mutex_unlock(&wq->mu);
         cp_handle(s, &ctx->req, &ctx->resp);
         /* ctx may be freed as soon as the connection resumes: keep what compaction needs. */
         cp_served_index *si = ctx->req.idx;
@@ -373,39 +388,45 @@ static void *writer_main(void *arg)
 
 static bool wq_submit(conn_ctx *ctx)
 {
-    pthread_mutex_lock(&g_wq.mu);
-    if (ring_full(&g_wq.q) || g_wq.stop) {
-        pthread_mutex_unlock(&g_wq.mu);
+    write_queue *wq = &ctx->s->http->wq;
+    pthread_mutex_lock(&wq->mu);
+    if (ring_full(&wq->q) || wq->stop) {
+        pthread_mutex_unlock(&wq->mu);
         return false;
     }
     ctx->state = CTX_QUEUED;
     MHD_suspend_connection(ctx->conn);
-    ring_push(&g_wq.q, ctx);
-    pthread_cond_signal(&g_wq.cv);
-    pthread_mutex_unlock(&g_wq.mu);
+    ring_push(&wq->q, ctx);
+    pthread_cond_signal(&wq->cv);
+    pthread_mutex_unlock(&wq->mu);
     return true;
 }
 
 static bool wq_start(cp_server *s)
 {
-    pthread_mutex_init(&g_wq.mu, NULL);
-    pthread_cond_init(&g_wq.cv, NULL);
-    if (!ring_init(&g_wq.q, (size_t)s->cfg.write_queue, &s->write_queue_len)) return false;
-    if (pthread_create(&g_wq.thread, NULL, writer_main, s)) return false;
-    g_wq.started = true;
+    write_queue *wq = &s->http->wq;
+    pthread_mutex_init(&wq->mu, NULL);
+    pthread_cond_init(&wq->cv, NULL);
+    if (!ring_init(&wq->q, (size_t)s->cfg.write_queue, &s->write_queue_len)) return false;
+    if (pthread_create(&wq->thread, NULL, writer_main, s)) return false;
+    wq->started = true;
     return true;
 }
 
-static void wq_stop(void)
+static void wq_stop(write_queue *wq)
 {
-    pthread_mutex_lock(&g_wq.mu);
-    g_wq.stop = true;
-    pthread_cond_broadcast(&g_wq.cv);
-    pthread_mutex_unlock(&g_wq.mu);
-    if (g_wq.started) pthread_join(g_wq.thread, NULL);
-    free(g_wq.q.slot);
-    pthread_cond_destroy(&g_wq.cv);
-    pthread_mutex_destroy(&g_wq.mu);
+    pthread_mutex_lock(&wq->mu);
+    wq->stop = true;
+    pthread_cond_broadcast(&wq->cv);
+    pthread_mutex_unlock(&wq->mu);
+    if (wq->started) pthread_join(wq->thread, NULL);
+}
+
+static void wq_free(write_queue *wq)
+{
+    free(wq->q.slot);
+    pthread_cond_destroy(&wq->cv);
+    pthread_mutex_destroy(&wq->mu);
 }
 
 /* ---- routing ------------------------------------------------------------------------------- */
@@ -610,8 +631,7 @@ static void set_request_id(conn_ctx *ctx)
         return;
     }
     /* pid and start time make ids unique across restarts; the counter within a run. */
-    static atomic_ullong counter;
-    unsigned long long n = atomic_fetch_add(&counter, 1);
+    unsigned long long n = atomic_fetch_add(&ctx->s->request_seq, 1);
     snprintf(ctx->request_id, sizeof ctx->request_id, "%lx-%lx-%llx", (unsigned long)ctx->s->pid,
              (unsigned long)ctx->s->start_wall, n);
 }
@@ -871,35 +891,57 @@ static int wait_for_stop_signal(void)
     return g_stop_signal;
 }
 
-int cp_server_run(cp_server *s)
+/* Stop the workers and the writer thread; they run whatever is still queued first, so no
+ * connection stays suspended and every queued write commits. wq_started: whether wq_start
+ * ran (its mutex exists). */
+static void http_stop(cp_server *s, bool wq_started)
+{
+    pool_stop(&s->http->pool);
+    if (wq_started) wq_stop(&s->http->wq);
+}
+
+static void http_free(cp_server *s, bool wq_started)
+{
+    pool_free(&s->http->pool);
+    if (wq_started) wq_free(&s->http->wq);
+    free(s->http);
+    s->http = NULL;
+}
+
+cp_status cp_server_run(cp_server *s, cp_error *err)
 {
     struct sockaddr_storage ss;
-    if (!resolve(s, &ss)) {
-        fprintf(stderr, "colplaid serve: --host %s is not an IPv4 or IPv6 address\n", s->cfg.host);
-        return 2;
-    }
-    if (!s->auth && !is_loopback((const struct sockaddr *)&ss)) {
-        fprintf(stderr, "colplaid serve: refusing to listen on %s without API keys: give "
-                        "--api-keys FILE, or use --host 127.0.0.1\n", s->cfg.host);
-        return 2;
-    }
-    if (!catch_stop_signals()) {
-        fprintf(stderr, "colplaid serve: cannot install the SIGTERM handler: %s\n",
-                strerror(errno));
-        return 1;
-    }
+    if (!resolve(s, &ss))
+        return cp_error_set(err, CP_EINVAL, "--host %s is not an IPv4 or IPv6 address",
+                            s->cfg.host);
+    if (!s->auth && !is_loopback((const struct sockaddr *)&ss))
+        return cp_error_set(err, CP_EINVAL,
+                            "refusing to listen on %s without API keys: give "
+                            "--api-keys FILE, or use --host 127.0.0.1",
+                            s->cfg.host);
+    if (!catch_stop_signals())
+        return cp_error_set(err, CP_EINTERNAL, "cannot install the SIGTERM handler: %s",
+                            strerror(errno));
     signal(SIGPIPE, SIG_IGN);
-    if (!pool_start(s) || !wq_start(s)) {
-        fprintf(stderr, "colplaid serve: cannot start %d worker threads\n", s->cfg.threads);
-        return 1;
+    if (!(s->http = calloc(1, sizeof *s->http)))
+        return cp_error_set(err, CP_ENOMEM, "out of memory");
+    if (!pool_start(s)) {
+        http_stop(s, false);
+        http_free(s, false);
+        return cp_error_set(err, CP_EINTERNAL, "cannot start %d worker threads", s->cfg.threads);
+    }
+    if (!wq_start(s)) {
+        http_stop(s, true);
+        http_free(s, true);
+        return cp_error_set(err, CP_EINTERNAL, "cannot start the writer thread");
     }
     struct MHD_Daemon *d = start_daemon(s, &ss);
     if (!d) {
-        fprintf(stderr, "colplaid serve: cannot listen on %s port %d (%s)\n", s->cfg.host,
-                s->cfg.port, strerror(errno));
-        pool_stop();
-        wq_stop();
-        return 1;
+        int e = errno;
+        http_stop(s, true);
+        http_free(s, true);
+        return cp_error_set(err, CP_EIO, "cannot listen on %s port %d (%s)", s->cfg.host,
+                            s->cfg.port, strerror(e));
     }
     fprintf(stderr, "colplaid serve: listening on http://%s%s%s:%u/ (%zu index%s, %d workers, "
                     "queue %d, write queue %d)%s\n",
@@ -915,9 +957,9 @@ int cp_server_run(cp_server *s)
     MHD_socket lsock = MHD_quiesce_daemon(d); /* stop accepting; keep serving what is open */
     if (lsock != MHD_INVALID_SOCKET) close(lsock);
     drain(s);
-    pool_stop(); /* runs whatever is still queued, so no connection stays suspended */
-    wq_stop();   /* the same for queued writes: each one commits before the daemon stops */
+    http_stop(s, true);
     MHD_stop_daemon(d);
+    http_free(s, true);
     fprintf(stderr, "colplaid serve: stopped\n");
-    return 0;
+    return CP_OK;
 }

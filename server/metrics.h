@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "colplaid_index.h"
+#include "colplaid/index.h"
 
 /* Routes, for labelling. CP_ROUTE_OTHER covers unknown paths. */
 typedef enum cp_route {

@@ -133,21 +133,6 @@ char *cp_base64_encode(const unsigned char *in, size_t len)
     return out;
 }
 
-float cp_maxsim(const float *q, int nq, const float *d, int nd, int dim)
-{
-    float total = 0.0f;
-    for (int i = 0; i < nq; i++) {
-        float best = -INFINITY;
-        for (int j = 0; j < nd; j++) {
-            float s = 0.0f;
-            for (int t = 0; t < dim; t++) s += q[(size_t)i * dim + t] * d[(size_t)j * dim + t];
-            if (s > best) best = s;
-        }
-        if (nd > 0) total += best;
-    }
-    return total;
-}
-
 /* ---- shared field helpers ------------------------------------------------------------------ */
 
 static bool parse_root(const char *body, size_t len, cJSON **root, cp_http_error *e)
@@ -763,5 +748,48 @@ void cp_delete_request_free(cp_delete_request *req)
 {
     free_strings(req->ids, req->n_ids);
     cJSON_free(req->filter_json);
+    memset(req, 0, sizeof *req);
+}
+
+/* ---- explain ------------------------------------------------------------------------------------
+ */
+
+static bool parse_explain_fields(const cJSON *root, const cp_limits *lim, cp_explain_request *out,
+                                 cp_http_error *e)
+{
+    for (const cJSON *f = root->child; f; f = f->next) {
+        bool is_query = !strcmp(f->string, "query"), is_id = !strcmp(f->string, "id");
+        if (!is_query && !is_id)
+            return BAD(e, "unknown field \"%.64s\" (expected \"query\" and \"id\")", f->string);
+        if (!cJSON_IsString(f) || !f->valuestring[0])
+            return BAD(e, "\"%s\" must be a non-empty string", f->string);
+        if (is_query && strlen(f->valuestring) > lim->max_text_bytes)
+            return LIMIT(e, "the query has %zu bytes, the limit is %zu", strlen(f->valuestring),
+                         lim->max_text_bytes);
+    }
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(root, "query");
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "id");
+    if (!q || !d) return BAD(e, "\"%s\" is required", q ? "id" : "query");
+    if (!(out->query = strdup(q->valuestring)) || !(out->id = strdup(d->valuestring)))
+        return OOM(e);
+    return true;
+}
+
+bool cp_parse_explain(const char *body, size_t len, const cp_limits *lim, cp_explain_request *out,
+                      cp_http_error *e)
+{
+    memset(out, 0, sizeof *out);
+    cJSON *root;
+    if (!parse_root(body, len, &root, e)) return false;
+    bool ok = parse_explain_fields(root, lim, out, e);
+    cJSON_Delete(root);
+    if (!ok) cp_explain_request_free(out);
+    return ok;
+}
+
+void cp_explain_request_free(cp_explain_request *req)
+{
+    free(req->query);
+    free(req->id);
     memset(req, 0, sizeof *req);
 }

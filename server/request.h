@@ -17,8 +17,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "colplaid_encoder.h"
-#include "cp_error.h"
+#include "colplaid/encoder.h"
+#include "colplaid/error.h"
+#include "colplaid/server.h"
 
 /* An error for the client: HTTP status, stable upper-case code, one-sentence message. */
 typedef struct cp_http_error {
@@ -31,20 +32,7 @@ typedef struct cp_http_error {
 bool cp_http_fail(cp_http_error *e, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Configurable caps (CLI options of `colplaid serve`). */
-typedef struct cp_limits {
-    size_t max_body_bytes;   /* request body */
-    int max_queries;         /* queries per search request, texts per encode request */
-    int max_k;
-    int max_query_tokens;    /* rows of one query's embeddings */
-    int max_documents;       /* documents per rerank request */
-    int max_doc_tokens;      /* rows of one rerank document's embeddings */
-    int max_ids;             /* entries of a search's "ids" */
-    size_t max_text_bytes;   /* one text */
-    int max_write_documents; /* documents per upsert request */
-} cp_limits;
-
-void cp_limits_init(cp_limits *lim);
+/* cp_limits (the configurable caps) and cp_limits_init: colplaid/server.h. */
 
 /* A text, or token embeddings (n_tokens x dim float32, row-major). */
 typedef struct cp_vec_input {
@@ -138,8 +126,15 @@ bool cp_base64_decode(const char *in, size_t len, unsigned char **out, size_t *n
 /* Encoding; returns a malloc'd NUL-terminated string or NULL when out of memory. */
 char *cp_base64_encode(const unsigned char *in, size_t len);
 
-/* MaxSim of a query (nq x dim) against a document (nd x dim): sum over query rows of the
- * best dot product with any document row. */
-float cp_maxsim(const float *q, int nq, const float *d, int nd, int dim);
+/* POST /v1/indexes/{name}/explain: {"query": "text", "id": "doc-id"}, both non-empty
+ * strings (the query at most lim->max_text_bytes). */
+typedef struct cp_explain_request {
+    char *query;
+    char *id;
+} cp_explain_request;
+
+bool cp_parse_explain(const char *body, size_t len, const cp_limits *lim, cp_explain_request *out,
+                      cp_http_error *e);
+void cp_explain_request_free(cp_explain_request *req);
 
 #endif

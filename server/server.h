@@ -34,10 +34,12 @@
 #include <stdint.h>
 
 #include "auth.h"
-#include "colplaid_encoder.h"
-#include "colplaid_index.h"
+#include "colplaid/encoder.h"
+#include "colplaid/index.h"
+#include "colplaid/server.h"
 #include "metrics.h"
 #include "request.h"
+#include "response.h"
 
 typedef struct cp_served_index {
     char *name;
@@ -49,31 +51,25 @@ typedef struct cp_served_index {
     bool writable;
 } cp_served_index;
 
-typedef struct cp_server_config {
-    const char *host;
-    int port;
-    int threads;         /* workers */
-    int queue_depth;     /* requests that may wait for a worker */
-    int write_queue;     /* write requests that may wait for the writer thread */
-    bool read_only;      /* --read-only: never take an index's writer lock */
-    int timeout_s;       /* idle connection timeout (slow clients) */
-    int max_connections;
-    int shutdown_grace_s;
-    bool access_log;
-    int encode_batch; /* text searches encoded in one encoder call at most; 1: off */
-    cp_limits limits;
-} cp_server_config;
+/* The HTTP side of a running server: the read workers with their queue and the writer
+ * thread with its queue (http.c). Created by cp_server_run, NULL otherwise. */
+typedef struct cp_http cp_http;
 
-typedef struct cp_server {
+/* The server object (public handle: colplaid/server.h). Everything a request touches hangs
+ * off it; nothing in server/ keeps mutable process state except the stop signal (a signal
+ * handler has no argument to reach an object through). */
+struct cp_server {
     cp_server_config cfg;
     cp_served_index *indexes;
-    size_t n_indexes;
+    size_t n_indexes, cap_indexes;
     cp_encoder *encoder; /* may be NULL */
     cp_auth *auth;       /* NULL: no keys, loopback only */
     cp_metrics *metrics;
+    cp_http *http;
     double start_time;   /* monotonic seconds */
     int64_t start_wall;  /* Unix time at start (request ids) */
     long pid;            /* request ids; read once, not per request */
+    atomic_ullong request_seq; /* request ids within a run */
     atomic_llong in_flight;
     atomic_llong queue_len;
     atomic_llong write_queue_len;
@@ -81,7 +77,7 @@ typedef struct cp_server {
     atomic_llong encode_batches;   /* encoder calls shared by several text searches */
     atomic_llong encode_batched_requests; /* the searches those calls served */
     atomic_bool shutting_down;
-} cp_server;
+};
 
 /* A request as the handlers see it (already routed, authorised and read). */
 typedef struct cp_request {
@@ -91,23 +87,6 @@ typedef struct cp_request {
     const char *body;
     size_t body_len;
 } cp_request;
-
-typedef struct cp_response {
-    int status;
-    char *body; /* malloc'd */
-    size_t len;
-    const char *content_type;
-    const char *error_code; /* for the log line; NULL on success */
-    int retry_after;        /* seconds, 0 = no header */
-    const char *allow;      /* Allow header for 405 */
-} cp_response;
-
-/* Fill resp with the JSON error body. */
-void cp_response_error(cp_response *resp, int status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-void cp_response_from_http_error(cp_response *resp, const cp_http_error *e);
-/* An engine error: status chosen from err->code. */
-void cp_response_from_status(cp_response *resp, const cp_error *err);
 
 /* Run the handler of req->route (handlers.c). */
 void cp_handle(cp_server *s, const cp_request *req, cp_response *resp);
@@ -139,9 +118,5 @@ void cp_handle_page(cp_response *resp);
 void cp_handle_explain(cp_server *s, const cp_request *req, cp_response *resp);
 
 double cp_now_seconds(void);
-
-/* Run until SIGTERM / SIGINT, then finish in-flight requests and return 0; 1 when the
- * daemon cannot start (message on stderr). */
-int cp_server_run(cp_server *s);
 
 #endif

@@ -23,6 +23,12 @@ static unsigned detect_features(void)
     return f;
 }
 
+int cp_cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
 unsigned cp_cpu_features(void)
 {
     /* Racing first calls compute the same value, so a plain static is enough. */

@@ -18,6 +18,9 @@ enum {
     CP_CPU_F16C = 1u << 4,
 };
 
+/* Online cores (at least 1): the default number of threads of the CLI and the server. */
+int cp_cpu_count(void);
+
 /* Bit set of CP_CPU_* features; CP_FORCE_PORTABLE=1 in the environment hides them all so
  * that the portable kernels can be run and compared on any machine. */
 unsigned cp_cpu_features(void);

@@ -1,5 +1,5 @@
-/* Error values: see cp_error.h. */
-#include "cp_error.h"
+/* Error values: see include/colplaid/error.h. */
+#include "colplaid/error.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cp_half.h"
 #include "cp_test.h"
 #include "safetensors.h"
 
@@ -175,9 +176,9 @@ int main(void)
     test_truncation();
     test_damage();
     test_files();
-    CP_CHECK(cp_f16_to_f32(0x7c00) == INFINITY && cp_f16_to_f32(0x8000) == 0.0f);
-    CP_CHECK(cp_f16_to_f32(0x7bff) == 65504.0f && cp_f16_to_f32(0x0400) == ldexpf(1, -14));
-    CP_CHECK(cp_f16_to_f32(0x03ff) == ldexpf(1023, -24));
+    CP_CHECK(cp_half_to_float(0x7c00) == INFINITY && cp_half_to_float(0x8000) == 0.0f);
+    CP_CHECK(cp_half_to_float(0x7bff) == 65504.0f && cp_half_to_float(0x0400) == ldexpf(1, -14));
+    CP_CHECK(cp_half_to_float(0x03ff) == ldexpf(1023, -24));
     CP_CHECK(cp_bf16_to_f32(0xc000) == -2.0f);
     return CP_TEST_RESULT();
 }

@@ -13,7 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "colplaid_encoder.h"
+#include "colplaid/encoder.h"
+#include "cp_half.h"
 #include "cp_test.h"
 #include "static_internal.h"
 
@@ -390,7 +391,7 @@ static void test_rotation_model(void)
         for (int r = 0; r < RD - 1; r++) {
             double want = 0;
             for (int d = 0; d < RS; d++) want += rot[r * (RD - 1) + d] * vals[w][d];
-            float have = cp_static_half_to_float(h[w * RD + r]);
+            float have = cp_half_to_float(h[w * RD + r]);
             worst = fmax(worst, fabs(have - want) / (fabs(want) + 1e-3));
             pad_nonzero += r >= RS && have != 0.0f; /* the rotation fills the padding */
         }

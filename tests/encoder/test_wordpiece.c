@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "cp_test.h"
-#include "wordpiece.h"
+#include "colplaid/tokenizer.h"
 
 static char tmpdir[256];
 

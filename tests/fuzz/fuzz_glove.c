@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "colplaid_encoder.h"
+#include "colplaid/encoder.h"
 
 static char in_path[256], out_dir[256];
 

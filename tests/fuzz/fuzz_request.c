@@ -1,11 +1,14 @@
 /*
  * libFuzzer target for everything that reads a client's request body before it reaches
- * the engine: the search / encode / rerank parsers (server/request.c), base64, and the
+ * the engine: the search / encode / rerank / write / explain parsers (server/request.c),
+ * base64, the engine's MaxSim on accepted rerank embeddings, and the
  * filter compiler (index/filter.c), whose SQL is also run against a small in-memory
  * `documents` table so that a compiled filter SQLite refuses is caught as a bug.
  *
- * The first input byte chooses the parser (mod 7: search, encode, rerank, filter, base64,
- * document upsert, document delete); the rest is the body. Oracles beyond the
+ * The first input byte chooses the parser: 7 is explain, any other byte mod 7 picks search,
+ * encode, rerank, filter, base64, document upsert or document delete (explain came later;
+ * keeping the mod-7 choice for every other byte keeps the corpus' inputs meaning what they
+ * meant). The rest is the body. Oracles beyond the
  * sanitizers: base64 decode -> encode must give the input back; a filter that compiles must
  * run (CP_EINTERNAL from SQLite means the compiler produced invalid SQL).
  */
@@ -68,7 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cp_limits_init(&lim);
     lim.max_k = 100;
     cp_http_error e;
-    switch (data[0] % 7) {
+    switch (data[0] == 7 ? 7 : data[0] % 7) {
     case 0: {
         cp_search_request r;
         if (cp_parse_search(body, n, &lim, 4, &r, &e)) {
@@ -114,6 +117,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (cp_parse_delete(body, n, &lim, &r, &e)) {
             if (r.filter_json) fuzz_filter(r.filter_json, strlen(r.filter_json));
             cp_delete_request_free(&r);
+        }
+        break;
+    }
+    case 7: {
+        cp_explain_request r;
+        if (cp_parse_explain(body, n, &lim, &r, &e)) {
+            /* Oracle: an accepted explain names a non-empty query within the limit and id. */
+            if (!r.query || !r.query[0] || !r.id || !r.id[0]) abort();
+            if (strlen(r.query) > lim.max_text_bytes) abort();
+            cp_explain_request_free(&r);
+        } else if (!e.code || e.status < 400) {
+            abort(); /* a refusal always carries an HTTP error */
         }
         break;
     }

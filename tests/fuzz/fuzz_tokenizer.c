@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "wordpiece.h"
+#include "colplaid/tokenizer.h"
 #include "wordpiece_internal.h"
 
 static cp_wordpiece *wp_txt, *wp_json;

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "colplaid_corpus.h"
+#include "colplaid/corpus.h"
 #include "cp_test.h"
 
 static char dir[256];

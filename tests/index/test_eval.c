@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "colplaid_index.h"
+#include "colplaid/eval.h"
 #include "cp_test.h"
 
 static char *write_file(const char *name, const char *text)

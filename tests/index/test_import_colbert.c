@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 
 #include "cp_test.h"
-#include "pt_reader.h"
+#include "colplaid/pt.h"
 #include "storage_test_util.h"
 
 typedef struct ref_index {

@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 
 #include "cp_test.h"
-#include "npy.h"
+#include "colplaid/npy.h"
 #include "storage.h"
 #include "storage_test_util.h"
 

@@ -22,7 +22,7 @@
 
 #include "cp_test.h"
 #include "live_test_util.h"
-#include "npy_write.h"
+#include "colplaid/npy.h"
 
 enum { N_IDS = 300 };
 

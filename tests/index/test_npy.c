@@ -8,9 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "colplaid_index.h"
+#include "colplaid/index.h"
 #include "cp_test.h"
-#include "npy.h"
+#include "colplaid/npy.h"
 
 static char dir[256];
 

@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 
 #include "cp_test.h"
-#include "pt_reader.h"
+#include "colplaid/pt.h"
 #include "storage_test_util.h"
 
 static uint8_t *slurp(const char *path, size_t *n)

@@ -1,5 +1,5 @@
 /*
- * Text corpora (colplaid_corpus.h): BEIR folders, JSONL and TSV, streamed line by line.
+ * Text corpora (colplaid/corpus.h): BEIR folders, JSONL and TSV, streamed line by line.
  *
  * Why it looks like this: corpora can be tens of gigabytes, so records are read one line
  * at a time with getline() (no line-length limit, memory bounded by the longest line) and
@@ -16,7 +16,7 @@
  * Invariant: the strings of the last record belong to the cp_corpus and stay valid until
  * the next cp_corpus_next / rewind / close.
  */
-#include "colplaid_corpus.h"
+#include "colplaid/corpus.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

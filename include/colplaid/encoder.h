@@ -8,7 +8,7 @@
  *   vectors + vocabulary): GloVe vectors with neighbour mixing. Not a ColBERT model: a real,
  *   weak model for demos and offline tests.
  *
- * Conventions: as in colplaid_index.h. A loaded cp_encoder is read-only: any number of
+ * Conventions: as in colplaid/index.h. A loaded cp_encoder is read-only: any number of
  * threads may call the encode and tokenize functions on it at once.
  */
 #ifndef COLPLAID_ENCODER_H
@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cp_error.h"
+#include "colplaid/error.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -9,16 +9,18 @@
  * A doc id repeated in a ranked list counts once (at its first rank).
  *
  * Qrels: BEIR TSV "query-id<TAB>corpus-id<TAB>score" with an optional header line; TREC's
- * four-column "qid 0 docid rel" is accepted as well. Judgements are kept per query in an
- * open-addressing hash table of query ids.
+ * four-column "qid 0 docid rel" is accepted as well. Judgements are kept per query, the queries
+ * indexed by id in a cp_strtab.
  */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "colplaid_index.h"
+#include "colplaid/eval.h"
+#include "cp_strtab.h"
 
 typedef struct judgement {
     char *doc;
@@ -33,49 +35,41 @@ typedef struct qrel_query {
 } qrel_query;
 
 struct cp_qrels {
-    qrel_query *queries; /* hash table, NULL id = empty */
-    size_t cap, n;
+    qrel_query *queries; /* in order of first appearance */
+    size_t n, cap;
+    cp_strtab index; /* query id -> row of queries */
 };
 
-static uint64_t hash_str(const char *s)
+static const char *query_id_of(const void *qrels, int32_t row)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
+    return ((const cp_qrels *)qrels)->queries[row].id;
 }
 
-static qrel_query *find_slot(const cp_qrels *q, const char *id)
+/* The query named id, added (with no judgements) when new; NULL when out of memory. */
+static qrel_query *query_slot(cp_qrels *q, const char *id)
 {
-    size_t mask = q->cap - 1;
-    for (size_t i = hash_str(id) & mask;; i = (i + 1) & mask)
-        if (!q->queries[i].id || !strcmp(q->queries[i].id, id)) return &q->queries[i];
-}
-
-static int rehash(cp_qrels *q)
-{
-    size_t cap = q->cap ? q->cap * 2 : 64;
-    qrel_query *old = q->queries;
-    size_t old_cap = q->cap;
-    q->queries = calloc(cap, sizeof *q->queries);
-    if (!q->queries) {
-        q->queries = old;
-        return 0;
+    int32_t row = cp_strtab_find(&q->index, id, query_id_of, q);
+    if (row >= 0) return &q->queries[row];
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 64;
+        qrel_query *queries = realloc(q->queries, cap * sizeof *queries);
+        if (!queries) return NULL;
+        q->queries = queries;
+        q->cap = cap;
     }
-    q->cap = cap;
-    for (size_t i = 0; i < old_cap; i++)
-        if (old[i].id) *find_slot(q, old[i].id) = old[i];
-    free(old);
-    return 1;
+    if (!cp_strtab_reserve(&q->index, 1, query_id_of, q)) return NULL;
+    qrel_query *e = &q->queries[q->n];
+    memset(e, 0, sizeof *e);
+    if (!(e->id = strdup(id))) return NULL;
+    cp_strtab_insert(&q->index, id, (int32_t)q->n);
+    q->n++;
+    return e;
 }
 
 static int add_judgement(cp_qrels *q, const char *qid, const char *doc, int rel)
 {
-    if ((q->n + 1) * 2 > q->cap && !rehash(q)) return 0;
-    qrel_query *e = find_slot(q, qid);
-    if (!e->id) {
-        if (!(e->id = strdup(qid))) return 0;
-        q->n++;
-    }
+    qrel_query *e = query_slot(q, qid);
+    if (!e) return 0;
     for (size_t i = 0; i < e->n; i++) /* a repeated pair: the last judgement wins */
         if (!strcmp(e->j[i].doc, doc)) {
             e->n_positive += (rel > 0) - (e->j[i].rel > 0);
@@ -165,30 +159,30 @@ cp_status cp_qrels_load(const char *path, cp_qrels **out, cp_error *err)
 void cp_qrels_free(cp_qrels *qrels)
 {
     if (!qrels) return;
-    for (size_t i = 0; i < qrels->cap; i++) {
+    for (size_t i = 0; i < qrels->n; i++) {
         qrel_query *e = &qrels->queries[i];
-        if (!e->id) continue;
         for (size_t j = 0; j < e->n; j++) free(e->j[j].doc);
         free(e->j);
         free(e->id);
     }
     free(qrels->queries);
+    cp_strtab_free(&qrels->index);
     free(qrels);
 }
 
 size_t cp_qrels_query_count(const cp_qrels *qrels)
 {
     size_t n = 0;
-    for (size_t i = 0; qrels && i < qrels->cap; i++)
-        n += qrels->queries[i].id && qrels->queries[i].n_positive > 0;
+    for (size_t i = 0; qrels && i < qrels->n; i++)
+        n += qrels->queries[i].n_positive > 0;
     return n;
 }
 
 static const qrel_query *lookup(const cp_qrels *qrels, const char *query_id)
 {
-    if (!qrels || !qrels->cap || !query_id) return NULL;
-    const qrel_query *e = find_slot(qrels, query_id);
-    return e->id ? e : NULL;
+    if (!qrels || !query_id) return NULL;
+    int32_t row = cp_strtab_find(&qrels->index, query_id, query_id_of, qrels);
+    return row >= 0 ? &qrels->queries[row] : NULL;
 }
 
 bool cp_qrels_has_query(const cp_qrels *qrels, const char *query_id)

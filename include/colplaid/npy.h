@@ -1,5 +1,8 @@
 /*
- * A reader for NumPy .npy files (format versions 1, 2 and 3), internal to index/.
+ * NumPy .npy files (formats/npy.c, formats/npy_write.c): the embedding files colplaid reads
+ * and writes.
+ *
+ * Reading (format versions 1, 2 and 3):
  *
  * The whole file is memory-mapped read-only so that multi-gigabyte embedding files stream
  * through the page cache instead of being read into memory. Only what colplaid needs is
@@ -14,8 +17,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
-#include "cp_error.h"
+#include "colplaid/error.h"
 
 typedef enum cp_npy_dtype { CP_NPY_F32, CP_NPY_F16, CP_NPY_I32, CP_NPY_I64 } cp_npy_dtype;
 
@@ -52,7 +56,33 @@ cp_status cp_npy_parse_header(const uint8_t *bytes, size_t size, const char *nam
                               cp_npy_dtype *dtype, int *ndim, int64_t *shape, int64_t *count,
                               size_t *data_offset, cp_error *err);
 
-/* IEEE half -> float (portable). */
-float cp_half_to_float(uint16_t h);
+/* ---------------------------------------------------------------------------------------
+ * Writing NumPy .npy files (format 1.0, little-endian, C order), streamed: the shape is
+ * declared up front and the writer checks that exactly that many bytes arrive, so a short
+ * export can never pass for a complete one.
+ *
+ * Thread safety: a cp_npy_writer belongs to one thread.
+ * ------------------------------------------------------------------------------------ */
+typedef struct cp_npy_writer {
+    FILE *f;
+    char *path;
+    uint64_t expected; /* data bytes announced by the shape */
+    uint64_t written;
+    int owns_file; /* 0 for a stream given by the caller: never closed or deleted here */
+} cp_npy_writer;
+
+/* descr: "<f4", "<i8", "<i4", "|u1", ... Creates or replaces path. */
+cp_status cp_npy_write_begin(cp_npy_writer *w, const char *path, const char *descr,
+                             const int64_t *shape, int ndim, cp_error *err);
+/* The same onto an open stream (e.g. stdout) that the caller keeps owning; name is used in
+ * messages. end() flushes it; neither end() nor abort() closes or deletes it. */
+cp_status cp_npy_write_begin_stream(cp_npy_writer *w, FILE *f, const char *name,
+                                    const char *descr, const int64_t *shape, int ndim,
+                                    cp_error *err);
+cp_status cp_npy_write_data(cp_npy_writer *w, const void *data, size_t bytes, cp_error *err);
+/* Checks the byte count and flushes to disk; the writer is closed either way. */
+cp_status cp_npy_write_end(cp_npy_writer *w, cp_error *err);
+/* Close and delete a partly written file. */
+void cp_npy_write_abort(cp_npy_writer *w);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * BERT tokenization (internal to encoder/): the basic tokenizer (text cleaning, CJK
+ * BERT tokenization (encoder/wordpiece.c, encoder/basic_tokenizer.c): the basic tokenizer (text cleaning, CJK
  * splitting, accent stripping, lowercasing, whitespace and punctuation splitting) and
  * WordPiece, reimplementing the behaviour of Hugging Face's Rust `tokenizers`
  * (BertNormalizer + BertPreTokenizer + WordPiece + added special tokens) so that ids match
@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cp_error.h"
+#include "colplaid/error.h"
 
 /* ---------------------------------------------------------------------------------------
  * Basic tokenizer (also used alone by the static word-vector model).

@@ -7,7 +7,9 @@
  * We look for the three keys anywhere in it rather than parse Python in general: numpy
  * writes exactly this shape, and anything we do not understand is rejected by name.
  */
-#include "npy.h"
+#include "colplaid/npy.h"
+#include "cp_half.h"
+#include "cp_mmap.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,31 +34,6 @@ const char *cp_npy_dtype_name(cp_npy_dtype dtype)
         return "int64";
     }
     return "?";
-}
-
-float cp_half_to_float(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
-    if (exp == 0) {
-        if (mant == 0) {
-            bits = sign;
-        } else { /* subnormal: renormalise */
-            int e = -1;
-            do {
-                e++;
-                mant <<= 1;
-            } while (!(mant & 0x400));
-            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((mant & 0x3ff) << 13);
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | (mant << 13);
-    } else {
-        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-    }
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
 }
 
 /* The value text after 'key': within the header, or NULL. */
@@ -192,26 +169,17 @@ static int dtype_size(cp_npy_dtype t)
 cp_status cp_npy_open(const char *path, cp_npy *out, cp_error *err)
 {
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return cp_error_set(err, errno == ENOENT ? CP_ENOTFOUND : CP_EIO, "cannot open %s: %s",
-                            path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return cp_error_set(err, CP_EIO, "%s is not a regular file", path);
-    }
-    size_t size = (size_t)sb.st_size;
+    cp_mapped_file file;
+    cp_status st = cp_file_map(path, &file, err);
+    if (st != CP_OK) return st;
+    void *map = file.data;
+    size_t size = file.size;
     if (size < 10) {
-        close(fd);
+        cp_file_unmap(&file);
         return cp_error_set(err, CP_EFORMAT, "%s: not a .npy file (only %zu bytes)", path, size);
     }
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED)
-        return cp_error_set(err, CP_EIO, "cannot map %s: %s", path, strerror(errno));
     size_t off = 0;
-    cp_status st = cp_npy_parse_header(map, size, path, &out->dtype, &out->ndim, out->shape,
+    st = cp_npy_parse_header(map, size, path, &out->dtype, &out->ndim, out->shape,
                                        &out->count, &off, err);
     if (st == CP_OK) {
         out->elem_size = dtype_size(out->dtype);
@@ -228,7 +196,7 @@ cp_status cp_npy_open(const char *path, cp_npy *out, cp_error *err)
         if (!out->path) st = cp_error_set(err, CP_ENOMEM, "out of memory");
     }
     if (st != CP_OK) {
-        munmap(map, size);
+        cp_file_unmap(&file);
         memset(out, 0, sizeof *out);
         return st;
     }

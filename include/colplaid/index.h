@@ -24,7 +24,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "cp_error.h"
+#include "colplaid/error.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -177,6 +177,9 @@ void cp_document_info_free(cp_document_info *info);
 cp_status cp_index_document_embeddings(cp_index *index, int64_t doc_id, float **embeddings,
                                        int32_t *n_tokens, cp_error *err);
 
+/* What cp_index_hit_documents reads besides the external id. */
+enum { CP_DOC_TEXT = 1 << 0, CP_DOC_METADATA = 1 << 1 };
+
 /* Write decompressed embeddings of every live document, in ascending internal id order,
  * as EMB.npy float32 [tokens, dim] + DOCLENS.npy int64 [docs] (+ IDS.txt if ids_path). */
 cp_status cp_index_export(cp_index *index, const char *emb_path, const char *doclens_path,
@@ -237,6 +240,43 @@ cp_status cp_index_search_batch(cp_index *index, const float *const *queries, co
                                 size_t n_queries, int dim, const cp_search_params *params,
                                 int threads, cp_hit *hits, int *n_hits, cp_error *err);
 
+/*
+ * The candidates of a restricted search, for cp_search_params.subset: internal ids, sorted
+ * ascending and unique, of the live documents that are among external_ids (when by_ids;
+ * unknown or deleted ids are skipped, since a first-stage list may name documents deleted
+ * since; an empty list matches nothing) and that match filter_json (when not NULL;
+ * cp_index_filter's syntax, CP_EINVAL naming the bad part). Neither given: no ids. *doc_ids
+ * is malloc'd. Thread-safe.
+ */
+cp_status cp_index_restrict(cp_index *index, const char *filter_json,
+                            const char *const *external_ids, size_t n_external_ids, bool by_ids,
+                            int64_t **doc_ids, size_t *n_doc_ids, cp_error *err);
+
+/*
+ * The documents of n hits in one call: out[i] gets hits[i]'s doc_id, external id and
+ * n_tokens, plus its text and metadata when fields asks for them (CP_DOC_TEXT |
+ * CP_DOC_METADATA; NULL when the document has none). A search reads a snapshot: a hit whose
+ * document was deleted or replaced since comes back with external_id NULL and doc_id -1,
+ * so that a reader never fails because of a concurrent writer. Free every entry with
+ * cp_document_info_free (on failure none needs it). Thread-safe.
+ */
+cp_status cp_index_hit_documents(cp_index *index, const cp_hit *hits, size_t n, int fields,
+                                 cp_document_info *out, cp_error *err);
+
+/*
+ * Exact MaxSim of float token vectors (late interaction's score, as exact search computes
+ * it, with the same kernels): the sum over the n_q query rows of the largest dot product
+ * with any of the n_d document rows (a query row adds 0 when n_d is 0). best_row and
+ * best_sim (n_q entries each, may be NULL) get, per query row, the document row that gave
+ * it (the lowest among equals; -1 when n_d is 0) and that dot product. Vectors are used as
+ * given (not normalised here). Thread-safe.
+ */
+cp_status cp_maxsim_tokens(const float *query, int n_q, const float *doc, int n_d, int dim,
+                           float *score, int32_t *best_row, float *best_sim, cp_error *err);
+
+/* cp_maxsim_tokens' score alone; NaN when it fails (out of memory, bad arguments). */
+float cp_maxsim(const float *query, int n_q, const float *doc, int n_d, int dim);
+
 /* ----------------------------------------------------------------------------------------
  * Metadata filters (index/filter.c).
  * ------------------------------------------------------------------------------------- */
@@ -250,28 +290,6 @@ cp_status cp_index_search_batch(cp_index *index, const float *const *queries, co
  */
 cp_status cp_index_filter(cp_index *index, const char *filter_json, int64_t **doc_ids,
                           size_t *n_ids, cp_error *err);
-
-/* ----------------------------------------------------------------------------------------
- * Retrieval quality metrics (BEIR conventions).
- * ------------------------------------------------------------------------------------- */
-
-typedef struct cp_qrels cp_qrels;
-
-/* Load a BEIR qrels TSV (query-id, corpus-id, score; optional header line). */
-cp_status cp_qrels_load(const char *path, cp_qrels **out, cp_error *err);
-void cp_qrels_free(cp_qrels *qrels);
-/* Number of queries with at least one positive judgement. */
-size_t cp_qrels_query_count(const cp_qrels *qrels);
-/* Whether query_id has judgements (queries without any are skipped in evaluation). */
-bool cp_qrels_has_query(const cp_qrels *qrels, const char *query_id);
-
-typedef struct cp_eval_scores {
-    double ndcg_at_10, recall_at_10, recall_at_100, mrr_at_10;
-} cp_eval_scores;
-
-/* Scores of one ranked list (external doc ids, best first) for query_id. */
-void cp_eval_query(const cp_qrels *qrels, const char *query_id, const char *const *ranked_ids,
-                   size_t n_ranked, cp_eval_scores *out);
 
 /* ----------------------------------------------------------------------------------------
  * Live updates (index/live.c; docs/live-index.md). All need an index opened with

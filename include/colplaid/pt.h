@@ -1,6 +1,6 @@
 /*
- * Reading tensors from PyTorch .pt files (the zip format torch.save has written since 1.6),
- * internal to index/: enough for the files of a Stanford ColBERT index, no Python needed.
+ * Reading tensors from PyTorch .pt files (formats/pt_reader.c; the zip format torch.save has
+ * written since 1.6): enough for the files of a Stanford ColBERT index, no Python needed.
  *
  * A .pt file is a zip archive of stored (uncompressed) entries: `<name>/data.pkl`, a pickle
  * describing the object, and `<name>/data/<key>`, the raw little-endian bytes of each
@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cp_error.h"
+#include "colplaid/error.h"
 
 typedef enum cp_pt_dtype {
     CP_PT_F16,

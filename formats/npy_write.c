@@ -2,7 +2,7 @@
  * .npy writer (see npy_write.h). Header: magic, version 1.0, a Python dict literal padded
  * with spaces so that the data starts at a multiple of 64 bytes, as NumPy writes it.
  */
-#include "npy_write.h"
+#include "colplaid/npy.h"
 
 #include <errno.h>
 #include <inttypes.h>

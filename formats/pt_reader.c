@@ -7,7 +7,9 @@
  * bounds test; every value comes from a fixed-size arena and the value stack, memo and mark
  * stack are bounded, so a hostile file can make the parse fail but never overrun memory.
  */
-#include "pt_reader.h"
+#include "colplaid/pt.h"
+#include "cp_half.h"
+#include "cp_mmap.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -589,23 +591,14 @@ cp_status cp_pt_parse(const uint8_t *bytes, size_t size, const char *name, cp_pt
 cp_status cp_pt_open(const char *path, cp_pt_file *out, cp_error *err)
 {
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return cp_error_set(err, errno == ENOENT ? CP_ENOTFOUND : CP_EIO, "cannot open %s: %s",
-                            path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return cp_error_set(err, CP_EFORMAT, "%s is not a regular file", path);
-    }
-    size_t size = (size_t)sb.st_size;
-    void *map = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
-    close(fd);
-    if (size && map == MAP_FAILED)
-        return cp_error_set(err, CP_EIO, "cannot map %s: %s", path, strerror(errno));
-    cp_status st = cp_pt_parse(map, size, path, out, err);
+    cp_mapped_file file;
+    cp_status st = cp_file_map(path, &file, err);
+    if (st != CP_OK) return st;
+    void *map = file.data;
+    size_t size = file.size;
+    st = cp_pt_parse(map, size, path, out, err);
     if (st != CP_OK) {
-        if (size) munmap(map, size);
+        cp_file_unmap(&file);
         return st;
     }
     out->map = map;
@@ -619,16 +612,6 @@ void cp_pt_close(cp_pt_file *f)
     if (f->map) munmap(f->map, f->size);
     free(f->path);
     memset(f, 0, sizeof *f);
-}
-
-static float half_to_float(uint16_t h)
-{
-    int e = (h >> 10) & 0x1f, mant = h & 0x3ff;
-    float v;
-    if (e == 0) v = ldexpf((float)mant, -24);
-    else if (e == 31) v = mant ? NAN : INFINITY;
-    else v = ldexpf((float)(mant | 0x400), e - 25);
-    return (h & 0x8000) ? -v : v;
 }
 
 int64_t cp_pt_int_at(const cp_pt_tensor *t, int64_t i)
@@ -649,7 +632,7 @@ float cp_pt_float_at(const cp_pt_tensor *t, int64_t i)
 {
     const uint8_t *p = t->data + i * t->elem_size;
     switch (t->dtype) {
-    case CP_PT_F16: return half_to_float(le16(p));
+    case CP_PT_F16: return cp_half_to_float(le16(p));
     case CP_PT_F32: {
         float f;
         memcpy(&f, p, 4);
