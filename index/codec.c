@@ -8,7 +8,9 @@
  *   multiply-adds). Where the CPU has AMX it runs on bf16 tiles with a fused running
  *   maximum and fp32 rescoring of the finalists (codec_amx.c, ~10x faster); otherwise, and
  *   as the exact reference, as blocked sgemm (BLAS) followed by a row argmax, blocks sized
- *   so each thread's score matrix stays around 16 MB whatever K is.
+ *   so each thread's score matrix stays around 16 MB whatever K is. Without AMX and with
+ *   K >= 4096 the automatic choice is the approximate PROBE kernel (codec_probe.c), which
+ *   scores only the centroids of the few groups nearest to a token.
  * - Bucketisation and packing are per token and cheap; each worker thread does them for
  *   the blocks it scored.
  * - cp_codec_decompress_one is the slow, obviously-correct reference; faster decoders in
