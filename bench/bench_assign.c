@@ -17,7 +17,9 @@
 #include <time.h>
 
 #include "cp_cpu.h"
-#include "index_internal.h"
+#include "codec.h"
+#include "codec_amx.h"
+#include "kmeans.h"
 
 static double clock_s(clockid_t id)
 {

@@ -17,6 +17,8 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "codec.h"
+#include "snapshot.h"
 #include "storage.h"
 
 /* Thread CPU time, not wall time: the machines this runs on are often shared, and CPU time

@@ -24,9 +24,11 @@
 #include <time.h>
 
 #include "colplaid/index.h"
+#include "index_handle.h"
 #include "kernels.h"
+#include "search.h"
+#include "snapshot.h"
 #include "colplaid/npy.h"
-#include "search_internal.h"
 
 typedef struct bench_opts {
     const char *index, *queries, *emb, *doclens, *json, *label;

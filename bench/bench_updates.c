@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cp_cpu.h"
+#include "codec.h"
 #include "storage.h"
 
 enum { DIM = 128, NBITS = 2 };

@@ -1,6 +1,6 @@
 /*
  * Pieces of the BERT tokenizer shared between basic_tokenizer.c, wordpiece.c and the static
- * model (internal to encoder/). See wordpiece.h for the public-to-encoder interface.
+ * model (internal to encoder/). See colplaid/tokenizer.h for the public interface.
  */
 #ifndef CP_WORDPIECE_INTERNAL_H
 #define CP_WORDPIECE_INTERNAL_H

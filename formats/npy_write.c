@@ -1,5 +1,5 @@
 /*
- * .npy writer (see npy_write.h). Header: magic, version 1.0, a Python dict literal padded
+ * .npy writer (see colplaid/npy.h). Header: magic, version 1.0, a Python dict literal padded
  * with spaces so that the data starts at a multiple of 64 bytes, as NumPy writes it.
  */
 #include "colplaid/npy.h"

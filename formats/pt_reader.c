@@ -1,7 +1,7 @@
 /*
  * PyTorch .pt reader: a bounded zip directory reader plus a small pickle interpreter that
  * only builds values (no imports, no calls beyond recognising torch's tensor rebuild
- * functions by name). See pt_reader.h for what is accepted.
+ * functions by name). See colplaid/pt.h for what is accepted.
  *
  * Invariants: every read from the buffer goes through cursor checks (rd_*) or an explicit
  * bounds test; every value comes from a fixed-size arena and the value stack, memo and mark
@@ -593,16 +593,13 @@ cp_status cp_pt_open(const char *path, cp_pt_file *out, cp_error *err)
     memset(out, 0, sizeof *out);
     cp_mapped_file file;
     cp_status st = cp_file_map(path, &file, err);
-    if (st != CP_OK) return st;
-    void *map = file.data;
-    size_t size = file.size;
-    st = cp_pt_parse(map, size, path, out, err);
+    if (st == CP_OK) st = cp_pt_parse(file.data, file.size, path, out, err);
     if (st != CP_OK) {
         cp_file_unmap(&file);
         return st;
     }
-    out->map = map;
-    out->size = size;
+    out->map = file.data;
+    out->size = file.size;
     out->path = strdup(path);
     return CP_OK;
 }

@@ -38,7 +38,10 @@
 
 #include "cp_progress.h"
 #include "cp_strtab.h"
-#include "index_internal.h"
+#include "build.h"
+#include "codec.h"
+#include "drift.h"
+#include "kmeans.h"
 #include "storage.h"
 
 /* Tokens kept from the sample for training (k-means + held-out). FAISS would subsample to

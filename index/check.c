@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "storage.h"
 
 typedef struct checker {

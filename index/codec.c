@@ -1,7 +1,7 @@
 /*
  * The ColBERTv2 residual codec (PLAID.md 1.5-1.8): a token vector becomes the id of its
  * nearest centroid (by inner product) plus its residual quantised to nbits per dimension
- * with global bucket cutoffs, packed in natural bit order (index_internal.h).
+ * with global bucket cutoffs, packed in natural bit order (codec.h).
  *
  * Why it looks like this:
  * - Nearest-centroid search is the one heavy step of an index build (tokens x K x dim
@@ -29,7 +29,9 @@
 #include <string.h>
 
 #include "cp_cpu.h"
-#include "index_internal.h"
+#include "codec.h"
+#include "codec_amx.h"
+#include "codec_probe.h"
 
 /* Below this many vectors the AMX path's per-call centroid conversion (K x dim) costs more
  * than the sgemm it saves, so small live upserts stay on BLAS. */

@@ -32,7 +32,7 @@
 #include <string.h>
 
 #include "cp_cpu.h"
-#include "index_internal.h"
+#include "codec_amx.h"
 
 #define SUPER_ROWS 512 /* vectors per superblock, a multiple of 32 */
 #define N_CLASS 4      /* running maxima per vector (centroid id mod 4) */

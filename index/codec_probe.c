@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "index_internal.h"
+#include "codec_probe.h"
 
 /* Lloyd steps that group the centroids; more change the groups little. */
 #define CP_PROBE_GROUP_ITERS 4

@@ -10,7 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "index_internal.h"
+#include "codec.h"
+#include "index_handle.h"
+#include "snapshot.h"
 #include "colplaid/npy.h"
 
 static cp_status write_embeddings(const cp_snapshot *s, cp_npy_writer *w, cp_error *err)

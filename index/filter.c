@@ -20,7 +20,8 @@
  * - A field that no document has matches nothing; that is not an error.
  * - Documents whose metadata is not valid JSON are treated as having no fields.
  */
-#include "index_internal.h"
+#include "filter.h"
+#include "index_handle.h"
 
 #include <math.h>
 #include <sqlite3.h>

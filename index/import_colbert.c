@@ -29,6 +29,7 @@
 
 #include "cp_progress.h"
 #include "colplaid/pt.h"
+#include "codec.h"
 #include "storage.h"
 
 #define IMPORT_SEGMENT_DOCS 4096

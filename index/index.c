@@ -30,7 +30,9 @@
 #include <sys/stat.h>
 
 #include "cp_strtab.h"
-#include "index_internal.h"
+#include "codec.h"
+#include "index_handle.h"
+#include "snapshot.h"
 #include "storage.h"
 
 #define POOL_MAX 8

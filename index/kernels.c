@@ -4,6 +4,7 @@
  * These loops are written for clarity: they are the reference that tests compare the SIMD
  * tables against, and the path used on CPUs without AVX2 (or with CP_FORCE_PORTABLE=1).
  */
+#include "codec.h"
 #include "kernels.h"
 
 #include <math.h>

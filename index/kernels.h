@@ -1,5 +1,5 @@
 /*
- * The hot loops of search (internal to index/), behind a table of function pointers that
+ * The hot loops of search (index/kernels*.c), behind a table of function pointers that
  * is chosen once at run time from the CPU's features (cp_cpu_features(); the environment
  * variable CP_FORCE_PORTABLE=1 forces the portable table). The portable C versions are the
  * reference every SIMD version is tested against.
@@ -9,7 +9,7 @@
  *   i < nq, 0 for nq <= i < nqp, with nqp = cp_kernels_nqp(nq) (a multiple of 32). Padding
  *   columns therefore score 0 and are excluded from maxima and sums by the callers/kernels.
  * - A score matrix S (rows x nqp) is row-major: S[r * nqp + i] = <A_r, Q_i>.
- * - Residual bytes are in natural bit order (see index_internal.h).
+ * - Residual bytes are in natural bit order (see codec.h).
  *
  * All functions are pure (no global state) and thread-safe.
  */
@@ -19,7 +19,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "index_internal.h"
+#include "codec.h"
 
 /* Column padding: the SIMD kernels process query tokens in blocks of 32. */
 static inline int cp_kernels_nqp(int nq)

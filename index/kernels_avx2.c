@@ -7,6 +7,7 @@
  * decode: the nbits residual bytes of 8 dims are spread to one byte per lane, shifted and
  * masked to bucket indices and mapped to weights with in-register permutes.
  */
+#include "codec.h"
 #include "kernels.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

@@ -10,6 +10,7 @@
  * byte shuffle, shifted per lane and masked to bucket indices, then mapped to weights with
  * one in-register permute (no memory LUT); nbits = 8 (256 weights) uses a gather.
  */
+#include "codec.h"
 #include "kernels.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

@@ -29,7 +29,9 @@
 #include <faiss/c_api/IndexFlat_c.h>
 #include <faiss/c_api/error_c.h>
 
-#include "index_internal.h"
+#include "codec.h"
+#include "codec_amx.h"
+#include "kmeans.h"
 
 /* The OpenMP runtime's own entry point (FAISS is OpenMP-parallel); declared here rather
  * than through omp.h so that the file builds the same with gcc and clang. */

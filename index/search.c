@@ -25,8 +25,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "codec.h"
+#include "index_handle.h"
 #include "kernels.h"
-#include "search_internal.h"
+#include "search.h"
+#include "snapshot.h"
 
 /* ---------------------------------------------------------------------------------------
  * Parameters (PLAID.md 3.2)

@@ -24,7 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "index_internal.h"
+#include "codec.h"
+#include "snapshot.h"
 #include "storage.h"
 
 void cp_snapshot_retain(cp_snapshot *snap)

@@ -20,6 +20,7 @@
  *   the POSIX locks SQLite holds for every connection of this process.
  * - Host byte order must be little-endian (the blobs are little-endian arrays).
  */
+#include "codec.h"
 #include "storage.h"
 
 #include <errno.h>

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "index_internal.h"
+#include "codec.h"
 
 typedef struct cp_store cp_store;
 
@@ -58,9 +58,6 @@ cp_status cp_store_append_segment(cp_store *store, const cp_segment_input *seg,
 
 cp_status cp_store_load_codec(cp_store *store, cp_codec *out, cp_error *err);
 
-/* Read every segment into a new snapshot (refcount 1), with the IVF built. */
-cp_status cp_store_load_snapshot(cp_store *store, cp_snapshot **out, cp_error *err);
-
 /* ---------------------------------------------------------------------------------------
  * Additions used by the loader, index.c and the checker (storage.c).
  * ------------------------------------------------------------------------------------ */
@@ -102,10 +99,6 @@ cp_status cp_store_segments_begin(cp_store *store, cp_segment_iter **out, cp_err
 cp_status cp_store_segments_next(cp_segment_iter *it, cp_segment_data *seg, bool *has,
                                  cp_error *err);
 void cp_store_segments_end(cp_segment_iter *it);
-
-/* The writer store of an index opened with CP_OPEN_WRITE (NULL otherwise): write paths
- * (add, delete, compact) run their transactions on it (index/index.c). */
-cp_store *cp_index_writer_store(cp_index *index);
 
 /* meta value parsed as an integer in [min, max]; CP_ECORRUPT naming key and file if absent
  * or malformed. */

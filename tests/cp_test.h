@@ -54,15 +54,16 @@ static int cp_test_failures;
 #define CP_TEST_RESULT()                                                                   \
     (cp_test_failures ? (fprintf(stderr, "%d check(s) failed\n", cp_test_failures), 1) : 0)
 
-/* The shared/data folder, or NULL (with a skip message) if it is not there. */
-static inline const char *cp_test_shared_data(void)
+/* The repository's fixture folder tests/data (vocabulary, real ColBERT indexes; see its
+ * README): $CP_TEST_DATA as ctest sets it, else the path compiled in. */
+static inline const char *cp_test_data(void)
 {
-    const char *dir = getenv("CP_SHARED_DATA");
+    const char *dir = getenv("CP_TEST_DATA");
     if (dir && *dir) return dir;
-#ifdef CP_SHARED_DATA_DEFAULT
-    return CP_SHARED_DATA_DEFAULT;
+#ifdef CP_TEST_DATA_DIR
+    return CP_TEST_DATA_DIR;
 #else
-    return NULL;
+    return "tests/data";
 #endif
 }
 

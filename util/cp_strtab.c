@@ -5,7 +5,8 @@
 static bool alloc_slots(cp_strtab *t, uint64_t n_rows)
 {
     uint64_t cap = 16;
-    while (cap < n_rows * 2) cap <<= 1;
+    while (cap < n_rows * 2)
+        cap <<= 1;
     int32_t *slots = malloc(cap * sizeof *slots);
     if (!slots) return false;
     memset(slots, 0xff, cap * sizeof *slots); /* every slot CP_STRTAB_EMPTY */
@@ -42,7 +43,8 @@ bool cp_strtab_reserve(cp_strtab *t, uint64_t n_more, cp_strtab_key_fn key_of, c
 {
     if (cp_strtab_has_room(t, n_more)) return true;
     uint64_t rows = 0;
-    for (uint64_t i = 0; t->slots && i <= t->mask; i++) rows += t->slots[i] >= 0;
+    for (uint64_t i = 0; t->slots && i <= t->mask; i++)
+        rows += t->slots[i] >= 0;
     cp_strtab next;
     /* double the rows so that a run of inserts rebuilds O(log n) times */
     if (!cp_strtab_init(&next, 2 * (rows + n_more))) return false;

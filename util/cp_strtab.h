@@ -30,7 +30,8 @@ typedef const char *(*cp_strtab_key_fn)(const void *ctx, int32_t row);
 static inline uint64_t cp_hash_str(const char *s)
 {
     uint64_t h = UINT64_C(0xcbf29ce484222325);
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * UINT64_C(0x100000001b3);
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * UINT64_C(0x100000001b3);
     return h ^ (h >> 31);
 }
 
@@ -49,8 +50,8 @@ static inline bool cp_strtab_has_room(const cp_strtab *t, uint64_t n_more)
 bool cp_strtab_reserve(cp_strtab *t, uint64_t n_more, cp_strtab_key_fn key_of, const void *ctx);
 
 /* The row whose key equals key, or -1. */
-static inline int32_t cp_strtab_find(const cp_strtab *t, const char *key,
-                                     cp_strtab_key_fn key_of, const void *ctx)
+static inline int32_t cp_strtab_find(const cp_strtab *t, const char *key, cp_strtab_key_fn key_of,
+                                     const void *ctx)
 {
     if (!t->slots) return -1;
     for (uint64_t i = cp_hash_str(key) & t->mask;; i = (i + 1) & t->mask) {
@@ -65,7 +66,8 @@ static inline int32_t cp_strtab_find(const cp_strtab *t, const char *key,
 static inline void cp_strtab_insert(cp_strtab *t, const char *key, int32_t row)
 {
     uint64_t i = cp_hash_str(key) & t->mask;
-    while (t->slots[i] >= 0) i = (i + 1) & t->mask;
+    while (t->slots[i] >= 0)
+        i = (i + 1) & t->mask;
     if (t->slots[i] == CP_STRTAB_EMPTY) t->used++;
     t->slots[i] = row;
 }

@@ -21,7 +21,7 @@ OUT=${OUT:-bench_encoder.json}
 REPS=${REPS:-5}   # timed runs per engine (after one warm-up); the best is kept
 PY=/usr/bin/python3
 CORETYPE=$(grep -q avx512f /proc/cpuinfo && echo SkylakeX || echo Haswell)
-VOCAB="$SRC/../shared/data/vocab/bert-base-uncased-vocab.txt"
+VOCAB="$SRC/tests/data/vocab/bert-base-uncased-vocab.txt"
 [ -f "$VOCAB" ] && VOCAB_ARG="--vocab $VOCAB" || VOCAB_ARG=""
 if [ ! -f "$MODEL/model.safetensors" ]; then
   echo "writing a random BERT-base-shaped checkpoint to $MODEL" >&2

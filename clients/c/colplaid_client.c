@@ -319,21 +319,28 @@ static char *base64(const unsigned char *in, size_t n)
     return out;
 }
 
-int cpc_search_embeddings(cpc_client *c, const char *index, const float *embeddings, int n_tokens,
-                          int dim, int k, bool include_text, cpc_results *out, cpc_error *err)
+/* The little-endian float32 bytes of n floats as base64; NULL when out of memory. */
+static char *floats_base64(const float *v, size_t n)
 {
-    memset(out, 0, sizeof *out);
-    if (n_tokens < 1 || dim < 1) return fail(err, 0, "INVALID_ARGUMENT", "n_tokens and dim must be >= 1");
-    size_t n = (size_t)n_tokens * (size_t)dim;
-    unsigned char *bytes = malloc(n * 4);
-    if (!bytes) return fail(err, 0, "OUT_OF_MEMORY", "out of memory");
+    unsigned char *bytes = malloc(n ? n * 4 : 1);
+    if (!bytes) return NULL;
     for (size_t i = 0; i < n; i++) { /* little-endian float32 whatever the host order */
         uint32_t u;
-        memcpy(&u, &embeddings[i], 4);
+        memcpy(&u, &v[i], 4);
         for (int b = 0; b < 4; b++) bytes[4 * i + (size_t)b] = (unsigned char)(u >> (8 * b));
     }
     char *b64 = base64(bytes, n * 4);
     free(bytes);
+    return b64;
+}
+
+int cpc_search_embeddings(cpc_client *c, const char *index, const float *embeddings, int n_tokens,
+                          int dim, int k, bool include_text, cpc_results *out, cpc_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (n_tokens < 1 || dim < 1)
+        return fail(err, 0, "INVALID_ARGUMENT", "n_tokens and dim must be >= 1");
+    char *b64 = floats_base64(embeddings, (size_t)n_tokens * (size_t)dim);
     if (!b64) return fail(err, 0, "OUT_OF_MEMORY", "out of memory");
     cJSON *q = cJSON_CreateObject();
     cJSON_AddStringToObject(q, "embeddings_b64", b64);
@@ -392,4 +399,303 @@ void cpc_document_free(cpc_document *d)
     free(d->text);
     free(d->metadata_json);
     memset(d, 0, sizeof *d);
+}
+
+/* ---- encode, rerank and writes ------------------------------------------------------------ */
+
+/* "/v1/indexes/{index}" + suffix, the name percent-encoded; NULL when out of memory. */
+static char *index_path(cpc_client *c, const char *index, const char *suffix)
+{
+    char *name = escape(c, index);
+    buf path = {0};
+    buf_str(&path, "/v1/indexes/");
+    buf_str(&path, name ? name : "");
+    buf_str(&path, suffix);
+    if (!name || path.oom) {
+        free(path.data);
+        path.data = NULL;
+    }
+    free(name);
+    return path.data;
+}
+
+/* POST/DELETE body (consumed) to path; *root gets the answer. */
+static int send_json(cpc_client *c, const char *method, const char *path, cJSON *body, cJSON **root,
+                     cpc_error *err)
+{
+    *root = NULL;
+    char *text = body ? cJSON_PrintUnformatted(body) : NULL;
+    cJSON_Delete(body);
+    int rc = (!body || !text || !path) ? fail(err, 0, "OUT_OF_MEMORY", "out of memory")
+                                       : request(c, method, path, text, root, err);
+    free(text);
+    return rc;
+}
+
+/* Adds an input's text or embeddings_b64 + shape to obj; -1 (err filled) on bad input. */
+static int add_input(cJSON *obj, const cpc_input *in, const char *what, cpc_error *err)
+{
+    if (in->text) cJSON_AddStringToObject(obj, "text", in->text);
+    if (in->embeddings) {
+        if (in->n_tokens < 1 || in->dim < 1)
+            return fail(err, 0, "INVALID_ARGUMENT", "%s: n_tokens and dim must be >= 1", what);
+        char *b64 = floats_base64(in->embeddings, (size_t)in->n_tokens * (size_t)in->dim);
+        if (!b64) return fail(err, 0, "OUT_OF_MEMORY", "out of memory");
+        cJSON_AddStringToObject(obj, "embeddings_b64", b64);
+        free(b64);
+        int shape[2] = {in->n_tokens, in->dim};
+        cJSON_AddItemToObject(obj, "shape", cJSON_CreateIntArray(shape, 2));
+    }
+    if (!in->text && !in->embeddings)
+        return fail(err, 0, "INVALID_ARGUMENT", "%s has neither text nor embeddings", what);
+    return 0;
+}
+
+static int base64_value(char ch)
+{
+    if (ch >= 'A' && ch <= 'Z') return ch - 'A';
+    if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9') return ch - '0' + 52;
+    if (ch == '+') return 62;
+    if (ch == '/') return 63;
+    return -1;
+}
+
+/* Decodes padded base64 into exactly want bytes; -1 if it is not that. */
+static int unbase64(const char *s, unsigned char *out, size_t want)
+{
+    size_t len = strlen(s), o = 0;
+    if (len % 4) return -1;
+    for (size_t i = 0; i < len; i += 4) {
+        int v[4];
+        int pad = 0;
+        for (int j = 0; j < 4; j++) {
+            char ch = s[i + (size_t)j];
+            if (ch == '=' && i + 4 == len && j >= 2) {
+                v[j] = 0;
+                pad++;
+            } else if ((v[j] = base64_value(ch)) < 0 || pad) {
+                return -1;
+            }
+        }
+        uint32_t w =
+            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        unsigned char b[3] = {(unsigned char)(w >> 16), (unsigned char)(w >> 8), (unsigned char)w};
+        for (int j = 0; j < 3 - pad; j++) {
+            if (o == want) return -1;
+            out[o++] = b[j];
+        }
+    }
+    return o == want ? 0 : -1;
+}
+
+void cpc_embeddings_free(cpc_embeddings *e, size_t n)
+{
+    if (!e) return;
+    for (size_t i = 0; i < n; i++)
+        free(e[i].data);
+    free(e);
+}
+
+/* One result of /v1/encode ({"shape": [t, d], "embeddings_b64"}) into *e. */
+static int parse_embeddings(const cJSON *r, cpc_embeddings *e, cpc_error *err)
+{
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(r, "shape");
+    const cJSON *b64 = cJSON_GetObjectItemCaseSensitive(r, "embeddings_b64");
+    double t = cJSON_GetNumberValue(cJSON_GetArrayItem(shape, 0));
+    double d = cJSON_GetNumberValue(cJSON_GetArrayItem(shape, 1));
+    if (cJSON_GetArraySize(shape) != 2 || !cJSON_IsString(b64) || !(t >= 0 && t <= 1e7) ||
+        !(d >= 1 && d <= 1e5))
+        return fail(err, 200, "BAD_RESPONSE", "an encode result without shape and embeddings_b64");
+    e->n_tokens = (int)t;
+    e->dim = (int)d;
+    size_t n = (size_t)e->n_tokens * (size_t)e->dim;
+    unsigned char *bytes = malloc(n ? n * 4 : 1);
+    e->data = malloc(n ? n * sizeof(float) : 1);
+    int rc = 0;
+    if (!bytes || !e->data)
+        rc = fail(err, 200, "OUT_OF_MEMORY", "out of memory");
+    else if (unbase64(b64->valuestring, bytes, n * 4))
+        rc = fail(err, 200, "BAD_RESPONSE", "embeddings_b64 does not decode to shape [%d, %d]",
+                  e->n_tokens, e->dim);
+    for (size_t i = 0; !rc && i < n; i++) {
+        uint32_t u = (uint32_t)bytes[4 * i] | (uint32_t)bytes[4 * i + 1] << 8 |
+                     (uint32_t)bytes[4 * i + 2] << 16 | (uint32_t)bytes[4 * i + 3] << 24;
+        memcpy(&e->data[i], &u, 4);
+    }
+    free(bytes);
+    return rc;
+}
+
+int cpc_encode(cpc_client *c, const char *const *texts, size_t n, const char *kind,
+               cpc_embeddings **out, cpc_error *err)
+{
+    *out = NULL;
+    if (n < 1) return fail(err, 0, "INVALID_ARGUMENT", "encode needs at least one text");
+    cJSON *body = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(body, "texts");
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateString(texts[i]));
+    cJSON_AddStringToObject(body, "kind", kind ? kind : "query");
+    cJSON_AddStringToObject(body, "format", "b64");
+    cJSON *root;
+    if (send_json(c, "POST", "/v1/encode", body, &root, err)) return -1;
+    const cJSON *results = cJSON_GetObjectItemCaseSensitive(root, "results");
+    int rc = 0;
+    cpc_embeddings *e = calloc(n, sizeof *e);
+    if (!e)
+        rc = fail(err, 200, "OUT_OF_MEMORY", "out of memory");
+    else if (cJSON_GetArraySize(results) != (int)n)
+        rc = fail(err, 200, "BAD_RESPONSE", "%d encode results for %zu texts",
+                  cJSON_GetArraySize(results), n);
+    for (size_t i = 0; !rc && i < n; i++)
+        rc = parse_embeddings(cJSON_GetArrayItem(results, (int)i), &e[i], err);
+    cJSON_Delete(root);
+    if (rc)
+        cpc_embeddings_free(e, n);
+    else
+        *out = e;
+    return rc;
+}
+
+int cpc_rerank(cpc_client *c, const cpc_input *query, const cpc_input *documents, size_t n,
+               cpc_ranked **out, cpc_error *err)
+{
+    *out = NULL;
+    if (n < 1) return fail(err, 0, "INVALID_ARGUMENT", "rerank needs at least one document");
+    cJSON *body = cJSON_CreateObject();
+    cJSON *q = cJSON_AddObjectToObject(body, "query");
+    cJSON *docs = cJSON_AddArrayToObject(body, "documents");
+    int rc = add_input(q, query, "the query", err);
+    for (size_t i = 0; !rc && i < n; i++) {
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddItemToArray(docs, d);
+        char what[48];
+        snprintf(what, sizeof what, "document %zu", i);
+        rc = add_input(d, &documents[i], what, err);
+    }
+    if (rc) {
+        cJSON_Delete(body);
+        return rc;
+    }
+    cJSON *root;
+    if (send_json(c, "POST", "/v1/rerank", body, &root, err)) return -1;
+    const cJSON *results = cJSON_GetObjectItemCaseSensitive(root, "results");
+    cpc_ranked *r = calloc(n, sizeof *r);
+    if (!r)
+        rc = fail(err, 200, "OUT_OF_MEMORY", "out of memory");
+    else if (cJSON_GetArraySize(results) != (int)n)
+        rc = fail(err, 200, "BAD_RESPONSE", "%d rerank results for %zu documents",
+                  cJSON_GetArraySize(results), n);
+    for (size_t i = 0; !rc && i < n; i++) {
+        const cJSON *item = cJSON_GetArrayItem(results, (int)i);
+        const cJSON *index = cJSON_GetObjectItemCaseSensitive(item, "index");
+        const cJSON *score = cJSON_GetObjectItemCaseSensitive(item, "score");
+        if (!cJSON_IsNumber(index) || !cJSON_IsNumber(score) || index->valuedouble < 0 ||
+            index->valuedouble >= (double)n)
+            rc =
+                fail(err, 200, "BAD_RESPONSE", "rerank result %zu has no valid index and score", i);
+        else
+            r[i] = (cpc_ranked){(size_t)index->valuedouble, (float)score->valuedouble};
+    }
+    cJSON_Delete(root);
+    if (rc)
+        free(r);
+    else
+        *out = r;
+    return rc;
+}
+
+/* A count of an answer: 0 when absent (a write answer has either upserted or deleted). */
+static long count(const cJSON *root, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 1e15 ? (long)v->valuedouble
+                                                                             : 0;
+}
+
+static void parse_write(const cJSON *root, cpc_write_result *out)
+{
+    out->upserted = count(root, "upserted");
+    out->added = count(root, "added");
+    out->replaced = count(root, "replaced");
+    out->tokens = count(root, "tokens");
+    out->deleted = count(root, "deleted");
+    out->rebuild_advised = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "rebuild_advised"));
+}
+
+/* A write (upsert or delete) with body (consumed) to the index's documents route. */
+static int write_request(cpc_client *c, const char *method, const char *index, cJSON *body,
+                         cpc_write_result *out, cpc_error *err)
+{
+    char *path = index_path(c, index, "/documents");
+    cJSON *root;
+    int rc = send_json(c, method, path, body, &root, err);
+    free(path);
+    if (!rc) parse_write(root, out);
+    cJSON_Delete(root);
+    return rc;
+}
+
+int cpc_upsert(cpc_client *c, const char *index, const cpc_write_document *docs, size_t n,
+               cpc_write_result *out, cpc_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (n < 1) return fail(err, 0, "INVALID_ARGUMENT", "upsert needs at least one document");
+    cJSON *body = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(body, "documents");
+    int rc = 0;
+    for (size_t i = 0; !rc && i < n; i++) {
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddItemToArray(arr, d);
+        if (!docs[i].id) {
+            rc = fail(err, 0, "INVALID_ARGUMENT", "document %zu has no id", i);
+            break;
+        }
+        cJSON_AddStringToObject(d, "id", docs[i].id);
+        char what[48];
+        snprintf(what, sizeof what, "document %zu", i);
+        rc = add_input(d, &docs[i].content, what, err);
+        if (!rc && docs[i].metadata_json) {
+            cJSON *m = cJSON_Parse(docs[i].metadata_json);
+            if (!cJSON_IsObject(m)) {
+                cJSON_Delete(m);
+                rc = fail(err, 0, "INVALID_ARGUMENT", "document %zu: metadata is not a JSON object",
+                          i);
+            } else {
+                cJSON_AddItemToObject(d, "metadata", m);
+            }
+        }
+    }
+    if (rc) {
+        cJSON_Delete(body);
+        return rc;
+    }
+    return write_request(c, "POST", index, body, out, err);
+}
+
+int cpc_delete_ids(cpc_client *c, const char *index, const char *const *ids, size_t n,
+                   cpc_write_result *out, cpc_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (n < 1) return fail(err, 0, "INVALID_ARGUMENT", "delete needs at least one id");
+    cJSON *body = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(body, "ids");
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateString(ids[i]));
+    return write_request(c, "DELETE", index, body, out, err);
+}
+
+int cpc_delete_filter(cpc_client *c, const char *index, const char *filter_json,
+                      cpc_write_result *out, cpc_error *err)
+{
+    memset(out, 0, sizeof *out);
+    cJSON *filter = filter_json ? cJSON_Parse(filter_json) : NULL;
+    if (!cJSON_IsObject(filter)) {
+        cJSON_Delete(filter);
+        return fail(err, 0, "INVALID_ARGUMENT", "the filter is not a JSON object");
+    }
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddItemToObject(body, "filter", filter);
+    return write_request(c, "DELETE", index, body, out, err);
 }

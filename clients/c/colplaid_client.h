@@ -12,6 +12,9 @@
  *   }
  *   cpc_client_free(c);
  *
+ * Routes: health, search (text or embeddings), documents (get, upsert, delete), encode and
+ * rerank; the index administration routes do not exist in the API (use the CLI).
+ *
  * Errors are values: every call returns 0 on success or -1 and fills *err with the HTTP
  * status and the server's error code and message (status 0, code "TRANSPORT" when the
  * server could not be reached). Answers 503 / 429 are retried (up to 3 times, waiting the
@@ -80,6 +83,62 @@ void cpc_results_free(cpc_results *r);
 int cpc_get_document(cpc_client *c, const char *index, const char *id, cpc_document *out,
                      cpc_error *err);
 void cpc_document_free(cpc_document *d);
+
+/* A query or document as the API takes it: a text (encoded by the server's model), or token
+ * embeddings (n_tokens x dim float32, row-major, sent as base64) when text is NULL. */
+typedef struct cpc_input {
+    const char *text;
+    const float *embeddings;
+    int n_tokens, dim;
+} cpc_input;
+
+/* Token embeddings as the server returned them: n_tokens x dim float32, row-major. */
+typedef struct cpc_embeddings {
+    float *data;
+    int n_tokens, dim;
+} cpc_embeddings;
+
+/* POST /v1/encode: the token embeddings of n texts, one cpc_embeddings per text in *out
+ * (malloc'd; free with cpc_embeddings_free(*out, n)). kind: "query" or "document". */
+int cpc_encode(cpc_client *c, const char *const *texts, size_t n, const char *kind,
+               cpc_embeddings **out, cpc_error *err);
+void cpc_embeddings_free(cpc_embeddings *e, size_t n);
+
+/* One reranked document: its position in the request and its MaxSim score. */
+typedef struct cpc_ranked {
+    size_t index;
+    float score;
+} cpc_ranked;
+
+/* POST /v1/rerank: n documents scored against the query, best first as the server orders
+ * them; *out gets n entries (malloc'd; free it). */
+int cpc_rerank(cpc_client *c, const cpc_input *query, const cpc_input *documents, size_t n,
+               cpc_ranked **out, cpc_error *err);
+
+/* A document to insert or replace by id: text and/or embeddings (as cpc_input; with both,
+ * the embeddings are indexed and the text stored; text alone is encoded by the server),
+ * metadata_json a JSON object or NULL. */
+typedef struct cpc_write_document {
+    const char *id;
+    cpc_input content;
+    const char *metadata_json;
+} cpc_write_document;
+
+typedef struct cpc_write_result {
+    long upserted, added, replaced, tokens; /* upserted = added + replaced */
+    long deleted;                           /* deletes only */
+    bool rebuild_advised; /* centroid drift says a rebuild would restore quality */
+} cpc_write_result;
+
+/* POST /v1/indexes/{index}/documents: one transaction, durable when this returns 0. */
+int cpc_upsert(cpc_client *c, const char *index, const cpc_write_document *docs, size_t n,
+               cpc_write_result *out, cpc_error *err);
+/* DELETE /v1/indexes/{index}/documents by ids (unknown ids are not counted) ... */
+int cpc_delete_ids(cpc_client *c, const char *index, const char *const *ids, size_t n,
+                   cpc_write_result *out, cpc_error *err);
+/* ... or by a metadata filter (a JSON object, see docs/http-api.md). */
+int cpc_delete_filter(cpc_client *c, const char *index, const char *filter_json,
+                      cpc_write_result *out, cpc_error *err);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# CI step for docker/: there is no Docker engine on these machines, so check what can be
-# checked without one:
+# CI step for docker/, the quick half: static checks of the files. The image itself is built
+# with podman and run by build_and_run.sh (the docker_image test, release build only).
+# Checked here:
 #  1. every project script the Dockerfile runs or copies exists, and CI exercises it
 #     (it is called by scripts/test.sh or by a registered test);
 #  2. the compose file only uses the image the Dockerfile builds and colplaid subcommands

@@ -19,7 +19,7 @@ import tempfile
 try:
     import torch  # noqa: F401
 except ImportError:
-    print("skip: python3-torch is not installed")
+    print("SKIP: python3-torch is not installed")
     sys.exit(77)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

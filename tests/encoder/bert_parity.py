@@ -19,13 +19,13 @@ import tempfile
 import time
 
 if "--full" in sys.argv and not os.environ.get("CP_SLOW_TESTS"):
-    print("skip: the BERT-base shape takes minutes; set CP_SLOW_TESTS=1 to run it")
+    print("SKIP: the BERT-base shape takes minutes; set CP_SLOW_TESTS=1 to run it")
     sys.exit(77)
 
 try:
     import torch
 except ImportError:
-    print("skip: python3-torch is not installed")
+    print("SKIP: python3-torch is not installed")
     sys.exit(77)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -105,6 +105,9 @@ def main():
     ap.add_argument("--full", action="store_true", help="BERT-base shape (12 x 768, dim 128)")
     ap.add_argument("--vocab", help="vocab.txt for the full shape")
     opt = ap.parse_args()
+    if opt.vocab and not os.path.exists(opt.vocab):
+        print(f"FAIL: the vocabulary {opt.vocab} is missing (tests/data)")
+        sys.exit(1)
     torch.manual_seed(0)
     errors = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,7 +120,7 @@ def main():
             if opt.full:
                 a.hidden, a.layers, a.heads, a.intermediate = 768, 12, 12, 3072
                 a.max_pos, a.dim, a.query_maxlen, a.doc_maxlen = 512, 128, 32, 180
-                a.vocab = opt.vocab if opt.vocab and os.path.exists(opt.vocab) else None
+                a.vocab = opt.vocab
             label = f"{a.layout}/{a.dtype}{'/attend-mask' if a.attend_mask else ''}" + \
                     ("/gelu_new" if a.act != "gelu" else "") + \
                     "".join(f"/{k}={x}" for k, x in env.items()) + f"/threads={threads}"

@@ -222,6 +222,7 @@ static void test_alpha_zero(const char *model)
     char path[1024];
     snprintf(path, sizeof path, "%s/colplaid-static.json", model);
     FILE *f = fopen(path, "wb");
+    CP_CHECK(f != NULL);
     if (!f) return;
     fputs("{\"format\": \"colplaid-static\", \"version\": 1, \"dim\": 8, \"source_dim\": 4,"
           " \"vocab_size\": 6, \"alpha\": 0, \"query_maxlen\": 32, \"doc_maxlen\": 300}",
@@ -299,6 +300,7 @@ static void write_rot_json(const char *name, double vals[RW][RS])
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", tmpdir, name);
     FILE *f = fopen(path, "wb");
+    CP_CHECK(f != NULL);
     if (!f) return;
     fprintf(f, "{\"size\": %d, \"dimensions\": %d, \"wordIndex\": %d, \"vectors\": {", RW, RS,
             RS + 1);
@@ -471,6 +473,7 @@ static void test_rotation_model(void)
     /* A bad rotation_seed in the config is a format error. */
     snprintf(path, sizeof path, "%s/colplaid-static.json", rotated);
     f = fopen(path, "wb");
+    CP_CHECK(f != NULL);
     if (!f) return;
     fprintf(f, "{\"format\": \"colplaid-static\", \"dim\": %d, \"source_dim\": %d,"
                " \"vocab_size\": %d, \"rotation_seed\": -3}", RD, RS, RW);

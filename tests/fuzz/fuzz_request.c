@@ -17,7 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "index_internal.h"
+#include "colplaid/index.h"
+#include "filter.h"
 #include "request.h"
 
 static sqlite3 *db;

@@ -12,7 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "build.h"
+#include "codec.h"
+#include "drift.h"
 #include "storage.h"
+#include "search.h"
 #include "storage_test_util.h"
 
 enum { LT_DIM = 32, LT_NBITS = 2, LT_K = 64 };

@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "index_internal.h"
+#include "codec.h"
+#include "snapshot.h"
 
 static uint64_t tu_rng = 0x9E3779B97F4A7C15ull;
 

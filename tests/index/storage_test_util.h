@@ -12,7 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "index_internal.h"
+#include "codec.h"
+#include "index_handle.h"
+#include "snapshot.h"
+#include "storage.h"
 
 /* A fresh folder under the build tree (or /tmp); the caller removes it with rm_rf. */
 static inline char *st_tempdir(const char *name)

@@ -18,7 +18,8 @@
 #include "cp_test.h"
 #define CP_TEST_RNG_SEED 777
 #include "cp_test_rng.h"
-#include "index_internal.h"
+#include "codec.h"
+#include "codec_amx.h"
 
 static double dot(const float *a, const float *b, int dim)
 {

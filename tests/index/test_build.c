@@ -13,7 +13,8 @@
 #include <unistd.h>
 
 #include "cp_test.h"
-#include "index_internal.h"
+#include "codec.h"
+#include "snapshot.h"
 #include "storage.h"
 
 typedef struct mem_source {

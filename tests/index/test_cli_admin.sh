@@ -7,9 +7,9 @@ die() { echo "FAIL: $*" >&2; fail=1; }
 expect_rc() { local want=$1; shift; "$@" >/tmp/cli_admin_out.$$ 2>&1; local rc=$?
   [ "$rc" = "$want" ] || { die "expected exit $want, got $rc: $*"; cat /tmp/cli_admin_out.$$ >&2; }; }
 
-SRC="${CP_SHARED_DATA:-}/colbert-miyazaki/nbits4"
+SRC="${CP_TEST_DATA:-$CP_SOURCE_DIR/tests/data}/colbert-miyazaki/nbits4"
 if [ ! -f "$SRC/metadata.json" ]; then
-  echo "skipped: shared/data/colbert-miyazaki not found"; exit 77
+  echo "FAIL: the fixture $SRC is missing (tests/data)"; exit 1
 fi
 T=$(mktemp -d "${CP_BINARY_DIR:-/tmp}/cli_admin.XXXXXX")
 trap 'rm -rf "$T" /tmp/cli_admin_out.$$' EXIT

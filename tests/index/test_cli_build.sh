@@ -7,7 +7,7 @@ set -u
 : "${COLPLAID:?COLPLAID must point at the colplaid binary}"
 PY=/usr/bin/python3
 if ! $PY -c 'import numpy' 2>/dev/null; then
-    echo "skipped: $PY with numpy is needed to write test .npy files"
+    echo "SKIP: $PY with numpy is needed to write test .npy files"
     exit 77
 fi
 

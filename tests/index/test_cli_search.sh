@@ -7,8 +7,8 @@ set -u
 : "${COLPLAID:?COLPLAID must point at the colplaid binary}"
 GEN=${CP_BINARY_DIR:-.}/bench/gen_synthetic
 if [ ! -x "$GEN" ]; then
-    echo "skipped: $GEN (target gen_synthetic) is not built"
-    exit 77
+    echo "FAIL: $GEN (target gen_synthetic, built with everything) is missing"
+    exit 1
 fi
 work=$(mktemp -d /tmp/cp_test_cli_search.XXXXXX)
 trap 'rm -rf "$work"' EXIT

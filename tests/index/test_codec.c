@@ -14,7 +14,9 @@
 #include "cp_test.h"
 #define CP_TEST_RNG_SEED 12345
 #include "cp_test_rng.h"
-#include "index_internal.h"
+#include "build.h"
+#include "codec.h"
+#include "kmeans.h"
 
 static void test_bucketize(void)
 {

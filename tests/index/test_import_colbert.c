@@ -1,5 +1,5 @@
 /*
- * Import of the real Stanford ColBERT indexes in shared/data/colbert-miyazaki (nbits 4 and
+ * Import of the real Stanford ColBERT indexes in tests/data/colbert-miyazaki (nbits 4 and
  * 8): counts, codes, every decompressed vector against a straightforward implementation of
  * the reference formula (v = normalize(C[code] + w[b_j]) with b_j decoded from the
  * reference bit order here, independently of the codec), the rebuilt IVF against the
@@ -73,16 +73,18 @@ static void ref_vector(const ref_index *r, int64_t t, double *out)
     for (int j = 0; j < r->dim; j++) out[j] /= sqrt(n);
 }
 
-/* The zip reader returns exactly the bytes `unzip -p` extracts (when unzip is installed). */
+/* The zip reader returns exactly the bytes `unzip -p` extracts (unzip: scripts/setup-deps.sh). */
 static void check_zip_bytes(const char *dir)
 {
-    if (system("command -v unzip >/dev/null 2>&1") != 0) return;
     char cmd[1200], tmp[] = "/tmp/cp_test_unzip.XXXXXX";
     int fd = mkstemp(tmp);
+    CP_CHECK(fd >= 0);
     if (fd < 0) return;
     close(fd);
     snprintf(cmd, sizeof cmd, "unzip -p '%s/centroids.pt' centroids/data/0 > '%s'", dir, tmp);
     if (system(cmd) != 0) {
+        fprintf(stderr, "`%s` failed (is unzip installed?)\n", cmd);
+        cp_test_failures++;
         unlink(tmp);
         return;
     }
@@ -303,13 +305,13 @@ static void check_bad_folders(const char *data, const char *tmpdir)
 
 int main(void)
 {
-    const char *data = cp_test_shared_data();
+    const char *data = cp_test_data();
     char probe[1024];
     struct stat sb;
-    snprintf(probe, sizeof probe, "%s/colbert-miyazaki/nbits4/metadata.json", data ? data : "");
-    if (!data || stat(probe, &sb) != 0) {
-        printf("skipped: shared/data/colbert-miyazaki not found (set CP_SHARED_DATA)\n");
-        return CP_TEST_SKIP;
+    snprintf(probe, sizeof probe, "%s/colbert-miyazaki/nbits4/metadata.json", data);
+    if (stat(probe, &sb) != 0) {
+        printf("FAIL: the fixture %s is missing (tests/data)\n", probe);
+        return 1;
     }
     char *tmpdir = st_tempdir("test_import_colbert");
     snprintf(probe, sizeof probe, "%s/colbert-miyazaki/nbits4", data);

@@ -12,6 +12,9 @@
 
 #include "cp_test.h"
 #include "colplaid/npy.h"
+#include "codec.h"
+#include "index_handle.h"
+#include "snapshot.h"
 #include "storage.h"
 #include "storage_test_util.h"
 

@@ -111,13 +111,12 @@ static void test_oversized_storage(const char *dir)
 
 int main(void)
 {
-    const char *data = cp_test_shared_data();
     char dir[1024];
     struct stat sb;
-    snprintf(dir, sizeof dir, "%s/colbert-miyazaki/nbits4", data ? data : "");
-    if (!data || stat(dir, &sb) != 0) {
-        printf("skipped: shared/data/colbert-miyazaki not found (set CP_SHARED_DATA)\n");
-        return CP_TEST_SKIP;
+    snprintf(dir, sizeof dir, "%s/colbert-miyazaki/nbits4", cp_test_data());
+    if (stat(dir, &sb) != 0) {
+        printf("FAIL: the fixture %s is missing (tests/data)\n", dir);
+        return 1;
     }
     expect_shape(dir, "centroids.pt", 1, CP_PT_F16, 2, 1024, 128);
     expect_shape(dir, "0.codes.pt", 1, CP_PT_I32, 1, 15899, 0);

@@ -8,8 +8,9 @@
 #include <string.h>
 
 #include "cp_test.h"
-#include "kernels.h"
-#include "search_internal.h"
+#include "codec.h"
+#include "search.h"
+#include "snapshot.h"
 #include "search_test_util.h"
 
 typedef struct ref_doc {

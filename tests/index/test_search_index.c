@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include "cp_test.h"
-#include "search_internal.h"
+#include "index_handle.h"
+#include "search.h"
+#include "snapshot.h"
 #include "search_test_util.h"
 
 enum { DIM = 64, DOCS = 150, MAXLEN = 20 };

@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "cp_test.h"
+#include "codec.h"
 #include "kernels.h"
+#include "snapshot.h"
 #include "search_test_util.h"
 
 static float max_abs_diff(const float *a, const float *b, size_t n)

@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 
 #include "cp_test.h"
+#include "codec.h"
+#include "snapshot.h"
 #include "storage.h"
 #include "storage_test_util.h"
 
@@ -231,6 +233,7 @@ static void test_tombstones(const char *dir)
 static void write_file(const char *path, const void *data, size_t n)
 {
     FILE *fp = fopen(path, "wb");
+    CP_CHECK(fp != NULL);
     if (!fp) return;
     fwrite(data, 1, n, fp);
     fclose(fp);

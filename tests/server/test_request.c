@@ -8,8 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "colplaid/index.h"
 #include "cp_test.h"
-#include "index_internal.h"
+#include "filter.h"
 #include "request.h"
 
 static void test_base64(void)

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from .client import Client
 
-_METHODS = ("health", "metrics", "openapi", "indexes", "index_info", "create_index", "drop_index",
+_METHODS = ("health", "metrics", "openapi", "indexes", "index_info",
             "get_document", "upsert", "delete_documents", "has_write_routes", "search",
             "search_many", "explain", "encode", "rerank", "request")
 

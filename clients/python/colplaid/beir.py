@@ -3,12 +3,12 @@
     python -m colplaid.beir --url http://127.0.0.1:8080 --corpus DIR \
         --queries DIR/queries.jsonl --qrels DIR/qrels/test.tsv [--index NAME]
 
-When the server serves the live-index write routes (POST /v1/indexes and
-POST /v1/indexes/{name}/documents, per its /openapi.json), the corpus is indexed through
-the API first (--index is created if missing). A server without them (this version's
-routes are read-only) is evaluated against the index it already serves under --index,
-which must have been built from the same corpus (`colplaid index build --corpus DIR`); the
-helper says which of the two it did. Only queries with a positive judgement are evaluated,
+When the server serves the write routes (POST /v1/indexes/{name}/documents, per its
+/openapi.json), the corpus is upserted through the API into the index it serves under
+--index (the API cannot create indexes: serve one, e.g. built by `colplaid index build`).
+A server without them (--read-only) is evaluated against the index it already serves under
+--index, which must have been built from the same corpus (`colplaid index build --corpus
+DIR`); the helper says which of the two it did. Only queries with a positive judgement are evaluated,
 with trec_eval's linear-gain nDCG (as BEIR / pytrec_eval and `colplaid eval` compute it).
 """
 import argparse
@@ -55,7 +55,9 @@ def recall_at(ranked, rels, k=100):
 def index_corpus(client, name, corpus_dir, batch):
     path = os.path.join(corpus_dir, "corpus.jsonl") if os.path.isdir(corpus_dir) else corpus_dir
     if name not in [ix["name"] for ix in client.indexes() if ix]:
-        client.create_index(name)
+        raise SystemExit("beir: the server serves no index \"%s\" and the API cannot create one: "
+                         "serve it (`colplaid serve --index %s=FILE`) or name a served one with --index"
+                         % (name, name))
     docs, n = [], 0
     for d in read_jsonl(path):
         text = ((d.get("title") or "") + " " + (d.get("text") or "")).strip()

@@ -260,19 +260,6 @@ class Client:
     def index_info(self, name: str) -> Dict[str, Any]:
         return self.request("GET", "/v1/indexes/" + _seg(name))
 
-    def create_index(self, name: str, nbits: int = 2, dim: Optional[int] = None,
-                     model: Optional[str] = None) -> Dict[str, Any]:
-        """POST /v1/indexes (a live-index write route; servers without it answer 404/405)."""
-        config: Dict[str, Any] = {"nbits": nbits}
-        if dim is not None:
-            config["dim"] = dim
-        if model is not None:
-            config["model"] = model
-        return self.request("POST", "/v1/indexes", {"name": name, "config": config})
-
-    def drop_index(self, name: str) -> Any:
-        return self.request("DELETE", "/v1/indexes/" + _seg(name))
-
     # ---- documents --------------------------------------------------------------------
 
     def get_document(self, index: str, doc_id: str) -> Dict[str, Any]:

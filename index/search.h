@@ -1,11 +1,17 @@
 /*
- * Search internals visible to tests and benchmarks: a trace of the document sets that flow
- * between PLAID's stages, so each stage can be checked against a naive reference.
+ * PLAID search over a snapshot (index/search.c; cp_index_search is the public entry). The
+ * trace of the document sets that flow between the stages and the stage-4 mode are here so
+ * that tests and benchmarks can check each stage against a naive reference.
  */
-#ifndef CP_SEARCH_INTERNAL_H
-#define CP_SEARCH_INTERNAL_H
+#ifndef CP_SEARCH_H
+#define CP_SEARCH_H
 
-#include "index_internal.h"
+#include "snapshot.h"
+
+/* Search over a snapshot directly (cp_index_search wraps this). */
+cp_status cp_snapshot_search(const cp_snapshot *snap, const float *query, int n_q,
+                             const cp_search_params *params, cp_hit *hits, int *n_hits,
+                             cp_search_timing *timing, cp_error *err);
 
 typedef struct cp_search_trace {
     /* Sorted ascending doc ids, malloc'd by the search (free with cp_search_trace_free).
