@@ -471,7 +471,9 @@ static cp_status train(build *b, cp_error *err)
     /* A sample too small for a held-out split trains the buckets on the training vectors
      * (tiny corpora only: with >= 20 sampled tokens there is always a held-out set). */
     const float *h = heldout ? b->sample + b->n_train * b->dim : b->sample;
-    st = cp_codec_train(&b->codec, h, heldout ? heldout : b->n_train, b->threads, err);
+    st = cp_codec_prepare_probe(&b->codec, err);
+    if (st == CP_OK)
+        st = cp_codec_train(&b->codec, h, heldout ? heldout : b->n_train, b->threads, err);
     if (st == CP_OK)
         st = cp_drift_reference_json(&b->codec, h, heldout ? heldout : b->n_train, b->threads,
                                      &b->drift_json, err);

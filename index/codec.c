@@ -8,7 +8,9 @@
  *   multiply-adds). Where the CPU has AMX it runs on bf16 tiles with a fused running
  *   maximum and fp32 rescoring of the finalists (codec_amx.c, ~10x faster); otherwise, and
  *   as the exact reference, as blocked sgemm (BLAS) followed by a row argmax, blocks sized
- *   so each thread's score matrix stays around 16 MB whatever K is.
+ *   so each thread's score matrix stays around 16 MB whatever K is. Without AMX and with
+ *   K >= 4096 the automatic choice is the approximate PROBE kernel (codec_probe.c), which
+ *   scores only the centroids of the few groups nearest to a token.
  * - Bucketisation and packing are per token and cheap; each worker thread does them for
  *   the blocks it scored.
  * - cp_codec_decompress_one is the slow, obviously-correct reference; faster decoders in
@@ -29,6 +31,7 @@
 #include "cp_cpu.h"
 #include "codec.h"
 #include "codec_amx.h"
+#include "codec_probe.h"
 
 /* Below this many vectors the AMX path's per-call centroid conversion (K x dim) costs more
  * than the sgemm it saves, so small live upserts stay on BLAS. */
@@ -124,6 +127,9 @@ void cp_codec_free_arrays(cp_codec *codec)
     if (!codec) return;
     free(codec->centroids);
     codec->centroids = NULL;
+    if (codec->probe) cp_probe_part_free(codec->probe);
+    free(codec->probe);
+    codec->probe = NULL;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -136,7 +142,8 @@ void cp_codec_free_arrays(cp_codec *codec)
  * threading left one core spinning during every epilogue). */
 typedef struct assign_shared {
     const cp_codec *codec; /* for compression; NULL when only codes are wanted */
-    const cp_amx_centroids *amx; /* the AMX kernel's centroids, or NULL for BLAS */
+    const cp_amx_centroids *amx; /* the AMX kernel's centroids, or NULL */
+    const cp_probe_part *probe;  /* the PROBE kernel's groups, or NULL */
     const float *centroids;
     int64_t k;
     int dim;
@@ -181,7 +188,8 @@ static bool claim_block(assign_shared *sh, int64_t *start, int64_t *m)
     return true;
 }
 
-/* AMX worker: the kernel scores and picks; this packs the residuals of each block. */
+/* AMX or PROBE worker: the kernel scores and picks; this packs the residuals of each
+ * block. */
 static void *assign_worker_amx(void *arg)
 {
     assign_shared *sh = arg;
@@ -189,7 +197,9 @@ static void *assign_worker_amx(void *arg)
     int64_t start, m;
     while (claim_block(sh, &start, &m)) {
         const float *v = sh->vectors + start * sh->dim;
-        if (cp_assign_amx(sh->amx, v, m, sh->codes + start) != 0) {
+        int rc = sh->amx ? cp_assign_amx(sh->amx, v, m, sh->codes + start)
+                         : cp_probe_assign(sh->probe, v, m, sh->codes + start);
+        if (rc != 0) {
             atomic_store(&sh->failed, 1);
             break;
         }
@@ -204,7 +214,7 @@ static void *assign_worker_amx(void *arg)
 static void *assign_worker(void *arg)
 {
     assign_shared *sh = arg;
-    if (sh->amx) return assign_worker_amx(arg);
+    if (sh->amx || sh->probe) return assign_worker_amx(arg);
     float *scores = malloc((size_t)sh->block * (size_t)sh->k * sizeof *scores);
     if (!scores) {
         atomic_store(&sh->failed, 1);
@@ -261,16 +271,29 @@ static int64_t block_rows(int64_t k)
     return rows;
 }
 
-cp_assign_kind cp_codec_assign_kind(void)
+static bool forced(const char *kind)
 {
     const char *force = getenv("CP_ASSIGN");
-    if (force && strcmp(force, "blas") == 0) return CP_ASSIGN_BLAS;
+    return force && strcmp(force, kind) == 0;
+}
+
+cp_assign_kind cp_codec_assign_kind(void)
+{
+    if (forced("blas")) return CP_ASSIGN_BLAS;
+    if (forced("probe")) return CP_ASSIGN_PROBE;
     return cp_assign_amx_available() ? CP_ASSIGN_AMX : CP_ASSIGN_BLAS;
 }
 
 const char *cp_codec_assign_kind_name(cp_assign_kind kind)
 {
-    return kind == CP_ASSIGN_AMX ? "amx-bf16+fp32-rescore" : "blas-fp32";
+    switch (kind) {
+    case CP_ASSIGN_AMX:
+        return "amx-bf16+fp32-rescore";
+    case CP_ASSIGN_PROBE:
+        return "probe-fp32";
+    default:
+        return "blas-fp32";
+    }
 }
 
 /* bias (AMX only): k values added to the scores, or NULL. */
@@ -290,14 +313,25 @@ static cp_status assign_impl(cp_assign_kind kind, const cp_codec *codec, const f
         cp_status st = cp_amx_centroids_pack(&amx, centroids, bias, k, dim, err);
         if (st != CP_OK) return st;
     }
+    cp_probe_part probe;
+    const cp_probe_part *prepared = codec && !bias ? codec->probe : NULL;
+    bool own_probe = kind == CP_ASSIGN_PROBE && !prepared;
+    if (own_probe) {
+        cp_status st =
+            cp_probe_part_build(&probe, centroids, bias, k, dim, cp_probe_default_nprobe(k), err);
+        if (st != CP_OK) return st;
+    }
     assign_shared sh = {.codec = codec,
                         .amx = kind == CP_ASSIGN_AMX ? &amx : NULL,
+                        .probe = kind != CP_ASSIGN_PROBE ? NULL
+                                 : own_probe             ? &probe
+                                                         : prepared,
                         .centroids = centroids,
                         .k = k,
                         .dim = dim,
                         .vectors = vectors,
                         .n = n,
-                        .block = kind == CP_ASSIGN_AMX ? CP_AMX_BLOCK_ROWS : block_rows(k),
+                        .block = kind == CP_ASSIGN_BLAS ? block_rows(k) : CP_AMX_BLOCK_ROWS * 4,
                         .codes = codes,
                         .residuals = residuals};
     if (sh.block > n) sh.block = n;
@@ -305,7 +339,7 @@ static cp_status assign_impl(cp_assign_kind kind, const cp_codec *codec, const f
     if (threads <= 0) threads = 1;
     if (threads > 64) threads = 64;
     if (threads > n_blocks) threads = (int)n_blocks;
-    bool blas_mt = threads > 1 && kind == CP_ASSIGN_BLAS;
+    bool blas_mt = threads > 1 && kind != CP_ASSIGN_AMX;
     if (blas_mt) blas_single_enter();
     pthread_t tids[64];
     int started = 0;
@@ -316,16 +350,44 @@ static cp_status assign_impl(cp_assign_kind kind, const cp_codec *codec, const f
         pthread_join(tids[t], NULL);
     if (blas_mt) blas_single_leave();
     if (kind == CP_ASSIGN_AMX) cp_amx_centroids_free(&amx);
+    if (own_probe) cp_probe_part_free(&probe);
     if (atomic_load(&sh.failed))
         return cp_error_set(err, CP_ENOMEM, "codec: out of memory for a %lld x %lld score block",
                             (long long)sh.block, (long long)k);
     return CP_OK;
 }
 
-/* The automatic choice for n vectors. */
-static cp_assign_kind auto_kind(int64_t n)
+/* The automatic choice for n vectors and k centroids. Grouping the centroids costs about
+ * 5 k sqrt(k) dim multiply-adds, so PROBE pays from a few thousand vectors on. */
+static cp_assign_kind auto_kind(int64_t n, int64_t k)
 {
-    return n >= CP_AMX_MIN_VECTORS ? cp_codec_assign_kind() : CP_ASSIGN_BLAS;
+    if (n < CP_AMX_MIN_VECTORS) return CP_ASSIGN_BLAS;
+    cp_assign_kind kind = cp_codec_assign_kind();
+    if (kind == CP_ASSIGN_BLAS && !forced("blas") && k >= CP_PROBE_MIN_K && n >= 4096)
+        return CP_ASSIGN_PROBE;
+    return kind;
+}
+
+cp_status cp_codec_prepare_probe(cp_codec *codec, cp_error *err)
+{
+    int64_t k = codec->n_centroids;
+    if (codec->probe || auto_kind(1 << 20, k) != CP_ASSIGN_PROBE) return CP_OK;
+    cp_probe_part *p = malloc(sizeof *p);
+    if (!p) return cp_error_set(err, CP_ENOMEM, "codec: out of memory");
+    cp_status st = cp_probe_part_build(p, codec->centroids, NULL, k, codec->dim,
+                                       cp_probe_default_nprobe(k), err);
+    if (st != CP_OK) {
+        free(p);
+        return st;
+    }
+    codec->probe = p;
+    return CP_OK;
+}
+
+bool cp_codec_assign_l2_available(int64_t k)
+{
+    if (forced("blas")) return false;
+    return cp_assign_amx_available() || k >= CP_PROBE_MIN_K || forced("probe");
 }
 
 cp_status cp_codec_assign_with(cp_assign_kind kind, const float *centroids, int64_t k, int dim,
@@ -351,8 +413,10 @@ cp_status cp_codec_assign_l2(const float *centroids, int64_t k, int dim, const f
             n2 += (double)centroids[c * dim + j] * centroids[c * dim + j];
         bias[c] = (float)(-0.5 * n2);
     }
-    cp_status st = assign_impl(CP_ASSIGN_AMX, NULL, centroids, bias, k, dim, vectors, n, codes,
-                               NULL, threads, err);
+    cp_assign_kind kind =
+        cp_assign_amx_available() && !forced("probe") ? CP_ASSIGN_AMX : CP_ASSIGN_PROBE;
+    cp_status st =
+        assign_impl(kind, NULL, centroids, bias, k, dim, vectors, n, codes, NULL, threads, err);
     free(bias);
     return st;
 }
@@ -360,7 +424,8 @@ cp_status cp_codec_assign_l2(const float *centroids, int64_t k, int dim, const f
 cp_status cp_codec_assign(const float *centroids, int64_t k, int dim, const float *vectors,
                           int64_t n, int32_t *codes, int threads, cp_error *err)
 {
-    return cp_codec_assign_with(auto_kind(n), centroids, k, dim, vectors, n, codes, threads, err);
+    return cp_codec_assign_with(auto_kind(n, k), centroids, k, dim, vectors, n, codes, threads,
+                                err);
 }
 
 cp_status cp_codec_compress_with(cp_assign_kind kind, const cp_codec *codec,
@@ -377,8 +442,8 @@ cp_status cp_codec_compress_with(cp_assign_kind kind, const cp_codec *codec,
 cp_status cp_codec_compress(const cp_codec *codec, const float *vectors, int64_t n, int32_t *codes,
                             uint8_t *residuals, int threads, cp_error *err)
 {
-    return cp_codec_compress_with(auto_kind(n), codec, vectors, n, codes, residuals, threads,
-                                  err);
+    return cp_codec_compress_with(auto_kind(n, codec->n_centroids), codec, vectors, n, codes,
+                                  residuals, threads, err);
 }
 
 /* ---------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 /*
  * The ColBERTv2 codec (index/codec.c): centroids plus nbits-per-dimension residual buckets;
  * compression (nearest centroid, bucketised residual), decompression, training of the
- * buckets, and the nearest-centroid assignment kernels (BLAS, or AMX in codec_amx.c).
+ * buckets, and the nearest-centroid assignment kernels (BLAS, AMX in codec_amx.c, or the
+ * approximate PROBE in codec_probe.c).
  *
  * Residual bit order in memory ("natural" order): byte p of a token's residual holds dims
  * p*(8/nbits) .. p*(8/nbits) + 8/nbits - 1; the first of those dims sits in the
@@ -18,6 +19,8 @@
 
 #include "colplaid/index.h"
 
+struct cp_probe_part;
+
 typedef struct cp_codec {
     int dim;
     int nbits;
@@ -26,7 +29,14 @@ typedef struct cp_codec {
     float bucket_cutoffs[(1 << CP_MAX_NBITS) - 1]; /* 2^nbits - 1 used */
     float bucket_weights[1 << CP_MAX_NBITS];       /* 2^nbits used */
     float avg_residual;                            /* diagnostics only */
+    /* The PROBE kernel's grouping of the centroids, built once for the many compress calls
+     * of an index build (cp_codec_prepare_probe); NULL elsewhere. Freed with the arrays. */
+    struct cp_probe_part *probe;
 } cp_codec;
+
+/* Group the centroids for the PROBE kernel once, if compress calls on this machine would
+ * use it (no AMX, K >= CP_PROBE_MIN_K, not CP_ASSIGN=blas); else nothing. */
+cp_status cp_codec_prepare_probe(cp_codec *codec, cp_error *err);
 
 /* Bytes of packed residual per token. */
 static inline int cp_residual_bytes(int dim, int nbits)
@@ -68,9 +78,16 @@ cp_status cp_codec_assign(const float *centroids, int64_t k, int dim, const floa
 /* Assignment kernels: BLAS is exact fp32 (blocked sgemm + argmax) and the reference; AMX
  * scores in bf16 on tiles and rescores its 4 best candidates in fp32, so it agrees with
  * BLAS except in near-ties (codec_amx.c). */
-typedef enum cp_assign_kind { CP_ASSIGN_BLAS = 0, CP_ASSIGN_AMX = 1 } cp_assign_kind;
+/* PROBE (codec_probe.c) scores a vector exactly against the centroids of the few groups of
+ * centroids nearest to it only: approximate, for large K on CPUs without AMX. */
+typedef enum cp_assign_kind {
+    CP_ASSIGN_BLAS = 0,
+    CP_ASSIGN_AMX = 1,
+    CP_ASSIGN_PROBE = 2
+} cp_assign_kind;
 /* AMX when the CPU and kernel allow it, unless CP_ASSIGN=blas (or CP_FORCE_PORTABLE=1)
- * in the environment. */
+ * in the environment; CP_ASSIGN=probe asks for PROBE. The automatic choice for a call
+ * also takes PROBE without AMX when K >= CP_PROBE_MIN_K (CP_ASSIGN=blas keeps it exact). */
 cp_assign_kind cp_codec_assign_kind(void);
 const char *cp_codec_assign_kind_name(cp_assign_kind kind);
 /* cp_codec_assign / cp_codec_compress with an explicit kernel, for tests and benchmarks
@@ -82,8 +99,12 @@ cp_status cp_codec_compress_with(cp_assign_kind kind, const cp_codec *codec, con
                                  int64_t n, int32_t *codes, uint8_t *residuals, int threads,
                                  cp_error *err);
 
-/* Nearest centroid in L2 (argmax of x.c - |c|^2 / 2) on the AMX kernel, for k-means
- * iterations; CP_EINVAL where AMX is unavailable (callers then leave it to FAISS). */
+/* Whether cp_codec_assign_l2 can run for k centroids here: with AMX, or with PROBE when
+ * k >= CP_PROBE_MIN_K; never under CP_ASSIGN=blas (k-means then stays on FAISS). */
+bool cp_codec_assign_l2_available(int64_t k);
+/* Nearest centroid in L2 (argmax of x.c - |c|^2 / 2) on the AMX kernel, or else the PROBE
+ * one, for k-means iterations; CP_EINVAL where neither applies (callers then leave it to
+ * FAISS). */
 cp_status cp_codec_assign_l2(const float *centroids, int64_t k, int dim, const float *vectors,
                              int64_t n, int32_t *codes, int threads, cp_error *err);
 

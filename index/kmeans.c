@@ -10,7 +10,10 @@
  * Lloyd iterations run here, their assignment step on the AMX kernel (codec_amx.c, nearest
  * centroid in L2 with exact fp32 rescoring of the finalists) and their update step and
  * empty-cluster repair as FAISS does them: the assignment step is ~90% of k-means and AMX
- * does it ~10x faster than FAISS's fp32 BLAS. CP_KMEANS=faiss keeps FAISS for everything.
+ * does it ~10x faster than FAISS's fp32 BLAS. Without AMX the same holds from K = 4096 on,
+ * with the approximate PROBE kernel (codec_probe.c: exact within the groups of centroids
+ * probed, ~1/25 of the work at K = 32,768). CP_KMEANS=faiss (or CP_ASSIGN=blas) keeps
+ * FAISS for everything.
  *
  * Invariants: k <= n (callers clamp with cp_kmeans_default_k); the seed is explicit so that
  * one input always gives one index; the centroids returned are L2-normalised (a centroid
@@ -170,7 +173,7 @@ cp_status cp_kmeans_train(const float *x, int64_t n, int dim, int64_t k, int nit
     params.niter = niter > 0 ? niter : 1;
     const char *mode = getenv("CP_KMEANS");
     /* FAISS initialises (niter 0: its seeded random subset), the iterations run here. */
-    bool own_lloyd = !(mode && strcmp(mode, "faiss") == 0) && cp_assign_amx_available() &&
+    bool own_lloyd = !(mode && strcmp(mode, "faiss") == 0) && cp_codec_assign_l2_available(k) &&
                      n <= (int64_t)params.max_points_per_centroid * k;
     if (own_lloyd) params.niter = 0;
     params.seed = (int)(seed & 0x7fffffff);

@@ -5,7 +5,9 @@
  * K < 4 classes) and on a realistic clustered set where the centroids are data points.
  * Reports the agreement rate and the round-trip cosine of both paths at nbits 2; where
  * they disagree the AMX choice must be a near-tie (fp32 score within 1e-2 of the best).
- * The AMX half is skipped on CPUs without AMX.
+ * The AMX half is skipped on CPUs without AMX. The approximate PROBE path (codec_probe.c,
+ * any CPU) is held to a high agreement with BLAS on the clustered set, in inner-product
+ * (compression) and L2 (k-means) mode, with bounded score loss and valid codes.
  */
 #include <math.h>
 #include <stdint.h>
@@ -187,8 +189,92 @@ static void test_amx_realistic(void)
     free(t), free(pool), free(ca), free(cb), free(ra), free(rbuf);
 }
 
+/* PROBE against BLAS, on the realistic set (centroids are data points, many near-ties)
+ * and in L2 mode (k-means: centroids of unequal norms): most choices agree, a differing one
+ * is the best of the groups probed (never far below the exact best), every code is valid,
+ * threads do not change the answer, and compression round-trips almost as well. */
+static void test_probe(void)
+{
+    int64_t topics = 300, k = 4096, n = 20000;
+    int dim = 64;
+    float *t = malloc(sizeof(float) * topics * dim), *pool = malloc(sizeof(float) * (n + k) * dim);
+    make_data(topics, dim, n + k, 0.08f, t, pool);
+    const float *v = pool + k * dim;
+    cp_codec codec = {0};
+    codec.dim = dim;
+    codec.nbits = 2;
+    codec.n_centroids = k;
+    codec.centroids = malloc(sizeof(float) * k * dim);
+    memcpy(codec.centroids, pool, sizeof(float) * k * dim);
+    cp_error err = {0};
+    CP_CHECK_OK(cp_codec_train(&codec, v, 2000, 2, &err), err);
+    int rb = cp_residual_bytes(dim, 2);
+    int32_t *ca = malloc(sizeof(int32_t) * n), *cb = malloc(sizeof(int32_t) * n);
+    int32_t *cc = malloc(sizeof(int32_t) * n);
+    uint8_t *ra = malloc((size_t)rb * n), *rbuf = malloc((size_t)rb * n);
+    CP_CHECK_OK(cp_codec_compress_with(CP_ASSIGN_BLAS, &codec, v, n, ca, ra, 2, &err), err);
+    CP_CHECK_OK(cp_codec_compress_with(CP_ASSIGN_PROBE, &codec, v, n, cb, rbuf, 2, &err), err);
+    CP_CHECK_OK(cp_codec_assign_with(CP_ASSIGN_PROBE, codec.centroids, k, dim, v, n, cc, 1, &err),
+                err);
+    CP_CHECK(memcmp(cb, cc, sizeof(int32_t) * n) == 0);
+    for (int64_t i = 0; i < n; i++)
+        CP_CHECK(cb[i] >= 0 && cb[i] < k);
+    agreement r = compare(codec.centroids, v, n, dim, ca, cb);
+    double cos_a = round_trip(&codec, v, n, ca, ra), cos_b = round_trip(&codec, v, n, cb, rbuf);
+    printf("probe vs blas, K %lld n %lld: agreement %.5f (worst gap %.3g); round-trip cosine "
+           "blas %.6f probe %.6f\n",
+           (long long)k, (long long)n, (double)r.same / (double)n, r.worst_gap, cos_a, cos_b);
+    CP_CHECK((double)r.same / (double)n >= 0.98);
+    CP_CHECK(r.worst_gap <= 0.15);
+    CP_CHECK(cos_a - cos_b <= 2e-3);
+    for (int64_t i = 0; i < n; i++)
+        if (ca[i] == cb[i]) CP_CHECK(memcmp(ra + i * rb, rbuf + i * rb, (size_t)rb) == 0);
+
+    /* L2 mode, as k-means calls it: centroids are means of clustered points, so their norms
+     * fall below 1 by different amounts. */
+    float *c2 = malloc(sizeof(float) * k * dim);
+    for (int64_t i = 0; i < k; i++) {
+        float scale = (float)(0.8 + 0.2 * urand());
+        for (int j = 0; j < dim; j++)
+            c2[i * dim + j] = scale * codec.centroids[i * dim + j];
+    }
+    int32_t *l2 = malloc(sizeof(int32_t) * n);
+    if (cp_codec_assign_l2_available(k)) {
+        CP_CHECK_OK(cp_codec_assign_l2(c2, k, dim, v, n, l2, 2, &err), err);
+        int64_t same = 0, n_checked = 4000;
+        double worst = 0;
+        for (int64_t i = 0; i < n_checked; i++) {
+            int64_t best = 0;
+            double bs = -INFINITY;
+            for (int64_t j = 0; j < k; j++) {
+                double d2 = 0;
+                for (int q = 0; q < dim; q++) {
+                    double e = (double)v[i * dim + q] - c2[j * dim + q];
+                    d2 += e * e;
+                }
+                if (-d2 > bs) bs = -d2, best = j;
+            }
+            double mine = 0;
+            for (int q = 0; q < dim; q++) {
+                double e = (double)v[i * dim + q] - c2[(int64_t)l2[i] * dim + q];
+                mine += e * e;
+            }
+            if (l2[i] == best) same++;
+            if (mine + bs > worst) worst = mine + bs;
+        }
+        printf("probe l2 (k-means), K %lld n %lld: agreement %.5f, worst squared-distance gap "
+               "%.3g\n",
+               (long long)k, (long long)n_checked, (double)same / (double)n_checked, worst);
+        CP_CHECK((double)same / (double)n_checked >= 0.97);
+        CP_CHECK(worst <= 0.3);
+    }
+    cp_codec_free_arrays(&codec);
+    free(t), free(pool), free(ca), free(cb), free(cc), free(ra), free(rbuf), free(c2), free(l2);
+}
+
 int main(void)
 {
+    test_probe();
     test_blas_vs_brute_force();
     printf("assignment kernel chosen here: %s\n",
            cp_codec_assign_kind_name(cp_codec_assign_kind()));
