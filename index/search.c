@@ -450,7 +450,12 @@ static cp_status candidates_from_ivf(const cp_snapshot *snap, scratch *s, const 
     return CP_OK;
 }
 
-/* Stage 1 for a subset: the live documents of the subset, sorted and unique. */
+/* Stage 1 for a subset: the live documents of the subset, sorted and unique. The subset
+ * is evaluated against this snapshot: internal ids are allocated in ascending order and
+ * never reused, so an id at or past n_slots is a document committed after the snapshot was
+ * taken (a filter read the database while the write was being published). It is not part
+ * of this snapshot and is skipped like a deleted one, so that a reader never fails because
+ * of a writer (issue 12, defect 9). */
 static cp_status candidates_from_subset(const cp_snapshot *snap, scratch *s,
                                         const cp_search_params *params, size_t *n_out,
                                         cp_error *err)
@@ -458,13 +463,13 @@ static cp_status candidates_from_subset(const cp_snapshot *snap, scratch *s,
     size_t words = ((size_t)snap->n_slots + 63) / 64;
     for (size_t i = 0; i < params->n_subset; i++) {
         int64_t doc = params->subset[i];
-        if (doc < 0 || doc >= snap->n_slots) {
+        if (doc < 0) {
             memset(s->bitmap, 0, words * sizeof(uint64_t));
             return cp_error_set(err, CP_EINVAL,
-                                "subset document id %lld is not in the index (ids are 0..%lld)",
-                                (long long)doc, (long long)snap->n_slots - 1);
+                                "subset document id %lld is not an internal id (they are >= 0)",
+                                (long long)doc);
         }
-        if (!snap->deleted[doc]) s->bitmap[doc >> 6] |= 1ull << (doc & 63);
+        if (doc < snap->n_slots && !snap->deleted[doc]) s->bitmap[doc >> 6] |= 1ull << (doc & 63);
     }
     cp_status st = ensure_cand(s, params->n_subset + 1, err);
     if (st != CP_OK) {

@@ -208,7 +208,9 @@ typedef struct cp_search_params {
                                 calibration to ncells / threshold / ndocs (explicit values
                                 above still override); 1 means exhaustive search. An
                                 uncalibrated index uses PLAID's fixed defaults. */
-    const int64_t *subset;   /* if non-NULL, only these internal ids are candidates */
+    const int64_t *subset;   /* if non-NULL, only these internal ids are candidates; ids
+                                that are deleted in, or newer than, the snapshot the search
+                                reads are skipped (negative ids: CP_EINVAL) */
     size_t n_subset;
 } cp_search_params;
 

@@ -287,6 +287,43 @@ def test_concurrent_readers(srv, corpus):
     check(counts[0] > 0, "no reads ran")
 
 
+def test_filtered_race(srv, corpus, seconds=8.0):
+    """Filtered searches racing upserts (issue 12, defect 9): the filter read the database,
+    which can be ahead of the snapshot the search runs on, and a few requests answered 400
+    INVALID_ARGUMENT "subset document id N is not in the index". The filter matches the
+    documents being written, so most upserts race a search."""
+    stop = threading.Event()
+    errors, counts = [], [0]
+
+    def reader(seed):
+        rng = random.Random(seed)
+        while not stop.is_set():
+            body = {"queries": [{"embeddings": corpus.query(rng, 4)}], "k": 5, "filter": {"race": {"$gte": 0}}}
+            st, _, data = srv.request("POST", "/v1/indexes/idx/search", body)
+            counts[0] += 1
+            if st != 200:
+                errors.append((st, data[:200]))
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    rng = random.Random(21)
+    i, t_end = 0, time.time() + seconds
+    try:
+        while time.time() < t_end:
+            docs = [{"id": "race-%d" % (i % 50), "embeddings": rand_doc(rng, 2), "metadata": {"race": i}}]
+            st, _, j = srv.json("POST", "/v1/indexes/idx/documents", {"documents": docs})
+            check(st == 200, "racing upsert %d: %d %r" % (i, st, j))
+            i += 1
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    print("filtered race: %d searches, %d upserts, %d errors" % (counts[0], i, len(errors)), file=sys.stderr)
+    check(not errors, "filtered searches racing upserts saw %d errors in %d: %r" % (len(errors), counts[0], errors[:3]))
+    st, _, j = srv.json("DELETE", "/v1/indexes/idx/documents", {"filter": {"race": {"$gte": 0}}})
+    check(st == 200, "race cleanup: %d %r" % (st, j))
+
+
 def test_write_queue_full(path):
     """--write-queue 1 and several large upserts at once: one runs, one waits, the rest get
     503 + Retry-After (each upsert takes far longer than sending all bodies)."""
@@ -457,7 +494,8 @@ def main():
         try:
             check(any("'idx'" in l and "writable" in l for l in srv.lines), "index not announced writable")
             for name, fn in [("writes", lambda: test_writes(srv, corpus)), ("errors", lambda: test_errors(srv, path)),
-                             ("concurrent", lambda: test_concurrent_readers(srv, corpus))]:
+                             ("concurrent", lambda: test_concurrent_readers(srv, corpus)),
+                             ("filtered race", lambda: test_filtered_race(srv, corpus))]:
                 print("-- " + name, file=sys.stderr)
                 fn()
             check(srv.alive(), "server died")
