@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -422,10 +423,32 @@ static cp_status check_identity(cp_store *s, cp_error *err)
     return CP_OK;
 }
 
+/* meta "format_version" (what `index info` shows) must name a version this build reads,
+ * as the header's user_version does: a file that says 0 or 999 is refused, not served. */
+static cp_status check_meta_version(cp_store *s, cp_error *err)
+{
+    char *v = cp_store_get_meta(s, "format_version");
+    char *end = NULL;
+    errno = 0;
+    long long x = v ? strtoll(v, &end, 10) : 0;
+    bool number = v && *v && !*end && !errno;
+    free(v);
+    if (!number)
+        return cp_error_set(err, CP_ECORRUPT,
+                            "%s: meta \"format_version\" is missing or not a number", s->path);
+    if (x < 1 || x > CP_INDEX_FORMAT_VERSION)
+        return cp_error_set(err, CP_EFORMAT,
+                            "%s: meta \"format_version\" is %lld, which this build does not know "
+                            "(it reads versions 1 to %d)",
+                            s->path, x, CP_INDEX_FORMAT_VERSION);
+    return CP_OK;
+}
+
 static cp_status load_shape(cp_store *s, cp_error *err)
 {
     int64_t dim, nbits, k;
     cp_status st;
+    if ((st = check_meta_version(s, err)) != CP_OK) return st;
     if ((st = cp_store_meta_int(s, "dim", 1, 65536, &dim, err)) != CP_OK ||
         (st = cp_store_meta_int(s, "nbits", 1, CP_MAX_NBITS, &nbits, err)) != CP_OK ||
         (st = cp_store_meta_int(s, "n_centroids", 1, INT32_MAX, &k, err)) != CP_OK)
@@ -723,6 +746,35 @@ static cp_status copy_float_blob(cp_store *s, sqlite3_stmt *q, int col, size_t n
     return CP_OK;
 }
 
+/* Every codec value a search multiplies with must be a finite number: a NaN centroid or
+ * bucket weight turns every score into NaN (or drops every candidate) silently. */
+static cp_status check_codec_values(cp_store *store, const cp_codec *c, cp_error *err)
+{
+    size_t kd = (size_t)c->n_centroids * (size_t)c->dim;
+    for (size_t i = 0; i < kd; i++)
+        if (!isfinite(c->centroids[i]))
+            return cp_error_set(err, CP_ECORRUPT,
+                                "%s: codec centroid %lld holds a value that is not a finite "
+                                "number (%g)",
+                                store->path, (long long)(i / (size_t)c->dim),
+                                (double)c->centroids[i]);
+    int nb = 1 << c->nbits;
+    for (int i = 0; i < nb - 1; i++)
+        if (!isfinite(c->bucket_cutoffs[i]))
+            return cp_error_set(err, CP_ECORRUPT,
+                                "%s: codec bucket cutoff %d is not a finite number (%g)",
+                                store->path, i, (double)c->bucket_cutoffs[i]);
+    for (int i = 0; i < nb; i++)
+        if (!isfinite(c->bucket_weights[i]))
+            return cp_error_set(err, CP_ECORRUPT,
+                                "%s: codec bucket weight %d is not a finite number (%g)",
+                                store->path, i, (double)c->bucket_weights[i]);
+    if (!isfinite(c->avg_residual))
+        return cp_error_set(err, CP_ECORRUPT, "%s: codec avg_residual is not a finite number",
+                            store->path);
+    return CP_OK;
+}
+
 cp_status cp_store_load_codec(cp_store *store, cp_codec *out, cp_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -754,6 +806,7 @@ cp_status cp_store_load_codec(cp_store *store, cp_codec *out, cp_error *err)
     if (st == CP_OK)
         st = copy_float_blob(store, q, 2, (size_t)nb, out->bucket_weights, "weights", err);
     sqlite3_finalize(q);
+    if (st == CP_OK) st = check_codec_values(store, out, err);
     if (st != CP_OK) {
         free(out->centroids);
         out->centroids = NULL;
