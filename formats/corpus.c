@@ -272,6 +272,13 @@ cp_status cp_corpus_next(cp_corpus *c, cp_corpus_record *rec, bool *has, cp_erro
         if (blank(c->buf)) continue;
         if (c->kind == KIND_TSV && c->line == 1 && tsv_header(c->buf)) continue;
         st = c->kind == KIND_JSONL ? parse_jsonl(c, len, err) : parse_tsv(c, err);
+        const char *bad_id = st == CP_OK ? cp_document_id_problem(c->id) : NULL;
+        if (bad_id)
+            st = cp_error_set(err, CP_EFORMAT, "%s line %lld: the document id %s", c->path,
+                              (long long)c->line, bad_id);
+        else if (st == CP_OK && cp_document_text_blank(c->text) && cp_document_text_blank(c->title))
+            st = cp_error_set(err, CP_EFORMAT, "%s line %lld: the document has no text", c->path,
+                              (long long)c->line);
         if (st != CP_OK) {
             clear_record(c);
             return st;

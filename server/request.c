@@ -6,6 +6,8 @@
  */
 #include "request.h"
 
+#include "colplaid/corpus.h"
+
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -185,10 +187,7 @@ static bool get_text(const cJSON *v, const char *name, const cp_limits *lim, cha
     size_t n = strlen(v->valuestring);
     if (n > lim->max_text_bytes)
         return LIMIT(e, "%s has %zu bytes, the limit is %zu", name, n, lim->max_text_bytes);
-    bool blank = true;
-    for (size_t i = 0; i < n && blank; i++)
-        blank = strchr(" \t\r\n", v->valuestring[i]) != NULL;
-    if (blank) return BAD(e, "%s is empty", name);
+    if (cp_document_text_blank(v->valuestring)) return BAD(e, "%s is empty", name);
     if (!(*out = strdup(v->valuestring))) return OOM(e);
     return true;
 }
@@ -233,6 +232,7 @@ typedef struct vec_rules {
     int dim;        /* required dim, or 0 for any */
     int max_tokens;
     const cp_limits *lim;
+    const char *dim_of; /* whose dim that is, for messages; NULL: "the index" */
 } vec_rules;
 
 static bool check_rows(int rows, int cols, const vec_rules *r, const char *where, cp_http_error *e)
@@ -242,7 +242,8 @@ static bool check_rows(int rows, int cols, const vec_rules *r, const char *where
         return LIMIT(e, "%s: %d token vectors, the limit is %d", where, rows, r->max_tokens);
     if (r->dim && cols != r->dim)
         return cp_http_fail(e, 422, "DIMENSION_MISMATCH",
-                            "%s: vectors have %d dims, the index has %d", where, cols, r->dim);
+                            "%s: vectors have %d dims, %s has %d", where, cols,
+                            r->dim_of ? r->dim_of : "the index", r->dim);
     if (cols > 65536) return BAD(e, "%s: %d dims is not plausible", where, cols);
     return true;
 }
@@ -401,7 +402,7 @@ static bool parse_queries(const cJSON *q, const cp_limits *lim, int dim, cp_sear
         return LIMIT(e, "%d queries in one request, the limit is %d", n, lim->max_queries);
     if (!(out->queries = calloc((size_t)n, sizeof *out->queries))) return OOM(e);
     out->n_queries = (size_t)n;
-    vec_rules r = {dim, lim->max_query_tokens, lim};
+    vec_rules r = {dim, lim->max_query_tokens, lim, NULL};
     size_t i = 0;
     for (const cJSON *it = q->child; it; it = it->next, i++) {
         char where[48];
@@ -564,12 +565,13 @@ static bool parse_rerank_fields(const cJSON *root, const cp_limits *lim, cp_rera
     if (n == 0) return BAD(e, "documents is empty");
     if (n > lim->max_documents)
         return LIMIT(e, "%d documents, the limit is %d", n, lim->max_documents);
-    vec_rules r = {0, lim->max_query_tokens, lim};
+    vec_rules r = {0, lim->max_query_tokens, lim, NULL};
     if (!parse_vec(q, &r, "query", &out->query, e)) return false;
     if (!(out->docs = calloc((size_t)n, sizeof *out->docs))) return OOM(e);
     out->n_docs = (size_t)n;
     r.max_tokens = lim->max_doc_tokens;
     r.dim = out->query.dim; /* embedding inputs must agree with the first embedding seen */
+    r.dim_of = "the first embeddings of the request"; /* no index here (issue 12, defect 14) */
     size_t i = 0;
     for (const cJSON *it = d->child; it; it = it->next, i++) {
         char where[48];
@@ -631,7 +633,8 @@ static bool get_id(const cJSON *v, const char *where, char **out, cp_http_error 
     if (!v) return BAD(e, "%s.id is missing", where);
     if (!cJSON_IsString(v) || !v->valuestring[0])
         return BAD(e, "%s.id must be a non-empty string", where);
-    if (strlen(v->valuestring) > 1024) return BAD(e, "%s.id is longer than 1024 bytes", where);
+    const char *bad = cp_document_id_problem(v->valuestring); /* the CLI's rule too */
+    if (bad) return BAD(e, "%s.id %s", where, bad);
     if (!(*out = strdup(v->valuestring))) return OOM(e);
     return true;
 }
@@ -651,7 +654,7 @@ static bool parse_upsert_doc(const cJSON *v, const cp_limits *lim, int dim, cons
         return BAD(e, "%s needs text, embeddings or embeddings_b64", where);
     if (f.shape && !f.b64) return BAD(e, "%s.shape goes with embeddings_b64 only", where);
     if (f.text && !get_text_field(f.text, where, lim, &out->text, e)) return false;
-    vec_rules r = {dim, lim->max_doc_tokens, lim};
+    vec_rules r = {dim, lim->max_doc_tokens, lim, NULL};
     if ((f.emb || f.b64) && !parse_embeddings(&f, &r, where, &out->emb, e)) return false;
     if (meta && !cJSON_IsNull(meta)) {
         if (!cJSON_IsObject(meta)) return BAD(e, "%s.metadata must be an object", where);

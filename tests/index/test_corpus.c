@@ -29,7 +29,7 @@ static void test_jsonl(void)
         write_file("c.jsonl", "{\"_id\": \"d1\", \"title\": \"T\", \"text\": \"hello\", "
                               "\"metadata\": {\"year\": 2020}}\n"
                               "\n"
-                              "{\"id\": 7, \"text\": \"\", \"title\": \"\"}\r\n");
+                              "{\"id\": 7, \"text\": \"x\", \"title\": \"\"}\r\n");
     cp_corpus *c;
     cp_error err = {0};
     CP_CHECK_OK(cp_corpus_open(p, &c, &err), err);
@@ -42,7 +42,7 @@ static void test_jsonl(void)
         CP_CHECK(r.metadata_json && !strcmp(r.metadata_json, "{\"year\":2020}"));
         CP_CHECK_INT(r.line, 1);
         CP_CHECK_OK(cp_corpus_next(c, &r, &has, &err), err);
-        CP_CHECK(has && !strcmp(r.id, "7") && r.title == NULL && !strcmp(r.text, "") &&
+        CP_CHECK(has && !strcmp(r.id, "7") && r.title == NULL && !strcmp(r.text, "x") &&
                  r.metadata_json == NULL);
         CP_CHECK_INT(r.line, 3);
         CP_CHECK_OK(cp_corpus_next(c, &r, &has, &err), err);
@@ -88,6 +88,29 @@ static void test_malformed(void)
                     "line 1: the document id is empty");
     expect_bad_line("bad7.tsv", "a\tb\nno tab here\n", "line 2: expected id<TAB>text");
     expect_bad_line("bad8.tsv", "a\tb\tc\td\n", "line 1: too many columns");
+    /* The HTTP write routes' rules (issue 12, defect 14): no blank text, ids <= 1024 bytes. */
+    expect_bad_line("bad9.jsonl", "{\"_id\": \"a\", \"text\": \"x\"}\n{\"_id\": \"b\", \"text\": \" \\t\"}\n",
+                    "line 2: the document has no text");
+    expect_bad_line("bad10.tsv", "a\t\n", "line 1: the document has no text");
+    char *long_id = malloc(100100);
+    if (long_id) {
+        int n = snprintf(long_id, 100100, "{\"_id\": \"");
+        memset(long_id + n, 'i', 100000);
+        snprintf(long_id + n + 100000, 100100 - (size_t)n - 100000, "\", \"text\": \"x\"}\n");
+        expect_bad_line("bad11.jsonl", long_id, "line 1: the document id is longer than 1024");
+        free(long_id);
+    }
+    /* a title-only record is still a document */
+    {
+        cp_corpus *t;
+        cp_error e2 = {0};
+        CP_CHECK_OK(cp_corpus_open(write_file("title.jsonl", "{\"_id\": \"a\", \"title\": \"T\", \"text\": \"\"}\n"), &t, &e2), e2);
+        cp_corpus_record r;
+        bool has = false;
+        CP_CHECK_OK(cp_corpus_next(t, &r, &has, &e2), e2);
+        CP_CHECK(has);
+        cp_corpus_close(t);
+    }
     cp_corpus *c;
     cp_error err = {0};
     CP_CHECK(cp_corpus_open(write_file("x.csv", "a,b\n"), &c, &err) == CP_EINVAL);

@@ -125,6 +125,9 @@ static void test_rerank_parse(void)
     const char *bad = "{\"query\": {\"embeddings\": [[1, 0]]}, \"documents\": [{\"embeddings\": [[1]]}]}";
     CP_CHECK(!cp_parse_rerank(bad, strlen(bad), &lim, &r, &e));
     CP_CHECK(!strcmp(e.code, "DIMENSION_MISMATCH"));
+    /* There is no index behind /v1/rerank: the message must not blame one (issue 12, 14). */
+    CP_CHECK(strstr(e.message, "index") == NULL);
+    CP_CHECK(strstr(e.message, "has 2") != NULL);
 }
 
 /* ---- filters ---------------------------------------------------------------------------------- */
