@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,7 +50,7 @@ void cp_server_free(cp_server *s)
 {
     if (!s) return;
     for (size_t i = 0; i < s->n_indexes; i++) {
-        if (s->indexes[i].index) cp_index_close(s->indexes[i].index);
+        if (s->indexes[i].index && !s->indexes[i].borrowed) cp_index_close(s->indexes[i].index);
         free(s->indexes[i].name);
         free(s->indexes[i].path);
     }
@@ -106,25 +107,48 @@ cp_status cp_server_add_index(cp_server *s, const char *name, const char *path, 
         s->cap_indexes = cap;
     }
     cp_served_index si = {.name = strdup(name), .path = strdup(path)};
-    const char *why_ro;
+    const char *why_ro = NULL;
     cp_index_stats st;
     cp_status rc = si.name && si.path ? CP_OK : cp_error_set(err, CP_ENOMEM, "out of memory");
-    if (rc == CP_OK) rc = open_index(s, path, &si.index, &si.writable, &why_ro, err);
+    /* The same file under a second name: opening it again would find our own writer lock
+     * taken and serve a stale read-only view. Share the first handle instead. */
+    struct stat fs;
+    const cp_served_index *same = NULL;
+    if (rc == CP_OK && stat(path, &fs) == 0) {
+        si.dev = fs.st_dev;
+        si.ino = fs.st_ino;
+        for (size_t j = 0; j < s->n_indexes && !same; j++)
+            if (s->indexes[j].dev == fs.st_dev && s->indexes[j].ino == fs.st_ino)
+                same = &s->indexes[j];
+    }
+    if (rc == CP_OK && same) {
+        si.index = same->index;
+        si.writable = same->writable;
+        si.borrowed = true;
+        why_ro = s->cfg.read_only ? "--read-only" : NULL;
+    } else if (rc == CP_OK) {
+        rc = open_index(s, path, &si.index, &si.writable, &why_ro, err);
+    }
     if (rc == CP_OK) rc = cp_index_stats_get(si.index, &st, err);
     if (rc != CP_OK) {
-        if (si.index) cp_index_close(si.index);
+        if (si.index && !si.borrowed) cp_index_close(si.index);
         free(si.name);
         free(si.path);
         return rc;
     }
     si.dim = st.dim;
     s->indexes[s->n_indexes++] = si;
+    char shared[300] = "";
+    if (same)
+        snprintf(shared, sizeof shared, " (the same file as index '%s': one shared handle)",
+                 same->name);
+    if (same && !si.writable && !s->cfg.read_only) why_ro = "like the file's first name";
     fprintf(stderr,
             "colplaid serve: index '%s' from %s: %lld documents, %lld tokens, dim %d, "
-            "%s%s%s\n",
+            "%s%s%s%s\n",
             si.name, si.path, (long long)st.n_documents, (long long)st.n_tokens, st.dim,
             si.writable ? "writable" : "read-only (", why_ro && !si.writable ? why_ro : "",
-            si.writable ? "" : ")");
+            si.writable ? "" : ")", shared);
     return CP_OK;
 }
 

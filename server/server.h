@@ -32,6 +32,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "auth.h"
 #include "colplaid/encoder.h"
@@ -49,6 +50,11 @@ typedef struct cp_served_index {
     /* Opened with CP_OPEN_WRITE. False with --read-only or when another process holds the
      * index's writer lock: writes then answer 409 INDEX_READ_ONLY. */
     bool writable;
+    /* The file's identity: a second name for the same file (another path, a symlink, a
+     * hard link) shares this entry's handle instead of opening it again. */
+    dev_t dev;
+    ino_t ino;
+    bool borrowed; /* index belongs to an earlier entry (same file): never closed here */
 } cp_served_index;
 
 /* The HTTP side of a running server: the read workers with their queue and the writer

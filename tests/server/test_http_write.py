@@ -324,6 +324,36 @@ def test_filtered_race(srv, corpus, seconds=8.0):
     check(st == 200, "race cleanup: %d %r" % (st, j))
 
 
+def test_same_file(path, folder):
+    """--index x=a.db --index y=<a symlink to a.db> (issue 12, defect 14): before, y opened the
+    file again, found x's writer lock taken and was served read-only with a stale view and
+    a wrong reason. Now both names share one handle: both writable, one view."""
+    link = os.path.join(folder, "same-link.db")
+    if not os.path.exists(link):
+        os.symlink(path, link)
+    srv = sl.Server(["--index", "x=" + path, "--index", "y=" + link, "--index", "z=" + path,
+                     "--no-access-log"])
+    try:
+        for name in ("x", "y", "z"):
+            j = info(srv, name)
+            check(j.get("writable") is not False, "index %s: %r" % (name, j))
+            check(any(("'%s'" % name) in l and "writable" in l and "read-only" not in l for l in srv.lines),
+                  "index %s not announced writable: %r" % (name, [l for l in srv.lines if "index '" in l]))
+        rng = random.Random(5)
+        st, _, j = srv.json("POST", "/v1/indexes/y/documents", {"documents": [
+            {"id": "same-file-1", "embeddings": rand_doc(rng), "text": "through y"}]})
+        check(st == 200, "upsert through y: %d %r" % (st, j))
+        for name in ("x", "z"):
+            st, _, d = srv.json("GET", "/v1/indexes/%s/documents/same-file-1" % name)
+            check(st == 200 and d.get("text") == "through y", "write through y seen by %s: %d %r" % (name, st, d))
+        st, _, j = srv.json("DELETE", "/v1/indexes/x/documents", {"ids": ["same-file-1"]})
+        check(st == 200 and j.get("deleted") == 1, "delete through x: %d %r" % (st, j))
+        st, _, _ = srv.json("GET", "/v1/indexes/y/documents/same-file-1")
+        check(st == 404, "delete through x seen by y: %d" % st)
+    finally:
+        check(srv.stop() == 0, "server exit status")
+
+
 def test_write_queue_full(path):
     """--write-queue 1 and several large upserts at once: one runs, one waits, the rest get
     503 + Retry-After (each upsert takes far longer than sending all bodies)."""
@@ -505,6 +535,7 @@ def main():
         index_check(path, "after the write tests")
         for name, fn in [("text errors", lambda: test_text_errors(path, None)),
                          ("scopes", lambda: test_scopes(path, folder)),
+                         ("same file", lambda: test_same_file(path, folder)),
                          ("read-only", lambda: test_read_only(path)),
                          ("queue", lambda: test_write_queue_full(path))]:
             print("-- " + name, file=sys.stderr)
