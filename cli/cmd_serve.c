@@ -25,7 +25,10 @@ static const char usage_text[] =
     "                          --api-keys only loopback addresses are accepted\n"
     "  --port N                TCP port (default 8080; 0 picks a free one, printed at start)\n"
     "  --threads N             worker threads (default: all cores)\n"
-    "  --api-keys FILE         'KEY SCOPE' lines, scope read|write|admin\n"
+    "  --api-keys FILE         'KEY SCOPE [rate=N]' lines, scope read|write|admin\n"
+    "  --rate-limit N          requests per second per API key without its own rate=N\n"
+    "                          (without --api-keys: for all requests together); over it:\n"
+    "                          429 RATE_LIMITED + Retry-After (default 0: unlimited)\n"
     "  --encoder-threads N     threads one encode call may use (default 1)\n"
     "  --encode-batch N        text searches waiting in the queue that one encoder call may\n"
     "                          encode together (default 32; 1: one call per request)\n"
@@ -63,6 +66,7 @@ enum {
     OPT_WRITE_QUEUE,
     OPT_MAX_WRITE_DOCS,
     OPT_ENC_BATCH,
+    OPT_RATE_LIMIT,
 };
 
 typedef struct serve_opts {
@@ -146,6 +150,7 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         {"read-only", no_argument, 0, OPT_READ_ONLY},
         {"write-queue", required_argument, 0, OPT_WRITE_QUEUE},
         {"max-write-documents", required_argument, 0, OPT_MAX_WRITE_DOCS},
+        {"rate-limit", required_argument, 0, OPT_RATE_LIMIT},
         {0, 0, 0, 0}};
     int c;
     int64_t v;
@@ -181,6 +186,10 @@ static int parse_args(int argc, char **argv, serve_opts *o)
             break;
         case OPT_READ_ONLY:
             o->cfg.read_only = true;
+            break;
+        case OPT_RATE_LIMIT:
+            if (!int_opt("--rate-limit", optarg, 0, 1000000, &v)) return CP_EXIT_USAGE;
+            o->cfg.rate_limit = (double)v;
             break;
         case '?':
             return cp_cli_usage_error("serve", "unknown or incomplete option");

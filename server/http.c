@@ -653,6 +653,19 @@ static conn_ctx *new_ctx(cp_server *s, struct MHD_Connection *conn, const char *
     return ctx;
 }
 
+/* The rate limit (serve --rate-limit, a key's rate=N): one token per request from the
+ * key's bucket, or without keys from the server's one. admit runs on the polling thread
+ * only, so the anonymous bucket needs no lock (the keys' buckets have one anyway). */
+static bool rate_ok(conn_ctx *ctx)
+{
+    cp_server *s = ctx->s;
+    int retry = 0;
+    bool ok = s->auth ? cp_auth_rate_take(s->auth, ctx->key_line, cp_now_seconds(), &retry)
+                      : cp_rate_take(&s->anon_bucket, s->cfg.rate_limit, cp_now_seconds(), &retry);
+    if (!ok) ctx->resp.retry_after = retry;
+    return ok;
+}
+
 /* Route, method, auth, index and Content-Length checks, before any body is read. Returns
  * false after queueing a rejection. */
 static bool admit(conn_ctx *ctx, enum MHD_Result *ret)
@@ -692,6 +705,11 @@ static bool admit(conn_ctx *ctx, enum MHD_Result *ret)
             snprintf(msg, sizeof msg, "this key has the %s scope; writes need write or admin",
                      cp_scope_name(sc));
         }
+    }
+    if (!status && !route_is_public(m.route) && !rate_ok(ctx)) {
+        status = 429, err_code = "RATE_LIMITED";
+        snprintf(msg, sizeof msg, "%s is over its rate limit, retry after %d s",
+                 s->auth ? "this API key" : "the server", ctx->resp.retry_after);
     }
     if (!status && m.index) {
         cp_served_index *si = find_index(s, m.index);

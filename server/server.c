@@ -159,6 +159,7 @@ cp_status cp_server_load_api_keys(cp_server *s, const char *path, cp_error *err)
     if (st != CP_OK) return st;
     cp_auth_free(s->auth);
     s->auth = auth;
+    cp_auth_set_rate(s->auth, s->cfg.rate_limit);
     fprintf(stderr, "colplaid serve: %zu API keys loaded\n", cp_auth_count(s->auth));
     return CP_OK;
 }

@@ -83,6 +83,7 @@ struct cp_server {
     atomic_llong encode_batches;   /* encoder calls shared by several text searches */
     atomic_llong encode_batched_requests; /* the searches those calls served */
     atomic_bool shutting_down;
+    cp_rate_bucket anon_bucket; /* cfg.rate_limit without API keys (the polling thread's) */
 };
 
 /* A request as the handlers see it (already routed, authorised and read). */

@@ -53,6 +53,10 @@ typedef struct cp_server_config {
     int shutdown_grace_s;
     bool access_log;
     int encode_batch; /* text searches encoded in one encoder call at most; 1: off */
+    /* Requests per second per API key (a token bucket with a burst of one second's worth)
+     * for keys without their own "rate=N"; without API keys, for all requests together.
+     * 0: unlimited. Over the rate: 429 RATE_LIMITED with Retry-After. */
+    double rate_limit;
     cp_limits limits;
 } cp_server_config;
 

@@ -11,6 +11,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -54,6 +55,44 @@ def test_keys(idx, folder):
 def query_body(corpus, rng, n_queries=1, exact=False):
     return {"queries": [{"embeddings": corpus.query(rng)} for _ in range(n_queries)], "k": 10,
             "mode": "exact" if exact else "plaid"}
+
+
+def test_rate_limits(idx, folder):
+    """Per-key rate limits (issue 12): a key's rate=N, else --rate-limit; over it 429
+    RATE_LIMITED with Retry-After; public routes are not counted; without keys,
+    --rate-limit holds for all requests together."""
+    keys = os.path.join(folder, "rate-keys.txt")
+    with open(keys, "w") as f:
+        f.write("slow-key-0123456789 read rate=2\ndefault-key-0123456789 read\n")
+    srv = sl.Server(["--index", idx, "--api-keys", keys, "--rate-limit", "5", "--no-access-log"])
+    try:
+        def burst(key, n=12):
+            out = []
+            for _ in range(n):
+                st, h, data = srv.request("GET", "/v1/indexes/idx", headers={"Authorization": "Bearer " + key})
+                out.append((st, h.get("retry-after"), json.loads(data).get("error", {}).get("code")))
+            return out
+        slow, dflt = burst("slow-key-0123456789"), burst("default-key-0123456789")
+        for name, got, rate in (("rate=2", slow, 2), ("--rate-limit 5", dflt, 5)):
+            ok = sum(1 for g in got if g[0] == 200)
+            limited = [g for g in got if g[0] == 429]
+            # A burst of one second's worth; a slow machine may earn a token back meanwhile.
+            check(rate <= ok <= rate + 2, "%s: %d of %d requests passed: %r" % (name, ok, len(got), got))
+            check(limited and all(g[1] and int(g[1]) >= 1 and g[2] == "RATE_LIMITED" for g in limited),
+                  "%s: 429 with Retry-After and RATE_LIMITED: %r" % (name, got))
+        st, _, _ = srv.request("GET", "/health")
+        check(st == 200, "health is not rate limited: %d" % st)
+        time.sleep(1.2)
+        st, _, _ = srv.request("GET", "/v1/indexes/idx", headers={"Authorization": "Bearer slow-key-0123456789"})
+        check(st == 200, "a token is back after a second: %d" % st)
+    finally:
+        srv.stop()
+    srv = sl.Server(["--index", idx, "--rate-limit", "3", "--no-access-log"])
+    try:
+        got = [srv.request("GET", "/v1/indexes/idx")[0] for _ in range(10)]
+        check(3 <= got.count(200) <= 5 and 429 in got, "no keys, --rate-limit 3: %r" % got)
+    finally:
+        srv.stop()
 
 
 def test_concurrency(srv, corpus):
@@ -207,6 +246,8 @@ def main():
         before = sl.file_digest(idx)
         print("-- keys", file=sys.stderr)
         test_keys(idx, folder)
+        print("-- rate limits", file=sys.stderr)
+        test_rate_limits(idx, folder)
         srv = sl.Server(["--index", idx, "--threads", "2", "--timeout", "20", "--no-access-log"])
         try:
             print("-- concurrency", file=sys.stderr)
