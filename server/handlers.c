@@ -791,6 +791,31 @@ static void handle_delete_documents(cp_server *s, const cp_request *req, cp_resp
     cp_response_set_body(resp, 200, &sb, "application/json");
 }
 
+/* POST /v1/indexes/{name}/compact (admin scope, writer thread): what the automatic policy
+ * does after writes, on demand. The body is ignored. */
+static void handle_compact(const cp_request *req, cp_response *resp)
+{
+    cp_served_index *si = req->idx;
+    if (!writable_or_409(si, resp)) return;
+    cp_compact_result r = {0};
+    cp_error err;
+    double t0 = cp_now_seconds();
+    cp_status st = cp_index_compact(si->index, NULL, &r, &err);
+    if (st) {
+        respond_write_error(st, &err, resp);
+        return;
+    }
+    cp_sb sb = {0};
+    cp_sb_printf(&sb, "{\"index\": ");
+    cp_sb_json_string(&sb, si->name);
+    cp_sb_printf(&sb,
+                 ", \"segments_before\": %lld, \"segments_after\": %lld, "
+                 "\"tombstones_removed\": %lld, \"ms\": %.3f}",
+                 (long long)r.segments_before, (long long)r.segments_after,
+                 (long long)r.tombstones_removed, ms_since(t0));
+    cp_response_set_body(resp, 200, &sb, NULL);
+}
+
 void cp_handle(cp_server *s, const cp_request *req, cp_response *resp)
 {
     switch (req->route) {
@@ -807,6 +832,9 @@ void cp_handle(cp_server *s, const cp_request *req, cp_response *resp)
     case CP_ROUTE_EXPLAIN: cp_handle_explain(s, req, resp); break;
     case CP_ROUTE_UPSERT: handle_upsert(s, req, resp); break;
     case CP_ROUTE_DELETE_DOCUMENTS: handle_delete_documents(s, req, resp); break;
+    case CP_ROUTE_COMPACT:
+        handle_compact(req, resp);
+        break;
     default: cp_response_error(resp, 404, "ROUTE_NOT_FOUND", "no such route"); break;
     }
 }

@@ -490,6 +490,9 @@ static route_match match_route(char *path)
     } else if (!strcmp(rest, "explain")) {
         m.route = CP_ROUTE_EXPLAIN;
         m.allow = "POST";
+    } else if (!strcmp(rest, "compact")) {
+        m.route = CP_ROUTE_COMPACT;
+        m.allow = "POST";
     } else if (!strcmp(rest, "documents")) {
         /* Two routes on one path: admit() picks CP_ROUTE_DELETE_DOCUMENTS for DELETE. */
         m.route = CP_ROUTE_UPSERT;
@@ -502,9 +505,16 @@ static route_match match_route(char *path)
     return m;
 }
 
+/* Routes that change an index: they run on the writer thread. */
 static bool route_is_write(cp_route r)
 {
-    return r == CP_ROUTE_UPSERT || r == CP_ROUTE_DELETE_DOCUMENTS;
+    return r == CP_ROUTE_UPSERT || r == CP_ROUTE_DELETE_DOCUMENTS || r == CP_ROUTE_COMPACT;
+}
+
+/* Routes for the admin scope only: index maintenance. */
+static bool route_is_admin(cp_route r)
+{
+    return r == CP_ROUTE_COMPACT;
 }
 
 /* Whether method is one of the ", "-separated methods in allow (HEAD goes with GET). */
@@ -700,6 +710,10 @@ static bool admit(conn_ctx *ctx, enum MHD_Result *ret)
             status = h ? 403 : 401, err_code = h ? "FORBIDDEN" : "UNAUTHENTICATED";
             snprintf(msg, sizeof msg, h ? "the API key is not valid"
                                         : "send an API key: Authorization: Bearer <key>");
+        } else if (route_is_admin(m.route) && sc < CP_SCOPE_ADMIN) {
+            status = 403, err_code = "FORBIDDEN";
+            snprintf(msg, sizeof msg, "this key has the %s scope; %s needs admin",
+                     cp_scope_name(sc), cp_route_label(m.route));
         } else if (route_is_write(m.route) && sc < CP_SCOPE_WRITE) {
             status = 403, err_code = "FORBIDDEN";
             snprintf(msg, sizeof msg, "this key has the %s scope; writes need write or admin",

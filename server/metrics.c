@@ -36,6 +36,7 @@ static const char *const route_labels[CP_ROUTE_COUNT] = {
     [CP_ROUTE_EXPLAIN] = "/v1/indexes/{name}/explain",
     [CP_ROUTE_UPSERT] = "POST /v1/indexes/{name}/documents",
     [CP_ROUTE_DELETE_DOCUMENTS] = "DELETE /v1/indexes/{name}/documents",
+    [CP_ROUTE_COMPACT] = "/v1/indexes/{name}/compact",
     [CP_ROUTE_OTHER] = "other",
 };
 

@@ -24,10 +24,11 @@ typedef enum cp_route {
     CP_ROUTE_GET_DOCUMENT,
     CP_ROUTE_ENCODE,
     CP_ROUTE_RERANK,
-    CP_ROUTE_PAGE,    /* GET /: the browser search page (page.c) */
-    CP_ROUTE_EXPLAIN, /* POST /v1/indexes/{name}/explain (explain.c) */
-    CP_ROUTE_UPSERT,  /* POST /v1/indexes/{name}/documents */
+    CP_ROUTE_PAGE,             /* GET /: the browser search page (page.c) */
+    CP_ROUTE_EXPLAIN,          /* POST /v1/indexes/{name}/explain (explain.c) */
+    CP_ROUTE_UPSERT,           /* POST /v1/indexes/{name}/documents */
     CP_ROUTE_DELETE_DOCUMENTS, /* DELETE /v1/indexes/{name}/documents */
+    CP_ROUTE_COMPACT,          /* POST /v1/indexes/{name}/compact (admin scope) */
     CP_ROUTE_OTHER,
     CP_ROUTE_COUNT
 } cp_route;

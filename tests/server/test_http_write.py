@@ -216,6 +216,28 @@ def test_scopes(path, folder):
         st, _, j = srv.json("DELETE", "/v1/indexes/idx/documents", {"ids": ["scoped"]},
                             headers={"Authorization": "Bearer admin-key-0123456789"})
         check(st == 200 and j.get("deleted") == 1, "admin key delete: %d %r" % (st, j))
+        # The admin scope: POST /v1/indexes/{name}/compact (issue 12). Read and write keys
+        # are refused; the admin key compacts away the tombstones the deletes left.
+        for key in ("reader-key-0123456789", "writer-key-0123456789"):
+            st, _, j = srv.json("POST", "/v1/indexes/idx/compact", {}, headers={"Authorization": "Bearer " + key})
+            check(st == 403 and j["error"]["code"] == "FORBIDDEN" and "admin" in j["error"]["message"],
+                  "compact with %s: %d %r" % (key[:6], st, j))
+        st, _, j = srv.json("POST", "/v1/indexes/idx/documents", body, headers={"Authorization": "Bearer writer-key-0123456789"})
+        st, _, j = srv.json("DELETE", "/v1/indexes/idx/documents", {"ids": ["scoped"]},
+                            headers={"Authorization": "Bearer writer-key-0123456789"})
+        st, _, j = srv.json("POST", "/v1/indexes/idx/compact", {}, headers={"Authorization": "Bearer admin-key-0123456789"})
+        check(st == 200 and j.get("index") == "idx" and j.get("tombstones_removed", 0) > 0 and
+              j.get("segments_after", 99) <= j.get("segments_before", 0), "compact with the admin key: %d %r" % (st, j))
+        check(info_keyed(srv, "reader-key-0123456789") == n0, "compaction changed the live documents")
+        st, _, j = srv.json("POST", "/v1/indexes/nope/compact", {}, headers={"Authorization": "Bearer admin-key-0123456789"})
+        check(st == 404 and j["error"]["code"] == "INDEX_NOT_FOUND", "compact of an unknown index: %d %r" % (st, j))
+    finally:
+        srv.stop()
+    index_check(path, "after the compact route")
+    srv = sl.Server(["--index", path, "--read-only", "--no-access-log"])
+    try:
+        st, _, j = srv.json("POST", "/v1/indexes/idx/compact", {})
+        check(st == 409 and j["error"]["code"] == "INDEX_READ_ONLY", "compact read-only: %d %r" % (st, j))
     finally:
         srv.stop()
 

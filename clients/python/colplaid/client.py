@@ -260,6 +260,11 @@ class Client:
     def index_info(self, name: str) -> Dict[str, Any]:
         return self.request("GET", "/v1/indexes/" + _seg(name))
 
+    def compact(self, name: str) -> Dict[str, Any]:
+        """Compact the index now (admin scope): {index, segments_before, segments_after,
+        tombstones_removed, ms}."""
+        return self.request("POST", "/v1/indexes/%s/compact" % _seg(name), {})
+
     # ---- documents --------------------------------------------------------------------
 
     def get_document(self, index: str, doc_id: str) -> Dict[str, Any]:
