@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "colplaid/corpus.h"
 #include "colplaid/index.h"
 #include "filter.h"
 #include "request.h"
@@ -105,6 +106,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (size_t i = 0; i < r.n_docs; i++) {
                 const cp_upsert_doc *d = &r.docs[i];
                 if (!d->id || !d->id[0] || (!d->emb.data && !d->text)) abort();
+                /* The CLI's rules too (colplaid/corpus.h): ids of at most 1024 bytes, no
+                 * blank text. */
+                if (cp_document_id_problem(d->id) || (d->text && cp_document_text_blank(d->text)))
+                    abort();
                 if (d->emb.data && d->emb.dim != 4) abort();
                 for (size_t j = 0; j < i; j++)
                     if (!strcmp(d->id, r.docs[j].id)) abort();
