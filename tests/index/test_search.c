@@ -442,9 +442,9 @@ static void test_cell_gap(void)
         cp_search_trace tr;
         cp_error err = {0};
         cp_search_cell_gap = wide ? 1e6f : 0.0f;
-        CP_CHECK_OK(cp_snapshot_search_traced(s, q, nq, &p, CP_STAGE4_AUTO, hits, &n_hits, NULL,
-                                              &tr, &err),
-                    err);
+        CP_CHECK_OK(
+            cp_snapshot_search_traced(s, q, nq, &p, CP_STAGE4_AUTO, hits, &n_hits, NULL, &tr, &err),
+            err);
         size_t n = naive_candidates(s, S, nq, wide ? 4 : 2, docs);
         CP_CHECK(same_set(tr.stage1, tr.n_stage1, docs, n));
         cp_search_trace_free(&tr);
