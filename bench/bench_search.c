@@ -15,6 +15,7 @@
  *
  * usage: bench_search --index IDX.db --queries Q.npy --emb EMB.npy --doclens DOCLENS.npy
  *                     [--n 100] [--n-exhaustive 20] [--json OUT.json] [--label NAME]
+ *                     [--quick 1]   (exact + the settings table only, no fp32 copy)
  */
 #include <math.h>
 #include <stdio.h>
@@ -32,7 +33,7 @@
 
 typedef struct bench_opts {
     const char *index, *queries, *emb, *doclens, *json, *label;
-    int n, n_exhaustive;
+    int n, n_exhaustive, quick;
 } bench_opts;
 
 typedef struct series {
@@ -86,6 +87,7 @@ static int parse(int argc, char **argv, bench_opts *o)
         else if (!strcmp(a, "--label")) o->label = v;
         else if (!strcmp(a, "--n")) o->n = atoi(v);
         else if (!strcmp(a, "--n-exhaustive")) o->n_exhaustive = atoi(v);
+        else if (!strcmp(a, "--quick")) o->quick = atoi(v);
         else return 0;
     }
     return o->index && o->queries && o->emb && o->doclens && o->n > 0 && o->n_exhaustive >= 0;
@@ -313,6 +315,7 @@ int main(int argc, char **argv)
     cp_index *index = NULL;
     if (getenv("BENCH_NO_MERGE") && atoi(getenv("BENCH_NO_MERGE")))
         cp_search_merge_repeated_rows = false;
+    if (getenv("BENCH_CELL_GAP")) cp_search_cell_gap = (float)atof(getenv("BENCH_CELL_GAP"));
     double t_open = now_ms();
     if (cp_index_open(o.index, CP_OPEN_READONLY, &index, &err) != CP_OK) {
         fprintf(stderr, "bench_search: %s\n", err.message);
@@ -331,6 +334,7 @@ int main(int argc, char **argv)
     int nq = (int)qn.shape[1], dim = st.dim;
     if (o.n > qn.shape[0]) o.n = (int)qn.shape[0];
     if (o.n_exhaustive > o.n) o.n_exhaustive = o.n;
+    if (o.quick) o.n_exhaustive = 0;
     float *q = malloc(sizeof(float) * (size_t)o.n * nq * dim);
     cp_npy_floats(&qn, 0, (int64_t)o.n * nq * dim, q);
     cp_npy_close(&qn);
@@ -353,11 +357,11 @@ int main(int argc, char **argv)
     free(s10.ms);
     if (!run_series(snap, q, nq, dim, o.n, &p10, h10, &s10) ||
         !run_series(snap, q, nq, dim, o.n, &p100, h100, &s100) ||
-        !run_series(snap, q, nq, dim, o.n, &pw, hw, &sw) ||
+        (!o.quick && !run_series(snap, q, nq, dim, o.n, &pw, hw, &sw)) ||
         !run_series(snap, q, nq, dim, o.n, &p_exact, h_exact, &s_exact))
         return 1;
     corpus32 c = {0};
-    if (!load_corpus32(&o, snap, &c)) return 1;
+    if (!o.quick && !load_corpus32(&o, snap, &c)) return 1;
     s_fp.ms = calloc((size_t)o.n_exhaustive + 1, sizeof(double));
     s_fp.n = o.n_exhaustive;
     for (int i = 0; i < o.n_exhaustive; i++) {
@@ -407,6 +411,10 @@ int main(int argc, char **argv)
             }
         }
         free(hr);
+    }
+    if (o.quick) { /* --quick 1: the settings table only */
+        printf("exact: %.3f ms per query\n", mex);
+        return 0;
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

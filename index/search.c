@@ -346,6 +346,7 @@ static cp_status ensure_cand(scratch *s, size_t n, cp_error *err)
 }
 
 bool cp_search_merge_repeated_rows = true;
+float cp_search_cell_gap = 0.0f;
 
 /* Query rows within this cosine of an earlier row count as repeats of it (ColBERT's [MASK]
  * padding rows are near-identical to each other). */
@@ -390,10 +391,20 @@ static cp_status candidates_from_ivf(const cp_snapshot *snap, scratch *s, const 
 {
     int64_t K = snap->codec.n_centroids;
     int d = snap->codec.dim;
-    kn->topn_cols(s->S, K, nqp, nq, ncells, s->top_idx, s->top_val);
+    /* with a cell gap, up to twice ncells cells per token: the extra ones only where their
+     * centroid scores are within the gap of the token's best */
+    int probe = cp_search_cell_gap > 0 ? 2 * ncells : ncells;
+    if (probe > K) probe = (int)K;
+    kn->topn_cols(s->S, K, nqp, nq, probe, s->top_idx, s->top_val);
     size_t n_cells = 0, upper = 0;
-    for (int t = 0; t < nq * ncells; t++)
-        add_cell(snap, s, s->top_idx[t], &n_cells, &upper);
+    for (int t = 0; t < nq; t++) {
+        const int32_t *idx = s->top_idx + (size_t)t * (size_t)probe;
+        float best = s->S[(size_t)idx[0] * (size_t)nqp + (size_t)t];
+        for (int j = 0; j < probe; j++)
+            if (j < ncells ||
+                s->S[(size_t)idx[j] * (size_t)nqp + (size_t)t] >= best - cp_search_cell_gap)
+                add_cell(snap, s, idx[j], &n_cells, &upper);
+    }
     if (cp_search_merge_repeated_rows) {
         int repeats[CP_MAX_QUERY_ROWS_MERGED] = {0}, owner[CP_MAX_QUERY_ROWS_MERGED];
         int rows = nq < CP_MAX_QUERY_ROWS_MERGED ? nq : CP_MAX_QUERY_ROWS_MERGED;
@@ -709,7 +720,7 @@ cp_status cp_snapshot_search_traced(const cp_snapshot *snap, const float *query,
     cp_snapshot_search_resolve(snap, params, &ncells, NULL, NULL);
     scratch *s = scratch_get();
     if (!s) return cp_error_set(err, CP_ENOMEM, "out of memory for search buffers");
-    if ((st = scratch_prepare(s, snap, n_q, ncells, err)) != CP_OK) return st;
+    if ((st = scratch_prepare(s, snap, n_q, 2 * ncells, err)) != CP_OK) return st;
     const cp_kernels *kn = cp_kernels_get();
     int d = snap->codec.dim, nqp = cp_kernels_nqp(n_q);
     double t0 = now_ms();

@@ -50,6 +50,9 @@ void cp_search_stage_sizes(const cp_search_params *params, int *keep2, int *keep
  * ColBERT's [MASK] padding rows do) ncells x repeats cells deep. On by default; benchmarks
  * switch it off to measure what it pays. Not thread-safe to change during searches. */
 extern bool cp_search_merge_repeated_rows;
+/* Experimental per-token cell probing (off at 0): each query token also probes up to ncells
+ * more cells whose centroid score is within this gap of its best cell's. */
+extern float cp_search_cell_gap;
 enum { CP_MAX_QUERY_ROWS_MERGED = 64 };
 
 /* The ncells / threshold / ndocs a search of snap with params uses: explicit values, else
