@@ -114,6 +114,7 @@ static void skip_ws(checker *c)
 
 static bool arena_put(checker *c, const void *p, size_t n)
 {
+    if (!n) return true; /* an empty key, perhaps with no arena yet */
     if (c->arena_len + n > c->arena_cap) {
         size_t cap = c->arena_cap ? c->arena_cap * 2 : 256;
         while (cap < c->arena_len + n)
@@ -324,7 +325,7 @@ static cp_json_status check_dup_keys(checker *c, size_t first)
     size_t n = c->n_keys - first;
     key_ref *k = c->keys + first;
     for (size_t i = 0; i < n; i++)
-        k[i].p = c->arena + k[i].off;
+        k[i].p = c->arena ? c->arena + k[i].off : "";
     if (n < 2) return CP_JSON_OK;
     if (n <= 8) { /* the usual object: no sorting */
         for (size_t i = 1; i < n; i++)

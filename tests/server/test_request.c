@@ -311,6 +311,7 @@ static void test_hardening(void)
            "DUPLICATE_KEY");
     expect("{\"queries\": [{\"embeddings\": [[1, 0]]}], \"\\u006b\": 3, \"k\": 50}", 2, 400,
            "DUPLICATE_KEY"); /* equal after unescaping */
+    expect("{\"queries\": [\"a\"], \"\": 1, \"\": 2}", 2, 400, "DUPLICATE_KEY"); /* empty keys */
     expect("{\"queries\": [\"caf\xc3\"]}", 2, 400, "INVALID_UTF8");
     expect("{\"queries\": [\"\xed\xa0\x80\"]}", 2, 400, "INVALID_UTF8"); /* a surrogate */
     expect("{\"queries\": [\"\\udc00\"]}", 2, 400, "INVALID_UTF8");      /* lone low half */
