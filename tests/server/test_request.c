@@ -315,7 +315,7 @@ static void test_hardening(void)
     expect("{\"queries\": [\"caf\xc3\"]}", 2, 400, "INVALID_UTF8");
     expect("{\"queries\": [\"\xed\xa0\x80\"]}", 2, 400, "INVALID_UTF8"); /* a surrogate */
     expect("{\"queries\": [\"\\udc00\"]}", 2, 400, "INVALID_UTF8");      /* lone low half */
-    expect("{\"queries\": [\"\\ud83d\\ude00 ok\"]}", 2, 200, "");       /* a valid pair */
+    expect("{\"queries\": [\"\\ud83d\\ude00 ok\"]}", 2, 200, "");        /* a valid pair */
     expect("{\"queries\": [\"caf\xc3\xa9\"]}", 2, 200, "");
     expect("{\"queries\": [\"a\\u0000b\"]}", 2, 400, "INVALID_STRING");
     expect("{\"queries\": [{\"embeddings\": [[1, 0]]}], \"ids\": [\"vim\\u0000x\"]}", 2, 400,
@@ -331,8 +331,10 @@ static void test_hardening(void)
     char deep[400];
     size_t n = 0;
     n += (size_t)snprintf(deep + n, sizeof deep - n, "{\"queries\": ");
-    for (int i = 0; i < 80; i++) deep[n++] = '[';
-    for (int i = 0; i < 80; i++) deep[n++] = ']';
+    for (int i = 0; i < 80; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < 80; i++)
+        deep[n++] = ']';
     snprintf(deep + n, sizeof deep - n, "}");
     expect(deep, 2, 400, "MALFORMED_JSON");
     /* The value cap answers 413 before cJSON builds anything. */
@@ -347,8 +349,9 @@ static void test_hardening(void)
     CP_CHECK(e.code && !strcmp(e.code, "PAYLOAD_TOO_LARGE"));
     expect_write(true, "{\"documents\": [{\"id\": \"victim\\u0000attacker\", \"text\": \"x\"}]}",
                  400, "INVALID_STRING");
-    expect_write(true, "{\"documents\": [{\"id\": \"a\", \"text\": \"x\", \"metadata\": "
-                       "{\"k\\u0000\": 1}}]}",
+    expect_write(true,
+                 "{\"documents\": [{\"id\": \"a\", \"text\": \"x\", \"metadata\": "
+                 "{\"k\\u0000\": 1}}]}",
                  400, "INVALID_STRING");
     expect_write(false, "{\"ids\": [\"vim\\u0000-not-this-one\"]}", 400, "INVALID_STRING");
     expect_write(false, "{\"ids\": [\"a\"]}{\"ids\": [\"b\"]}", 400, "MALFORMED_JSON");
@@ -362,9 +365,11 @@ static void test_filter_limits(void)
     char *f = malloc(cap);
     /* 32 nested $not around {"lang": "en"}: an even count, so docs with lang en. */
     size_t n = 0;
-    for (int i = 0; i < 32; i++) n += (size_t)snprintf(f + n, cap - n, "{\"$not\": ");
+    for (int i = 0; i < 32; i++)
+        n += (size_t)snprintf(f + n, cap - n, "{\"$not\": ");
     n += (size_t)snprintf(f + n, cap - n, "{\"lang\": \"en\"}");
-    for (int i = 0; i < 32; i++) f[n++] = '}';
+    for (int i = 0; i < 32; i++)
+        f[n++] = '}';
     f[n] = '\0';
     expect_filter(db, f, "0");
     /* 33: past the limit. */
@@ -379,14 +384,17 @@ static void test_filter_limits(void)
     snprintf(f + n, cap - n, "]}");
     expect_filter(db, f, "0,1");
     n = (size_t)snprintf(f, cap, "{\"year\": {\"$in\": [");
-    for (int i = 0; i < 5000; i++) n += (size_t)snprintf(f + n, cap - n, "%s%d", i ? ", " : "", i);
+    for (int i = 0; i < 5000; i++)
+        n += (size_t)snprintf(f + n, cap - n, "%s%d", i ? ", " : "", i);
     snprintf(f + n, cap - n, "]}}");
     expect_filter(db, f, "0,1");
     /* 32 levels of $or with a second branch each: runs, or is refused as the client's filter. */
     n = 0;
-    for (int i = 0; i < 32; i++) n += (size_t)snprintf(f + n, cap - n, "{\"$or\": [{\"year\": %d}, ", i);
+    for (int i = 0; i < 32; i++)
+        n += (size_t)snprintf(f + n, cap - n, "{\"$or\": [{\"year\": %d}, ", i);
     n += (size_t)snprintf(f + n, cap - n, "{\"lang\": \"fr\"}");
-    for (int i = 0; i < 32; i++) n += (size_t)snprintf(f + n, cap - n, "]}");
+    for (int i = 0; i < 32; i++)
+        n += (size_t)snprintf(f + n, cap - n, "]}");
     cp_filter_sql *fs = NULL;
     cp_error err;
     cp_status st = cp_filter_compile(f, strlen(f), &fs, &err);
