@@ -44,8 +44,13 @@ static const char usage_text[] =
     "  --max-query-tokens N    token vectors per query (default 512)\n"
     "  --max-documents N       documents per rerank (default 1000)\n"
     "  --max-write-documents N documents per upsert request (default 1000)\n"
+    "  --max-json-values N     JSON values (numbers, strings, arrays, ...) in one request\n"
+    "                          body (default 1000000; more answers 413)\n"
+    "  --max-response-bytes N  response body (default 268435456; larger answers 422\n"
+    "                          RESPONSE_TOO_LARGE)\n"
     "  --queue-depth N         requests waiting for a worker before 503 (default 256)\n"
-    "  --timeout S             idle connection timeout in seconds (default 30)\n"
+    "  --timeout S             idle connection timeout in seconds, and the most time a\n"
+    "                          request body may take to arrive (default 30)\n"
     "  --max-connections N     open connections (default 1000)\n"
     "  --shutdown-grace S      seconds to finish in-flight requests on SIGTERM (default 30)\n"
     "  --no-access-log         do not write one JSON line per request to stderr\n";
@@ -67,6 +72,8 @@ enum {
     OPT_MAX_WRITE_DOCS,
     OPT_ENC_BATCH,
     OPT_RATE_LIMIT,
+    OPT_MAX_JSON_VALUES,
+    OPT_MAX_RESPONSE,
 };
 
 typedef struct serve_opts {
@@ -115,6 +122,16 @@ static bool apply_limit(serve_opts *o, int opt, const char *val)
         l->max_body_bytes = (size_t)v;
         return true;
     }
+    if (opt == OPT_MAX_JSON_VALUES) {
+        if (!int_opt("--max-json-values", val, 16, 1LL << 32, &v)) return false;
+        l->max_json_values = (size_t)v;
+        return true;
+    }
+    if (opt == OPT_MAX_RESPONSE) {
+        if (!int_opt("--max-response-bytes", val, 4096, 1LL << 40, &v)) return false;
+        l->max_response_bytes = (size_t)v;
+        return true;
+    }
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if (ints[i].opt == opt) {
             if (!int_opt(ints[i].name, val, ints[i].min, ints[i].max, &v)) return false;
@@ -151,6 +168,8 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         {"write-queue", required_argument, 0, OPT_WRITE_QUEUE},
         {"max-write-documents", required_argument, 0, OPT_MAX_WRITE_DOCS},
         {"rate-limit", required_argument, 0, OPT_RATE_LIMIT},
+        {"max-json-values", required_argument, 0, OPT_MAX_JSON_VALUES},
+        {"max-response-bytes", required_argument, 0, OPT_MAX_RESPONSE},
         {0, 0, 0, 0}};
     int c;
     int64_t v;

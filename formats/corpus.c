@@ -19,8 +19,11 @@
 #include "colplaid/corpus.h"
 
 #include <cjson/cJSON.h>
+
+#include "cp_json.h"
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,8 +210,44 @@ static cp_status json_fields(cp_corpus *c, const cJSON *o, cp_error *err)
     return CP_OK;
 }
 
+/* What the server refuses at its door, refused here too (util/cp_json.h): a line with two
+ * objects or trailing data (cJSON read the first and ignored the rest), "\u0000" in a string
+ * (cJSON cut the id or text short, so "victim\u0000x" replaced "victim"), invalid UTF-8 and
+ * repeated keys. */
+static cp_status check_jsonl(cp_corpus *c, size_t len, cp_error *err)
+{
+    cp_json_info info;
+    cp_json_status js = cp_json_check(c->buf, len, 1000, SIZE_MAX, &info);
+    const char *what = NULL;
+    switch (js) {
+    case CP_JSON_OK:
+        return CP_OK;
+    case CP_JSON_TRAILING:
+        what = "data after the JSON object (one object per line)";
+        break;
+    case CP_JSON_NUL:
+        what = "a string contains U+0000 (NUL)";
+        break;
+    case CP_JSON_UTF8:
+        what = "invalid UTF-8";
+        break;
+    case CP_JSON_DUP_KEY:
+        return cp_error_set(err, CP_EFORMAT, "%s line %lld: the key \"%s\" occurs twice", c->path,
+                            (long long)c->line, info.dup_key);
+    case CP_JSON_NOMEM:
+        return cp_error_set(err, CP_ENOMEM, "out of memory");
+    default:
+        what = "invalid JSON";
+        break;
+    }
+    return cp_error_set(err, CP_EFORMAT, "%s line %lld: %s near byte %lld", c->path,
+                        (long long)c->line, what, (long long)info.offset + 1);
+}
+
 static cp_status parse_jsonl(cp_corpus *c, size_t len, cp_error *err)
 {
+    cp_status cst = check_jsonl(c, len, err);
+    if (cst != CP_OK) return cst;
     const char *end = NULL;
     cJSON *o = cJSON_ParseWithLengthOpts(c->buf, len, &end, false);
     if (!o)
@@ -235,8 +274,12 @@ static bool tsv_header(const char *line)
     return false;
 }
 
-static cp_status parse_tsv(cp_corpus *c, cp_error *err)
+static cp_status parse_tsv(cp_corpus *c, size_t len, cp_error *err)
 {
+    size_t ok = cp_utf8_valid_prefix(c->buf, len);
+    if (ok < len)
+        return cp_error_set(err, CP_EFORMAT, "%s line %lld: invalid UTF-8 near byte %lld", c->path,
+                            (long long)c->line, (long long)ok + 1);
     char *tab = strchr(c->buf, '\t');
     if (!tab)
         return cp_error_set(err, CP_EFORMAT, "%s line %lld: expected id<TAB>text", c->path,
@@ -271,7 +314,7 @@ cp_status cp_corpus_next(cp_corpus *c, cp_corpus_record *rec, bool *has, cp_erro
         if (st != CP_OK || !*has) return st;
         if (blank(c->buf)) continue;
         if (c->kind == KIND_TSV && c->line == 1 && tsv_header(c->buf)) continue;
-        st = c->kind == KIND_JSONL ? parse_jsonl(c, len, err) : parse_tsv(c, err);
+        st = c->kind == KIND_JSONL ? parse_jsonl(c, len, err) : parse_tsv(c, len, err);
         const char *bad_id = st == CP_OK ? cp_document_id_problem(c->id) : NULL;
         if (bad_id)
             st = cp_error_set(err, CP_EFORMAT, "%s line %lld: the document id %s", c->path,

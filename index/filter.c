@@ -26,13 +26,23 @@
 #include <math.h>
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
-enum { FILTER_MAX_DEPTH = 32, FILTER_MAX_BINDS = 20000, FILTER_MAX_FIELD = 256 };
+#include "cp_json.h"
+
+/* FILTER_MAX_JSON_DEPTH: the JSON nesting of a filter at FILTER_MAX_DEPTH ($or adds an
+ * array and an object per level), with room for its leaves. */
+enum {
+    FILTER_MAX_DEPTH = 32,
+    FILTER_MAX_JSON_DEPTH = 2 * FILTER_MAX_DEPTH + 4,
+    FILTER_MAX_BINDS = 20000,
+    FILTER_MAX_FIELD = 256
+};
 
 typedef enum { BIND_TEXT, BIND_REAL } bind_kind;
 
@@ -211,21 +221,73 @@ static cp_status emit_compare(compiler *c, const char *path, const char *op, con
                 eq_only ? "string, number, boolean or null" : "number or a string");
 }
 
+/* ---- balanced trees ----------------------------------------------------------------------
+ *
+ * A list of n terms joined by AND or OR is written as a balanced tree of parenthesised pairs,
+ * ((a OR b) OR (c OR d)), not as a chain: SQLite parses a chain of 1,000 terms into an
+ * expression 1,000 deep, past its limit of 1,000 ("Expression tree is too large"), where the
+ * balanced tree is 10 deep. One term is written alone, without parentheses, so nested $not
+ * costs SQLite's parser one stack entry per level (it has 100). */
+
+typedef cp_status (*emit_term_fn)(compiler *c, const cJSON *term, const void *arg);
+
+static cp_status emit_tree(compiler *c, const cJSON *const *terms, size_t n, const char *joiner,
+                           emit_term_fn fn, const void *arg)
+{
+    if (n == 1) return fn(c, terms[0], arg);
+    size_t half = n / 2;
+    emit(c->f, "(");
+    cp_status st = emit_tree(c, terms, half, joiner, fn, arg);
+    if (st) return st;
+    emit(c->f, joiner);
+    st = emit_tree(c, terms + half, n - half, joiner, fn, arg);
+    if (st) return st;
+    emit(c->f, ")");
+    return check_binds(c, 0);
+}
+
+/* The children of node (array items or object members) joined as a balanced tree; empty
+ * writes `empty` ("1" for AND, "0" for OR). */
+static cp_status emit_children(compiler *c, const cJSON *node, const char *joiner,
+                               const char *empty, emit_term_fn fn, const void *arg)
+{
+    size_t n = 0;
+    for (const cJSON *it = node->child; it; it = it->next)
+        n++;
+    if (!n) {
+        emit(c->f, empty);
+        return check_binds(c, 0);
+    }
+    if (n > FILTER_MAX_BINDS) return fail(c, "too large (more than %d terms)", FILTER_MAX_BINDS);
+    const cJSON **terms = malloc(n * sizeof *terms);
+    if (!terms) return cp_error_set(c->err, CP_ENOMEM, "filter: out of memory");
+    n = 0;
+    for (const cJSON *it = node->child; it; it = it->next)
+        terms[n++] = it;
+    cp_status st = emit_tree(c, terms, n, joiner, fn, arg);
+    free(terms);
+    return st;
+}
+
+typedef struct in_arg {
+    const char *path, *opname;
+} in_arg;
+
+static cp_status emit_in_value(compiler *c, const cJSON *v, const void *arg)
+{
+    const in_arg *a = arg;
+    if (cJSON_IsArray(v) || cJSON_IsObject(v))
+        return fail(c, "%s values must be strings, numbers, booleans or null", a->opname);
+    return emit_compare(c, a->path, "=", v, a->opname);
+}
+
 static cp_status emit_in(compiler *c, const char *path, const cJSON *arr, bool negate,
                          const char *opname)
 {
     if (!cJSON_IsArray(arr)) return fail(c, "%s needs an array", opname);
-    cp_filter_sql *f = c->f;
-    emit(f, negate ? "NOT (0" : "(0");
-    for (const cJSON *v = arr->child; v; v = v->next) {
-        if (cJSON_IsArray(v) || cJSON_IsObject(v))
-            return fail(c, "%s values must be strings, numbers, booleans or null", opname);
-        emit(f, " OR ");
-        cp_status st = emit_compare(c, path, "=", v, opname);
-        if (st) return st;
-    }
-    emit(f, ")");
-    return check_binds(c, 0);
+    if (negate) emit(c->f, "NOT ");
+    in_arg a = {path, opname};
+    return emit_children(c, arr, " OR ", "0", emit_in_value, &a);
 }
 
 static cp_status emit_operator(compiler *c, const char *path, const cJSON *op)
@@ -257,6 +319,18 @@ static cp_status emit_operator(compiler *c, const char *path, const cJSON *op)
 
 static cp_status compile_node(compiler *c, const cJSON *node, int depth);
 
+static cp_status emit_field_op(compiler *c, const cJSON *op, const void *arg)
+{
+    const cJSON *item = arg;
+    char path[FILTER_MAX_FIELD * 2 + 8];
+    cp_status st = field_path(c, item->string, path, sizeof path);
+    if (st) return st;
+    if (!op->string || op->string[0] != '$')
+        return fail(c, "field \"%s\": mix of operators and plain keys", item->string);
+    if ((st = emit_operator(c, path, op))) cp_error_prefix(c->err, "field \"%s\"", item->string);
+    return st;
+}
+
 static cp_status compile_field(compiler *c, const cJSON *item)
 {
     char path[FILTER_MAX_FIELD * 2 + 8];
@@ -271,18 +345,16 @@ static cp_status compile_field(compiler *c, const cJSON *item)
                         item->string);
         return emit_compare(c, path, "=", item, "$eq");
     }
-    emit(c->f, "(1");
-    for (const cJSON *op = item->child; op; op = op->next) {
-        if (!op->string || op->string[0] != '$')
-            return fail(c, "field \"%s\": mix of operators and plain keys", item->string);
-        emit(c->f, " AND ");
-        if ((st = emit_operator(c, path, op))) {
-            cp_error_prefix(c->err, "field \"%s\"", item->string);
-            return st;
-        }
-    }
-    emit(c->f, ")");
-    return check_binds(c, 0);
+    return emit_children(c, item, " AND ", "1", emit_field_op, item);
+}
+
+typedef struct node_arg {
+    int depth;
+} node_arg;
+
+static cp_status emit_sub_node(compiler *c, const cJSON *sub, const void *arg)
+{
+    return compile_node(c, sub, ((const node_arg *)arg)->depth);
 }
 
 static cp_status compile_list(compiler *c, const cJSON *arr, const char *joiner, int depth,
@@ -290,18 +362,13 @@ static cp_status compile_list(compiler *c, const cJSON *arr, const char *joiner,
 {
     if (!cJSON_IsArray(arr) || !arr->child)
         return fail(c, "%s needs a non-empty array of filters", opname);
-    emit(c->f, "(");
-    for (const cJSON *sub = arr->child; sub; sub = sub->next) {
-        if (sub != arr->child) emit(c->f, joiner);
-        cp_status st = compile_node(c, sub, depth + 1);
-        if (st) return st;
-    }
-    emit(c->f, ")");
-    return check_binds(c, 0);
+    node_arg a = {depth + 1};
+    return emit_children(c, arr, joiner, "1", emit_sub_node, &a);
 }
 
-static cp_status compile_key(compiler *c, const cJSON *item, int depth)
+static cp_status compile_key(compiler *c, const cJSON *item, const void *arg)
 {
+    int depth = ((const node_arg *)arg)->depth;
     const char *key = item->string;
     if (key[0] != '$') return compile_field(c, item);
     if (!strcmp(key, "$and")) return compile_list(c, item, " AND ", depth, key);
@@ -319,14 +386,8 @@ static cp_status compile_node(compiler *c, const cJSON *node, int depth)
 {
     if (depth > FILTER_MAX_DEPTH) return fail(c, "nested deeper than %d levels", FILTER_MAX_DEPTH);
     if (!cJSON_IsObject(node)) return fail(c, "each filter must be a JSON object");
-    emit(c->f, "(1");
-    for (const cJSON *item = node->child; item; item = item->next) {
-        emit(c->f, " AND ");
-        cp_status st = compile_key(c, item, depth);
-        if (st) return st;
-    }
-    emit(c->f, ")");
-    return check_binds(c, 0);
+    node_arg a = {depth};
+    return emit_children(c, node, " AND ", "1", compile_key, &a);
 }
 
 void cp_filter_sql_free(cp_filter_sql *f)
@@ -347,6 +408,20 @@ cp_status cp_filter_compile(const char *filter_json, size_t len, cp_filter_sql *
                             cp_error *err)
 {
     *out = NULL;
+    /* Strict first (util/cp_json.h): cJSON would take the first of two equal keys, cut a
+     * "\u0000" value short (so "editors\u0000zzz" matched "editors") and ignore what
+     * follows the object. */
+    cp_json_info info;
+    cp_json_status js = cp_json_check(filter_json, len, FILTER_MAX_JSON_DEPTH, SIZE_MAX, &info);
+    if (js == CP_JSON_DUP_KEY)
+        return cp_error_set(err, CP_EINVAL, "filter: an object has the key \"%s\" twice",
+                            info.dup_key);
+    if (js == CP_JSON_DEPTH)
+        return cp_error_set(err, CP_EINVAL, "filter: nested deeper than %d levels",
+                            FILTER_MAX_DEPTH);
+    if (js)
+        return cp_error_set(err, CP_EINVAL, "filter: %s (byte %zu)", cp_json_status_text(js),
+                            info.offset);
     cJSON *root = cJSON_ParseWithLength(filter_json, len);
     if (!root) return cp_error_set(err, CP_EINVAL, "filter: not valid JSON");
     cp_filter_sql *f = calloc(1, sizeof *f);
@@ -392,9 +467,17 @@ cp_status cp_filter_run(const cp_filter_sql *f, void *sqlite_db, int64_t **doc_i
     sqlite3_stmt *stmt = NULL;
     *doc_ids = NULL;
     *n_ids = 0;
-    if (sqlite3_prepare_v2(db, f->sql, -1, &stmt, NULL) != SQLITE_OK)
-        return cp_error_set(err, CP_EINTERNAL, "filter: SQLite refused the query: %s",
-                            sqlite3_errmsg(db));
+    if (sqlite3_prepare_v2(db, f->sql, -1, &stmt, NULL) != SQLITE_OK) {
+        /* Within the documented limits this does not happen (balanced trees, single terms
+         * unparenthesised); a filter that combines them all can still pass SQLite's parser
+         * stack or expression depth, and that is the client's filter, not a server fault. */
+        const char *msg = sqlite3_errmsg(db);
+        if (strstr(msg, "parser stack overflow") || strstr(msg, "too large") ||
+            strstr(msg, "too many"))
+            return cp_error_set(err, CP_EINVAL,
+                                "filter: too complex to run (%s): nest fewer operators", msg);
+        return cp_error_set(err, CP_EINTERNAL, "filter: SQLite refused the query: %s", msg);
+    }
     cp_status st = bind_all(f, stmt, err);
     int64_t *ids = NULL;
     size_t n = 0, cap = 0;

@@ -124,7 +124,7 @@ void cp_handle_explain(cp_server *s, const cp_request *req, cp_response *resp)
         cp_response_from_status(resp, &err);
         goto done;
     }
-    cp_sb sb = {0};
+    cp_sb sb = {.limit = s->cfg.limits.max_response_bytes};
     if (!info.text)
         explain_body(&sb, s->encoder, id, &q, stored, n_stored, NULL, "index", encode_ms, t0);
     else if (d.n_tokens == n_stored)

@@ -36,9 +36,14 @@ static double ms_since(double t0)
 
 /* ---- response pieces ------------------------------------------------------------------- */
 
+/* JSON has no inf or NaN: such a value (inputs are refused before they could give one)
+ * would be written as null rather than break the response. */
 static void append_float(cp_sb *sb, float v)
 {
-    cp_sb_printf(sb, "%.9g", (double)v);
+    if (isfinite(v))
+        cp_sb_printf(sb, "%.9g", (double)v);
+    else
+        cp_sb_append(sb, "null");
 }
 
 /* ---- service routes ---------------------------------------------------------------------- */
@@ -59,7 +64,7 @@ static void append_index_summary(cp_sb *sb, const cp_served_index *si)
 static void append_raw_json(cp_sb *sb, const char *json)
 {
     cJSON *v = json ? cJSON_Parse(json) : NULL;
-    cp_sb_append(sb, v ? json : "null");
+    cp_sb_append_json_text(sb, v ? json : "null");
     cJSON_Delete(v);
 }
 
@@ -177,7 +182,7 @@ static void handle_get_index(const cp_request *req, cp_response *resp)
     cp_response_set_body(resp, 200, &sb, "application/json");
 }
 
-static void handle_get_document(const cp_request *req, cp_response *resp)
+static void handle_get_document(cp_server *s, const cp_request *req, cp_response *resp)
 {
     cp_document_info info;
     cp_error err;
@@ -191,7 +196,7 @@ static void handle_get_document(const cp_request *req, cp_response *resp)
         cp_response_from_status(resp, &err);
         return;
     }
-    cp_sb sb = {0};
+    cp_sb sb = {.limit = s->cfg.limits.max_response_bytes};
     cp_sb_append(&sb, "{\"id\": ");
     cp_sb_json_string(&sb, info.external_id);
     cp_sb_append(&sb, ", \"text\": ");
@@ -484,10 +489,10 @@ void cp_search_run(cp_server *s, cp_search_job *job, cp_response *resp)
             ok = false;
         }
     ok = ok && build_subset(sr, req->idx, &sub, resp);
-    cp_sb sb = {0};
+    cp_sb sb = {.limit = s->cfg.limits.max_response_bytes};
     cp_sb_append(&sb, "{\"results\": [");
     double per_query_encode = job->encode_ms / (double)sr->n_queries;
-    for (size_t i = 0; ok && i < sr->n_queries; i++) {
+    for (size_t i = 0; ok && !sb.too_big && i < sr->n_queries; i++) {
         if (i) cp_sb_append(&sb, ", ");
         ok = search_one(s, req->idx, sr, &sr->queries[i], &sub, hits, per_query_encode, &sb, resp);
     }
@@ -551,7 +556,7 @@ static void handle_encode(cp_server *s, const cp_request *req, cp_response *resp
     cp_embeddings *out =
         encode_timed(s, er.kind, (const char *const *)er.texts, er.n_texts, &ms, resp);
     if (out) {
-        cp_sb sb = {0};
+        cp_sb sb = {.limit = s->cfg.limits.max_response_bytes};
         cp_sb_printf(&sb, "{\"dim\": %d, \"results\": [", cp_encoder_dim(s->encoder));
         for (size_t i = 0; i < er.n_texts; i++) {
             if (i) cp_sb_append(&sb, ", ");
@@ -577,7 +582,7 @@ static int cmp_scored(const void *a, const void *b)
     return (x->index > y->index) - (x->index < y->index);
 }
 
-static void rerank_respond(cp_rerank_request *rr, double encode_ms, cp_response *resp)
+static void rerank_respond(cp_rerank_request *rr, double encode_ms, size_t limit, cp_response *resp)
 {
     double t0 = cp_now_seconds();
     scored *sc = malloc(rr->n_docs * sizeof *sc);
@@ -597,7 +602,7 @@ static void rerank_respond(cp_rerank_request *rr, double encode_ms, cp_response 
     }
     qsort(sc, rr->n_docs, sizeof *sc, cmp_scored);
     double ms = ms_since(t0);
-    cp_sb sb = {0};
+    cp_sb sb = {.limit = limit};
     cp_sb_append(&sb, "{\"results\": [");
     for (size_t i = 0; i < rr->n_docs; i++) {
         cp_sb_printf(&sb, "%s{\"index\": %zu, \"score\": ", i ? ", " : "", sc[i].index);
@@ -632,7 +637,7 @@ static void handle_rerank(cp_server *s, const cp_request *req, cp_response *resp
             ok = false;
         }
     if (!vecs) cp_response_error(resp, 503, "OUT_OF_MEMORY", "out of memory");
-    if (ok) rerank_respond(&rr, q_ms + d_ms, resp);
+    if (ok) rerank_respond(&rr, q_ms + d_ms, s->cfg.limits.max_response_bytes, resp);
     free(vecs);
     cp_rerank_request_free(&rr);
 }
@@ -825,7 +830,7 @@ void cp_handle(cp_server *s, const cp_request *req, cp_response *resp)
     case CP_ROUTE_LIST_INDEXES: handle_list_indexes(s, resp); break;
     case CP_ROUTE_GET_INDEX: handle_get_index(req, resp); break;
     case CP_ROUTE_SEARCH: handle_search(s, req, resp); break;
-    case CP_ROUTE_GET_DOCUMENT: handle_get_document(req, resp); break;
+    case CP_ROUTE_GET_DOCUMENT: handle_get_document(s, req, resp); break;
     case CP_ROUTE_ENCODE: handle_encode(s, req, resp); break;
     case CP_ROUTE_RERANK: handle_rerank(s, req, resp); break;
     case CP_ROUTE_PAGE: cp_handle_page(resp); break;

@@ -17,6 +17,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -24,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,7 +35,7 @@
 #include "server.h"
 #include "strbuf.h"
 
-enum { REQUEST_ID_MAX = 64, BODY_HINT_MAX = 1 << 20 };
+enum { REQUEST_ID_MAX = 64, BODY_HINT_MAX = 1 << 20, TRIM_AFTER_BYTES = 4 << 20 };
 
 typedef enum { CTX_READING, CTX_QUEUED, CTX_DONE } ctx_state;
 
@@ -53,6 +55,7 @@ typedef struct conn_ctx {
     size_t body_hint; /* Content-Length, if declared and at most BODY_HINT_MAX */
     bool too_large;
     int key_line;
+    size_t work_bytes; /* the most cJSON held while parsing this request's body */
     double t_start;
     cp_search_job *job; /* a search parsed (and maybe encoded) by a worker, waiting */
 } conn_ctx;
@@ -177,6 +180,7 @@ static void pool_finish(cp_server *s, conn_ctx *ctx)
     } else {
         cp_handle(s, &ctx->req, &ctx->resp);
     }
+    ctx->work_bytes += cp_request_take_parse_peak();
     ctx->state = CTX_DONE;
     /* The suspend happened under the pool's mutex before this job could be taken, so the
      * connection is suspended here. */
@@ -223,6 +227,7 @@ static size_t pool_push_front(pool *p, conn_ctx **ctxs, size_t n)
 static bool prepare(cp_server *s, conn_ctx *ctx)
 {
     ctx->job = cp_search_prepare(s, &ctx->req, &ctx->resp);
+    ctx->work_bytes += cp_request_take_parse_peak();
     if (ctx->job) return true;
     ctx->state = CTX_DONE;
     MHD_resume_connection(ctx->conn);
@@ -367,6 +372,7 @@ static void *writer_main(void *arg)
         conn_ctx *ctx = ring_pop(&wq->q);
         pthread_mutex_unlock(&wq->mu);
         cp_handle(s, &ctx->req, &ctx->resp);
+        ctx->work_bytes += cp_request_take_parse_peak();
         /* ctx may be freed as soon as the connection resumes: keep what compaction needs. */
         cp_served_index *si = ctx->req.idx;
         bool changed = ctx->resp.status == 200;
@@ -595,14 +601,23 @@ static void access_log(const conn_ctx *ctx, enum MHD_RequestTerminationCode toe)
     cp_sb sb = {0};
     cp_sb_printf(&sb, "{\"ts\": \"%s.%03ldZ\", \"request_id\": ", ts, now.tv_nsec / 1000000);
     cp_sb_json_string(&sb, ctx->request_id);
-    cp_sb_printf(&sb, ", \"method\": \"%s\", \"route\": \"%s\", \"path\": ", ctx->method,
-                 cp_route_label(ctx->req.route));
+    /* Every string goes through cp_sb_json_string, even those that are fixed words today:
+     * the method, for one, is whatever the client sent (a method of A"}{"x once broke the
+     * line). */
+    cp_sb_append(&sb, ", \"method\": ");
+    cp_sb_json_string(&sb, ctx->method);
+    cp_sb_append(&sb, ", \"route\": ");
+    cp_sb_json_string(&sb, cp_route_label(ctx->req.route));
+    cp_sb_append(&sb, ", \"path\": ");
     cp_sb_json_string(&sb, ctx->path ? ctx->path : "");
     cp_sb_printf(&sb, ", \"status\": %d, \"ms\": %.3f, \"bytes_in\": %zu, \"bytes_out\": %zu",
                  ctx->resp.status, (cp_now_seconds() - ctx->t_start) * 1000.0, ctx->body_len,
                  ctx->resp.len);
     if (ctx->key_line) cp_sb_printf(&sb, ", \"key\": \"line %d\"", ctx->key_line);
-    if (ctx->resp.error_code) cp_sb_printf(&sb, ", \"error\": \"%s\"", ctx->resp.error_code);
+    if (ctx->resp.error_code) {
+        cp_sb_append(&sb, ", \"error\": ");
+        cp_sb_json_string(&sb, ctx->resp.error_code);
+    }
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) cp_sb_append(&sb, ", \"aborted\": true");
     cp_sb_append(&sb, "}\n");
     char *line = cp_sb_take(&sb, NULL);
@@ -623,12 +638,16 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
     if (s->cfg.access_log) access_log(ctx, toe);
     atomic_fetch_sub(&s->in_flight, 1);
     cp_search_job_free(ctx->job);
+    /* glibc keeps freed memory in its arenas (one per worker thread): after a large request
+     * (a 32 MiB body, cJSON's tree of it) RSS stayed at the peak. Hand it back. */
+    bool large = ctx->body_cap + ctx->work_bytes + ctx->resp.len >= TRIM_AFTER_BYTES;
     free(ctx->resp.body);
     free(ctx->body);
     free(ctx->path);
     free(ctx->doc_id);
     free(ctx);
     *con_cls = NULL;
+    if (large) malloc_trim(0);
 }
 
 /* ---- the access handler ----------------------------------------------------------------------- */
@@ -676,6 +695,75 @@ static bool rate_ok(conn_ctx *ctx)
     return ok;
 }
 
+/* ---- strict headers ---------------------------------------------------------------------- */
+
+typedef struct header_scan {
+    int content_length, transfer_encoding, authorization;
+    bool bad_content_length; /* not 1*DIGIT */
+    bool binary;             /* a value holds a NUL byte */
+} header_scan;
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    (void)kind;
+    (void)key_size;
+    header_scan *h = cls;
+    if (value && strlen(value) != value_size) h->binary = true;
+    if (!strcasecmp(key, "Content-Length")) {
+        h->content_length++;
+        bool digits = value && value[0];
+        for (const char *p = value; digits && *p; p++)
+            digits = *p >= '0' && *p <= '9';
+        if (!digits) h->bad_content_length = true;
+    } else if (!strcasecmp(key, "Transfer-Encoding")) {
+        h->transfer_encoding++;
+    } else if (!strcasecmp(key, "Authorization")) {
+        h->authorization++;
+    }
+    return MHD_YES;
+}
+
+/* A Bearer header must be exactly "Bearer <key>", the key 1 to 1024 visible ASCII
+ * characters, nothing before or after it (a key followed by spaces and junk was accepted,
+ * even for writes). Another scheme is not malformed, just not a valid key: auth answers 403. */
+static bool bearer_well_formed(const char *v)
+{
+    if (strncasecmp(v, "Bearer", 6) || (v[6] != ' ' && v[6] != '\0')) return true;
+    if (v[6] == '\0') return false;
+    size_t n = 0;
+    for (const char *p = v + 7; *p; p++, n++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) return false;
+    return n >= 1 && n <= 1024;
+}
+
+/* Headers a proxy and this server could read differently are refused (request smuggling):
+ * two Content-Length headers, a Content-Length that is not a number, Content-Length with
+ * Transfer-Encoding, two Authorization headers or one that is not exactly "Bearer <key>".
+ * Returns false with msg set. */
+static bool headers_strict(struct MHD_Connection *conn, char *msg, size_t cap)
+{
+    header_scan h = {0};
+    MHD_get_connection_values_n(conn, MHD_HEADER_KIND, scan_header, &h);
+    const char *why = NULL;
+    if (h.binary)
+        why = "a header value contains a NUL byte";
+    else if (h.content_length > 1)
+        why = "more than one Content-Length header";
+    else if (h.bad_content_length)
+        why = "Content-Length is not a decimal number";
+    else if (h.content_length && h.transfer_encoding)
+        why = "both Content-Length and Transfer-Encoding";
+    else if (h.authorization > 1)
+        why = "more than one Authorization header";
+    if (!why && h.authorization) {
+        const char *a = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+        if (!a || !bearer_well_formed(a)) why = "Authorization must be exactly \"Bearer <key>\"";
+    }
+    if (why) snprintf(msg, cap, "%s", why);
+    return why == NULL;
+}
+
 /* Route, method, auth, index and Content-Length checks, before any body is read. Returns
  * false after queueing a rejection. */
 static bool admit(conn_ctx *ctx, enum MHD_Result *ret)
@@ -693,7 +781,9 @@ static bool admit(conn_ctx *ctx, enum MHD_Result *ret)
     const char *err_code = NULL;
     char msg[300];
     int status = 0;
-    if (m.route == CP_ROUTE_OTHER) {
+    if (!headers_strict(ctx->conn, msg, sizeof msg)) {
+        status = 400, err_code = "INVALID_HEADER";
+    } else if (m.route == CP_ROUTE_OTHER) {
         status = 404, err_code = "ROUTE_NOT_FOUND";
         snprintf(msg, sizeof msg, "no route %s %.200s (see /openapi.json)", ctx->method, ctx->path);
     } else if (!method_allowed(ctx->method, m.allow) ||
@@ -795,6 +885,7 @@ static enum MHD_Result dispatch(conn_ctx *ctx)
     }
     if (!route_is_work(ctx->req.route)) {
         cp_handle(s, &ctx->req, &ctx->resp);
+        ctx->work_bytes += cp_request_take_parse_peak();
         ctx->state = CTX_DONE;
         return send_response(ctx);
     }
@@ -820,6 +911,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (ctx->state == CTX_DONE) return send_response(ctx);
     if (*upload_data_size) {
+        /* --timeout bounds the whole body, not only the silence between its bytes: a body
+         * trickled at a byte a second held its connection open indefinitely. */
+        if (cp_now_seconds() - ctx->t_start > (double)s->cfg.timeout_s) {
+            ctx->resp.status = 408;
+            ctx->resp.error_code = "REQUEST_TIMEOUT";
+            return MHD_NO; /* a response cannot be queued mid-body: close the connection */
+        }
         append_body(ctx, upload_data, *upload_data_size);
         ctx->bytes_seen += *upload_data_size;
         *upload_data_size = 0;
@@ -863,17 +961,47 @@ static bool resolve(const cp_server *s, struct sockaddr_storage *ss)
     return false;
 }
 
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* The URL's %HH escapes, decoded in place as MHD's own unescaper does, except %00: a NUL
+ * would cut the path short, so that /documents/vim%00-not-this-one named "vim". It stays
+ * "%00" (and names no document). */
+static size_t unescape_url(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    char *w = s;
+    for (const char *r = s; *r;) {
+        int hi, lo;
+        if (r[0] == '%' && (hi = hex_digit(r[1])) >= 0 && (lo = hex_digit(r[2])) >= 0 &&
+            (hi || lo)) {
+            *w++ = (char)(hi * 16 + lo);
+            r += 3;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
 static struct MHD_Daemon *start_daemon(cp_server *s, const struct sockaddr_storage *ss)
 {
     unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (ss->ss_family == AF_INET6) flags |= MHD_USE_IPv6;
-    return MHD_start_daemon(flags, (uint16_t)s->cfg.port, NULL, NULL, on_request, s,
-                            MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)ss,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg.timeout_s,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections,
-                            MHD_OPTION_NOTIFY_COMPLETED, request_completed, s,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
-                            MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U, MHD_OPTION_END);
+    return MHD_start_daemon(
+        flags, (uint16_t)s->cfg.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
+        (const struct sockaddr *)ss, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg.timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections, MHD_OPTION_NOTIFY_COMPLETED,
+        request_completed, s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U, MHD_OPTION_UNESCAPE_CALLBACK, unescape_url, NULL,
+        MHD_OPTION_END);
 }
 
 static uint16_t bound_port(struct MHD_Daemon *d)

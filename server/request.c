@@ -9,13 +9,17 @@
 #include "colplaid/corpus.h"
 
 #include <limits.h>
+#include <malloc.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
+
+#include "cp_json.h"
 
 bool cp_http_fail(cp_http_error *e, int status, const char *code, const char *fmt, ...)
 {
@@ -32,7 +36,7 @@ bool cp_http_fail(cp_http_error *e, int status, const char *code, const char *fm
 
 #define BAD(e, ...) cp_http_fail(e, 400, "INVALID_ARGUMENT", __VA_ARGS__)
 #define LIMIT(e, ...) cp_http_fail(e, 422, "LIMIT_EXCEEDED", __VA_ARGS__)
-#define OOM(e) cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory")
+#define OOM(e) oom_fail(e)
 
 void cp_limits_init(cp_limits *lim)
 {
@@ -45,6 +49,8 @@ void cp_limits_init(cp_limits *lim)
     lim->max_ids = 100000;
     lim->max_text_bytes = 1u << 20;
     lim->max_write_documents = 1000;
+    lim->max_json_values = 1000000;
+    lim->max_response_bytes = (size_t)256 << 20;
 }
 
 /* ---- base64 ------------------------------------------------------------------------------ */
@@ -135,13 +141,141 @@ char *cp_base64_encode(const unsigned char *in, size_t len)
     return out;
 }
 
+/* ---- cJSON's memory, per request ---------------------------------------------------------- */
+
+/* cJSON allocates through hooks that count the bytes of the request being parsed on this
+ * thread (a thread-local budget, active from parse_root to end_root). Blocks are plain
+ * malloc blocks measured with malloc_usable_size, so a pointer cJSON allocated before the
+ * hooks were installed, or one freed with free(), stays correct. */
+typedef struct json_budget {
+    size_t used, peak, cap;
+    bool over;
+} json_budget;
+
+static _Thread_local json_budget *tl_budget;
+static _Thread_local size_t tl_peak; /* largest parse of this thread since the last take */
+
+static void *budget_malloc(size_t n)
+{
+    json_budget *b = tl_budget;
+    if (b && (n > b->cap || b->used > b->cap - n)) {
+        b->over = true;
+        return NULL;
+    }
+    void *p = malloc(n);
+    if (p && b) {
+        b->used += malloc_usable_size(p);
+        if (b->used > b->peak) b->peak = b->used;
+    }
+    return p;
+}
+
+static void budget_free(void *p)
+{
+    json_budget *b = tl_budget;
+    if (p && b) {
+        size_t n = malloc_usable_size(p);
+        b->used = n < b->used ? b->used - n : 0;
+    }
+    free(p);
+}
+
+static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
+
+static void install_hooks(void)
+{
+    cJSON_Hooks h = {budget_malloc, budget_free};
+    cJSON_InitHooks(&h);
+}
+
+void cp_request_install_hooks(void)
+{
+    pthread_once(&hooks_once, install_hooks);
+}
+
+size_t cp_request_take_parse_peak(void)
+{
+    size_t p = tl_peak;
+    tl_peak = 0;
+    return p;
+}
+
+static bool oom_fail(cp_http_error *e)
+{
+    if (tl_budget && tl_budget->over)
+        return cp_http_fail(e, 413, "PAYLOAD_TOO_LARGE",
+                            "parsing the body needs more than %zu bytes of memory", tl_budget->cap);
+    return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+}
+
 /* ---- shared field helpers ------------------------------------------------------------------ */
 
-static bool parse_root(const char *body, size_t len, cJSON **root, cp_http_error *e)
+/* The strict check (cp_json.h) as the client's error. */
+static bool check_body(const char *body, size_t len, const cp_limits *lim, cp_json_info *info,
+                       cp_http_error *e)
 {
+    size_t max_values = lim->max_json_values ? lim->max_json_values : SIZE_MAX;
+    cp_json_status st = cp_json_check(body, len, CP_JSON_MAX_DEPTH, max_values, info);
+    size_t at = info->offset;
+    switch (st) {
+    case CP_JSON_OK:
+        return true;
+    case CP_JSON_SYNTAX:
+        return cp_http_fail(e, 400, "MALFORMED_JSON", "the body is not valid JSON (near byte %zu)",
+                            at);
+    case CP_JSON_TRAILING:
+        return cp_http_fail(e, 400, "MALFORMED_JSON",
+                            "the body has data after its JSON object (byte %zu): send one object",
+                            at);
+    case CP_JSON_DEPTH:
+        return cp_http_fail(e, 400, "MALFORMED_JSON",
+                            "the body nests arrays and objects deeper than %d levels (byte %zu)",
+                            CP_JSON_MAX_DEPTH, at);
+    case CP_JSON_TOO_MANY:
+        return cp_http_fail(e, 413, "PAYLOAD_TOO_LARGE",
+                            "the body has more than %zu JSON values (--max-json-values); send "
+                            "large embeddings as embeddings_b64",
+                            max_values);
+    case CP_JSON_UTF8:
+        return cp_http_fail(e, 400, "INVALID_UTF8", "the body is not valid UTF-8 (byte %zu)", at);
+    case CP_JSON_NUL:
+        return cp_http_fail(e, 400, "INVALID_STRING",
+                            "a string holds U+0000 (NUL) at byte %zu: ids, texts, keys and "
+                            "values cannot contain it",
+                            at);
+    case CP_JSON_DUP_KEY:
+        return cp_http_fail(e, 400, "DUPLICATE_KEY",
+                            "an object has the key \"%s\" twice (byte %zu)", info->dup_key, at);
+    case CP_JSON_NOMEM:
+        break;
+    }
+    return cp_http_fail(e, 500, "OUT_OF_MEMORY", "out of memory");
+}
+
+/* Check, then parse with a memory budget for cJSON that stays active (for the copies the
+ * field parsers make with cJSON_Print) until end_root. */
+static bool parse_root(const char *body, size_t len, const cp_limits *lim, json_budget *b,
+                       cJSON **root, cp_http_error *e)
+{
+    *root = NULL;
+    cp_request_install_hooks();
+    cp_json_info info;
+    if (!check_body(body, len, lim, &info, e)) return false;
+    /* What cJSON needs: a node of about 64 bytes (plus malloc's header) per value and a
+     * copy of every string, so this only trips on a parser gone wrong. */
+    memset(b, 0, sizeof *b);
+    b->cap = 2 * len + 128 * info.n_values + (64u << 10);
+    tl_budget = b;
     const char *end = NULL;
     *root = cJSON_ParseWithLengthOpts(body, len, &end, false);
     if (!*root) {
+        bool over = b->over;
+        tl_budget = NULL;
+        if (over) {
+            cp_http_fail(e, 413, "PAYLOAD_TOO_LARGE",
+                         "parsing the body needs more than %zu bytes of memory", b->cap);
+            return false;
+        }
         size_t at = 0;
         if (end && end >= body && end <= body + len) at = (size_t)(end - body);
         return cp_http_fail(e, 400, "MALFORMED_JSON", "the body is not valid JSON (near byte %zu)",
@@ -150,9 +284,17 @@ static bool parse_root(const char *body, size_t len, cJSON **root, cp_http_error
     if (!cJSON_IsObject(*root)) {
         cJSON_Delete(*root);
         *root = NULL;
+        tl_budget = NULL;
         return BAD(e, "the body must be a JSON object");
     }
     return true;
+}
+
+static void end_root(cJSON *root, json_budget *b)
+{
+    cJSON_Delete(root);
+    if (b->peak > tl_peak) tl_peak = b->peak;
+    tl_budget = NULL;
 }
 
 /* Reject keys outside allowed (a NULL-terminated list). */
@@ -248,6 +390,27 @@ static bool check_rows(int rows, int cols, const vec_rules *r, const char *where
     return true;
 }
 
+/* Rows whose norm is not finite or above CP_MAX_ROW_NORM are refused: MaxSim scores are sums
+ * of dot products in float32, and rows of 1e38 overflowed them to inf (not JSON, and an
+ * arbitrary ranking). */
+static bool check_norms(const float *data, int rows, int cols, const char *where, cp_http_error *e)
+{
+    for (int i = 0; i < rows; i++) {
+        double ss = 0;
+        for (int j = 0; j < cols; j++) {
+            double x = data[(size_t)i * cols + j];
+            ss += x * x;
+        }
+        double norm = sqrt(ss);
+        if (!(norm <= CP_MAX_ROW_NORM))
+            return BAD(e,
+                       "%s: embeddings row %d has norm %.3g; rows must have a finite norm of "
+                       "at most %.0e",
+                       where, i, norm, CP_MAX_ROW_NORM);
+    }
+    return true;
+}
+
 static bool parse_rows(const cJSON *arr, const vec_rules *r, const char *where, cp_vec_input *out,
                        cp_http_error *e)
 {
@@ -273,7 +436,7 @@ static bool parse_rows(const cJSON *arr, const vec_rules *r, const char *where, 
     }
     out->n_tokens = rows;
     out->dim = cols;
-    return true;
+    return check_norms(out->data, rows, cols, where, e);
 }
 
 static bool parse_b64(const cJSON *b64, const cJSON *shape, const vec_rules *r, const char *where,
@@ -306,7 +469,7 @@ static bool parse_b64(const cJSON *b64, const cJSON *shape, const vec_rules *r, 
     for (size_t i = 0; i < (size_t)rows * cols; i++)
         if (!isfinite(out->data[i]))
             return BAD(e, "%s.embeddings_b64 holds NaN or infinity at element %zu", where, i);
-    return true;
+    return check_norms(out->data, rows, cols, where, e);
 }
 
 /* The fields of an object that carries a text or embeddings: a query or rerank input
@@ -484,9 +647,10 @@ bool cp_parse_search(const char *body, size_t len, const cp_limits *lim, int dim
     out->k = 10 < lim->max_k ? 10 : lim->max_k;
     out->threshold = NAN;
     cJSON *root;
-    if (!parse_root(body, len, &root, e)) return false;
+    json_budget b;
+    if (!parse_root(body, len, lim, &b, &root, e)) return false;
     bool ok = parse_search_fields(root, lim, dim, out, e);
-    cJSON_Delete(root);
+    end_root(root, &b);
     if (!ok) cp_search_request_free(out);
     return ok;
 }
@@ -537,9 +701,10 @@ bool cp_parse_encode(const char *body, size_t len, const cp_limits *lim, cp_enco
 {
     memset(out, 0, sizeof *out);
     cJSON *root;
-    if (!parse_root(body, len, &root, e)) return false;
+    json_budget b;
+    if (!parse_root(body, len, lim, &b, &root, e)) return false;
     bool ok = parse_encode_fields(root, lim, out, e);
-    cJSON_Delete(root);
+    end_root(root, &b);
     if (!ok) cp_encode_request_free(out);
     return ok;
 }
@@ -587,9 +752,10 @@ bool cp_parse_rerank(const char *body, size_t len, const cp_limits *lim, cp_rera
 {
     memset(out, 0, sizeof *out);
     cJSON *root;
-    if (!parse_root(body, len, &root, e)) return false;
+    json_budget b;
+    if (!parse_root(body, len, lim, &b, &root, e)) return false;
     bool ok = parse_rerank_fields(root, lim, out, e);
-    cJSON_Delete(root);
+    end_root(root, &b);
     if (!ok) cp_rerank_request_free(out);
     return ok;
 }
@@ -703,9 +869,10 @@ bool cp_parse_upsert(const char *body, size_t len, const cp_limits *lim, int dim
 {
     memset(out, 0, sizeof *out);
     cJSON *root;
-    if (!parse_root(body, len, &root, e)) return false;
+    json_budget b;
+    if (!parse_root(body, len, lim, &b, &root, e)) return false;
     bool ok = parse_upsert_fields(root, lim, dim, out, e);
-    cJSON_Delete(root);
+    end_root(root, &b);
     if (!ok) cp_upsert_request_free(out);
     return ok;
 }
@@ -746,9 +913,10 @@ bool cp_parse_delete(const char *body, size_t len, const cp_limits *lim, cp_dele
 {
     memset(out, 0, sizeof *out);
     cJSON *root;
-    if (!parse_root(body, len, &root, e)) return false;
+    json_budget b;
+    if (!parse_root(body, len, lim, &b, &root, e)) return false;
     bool ok = parse_delete_fields(root, lim, out, e);
-    cJSON_Delete(root);
+    end_root(root, &b);
     if (!ok) cp_delete_request_free(out);
     return ok;
 }
@@ -789,9 +957,10 @@ bool cp_parse_explain(const char *body, size_t len, const cp_limits *lim, cp_exp
 {
     memset(out, 0, sizeof *out);
     cJSON *root;
-    if (!parse_root(body, len, &root, e)) return false;
+    json_budget b;
+    if (!parse_root(body, len, lim, &b, &root, e)) return false;
     bool ok = parse_explain_fields(root, lim, out, e);
-    cJSON_Delete(root);
+    end_root(root, &b);
     if (!ok) cp_explain_request_free(out);
     return ok;
 }

@@ -34,6 +34,25 @@ bool cp_http_fail(cp_http_error *e, int status, const char *code, const char *fm
 
 /* cp_limits (the configurable caps) and cp_limits_init: colplaid/server.h. */
 
+/* Every body is checked by cp_json_check (util/cp_json.h) before cJSON parses it: one JSON
+ * object and nothing after it, nesting at most CP_JSON_MAX_DEPTH, at most
+ * lim->max_json_values values, valid UTF-8, no U+0000 in any string, no repeated key. cJSON's
+ * allocations for one body are capped too (413 PAYLOAD_TOO_LARGE past the cap). */
+/* 72: a search or delete whose filter nests $or / $and 32 levels (the filter language's
+ * limit, index/filter.c) is about 68 JSON levels deep. */
+enum { CP_JSON_MAX_DEPTH = 72 };
+
+/* Embedding rows (queries, rerank inputs, upserted documents) must have a norm of at most
+ * this, so that scores stay finite. */
+#define CP_MAX_ROW_NORM 1e15
+
+/* Route cJSON's allocations through the per-request budget (idempotent, thread-safe; the
+ * parsers call it too). */
+void cp_request_install_hooks(void);
+/* The most bytes cJSON held for one body parsed on this thread since the last call; resets.
+ * The server returns memory to the system (malloc_trim) after large requests. */
+size_t cp_request_take_parse_peak(void);
+
 /* A text, or token embeddings (n_tokens x dim float32, row-major). */
 typedef struct cp_vec_input {
     char *text;

@@ -8,6 +8,15 @@
 
 void cp_response_set_body(cp_response *resp, int status, cp_sb *sb, const char *content_type)
 {
+    if (sb->too_big) {
+        size_t limit = sb->limit;
+        cp_sb_free(sb);
+        cp_response_error(resp, 422, "RESPONSE_TOO_LARGE",
+                          "the response would be larger than %zu bytes (--max-response-bytes): "
+                          "ask for fewer queries, a smaller k, or leave out include \"text\"",
+                          limit);
+        return;
+    }
     resp->body = cp_sb_take(sb, &resp->len);
     resp->status = status;
     resp->content_type = content_type;

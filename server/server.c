@@ -39,6 +39,8 @@ cp_status cp_server_new(const cp_server_config *cfg, cp_server **out, cp_error *
         return cp_error_set(err, CP_ENOMEM, "out of memory");
     }
     s->cfg = *cfg;
+    /* Set up while one thread runs: cJSON's hooks are process-wide (request.h). */
+    cp_request_install_hooks();
     s->start_time = cp_now_seconds();
     s->start_wall = (int64_t)time(NULL);
     s->pid = (long)getpid();

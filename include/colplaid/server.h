@@ -36,6 +36,8 @@ typedef struct cp_limits {
     int max_ids;             /* entries of a search's "ids" */
     size_t max_text_bytes;   /* one text */
     int max_write_documents; /* documents per upsert request */
+    size_t max_json_values;  /* values (numbers, strings, ... arrays, objects) in one body */
+    size_t max_response_bytes; /* a response body; larger ones answer 422 RESPONSE_TOO_LARGE */
 } cp_limits;
 
 /* The defaults documented in docs/http-api.md. */

@@ -298,8 +298,130 @@ static void test_write_parse(void)
     expect_write(false, "", 400, "MALFORMED_JSON");
 }
 
+/* Issue 12: the strict pre-parse check, the row norms, deep and wide filters. */
+static void test_hardening(void)
+{
+    const char *q = "{\"queries\": [{\"embeddings\": [[1, 0]]}], \"k\": 3}";
+    char buf[512];
+    expect(q, 2, 200, "");
+    snprintf(buf, sizeof buf, "%s xyz", q);
+    expect(buf, 2, 400, "MALFORMED_JSON"); /* trailing data */
+    snprintf(buf, sizeof buf, "%s%s", q, q);
+    expect(buf, 2, 400, "MALFORMED_JSON"); /* two objects */
+    snprintf(buf, sizeof buf, "%s \n\t", q);
+    expect(buf, 2, 200, ""); /* trailing whitespace is fine */
+    expect("{\"queries\": [{\"embeddings\": [[1, 0]]}], \"k\": 3, \"k\": 50}", 2, 400,
+           "DUPLICATE_KEY");
+    expect("{\"queries\": [{\"embeddings\": [[1, 0]]}], \"\\u006b\": 3, \"k\": 50}", 2, 400,
+           "DUPLICATE_KEY"); /* equal after unescaping */
+    expect("{\"queries\": [\"a\"], \"\": 1, \"\": 2}", 2, 400, "DUPLICATE_KEY"); /* empty keys */
+    expect("{\"queries\": [\"caf\xc3\"]}", 2, 400, "INVALID_UTF8");
+    expect("{\"queries\": [\"\xed\xa0\x80\"]}", 2, 400, "INVALID_UTF8"); /* a surrogate */
+    expect("{\"queries\": [\"\\udc00\"]}", 2, 400, "INVALID_UTF8");      /* lone low half */
+    expect("{\"queries\": [\"\\ud83d\\ude00 ok\"]}", 2, 200, "");        /* a valid pair */
+    expect("{\"queries\": [\"caf\xc3\xa9\"]}", 2, 200, "");
+    expect("{\"queries\": [\"a\\u0000b\"]}", 2, 400, "INVALID_STRING");
+    expect("{\"queries\": [{\"embeddings\": [[1, 0]]}], \"ids\": [\"vim\\u0000x\"]}", 2, 400,
+           "INVALID_STRING");
+    expect("{\"queries\": [{\"embeddings\": [[1, 0]]}], \"filter\": {\"k\": \"a\\u0000z\"}}", 2,
+           400, "INVALID_STRING");
+    /* Rows whose norm overflows scores, as JSON and as base64 (two floats of 1e38). */
+    expect("{\"queries\": [{\"embeddings\": [[1e38, 1e38]]}]}", 2, 400, "INVALID_ARGUMENT");
+    expect("{\"queries\": [{\"embeddings\": [[1e15, 0]]}]}", 2, 200, "");
+    expect("{\"queries\": [{\"embeddings_b64\": \"mXaWfpl2ln4=\", \"shape\": [1, 2]}]}", 2, 400,
+           "INVALID_ARGUMENT");
+    /* Nesting: 72 levels pass the check (a filter nested to its limit needs about 68). */
+    char deep[400];
+    size_t n = 0;
+    n += (size_t)snprintf(deep + n, sizeof deep - n, "{\"queries\": ");
+    for (int i = 0; i < 80; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < 80; i++)
+        deep[n++] = ']';
+    snprintf(deep + n, sizeof deep - n, "}");
+    expect(deep, 2, 400, "MALFORMED_JSON");
+    /* The value cap answers 413 before cJSON builds anything. */
+    cp_limits lim;
+    cp_limits_init(&lim);
+    lim.max_json_values = 16;
+    cp_encode_request er;
+    cp_http_error e = {0};
+    const char *many = "{\"texts\": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}";
+    CP_CHECK(!cp_parse_encode(many, strlen(many), &lim, &er, &e));
+    CP_CHECK_INT(e.status, 413);
+    CP_CHECK(e.code && !strcmp(e.code, "PAYLOAD_TOO_LARGE"));
+    expect_write(true, "{\"documents\": [{\"id\": \"victim\\u0000attacker\", \"text\": \"x\"}]}",
+                 400, "INVALID_STRING");
+    expect_write(true,
+                 "{\"documents\": [{\"id\": \"a\", \"text\": \"x\", \"metadata\": "
+                 "{\"k\\u0000\": 1}}]}",
+                 400, "INVALID_STRING");
+    expect_write(false, "{\"ids\": [\"vim\\u0000-not-this-one\"]}", 400, "INVALID_STRING");
+    expect_write(false, "{\"ids\": [\"a\"]}{\"ids\": [\"b\"]}", 400, "MALFORMED_JSON");
+}
+
+/* Filters within the documented limits compile to SQL SQLite accepts; past them: CP_EINVAL. */
+static void test_filter_limits(void)
+{
+    sqlite3 *db = make_db();
+    size_t cap = 1 << 20;
+    char *f = malloc(cap);
+    /* 32 nested $not around {"lang": "en"}: an even count, so docs with lang en. */
+    size_t n = 0;
+    for (int i = 0; i < 32; i++)
+        n += (size_t)snprintf(f + n, cap - n, "{\"$not\": ");
+    n += (size_t)snprintf(f + n, cap - n, "{\"lang\": \"en\"}");
+    for (int i = 0; i < 32; i++)
+        f[n++] = '}';
+    f[n] = '\0';
+    expect_filter(db, f, "0");
+    /* 33: past the limit. */
+    char *inner = strdup(f);
+    snprintf(f, cap, "{\"$not\": %s}", inner);
+    free(inner);
+    expect_filter(db, f, NULL);
+    /* $or with 1,000 branches, $in with 5,000 values. */
+    n = (size_t)snprintf(f, cap, "{\"$or\": [");
+    for (int i = 0; i < 1000; i++)
+        n += (size_t)snprintf(f + n, cap - n, "%s{\"year\": %d}", i ? ", " : "", 1500 + i);
+    snprintf(f + n, cap - n, "]}");
+    expect_filter(db, f, "0,1");
+    n = (size_t)snprintf(f, cap, "{\"year\": {\"$in\": [");
+    for (int i = 0; i < 5000; i++)
+        n += (size_t)snprintf(f + n, cap - n, "%s%d", i ? ", " : "", i);
+    snprintf(f + n, cap - n, "]}}");
+    expect_filter(db, f, "0,1");
+    /* 32 levels of $or with a second branch each: runs, or is refused as the client's filter. */
+    n = 0;
+    for (int i = 0; i < 32; i++)
+        n += (size_t)snprintf(f + n, cap - n, "{\"$or\": [{\"year\": %d}, ", i);
+    n += (size_t)snprintf(f + n, cap - n, "{\"lang\": \"fr\"}");
+    for (int i = 0; i < 32; i++)
+        n += (size_t)snprintf(f + n, cap - n, "]}");
+    cp_filter_sql *fs = NULL;
+    cp_error err;
+    cp_status st = cp_filter_compile(f, strlen(f), &fs, &err);
+    CP_CHECK(st == CP_OK);
+    if (fs) {
+        int64_t *ids = NULL;
+        size_t n_ids = 0;
+        st = cp_filter_run(fs, db, &ids, &n_ids, &err);
+        CP_CHECK(st == CP_OK || st == CP_EINVAL);
+        free(ids);
+        cp_filter_sql_free(fs);
+    }
+    /* NUL, duplicate keys and trailing data in a filter given directly (the CLI's door). */
+    expect_filter(db, "{\"lang\": \"en\\u0000zzz\"}", NULL);
+    expect_filter(db, "{\"lang\": \"fr\", \"lang\": \"en\"}", NULL);
+    expect_filter(db, "{\"lang\": \"en\"} {}", NULL);
+    free(f);
+    sqlite3_close(db);
+}
+
 int main(void)
 {
+    test_hardening();
+    test_filter_limits();
     test_write_parse();
     test_base64();
     test_search_parse();
