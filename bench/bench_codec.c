@@ -103,13 +103,16 @@ static void load(const char *dir, int64_t max_q, data *d)
     for (int64_t t = 0; t < d->n_tok; t++) {
         double s = 0;
         float *v = d->x + t * d->dim;
-        for (int j = 0; j < d->dim; j++) s += (double)v[j] * v[j];
+        for (int j = 0; j < d->dim; j++)
+            s += (double)v[j] * v[j];
         if (s > 0)
-            for (int j = 0; j < d->dim; j++) v[j] = (float)(v[j] / sqrt(s));
+            for (int j = 0; j < d->dim; j++)
+                v[j] = (float)(v[j] / sqrt(s));
     }
     d->doc_off = malloc(sizeof(int64_t) * (size_t)(d->n_docs + 1));
     d->doc_off[0] = 0;
-    for (int64_t i = 0; i < d->n_docs; i++) d->doc_off[i + 1] = d->doc_off[i] + cp_npy_int_at(&l, i);
+    for (int64_t i = 0; i < d->n_docs; i++)
+        d->doc_off[i + 1] = d->doc_off[i] + cp_npy_int_at(&l, i);
     if (d->doc_off[d->n_docs] != d->n_tok) die("doclens do not sum to the token count", NULL);
     d->nq = q.shape[0] < max_q ? q.shape[0] : max_q;
     d->q_rows = (int)q.shape[1];
@@ -130,27 +133,32 @@ static int cmpf(const void *a, const void *b)
 static void lloyd(float *v, size_t n, int nb, float *cut, float *w)
 {
     qsort(v, n, sizeof *v, cmpf);
-    for (int b = 0; b < nb; b++) w[b] = v[(size_t)((b + 0.5) / nb * (double)(n - 1))];
+    for (int b = 0; b < nb; b++)
+        w[b] = v[(size_t)((b + 0.5) / nb * (double)(n - 1))];
     for (int it = 0; it < 300; it++) {
-        for (int b = 0; b < nb - 1; b++) cut[b] = 0.5f * (w[b] + w[b + 1]);
+        for (int b = 0; b < nb - 1; b++)
+            cut[b] = 0.5f * (w[b] + w[b + 1]);
         double sum[MAXB] = {0};
         size_t cnt[MAXB] = {0};
         int b = 0;
         for (size_t i = 0; i < n; i++) {
-            while (b < nb - 1 && v[i] > cut[b]) b++;
+            while (b < nb - 1 && v[i] > cut[b])
+                b++;
             sum[b] += v[i];
             cnt[b]++;
         }
         for (b = 0; b < nb; b++)
             if (cnt[b]) w[b] = (float)(sum[b] / (double)cnt[b]);
     }
-    for (int b = 0; b < nb - 1; b++) cut[b] = 0.5f * (w[b] + w[b + 1]);
+    for (int b = 0; b < nb - 1; b++)
+        cut[b] = 0.5f * (w[b] + w[b + 1]);
 }
 
 static int bucket(const float *cut, int nc, float x)
 {
     int b = 0;
-    while (b < nc && cut[b] < x) b++;
+    while (b < nc && cut[b] < x)
+        b++;
     return b;
 }
 
@@ -158,14 +166,16 @@ static int bucket(const float *cut, int nc, float x)
 static void residual(const variant *v, int dim, const float *x, const float *c, float *r)
 {
     float t[MAXD];
-    for (int j = 0; j < dim; j++) t[j] = x[j] - c[j];
+    for (int j = 0; j < dim; j++)
+        t[j] = x[j] - c[j];
     if (!v->R) {
         memcpy(r, t, sizeof(float) * (size_t)dim);
         return;
     }
     for (int i = 0; i < dim; i++) {
         double s = 0;
-        for (int j = 0; j < dim; j++) s += (double)v->R[i * dim + j] * t[j];
+        for (int j = 0; j < dim; j++)
+            s += (double)v->R[i * dim + j] * t[j];
         r[i] = (float)s;
     }
 }
@@ -184,7 +194,8 @@ static void reconstruct(const variant *v, int dim, const float *x, const float *
     double s = 1;
     if (v->scale) {
         double ss = 0;
-        for (int j = 0; j < dim; j++) ss += (double)r[j] * r[j];
+        for (int j = 0; j < dim; j++)
+            ss += (double)r[j] * r[j];
         s = sqrt(ss / dim);
     }
     if (s > 0) {
@@ -193,7 +204,8 @@ static void reconstruct(const variant *v, int dim, const float *x, const float *
             q[j] = v->w[v->perdim ? j : 0][b];
         }
     } else {
-        for (int j = 0; j < dim; j++) q[j] = 0;
+        for (int j = 0; j < dim; j++)
+            q[j] = 0;
     }
     if (v->aniso && s > 0) {
         /* Greedy score-aware refinement: coordinate moves to a neighbouring bucket that
@@ -201,14 +213,17 @@ static void reconstruct(const variant *v, int dim, const float *x, const float *
          * R = NULL only). A few sweeps. */
         double eta = 4.0;
         float xr[MAXD];
-        for (int j = 0; j < dim; j++) xr[j] = x[j];
+        for (int j = 0; j < dim; j++)
+            xr[j] = x[j];
         double par = 0;
-        for (int j = 0; j < dim; j++) par += (double)xr[j] * (r[j] - s * q[j]);
+        for (int j = 0; j < dim; j++)
+            par += (double)xr[j] * (r[j] - s * q[j]);
         for (int sweep = 0; sweep < 2; sweep++)
             for (int j = 0; j < dim; j++) {
                 int jj = v->perdim ? j : 0;
                 int cur = 0;
-                while (v->w[jj][cur] != q[j]) cur++;
+                while (v->w[jj][cur] != q[j])
+                    cur++;
                 double e = r[j] - s * q[j];
                 double best = e * e + eta * par * par;
                 int bestb = cur;
@@ -246,24 +261,30 @@ static void reconstruct(const variant *v, int dim, const float *x, const float *
         }
     }
     float rh[MAXD];
-    for (int j = 0; j < dim; j++) rh[j] = (float)(sc * q[j]);
+    for (int j = 0; j < dim; j++)
+        rh[j] = (float)(sc * q[j]);
     if (v->R) {
         for (int j = 0; j < dim; j++) {
             double t = 0;
-            for (int i = 0; i < dim; i++) t += (double)v->R[i * dim + j] * rh[i];
+            for (int i = 0; i < dim; i++)
+                t += (double)v->R[i * dim + j] * rh[i];
             out[j] = c[j] + (float)t;
         }
     } else {
-        for (int j = 0; j < dim; j++) out[j] = c[j] + rh[j];
+        for (int j = 0; j < dim; j++)
+            out[j] = c[j] + rh[j];
     }
     double nn = 0;
-    for (int j = 0; j < dim; j++) nn += (double)out[j] * out[j];
+    for (int j = 0; j < dim; j++)
+        nn += (double)out[j] * out[j];
     if (nn > 0)
-        for (int j = 0; j < dim; j++) out[j] = (float)(out[j] / sqrt(nn));
+        for (int j = 0; j < dim; j++)
+            out[j] = (float)(out[j] / sqrt(nn));
     double g = 1;
     if (v->gain == 1) { /* stored: 1 / cos(x, decoded), 8-bit over [1, 1.5] */
         double c2 = 0;
-        for (int j = 0; j < dim; j++) c2 += (double)x[j] * out[j];
+        for (int j = 0; j < dim; j++)
+            c2 += (double)x[j] * out[j];
         g = c2 > 0 ? 1 / c2 : 1;
         g = 1 + round((g > 1.5 ? 0.5 : g - 1) * 510) / 510;
     } else if (v->gain == 2) {
@@ -271,7 +292,8 @@ static void reconstruct(const variant *v, int dim, const float *x, const float *
         g = p < 0.5 ? 1 / (1 - p) : 2;
     }
     if (g != 1)
-        for (int j = 0; j < dim; j++) out[j] = (float)(out[j] * g);
+        for (int j = 0; j < dim; j++)
+            out[j] = (float)(out[j] * g);
 }
 
 static void train_variant(variant *v, const data *d, const float *cent, const int32_t *codes,
@@ -287,17 +309,21 @@ static void train_variant(variant *v, const data *d, const float *cent, const in
         double s = 1;
         if (v->scale) {
             double ss = 0;
-            for (int j = 0; j < dim; j++) ss += (double)r[j] * r[j];
+            for (int j = 0; j < dim; j++)
+                ss += (double)r[j] * r[j];
             s = sqrt(ss / dim);
         }
-        for (int j = 0; j < dim; j++) vals[(size_t)j * n_train + m] = s > 0 ? (float)(r[j] / s) : 0;
+        for (int j = 0; j < dim; j++)
+            vals[(size_t)j * n_train + m] = s > 0 ? (float)(r[j] / s) : 0;
     }
     if (v->perdim) {
-        for (int j = 0; j < dim; j++) lloyd(vals + (size_t)j * n_train, (size_t)m, nb, v->cut[j], v->w[j]);
+        for (int j = 0; j < dim; j++)
+            lloyd(vals + (size_t)j * n_train, (size_t)m, nb, v->cut[j], v->w[j]);
     } else {
         /* pooled: the columns are contiguous blocks of m values when m == n_train */
         float *pool = malloc(sizeof(float) * (size_t)m * dim);
-        for (int j = 0; j < dim; j++) memcpy(pool + (size_t)j * m, vals + (size_t)j * n_train, sizeof(float) * (size_t)m);
+        for (int j = 0; j < dim; j++)
+            memcpy(pool + (size_t)j * m, vals + (size_t)j * n_train, sizeof(float) * (size_t)m);
         lloyd(pool, (size_t)m * dim, nb, v->cut[0], v->w[0]);
         free(pool);
     }
@@ -312,13 +338,15 @@ static void train_variant(variant *v, const data *d, const float *cent, const in
         for (int64_t t = 0, k = 0; t < d->n_tok && k < n_train; t += stride, k++) {
             residual(v, dim, d->x + t * dim, cent + (int64_t)codes[t] * dim, r);
             double ss = 0;
-            for (int j = 0; j < dim; j++) ss += (double)r[j] * r[j];
+            for (int j = 0; j < dim; j++)
+                ss += (double)r[j] * r[j];
             double s = sqrt(ss / dim);
             if (s <= 0) continue;
             double rq = 0, qq = 0;
             int nc = nb - 1;
             for (int j = 0; j < dim; j++) {
-                float qj = v->w[v->perdim ? j : 0][bucket(v->cut[v->perdim ? j : 0], nc, (float)(r[j] / s))];
+                float qj = v->w[v->perdim ? j : 0]
+                               [bucket(v->cut[v->perdim ? j : 0], nc, (float)(r[j] / s))];
                 rq += (double)r[j] * qj;
                 qq += (double)qj * qj;
             }
@@ -370,7 +398,8 @@ static void score_all(const data *d, const variant *v, const float *cent, const 
     int64_t doc = 0;
     while (doc < d->n_docs) {
         int64_t d1 = doc, t0 = d->doc_off[doc];
-        while (d1 < d->n_docs && d->doc_off[d1 + 1] - t0 <= BLOCK) d1++;
+        while (d1 < d->n_docs && d->doc_off[d1 + 1] - t0 <= BLOCK)
+            d1++;
         if (d1 == doc) d1 = doc + 1; /* a document longer than a block: alone */
         int64_t t1 = d->doc_off[d1], n = t1 - t0;
         float *b = n <= BLOCK + 512 ? buf : malloc(sizeof(float) * (size_t)n * dim);
@@ -395,15 +424,18 @@ static void score_all(const data *d, const variant *v, const float *cent, const 
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, cols, dim, 1.0f, b, dim, d->q,
                     dim, 0.0f, Sb, cols);
         for (int64_t dd = doc; dd < d1; dd++) {
-            for (int c = 0; c < cols; c++) m[c] = -INFINITY;
+            for (int c = 0; c < cols; c++)
+                m[c] = -INFINITY;
             for (int64_t t = d->doc_off[dd]; t < d->doc_off[dd + 1]; t++) {
                 const float *s = Sb + (t - t0) * cols;
-                for (int c = 0; c < cols; c++) m[c] = s[c] > m[c] ? s[c] : m[c];
+                for (int c = 0; c < cols; c++)
+                    m[c] = s[c] > m[c] ? s[c] : m[c];
             }
             for (int64_t q = 0; q < d->nq; q++) {
                 double tot = 0;
                 if (d->doc_off[dd + 1] > d->doc_off[dd])
-                    for (int i = 0; i < d->q_rows; i++) tot += m[q * d->q_rows + i];
+                    for (int i = 0; i < d->q_rows; i++)
+                        tot += m[q * d->q_rows + i];
                 doc_scores[q * d->n_docs + dd] = (float)tot;
             }
         }
@@ -469,13 +501,20 @@ int main(int argc, char **argv)
             probe = 1;
             continue;
         }
-        if (!strcmp(a, "--data")) dir = val;
-        else if (!strcmp(a, "--queries")) max_q = atoll(val);
-        else if (!strcmp(a, "--k")) k = atoll(val);
-        else if (!strcmp(a, "--nbits")) nbits_list = val;
-        else if (!strcmp(a, "--threads")) threads = atoi(val);
-        else if (!strcmp(a, "--variants")) variants = val;
-        else if (!strcmp(a, "--train")) n_train = atoll(val);
+        if (!strcmp(a, "--data"))
+            dir = val;
+        else if (!strcmp(a, "--queries"))
+            max_q = atoll(val);
+        else if (!strcmp(a, "--k"))
+            k = atoll(val);
+        else if (!strcmp(a, "--nbits"))
+            nbits_list = val;
+        else if (!strcmp(a, "--threads"))
+            threads = atoi(val);
+        else if (!strcmp(a, "--variants"))
+            variants = val;
+        else if (!strcmp(a, "--train"))
+            n_train = atoll(val);
         else {
             fprintf(stderr, "usage: bench_codec --data DIR [--queries N] [--k K] [--nbits 1,2,4] "
                             "[--threads T] [--variants LIST] [--probe] [--train N]\n");
@@ -489,9 +528,8 @@ int main(int argc, char **argv)
     int dim = d.dim;
     if (dim > MAXD) die("dim too large", NULL);
     if (k <= 0) k = cp_kmeans_default_k((double)d.n_tok, d.n_tok);
-    printf("bench_codec: %s: %lld docs, %lld tokens, dim %d, %lld queries x %d rows, K %lld\n",
-           dir, (long long)d.n_docs, (long long)d.n_tok, dim, (long long)d.nq, d.q_rows,
-           (long long)k);
+    printf("bench_codec: %s: %lld docs, %lld tokens, dim %d, %lld queries x %d rows, K %lld\n", dir,
+           (long long)d.n_docs, (long long)d.n_tok, dim, (long long)d.nq, d.q_rows, (long long)k);
     cp_error err = {0};
     double t0 = now();
     float *cent = malloc(sizeof(float) * (size_t)(k * dim));
@@ -499,18 +537,21 @@ int main(int argc, char **argv)
     int64_t n_km = 32 * k < d.n_tok ? 32 * k : d.n_tok;
     float *km = malloc(sizeof(float) * (size_t)(n_km * dim));
     for (int64_t i = 0; i < n_km; i++)
-        memcpy(km + i * dim, d.x + (int64_t)(urand() * (double)d.n_tok) * dim, sizeof(float) * (size_t)dim);
+        memcpy(km + i * dim, d.x + (int64_t)(urand() * (double)d.n_tok) * dim,
+               sizeof(float) * (size_t)dim);
     if (cp_kmeans_train(km, n_km, dim, k, 4, 42, 32, threads, cent, &err) != CP_OK)
         die("k-means", &err);
     free(km);
     int32_t *codes = malloc(sizeof(int32_t) * (size_t)d.n_tok);
-    if (cp_codec_assign_with(CP_ASSIGN_BLAS, cent, k, dim, d.x, d.n_tok, codes, threads, &err) != CP_OK)
+    if (cp_codec_assign_with(CP_ASSIGN_BLAS, cent, k, dim, d.x, d.n_tok, codes, threads, &err) !=
+        CP_OK)
         die("assign", &err);
     printf("k-means + exact assignment: %.1f s\n", now() - t0);
     int32_t *pcodes = NULL;
     if (probe) {
         pcodes = malloc(sizeof(int32_t) * (size_t)d.n_tok);
-        if (cp_codec_assign_with(CP_ASSIGN_PROBE, cent, k, dim, d.x, d.n_tok, pcodes, threads, &err) != CP_OK)
+        if (cp_codec_assign_with(CP_ASSIGN_PROBE, cent, k, dim, d.x, d.n_tok, pcodes, threads,
+                                 &err) != CP_OK)
             die("probe assign", &err);
         int64_t same = 0;
         double lost = 0;
@@ -533,30 +574,39 @@ int main(int argc, char **argv)
     score_all(&d, NULL, cent, codes, NULL, 0, ref, &st);
     printf("uncompressed exhaustive MaxSim: %.1f s\n", now() - t0);
     int64_t *ref_top = malloc(sizeof(int64_t) * (size_t)d.nq * TOPN);
-    for (int64_t q = 0; q < d.nq; q++) topn(ref + q * d.n_docs, d.n_docs, TOPN, ref_top + q * TOPN);
+    for (int64_t q = 0; q < d.nq; q++)
+        topn(ref + q * d.n_docs, d.n_docs, TOPN, ref_top + q * TOPN);
 
     /* a seeded random orthogonal matrix (Gram-Schmidt of a Gaussian one) */
     float *R = malloc(sizeof(float) * (size_t)dim * dim);
-    for (int i = 0; i < dim * dim; i++) R[i] = (float)grand();
+    for (int i = 0; i < dim * dim; i++)
+        R[i] = (float)grand();
     for (int i = 0; i < dim; i++) {
         for (int p = 0; p < i; p++) {
             double dot = 0;
-            for (int j = 0; j < dim; j++) dot += (double)R[i * dim + j] * R[p * dim + j];
-            for (int j = 0; j < dim; j++) R[i * dim + j] -= (float)(dot * R[p * dim + j]);
+            for (int j = 0; j < dim; j++)
+                dot += (double)R[i * dim + j] * R[p * dim + j];
+            for (int j = 0; j < dim; j++)
+                R[i * dim + j] -= (float)(dot * R[p * dim + j]);
         }
         double nn = 0;
-        for (int j = 0; j < dim; j++) nn += (double)R[i * dim + j] * R[i * dim + j];
-        for (int j = 0; j < dim; j++) R[i * dim + j] = (float)(R[i * dim + j] / sqrt(nn));
+        for (int j = 0; j < dim; j++)
+            nn += (double)R[i * dim + j] * R[i * dim + j];
+        for (int j = 0; j < dim; j++)
+            R[i * dim + j] = (float)(R[i * dim + j] / sqrt(nn));
     }
 
     printf("\n%-14s %5s %6s %9s %9s %9s %9s %10s %6s\n", "variant", "nbits", "assign", "top10",
            "top100", "vs_base", "cos", "sq_err", "B/tok");
-    for (const char *nb = nbits_list; *nb; nb += strcspn(nb, ",") + (nb[strcspn(nb, ",")] ? 1 : 0)) {
+    for (const char *nb = nbits_list; *nb;
+         nb += strcspn(nb, ",") + (nb[strcspn(nb, ",")] ? 1 : 0)) {
         int nbits = atoi(nb);
         double base = 0;
         for (int pass = 0; pass < (probe ? 2 : 1); pass++) {
             const int32_t *cd = pass ? pcodes : codes;
-            const char *names[] = {"colbert", "perdim", "scale", "perdim+scale", "rot+scale", "aniso+scale", "scale+gain", "scale+gainpred", "aniso+gainpred"};
+            const char *names[] = {"colbert",      "perdim",         "scale",
+                                   "perdim+scale", "rot+scale",      "aniso+scale",
+                                   "scale+gain",   "scale+gainpred", "aniso+gainpred"};
             for (int vi = 0; vi < 9; vi++) {
                 if (!has(variants, names[vi])) continue;
                 if (pass && vi != 0 && vi != 2) continue;
@@ -577,7 +627,8 @@ int main(int argc, char **argv)
                     v->codec.n_centroids = k;
                     v->codec.centroids = cent;
                     int64_t m = n_train < d.n_tok ? n_train : d.n_tok;
-                    if (cp_codec_train(&v->codec, d.x, m, threads, &err) != CP_OK) die("train", &err);
+                    if (cp_codec_train(&v->codec, d.x, m, threads, &err) != CP_OK)
+                        die("train", &err);
                     packed = malloc((size_t)d.n_tok * (size_t)rb);
                     /* pack against this pass's codes (exact or PROBE), as compress does */
                     for (int64_t t = 0; t < d.n_tok; t++) {

@@ -163,10 +163,10 @@ static int parse_numeric(build_args *a, int argc, char **argv, int *i)
 
 static int parse_build_args(int argc, char **argv, build_args *a)
 {
-    static const char *const strs[] = {"--index",      "--corpus",  "--model",
-                                       "--embeddings", "--doclens", "--ids", "--codec"};
-    const char **targets[] = {&a->index,      &a->corpus,  &a->model,
-                              &a->embeddings, &a->doclens, &a->ids, &a->opts.codec};
+    static const char *const strs[] = {"--index",   "--corpus", "--model", "--embeddings",
+                                       "--doclens", "--ids",    "--codec"};
+    const char **targets[] = {&a->index,   &a->corpus, &a->model,     &a->embeddings,
+                              &a->doclens, &a->ids,    &a->opts.codec};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (!strcmp(arg, "--force")) {

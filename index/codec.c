@@ -631,7 +631,8 @@ static double heldout_residuals(const cp_codec *codec, const float *heldout, int
             m++;
         } else if (ss > 0) {
             double inv = 1.0 / sqrt(ss / dim);
-            for (int j = 0; j < dim; j++) row[j] = (float)(row[j] * inv);
+            for (int j = 0; j < dim; j++)
+                row[j] = (float)(row[j] * inv);
             m++;
         }
     }
@@ -653,7 +654,8 @@ static cp_status train_scale_range(cp_codec *codec, const float *heldout, int64_
         const float *c = codec->centroids + (size_t)codes[i] * (size_t)dim;
         const float *x = heldout + i * dim;
         double ss = 0, rw = 0, ww = 0;
-        for (int j = 0; j < dim; j++) ss += ((double)x[j] - c[j]) * ((double)x[j] - c[j]);
+        for (int j = 0; j < dim; j++)
+            ss += ((double)x[j] - c[j]) * ((double)x[j] - c[j]);
         if (!(ss > 0)) continue;
         double rms = sqrt(ss / dim);
         for (int j = 0; j < dim; j++) {

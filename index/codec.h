@@ -35,9 +35,9 @@ typedef enum cp_codec_variant { CP_CODEC_COLBERT = 0, CP_CODEC_SCALED = 1 } cp_c
 typedef struct cp_codec {
     int dim;
     int nbits;
-    int variant;                                   /* cp_codec_variant; 0 = COLBERT */
-    float scale_log_min, scale_log_max;            /* SCALED: the scale byte's range */
-    float scales[256];                             /* SCALED: byte -> scale (cp_codec_init_scales) */
+    int variant;                        /* cp_codec_variant; 0 = COLBERT */
+    float scale_log_min, scale_log_max; /* SCALED: the scale byte's range */
+    float scales[256];                  /* SCALED: byte -> scale (cp_codec_init_scales) */
     int64_t n_centroids;
     float *centroids;                              /* n_centroids x dim, L2-normalised */
     float bucket_cutoffs[(1 << CP_MAX_NBITS) - 1]; /* 2^nbits - 1 used */

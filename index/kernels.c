@@ -96,8 +96,8 @@ static void decode_portable(const cp_codec *codec, const cp_decode_lut *lut,
         for (int p = 0; p < rb; p++) {
             const float *w = lut->lut + res[p] * per_byte;
             for (int g = 0; g < per_byte; g++)
-                o[p * per_byte + g] = scaled ? fmaf(sc, w[g], cent[p * per_byte + g])
-                                             : cent[p * per_byte + g] + w[g];
+                o[p * per_byte + g] =
+                    scaled ? fmaf(sc, w[g], cent[p * per_byte + g]) : cent[p * per_byte + g] + w[g];
         }
         float ss = 0.0f;
         for (int j = 0; j < d; j++) ss += o[j] * o[j];
@@ -129,12 +129,14 @@ static void table_scores_portable(const cp_codec *codec, const cp_decode_lut *lu
             for (int i = 0; i < nqp; i++) o[i] += t[i];
             const float *w = lut->lut + res[p] * per_byte;
             for (int g = 0; g < per_byte; g++) {
-                float v = scaled ? fmaf(sc, w[g], cent[p * per_byte + g]) : cent[p * per_byte + g] + w[g];
+                float v =
+                    scaled ? fmaf(sc, w[g], cent[p * per_byte + g]) : cent[p * per_byte + g] + w[g];
                 ss += v * v;
             }
         }
         if (scaled)
-            for (int i = 0; i < nqp; i++) o[i] = fmaf(sc, o[i], srow[i]);
+            for (int i = 0; i < nqp; i++)
+                o[i] = fmaf(sc, o[i], srow[i]);
         inv_norm[r] = ss > 0.0f ? 1.0f / sqrtf(ss) : 0.0f;
     }
 }

@@ -204,7 +204,8 @@ CP_AVX2 static void decode_avx2(const cp_codec *codec, const cp_decode_lut *lut,
 {
     decode_consts k;
     decode_consts_init(&k, lut);
-    int d = codec->dim, rb = cp_residual_bytes(d, codec->nbits), stride = cp_codec_token_bytes(codec);
+    int d = codec->dim, rb = cp_residual_bytes(d, codec->nbits),
+        stride = cp_codec_token_bytes(codec);
     bool scaled = codec->variant == CP_CODEC_SCALED;
     for (int t = 0; t < n; t++) {
         const float *cent = codec->centroids + (int64_t)codes[t] * d;
@@ -213,7 +214,8 @@ CP_AVX2 static void decode_avx2(const cp_codec *codec, const cp_decode_lut *lut,
         float *o = out + (int64_t)t * d;
         __m256 ss = _mm256_setzero_ps();
         for (int j = 0; j < d; j += 8) {
-            __m256 v = combine(_mm256_loadu_ps(cent + j), decode_chunk(&k, res + j / 8 * k.nbits), scaled, sc);
+            __m256 v = combine(_mm256_loadu_ps(cent + j), decode_chunk(&k, res + j / 8 * k.nbits),
+                               scaled, sc);
             _mm256_storeu_ps(o + j, v);
             ss = _mm256_fmadd_ps(v, v, ss);
         }
@@ -229,7 +231,8 @@ CP_AVX2 static void table_scores_avx2(const cp_codec *codec, const cp_decode_lut
 {
     decode_consts k;
     decode_consts_init(&k, lut);
-    int d = codec->dim, rb = cp_residual_bytes(d, codec->nbits), stride = cp_codec_token_bytes(codec);
+    int d = codec->dim, rb = cp_residual_bytes(d, codec->nbits),
+        stride = cp_codec_token_bytes(codec);
     bool scaled = codec->variant == CP_CODEC_SCALED;
     for (int r = 0; r < n; r++) {
         const uint8_t *res = residuals + (int64_t)r * stride;
@@ -237,7 +240,8 @@ CP_AVX2 static void table_scores_avx2(const cp_codec *codec, const cp_decode_lut
         __m256 sc = _mm256_set1_ps(scaled ? codec->scales[res[rb]] : 1.0f);
         __m256 ss = _mm256_setzero_ps();
         for (int j = 0; j < d; j += 8) {
-            __m256 v = combine(_mm256_loadu_ps(cent + j), decode_chunk(&k, res + j / 8 * k.nbits), scaled, sc);
+            __m256 v = combine(_mm256_loadu_ps(cent + j), decode_chunk(&k, res + j / 8 * k.nbits),
+                               scaled, sc);
             ss = _mm256_fmadd_ps(v, v, ss);
         }
         float s2 = hsum8(ss);
@@ -246,13 +250,15 @@ CP_AVX2 static void table_scores_avx2(const cp_codec *codec, const cp_decode_lut
             const float *s = S + (int64_t)codes[r] * nqp + cb;
             /* COLBERT: S + the table rows; SCALED: S + scale * (sum of the rows) */
             __m256 a[4];
-            for (int q = 0; q < 4; q++) a[q] = scaled ? _mm256_setzero_ps() : _mm256_loadu_ps(s + 8 * q);
+            for (int q = 0; q < 4; q++)
+                a[q] = scaled ? _mm256_setzero_ps() : _mm256_loadu_ps(s + 8 * q);
             for (int p = 0; p < rb; p++) {
                 const float *t = T + ((int64_t)p * 256 + res[p]) * nqp + cb;
                 for (int q = 0; q < 4; q++) a[q] = _mm256_add_ps(a[q], _mm256_loadu_ps(t + 8 * q));
             }
             if (scaled)
-                for (int q = 0; q < 4; q++) a[q] = _mm256_fmadd_ps(a[q], sc, _mm256_loadu_ps(s + 8 * q));
+                for (int q = 0; q < 4; q++)
+                    a[q] = _mm256_fmadd_ps(a[q], sc, _mm256_loadu_ps(s + 8 * q));
             for (int q = 0; q < 4; q++) _mm256_storeu_ps(out + (int64_t)r * nqp + cb + 8 * q, a[q]);
         }
     }

@@ -204,7 +204,8 @@ CP_AVX512 static void decode_avx512(const cp_codec *codec, const cp_decode_lut *
 {
     decode_consts k;
     decode_consts_init(&k, lut);
-    int d = codec->dim, rb = cp_residual_bytes(d, codec->nbits), stride = cp_codec_token_bytes(codec);
+    int d = codec->dim, rb = cp_residual_bytes(d, codec->nbits),
+        stride = cp_codec_token_bytes(codec);
     bool scaled = codec->variant == CP_CODEC_SCALED;
     int full = d / 16 * 16;
     __mmask16 tail = (__mmask16)((1u << (d - full)) - 1);
@@ -216,14 +217,16 @@ CP_AVX512 static void decode_avx512(const cp_codec *codec, const cp_decode_lut *
         __m512 ss = _mm512_setzero_ps();
         int j = 0;
         for (; j < full; j += 16) {
-            __m512 v = combine(_mm512_loadu_ps(cent + j),
-                               decode_chunk(&k, res + j / 16 * k.chunk_bytes, k.chunk_bytes), scaled, sc);
+            __m512 v =
+                combine(_mm512_loadu_ps(cent + j),
+                        decode_chunk(&k, res + j / 16 * k.chunk_bytes, k.chunk_bytes), scaled, sc);
             _mm512_storeu_ps(o + j, v);
             ss = _mm512_fmadd_ps(v, v, ss);
         }
         if (tail) {
             __m512 v = combine(_mm512_maskz_loadu_ps(tail, cent + j),
-                               decode_chunk(&k, res + j / 16 * k.chunk_bytes, k.chunk_bytes / 2), scaled, sc);
+                               decode_chunk(&k, res + j / 16 * k.chunk_bytes, k.chunk_bytes / 2),
+                               scaled, sc);
             v = _mm512_maskz_mov_ps(tail, v);
             _mm512_mask_storeu_ps(o + j, tail, v);
             ss = _mm512_fmadd_ps(v, v, ss);
@@ -241,13 +244,15 @@ CP_AVX512_INLINE float token_norm2(const decode_consts *k, const float *cent, co
     __m512 ss = _mm512_setzero_ps();
     int j = 0;
     for (; j < full; j += 16) {
-        __m512 v = combine(_mm512_loadu_ps(cent + j),
-                           decode_chunk(k, res + j / 16 * k->chunk_bytes, k->chunk_bytes), scaled, sc);
+        __m512 v =
+            combine(_mm512_loadu_ps(cent + j),
+                    decode_chunk(k, res + j / 16 * k->chunk_bytes, k->chunk_bytes), scaled, sc);
         ss = _mm512_fmadd_ps(v, v, ss);
     }
     if (j < d) {
-        __m512 v = combine(_mm512_maskz_loadu_ps(tail, cent + j),
-                           decode_chunk(k, res + j / 16 * k->chunk_bytes, k->chunk_bytes / 2), scaled, sc);
+        __m512 v =
+            combine(_mm512_maskz_loadu_ps(tail, cent + j),
+                    decode_chunk(k, res + j / 16 * k->chunk_bytes, k->chunk_bytes / 2), scaled, sc);
         v = _mm512_maskz_mov_ps(tail, v);
         ss = _mm512_fmadd_ps(v, v, ss);
     }

@@ -323,13 +323,15 @@ static void test_round_trip_scaled(void)
     float *centres = malloc((size_t)nc * dim * sizeof(float));
     float *x = malloc((size_t)n * dim * sizeof(float));
     for (int c = 0; c < nc; c++) {
-        for (int j = 0; j < dim; j++) centres[c * dim + j] = grand();
+        for (int j = 0; j < dim; j++)
+            centres[c * dim + j] = grand();
         normalise(centres + c * dim, dim);
     }
     for (int i = 0; i < n; i++) {
         int c = (int)(urand() * nc);
         float noise = 0.01f * powf(20.0f, (float)urand()); /* 0.01 .. 0.2 */
-        for (int j = 0; j < dim; j++) x[i * dim + j] = centres[c * dim + j] + noise * grand();
+        for (int j = 0; j < dim; j++)
+            x[i * dim + j] = centres[c * dim + j] + noise * grand();
         normalise(x + i * dim, dim);
     }
     float *cent = malloc((size_t)k * dim * sizeof(float));
@@ -344,7 +346,10 @@ static void test_round_trip_scaled(void)
     for (int t = 0; t < 3; t++) {
         double mean[2], worst[2];
         for (int v = 0; v < 2; v++) {
-            cp_codec c = {.dim = dim, .nbits = nb[t], .n_centroids = k, .centroids = cent,
+            cp_codec c = {.dim = dim,
+                          .nbits = nb[t],
+                          .n_centroids = k,
+                          .centroids = cent,
                           .variant = v ? CP_CODEC_SCALED : CP_CODEC_COLBERT};
             CP_CHECK_OK(cp_codec_train(&c, x + 4000 * dim, 1000, 2, &err), err);
             CP_CHECK_OK(cp_codec_compress(&c, x + 5000 * dim, 1000, codes, res, 2, &err), err);
@@ -354,7 +359,8 @@ static void test_round_trip_scaled(void)
             for (int i = 0; i < 1000; i++) {
                 cp_codec_decompress_one(&c, codes[i], res + (size_t)i * rb, out);
                 double dot = 0;
-                for (int j = 0; j < dim; j++) dot += (double)out[j] * x[(5000 + i) * dim + j];
+                for (int j = 0; j < dim; j++)
+                    dot += (double)out[j] * x[(5000 + i) * dim + j];
                 sum += dot;
                 if (dot < lo) lo = dot;
             }
@@ -364,7 +370,8 @@ static void test_round_trip_scaled(void)
                 CP_CHECK_INT(codes[999], 5);
                 CP_CHECK_INT(res[999 * (size_t)rb + rb - 1], 0);
                 cp_codec_decompress_one(&c, codes[999], res + 999 * (size_t)rb, out);
-                for (int j = 0; j < dim; j++) CP_CHECK_NEAR(out[j], cent[5 * dim + j], 1e-6);
+                for (int j = 0; j < dim; j++)
+                    CP_CHECK_NEAR(out[j], cent[5 * dim + j], 1e-6);
             }
         }
         printf("nbits %d: mean cosine colbert %.4f scaled %.4f; worst %.4f / %.4f\n", nb[t],

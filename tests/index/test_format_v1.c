@@ -22,7 +22,8 @@ static int copy_file(const char *from, const char *to)
     int ok = in && out;
     char buf[8192];
     size_t n;
-    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, out) == n;
+    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        ok = fwrite(buf, 1, n, out) == n;
     if (in) fclose(in);
     if (out && fclose(out) != 0) ok = 0;
     return ok;

@@ -182,8 +182,11 @@ static void test_table_scores(const cp_kernels *k, const cp_kernels *ref)
                 ref->decode(&s->codec, &lut, s->codes, s->residuals, n, dec, n3); /* same norms */
                 CP_CHECK(max_abs_diff(n2, n3, (size_t)n) <= 1e-5f);
                 double sum = 0; /* the definition, for one entry */
-                for (int p = 0; p < rb; p++) sum += T[(p * 256 + s->residuals[1 * stride + p]) * nqp + 3];
-                double sc = s->codec.variant == CP_CODEC_SCALED ? s->codec.scales[s->residuals[stride + rb]] : 1.0;
+                for (int p = 0; p < rb; p++)
+                    sum += T[(p * 256 + s->residuals[1 * stride + p]) * nqp + 3];
+                double sc = s->codec.variant == CP_CODEC_SCALED
+                                ? s->codec.scales[s->residuals[stride + rb]]
+                                : 1.0;
                 double want = S[s->codes[1] * nqp + 3] + sc * sum;
                 CP_CHECK_NEAR(o2[1 * nqp + 3], want, 1e-4);
                 free(S), free(T), free(o1), free(o2), free(n1), free(n2), free(dec), free(n3);
