@@ -26,7 +26,7 @@ static const char build_usage[] =
     "          [--ids IDS.txt])\n"
     "         [--nbits 1|2|4|8] [--centroids K] [--kmeans-iters N] [--seed S]\n"
     "         [--threads N] [--segment-docs N] [--kmeans-points N] [--centroid-scale N]\n"
-    "         [--no-calibrate] [--force] [--quiet]\n"
+    "         [--codec scaled|colbert] [--no-calibrate] [--force] [--quiet]\n"
     "\n"
     "Build a new index file from a text corpus or from precomputed token embeddings.\n"
     "\n"
@@ -39,6 +39,8 @@ static const char build_usage[] =
     "  --doclens DOCLENS.npy int32/int64 [n_docs]; every document needs at least one token\n"
     "  --ids IDS.txt         one unique external id per line (default: 0, 1, 2, ...)\n"
     "  --nbits B             residual bits per dimension (default 2)\n"
+    "  --codec C             residual codec: scaled (default: residual norms kept apart,\n"
+    "                        one byte more per token, less loss) or colbert (ColBERTv2's)\n"
     "  --centroids K         number of centroids (default: PLAID's 2^floor(log2(16 sqrt(E)))\n"
     "                        times the centroid scale, at most the training vectors)\n"
     "  --kmeans-iters N      k-means iterations (default 4; ColBERTv2 used 20)\n"
@@ -161,10 +163,10 @@ static int parse_numeric(build_args *a, int argc, char **argv, int *i)
 
 static int parse_build_args(int argc, char **argv, build_args *a)
 {
-    static const char *const strs[] = {"--index",      "--corpus",  "--model",
-                                       "--embeddings", "--doclens", "--ids"};
-    const char **targets[] = {&a->index,      &a->corpus,  &a->model,
-                              &a->embeddings, &a->doclens, &a->ids};
+    static const char *const strs[] = {"--index",   "--corpus", "--model", "--embeddings",
+                                       "--doclens", "--ids",    "--codec"};
+    const char **targets[] = {&a->index,   &a->corpus, &a->model,     &a->embeddings,
+                              &a->doclens, &a->ids,    &a->opts.codec};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (!strcmp(arg, "--force")) {

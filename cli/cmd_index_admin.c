@@ -178,6 +178,7 @@ static int print_info_json(cp_index *ix, const char *path, const cp_index_stats 
     cJSON_AddNumberToObject(o, "format_version", s->format_version);
     cJSON_AddNumberToObject(o, "dim", s->dim);
     cJSON_AddNumberToObject(o, "nbits", s->nbits);
+    cJSON_AddStringToObject(o, "codec", s->codec ? s->codec : "colbert");
     cJSON_AddNumberToObject(o, "n_centroids", (double)s->n_centroids);
     cJSON_AddNumberToObject(o, "n_documents", (double)s->n_documents);
     cJSON_AddNumberToObject(o, "n_deleted", (double)s->n_deleted);
@@ -209,6 +210,7 @@ static void print_info_text(cp_index *ix, const char *path, const cp_index_stats
     printf("format version  %d\n", s->format_version);
     printf("dim             %d\n", s->dim);
     printf("nbits           %d\n", s->nbits);
+    printf("codec           %s\n", s->codec ? s->codec : "colbert");
     printf("centroids       %lld\n", (long long)s->n_centroids);
     printf("documents       %lld\n", (long long)s->n_documents);
     printf("deleted         %lld\n", (long long)s->n_deleted);

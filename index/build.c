@@ -55,6 +55,9 @@
  * k-means cost is linear in the points and dominates a CPU build (see the build report for
  * the measured quality difference). */
 #define CP_KMEANS_POINTS_PER_CENTROID 32
+/* The codec of a build that names none (cp_build_options.codec NULL): residual norms kept
+ * separately (bench/bench_codec, docs/index-format.md "Codecs"). */
+#define CP_DEFAULT_CODEC "scaled"
 /* Normalised vectors gathered before one compress call (bounded memory, big sgemm blocks). */
 #define CP_COMPRESS_CHUNK_TOKENS 65536
 
@@ -453,6 +456,7 @@ static cp_status train(build *b, cp_error *err)
                   (long long)b->k_requested, (long long)k);
     b->codec.dim = b->dim;
     b->codec.nbits = b->opts->nbits;
+    cp_codec_variant_parse(b->opts->codec ? b->opts->codec : CP_DEFAULT_CODEC, &b->codec.variant);
     b->codec.n_centroids = k;
     b->codec.centroids = malloc((size_t)k * (size_t)b->dim * sizeof(float));
     if (!b->codec.centroids) return cp_error_set(err, CP_ENOMEM, "out of memory for centroids");
@@ -537,7 +541,7 @@ static bool grow(void **p, size_t elem, int64_t *cap, int64_t need)
 static cp_status compress_pending(build *b, segment *s, cp_error *err)
 {
     if (s->n_pending == 0) return CP_OK;
-    int rb = cp_residual_bytes(b->dim, b->codec.nbits);
+    int rb = cp_codec_token_bytes(&b->codec);
     int64_t start = s->n_tokens - s->n_pending;
     cp_status st = cp_codec_compress(&b->codec, s->pending, s->n_pending, s->codes + start,
                                      s->residuals + start * rb, b->threads, err);
@@ -547,7 +551,7 @@ static cp_status compress_pending(build *b, segment *s, cp_error *err)
 
 static cp_status segment_add(build *b, segment *s, const cp_document *doc, cp_error *err)
 {
-    int rb = cp_residual_bytes(b->dim, b->codec.nbits);
+    int rb = cp_codec_token_bytes(&b->codec);
     int64_t tokens = s->n_tokens + doc->n_tokens, tcap = s->tokens_cap;
     int64_t pending = s->n_pending + doc->n_tokens, dcap = (int64_t)s->docs_cap;
     bool ok = grow((void **)&s->codes, sizeof *s->codes, &tcap, tokens);
@@ -646,6 +650,7 @@ static char *build_params_json(const build *b)
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
     cJSON_AddNumberToObject(o, "nbits", b->codec.nbits);
+    cJSON_AddStringToObject(o, "codec", cp_codec_variant_name(b->codec.variant));
     cJSON_AddNumberToObject(o, "n_centroids", (double)b->codec.n_centroids);
     cJSON_AddNumberToObject(o, "n_centroids_requested", (double)b->k_requested);
     cJSON_AddNumberToObject(o, "centroid_scale",
@@ -730,6 +735,9 @@ static cp_status check_options(const char *path, const cp_doc_source *src,
     if (!path || !*path) return cp_error_set(err, CP_EINVAL, "no index path given");
     if (!src || !src->next || !src->rewind || !src->dim)
         return cp_error_set(err, CP_EINVAL, "no document source given");
+    int variant;
+    if (o->codec && !cp_codec_variant_parse(o->codec, &variant))
+        return cp_error_set(err, CP_EINVAL, "unknown codec \"%s\" (colbert or scaled)", o->codec);
     if (o->nbits != 1 && o->nbits != 2 && o->nbits != 4 && o->nbits != 8)
         return cp_error_set(err, CP_EINVAL, "nbits must be 1, 2, 4 or 8 (got %d)", o->nbits);
     if (o->n_centroids < 0 || o->n_centroids > INT32_MAX)

@@ -175,7 +175,7 @@ static void add_noise(rng *r, float *v, int d, double norm)
  * centroids do not keep, which is what makes real queries hard for PLAID's stages 2-3. */
 static int pseudo_query(const cp_snapshot *snap, int32_t doc, const float *pad, rng *r, float *q)
 {
-    int d = snap->codec.dim, rb = cp_residual_bytes(d, snap->codec.nbits);
+    int d = snap->codec.dim, rb = cp_codec_token_bytes(&snap->codec); /* stride */
     int64_t off = snap->doc_offsets[doc], len = snap->doc_offsets[doc + 1] - off;
     int words = 8 + (int)(rng_next(r) % 9);
     if (words > len) words = (int)len;

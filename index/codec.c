@@ -101,6 +101,44 @@ void cp_codec_reference_to_natural(uint8_t *bytes, size_t n_bytes, int nbits)
         bytes[i] = lut[bytes[i]];
 }
 
+const char *cp_codec_variant_name(int variant)
+{
+    return variant == CP_CODEC_SCALED ? "scaled" : "colbert";
+}
+
+bool cp_codec_variant_parse(const char *name, int *variant)
+{
+    if (!name) return false;
+    if (strcmp(name, "colbert") == 0)
+        *variant = CP_CODEC_COLBERT;
+    else if (strcmp(name, "scaled") == 0)
+        *variant = CP_CODEC_SCALED;
+    else
+        return false;
+    return true;
+}
+
+/* Scale byte k >= 1 stands for exp(lo + (hi - lo) (k - 1) / 254); byte 0 for 0. */
+void cp_codec_init_scales(cp_codec *codec)
+{
+    memset(codec->scales, 0, sizeof codec->scales);
+    if (codec->variant != CP_CODEC_SCALED) return;
+    double lo = codec->scale_log_min, hi = codec->scale_log_max;
+    for (int k = 1; k < 256; k++)
+        codec->scales[k] = (float)exp(lo + (hi - lo) * (double)(k - 1) / 254.0);
+}
+
+/* The scale byte of a least-squares scale s (0 when s <= 0 or not finite). */
+static uint8_t scale_byte(const cp_codec *codec, double s)
+{
+    if (!(s > 0) || !isfinite(s)) return 0;
+    double lo = codec->scale_log_min, hi = codec->scale_log_max;
+    double u = hi > lo ? (log(s) - lo) / (hi - lo) * 254.0 : 0.0;
+    if (!(u >= 0)) u = 0; /* also NaN */
+    if (u > 254) u = 254;
+    return (uint8_t)(1 + lround(u));
+}
+
 void cp_codec_decompress_one(const cp_codec *codec, int32_t code, const uint8_t *residual,
                              float *out)
 {
@@ -109,10 +147,12 @@ void cp_codec_decompress_one(const cp_codec *codec, int32_t code, const uint8_t 
     int per_byte = 8 / codec->nbits;
     unsigned mask = (1u << codec->nbits) - 1;
     double norm2 = 0;
+    bool scaled = codec->variant == CP_CODEC_SCALED;
+    float scale = scaled ? codec->scales[residual[cp_residual_bytes(dim, codec->nbits)]] : 1.0f;
     for (int j = 0; j < dim; j++) {
         unsigned byte = residual[j / per_byte];
         unsigned b = (byte >> (8 - codec->nbits * (j % per_byte + 1))) & mask;
-        out[j] = c[j] + codec->bucket_weights[b];
+        out[j] = scaled ? c[j] + scale * codec->bucket_weights[b] : c[j] + codec->bucket_weights[b];
         norm2 += (double)out[j] * out[j];
     }
     if (norm2 > 0) {
@@ -155,11 +195,40 @@ typedef struct assign_shared {
     _Atomic int failed;
 } assign_shared;
 
+/* SCALED: buckets of r / rms(r), then the least-squares scale of the chosen weights
+ * (<r, w> / <w, w>), so the decoded residual scale * w is the closest to r along w. */
+static void compress_row_scaled(const cp_codec *codec, const float *v, const float *c,
+                                uint8_t *buckets, uint8_t *out)
+{
+    int dim = codec->dim, n_cut = (1 << codec->nbits) - 1;
+    if (dim <= 0 || dim > 4096) return; /* compress checked; tells GCC the loops run */
+    float r[4096];
+    double ss = 0;
+    for (int j = 0; j < dim; j++) {
+        r[j] = v[j] - c[j];
+        ss += (double)r[j] * r[j];
+    }
+    double rms = sqrt(ss / dim), rw = 0, ww = 0;
+    for (int j = 0; j < dim; j++) {
+        int b = rms > 0 ? cp_codec_bucketize(codec->bucket_cutoffs, n_cut, (float)(r[j] / rms)) : 0;
+        buckets[j] = (uint8_t)b;
+        double w = codec->bucket_weights[b];
+        rw += (double)r[j] * w;
+        ww += w * w;
+    }
+    cp_codec_pack_natural(buckets, dim, codec->nbits, out);
+    out[cp_residual_bytes(dim, codec->nbits)] = rms > 0 && ww > 0 ? scale_byte(codec, rw / ww) : 0;
+}
+
 static void compress_row(const cp_codec *codec, const float *v, int32_t code, uint8_t *out)
 {
     int dim = codec->dim, n_cut = (1 << codec->nbits) - 1;
     const float *c = codec->centroids + (size_t)code * (size_t)dim;
     uint8_t buckets[4096];
+    if (codec->variant == CP_CODEC_SCALED) {
+        compress_row_scaled(codec, v, c, buckets, out);
+        return;
+    }
     for (int j = 0; j < dim; j++)
         buckets[j] = (uint8_t)cp_codec_bucketize(codec->bucket_cutoffs, n_cut, v[j] - c[j]);
     cp_codec_pack_natural(buckets, dim, codec->nbits, out);
@@ -193,7 +262,7 @@ static bool claim_block(assign_shared *sh, int64_t *start, int64_t *m)
 static void *assign_worker_amx(void *arg)
 {
     assign_shared *sh = arg;
-    int rb = sh->codec ? cp_residual_bytes(sh->dim, sh->codec->nbits) : 0;
+    int rb = sh->codec ? cp_codec_token_bytes(sh->codec) : 0;
     int64_t start, m;
     while (claim_block(sh, &start, &m)) {
         const float *v = sh->vectors + start * sh->dim;
@@ -220,7 +289,7 @@ static void *assign_worker(void *arg)
         atomic_store(&sh->failed, 1);
         return NULL;
     }
-    int rb = sh->codec ? cp_residual_bytes(sh->dim, sh->codec->nbits) : 0;
+    int rb = sh->codec ? cp_codec_token_bytes(sh->codec) : 0;
     int64_t start, m;
     while (claim_block(sh, &start, &m)) {
         const float *v = sh->vectors + start * sh->dim;
@@ -540,21 +609,74 @@ static cp_status lloyd_max_refine(const float *sorted, size_t n, int n_opt, floa
 }
 
 /* Writes each held-out vector's residual from its centroid into res (n x dim); returns
- * their mean absolute value. */
+ * their mean absolute value. SCALED: each residual is then divided by its RMS (a zero
+ * residual is left out: *n_out counts the rows written). */
 static double heldout_residuals(const cp_codec *codec, const float *heldout, int64_t n,
-                                const int32_t *codes, float *res)
+                                const int32_t *codes, float *res, int64_t *n_out)
 {
     int dim = codec->dim;
     double abs_sum = 0;
+    int64_t m = 0;
     for (int64_t i = 0; i < n; i++) {
         const float *c = codec->centroids + (size_t)codes[i] * (size_t)dim;
+        float *row = res + m * dim;
+        double ss = 0;
         for (int j = 0; j < dim; j++) {
             float r = heldout[i * dim + j] - c[j];
-            res[i * dim + j] = r;
+            row[j] = r;
             abs_sum += fabs((double)r);
+            ss += (double)r * r;
+        }
+        if (codec->variant != CP_CODEC_SCALED) {
+            m++;
+        } else if (ss > 0) {
+            double inv = 1.0 / sqrt(ss / dim);
+            for (int j = 0; j < dim; j++)
+                row[j] = (float)(row[j] * inv);
+            m++;
         }
     }
+    *n_out = m;
     return abs_sum / ((double)n * dim);
+}
+
+/* SCALED: the scale range, from the log least-squares scales of the held-out tokens under
+ * the trained buckets (0.1% and 99.9% quantiles, so that one outlier does not coarsen the
+ * step for all; scales outside are clamped). */
+static cp_status train_scale_range(cp_codec *codec, const float *heldout, int64_t n,
+                                   const int32_t *codes, cp_error *err)
+{
+    int dim = codec->dim, n_cut = (1 << codec->nbits) - 1;
+    float *logs = malloc((size_t)(n > 0 ? n : 1) * sizeof *logs);
+    if (!logs) return cp_error_set(err, CP_ENOMEM, "codec training: out of memory");
+    size_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *c = codec->centroids + (size_t)codes[i] * (size_t)dim;
+        const float *x = heldout + i * dim;
+        double ss = 0, rw = 0, ww = 0;
+        for (int j = 0; j < dim; j++)
+            ss += ((double)x[j] - c[j]) * ((double)x[j] - c[j]);
+        if (!(ss > 0)) continue;
+        double rms = sqrt(ss / dim);
+        for (int j = 0; j < dim; j++) {
+            double r = (double)x[j] - c[j];
+            double w = codec->bucket_weights[cp_codec_bucketize(codec->bucket_cutoffs, n_cut,
+                                                                (float)(r / rms))];
+            rw += r * w;
+            ww += w * w;
+        }
+        if (ww > 0 && rw > 0) logs[m++] = (float)log(rw / ww);
+    }
+    float q[2] = {0, 0};
+    if (m > 0) {
+        const double levels[2] = {0.001, 0.999};
+        cp_codec_quantiles(logs, m, levels, 2, q);
+    }
+    free(logs);
+    codec->scale_log_min = q[0];
+    codec->scale_log_max = q[1] - q[0] >= 1e-3f ? q[1] : q[0] + 1e-3f;
+    cp_codec_init_scales(codec);
+    return CP_OK;
 }
 
 /* ColBERTv2's buckets: cutoffs at the i/n_opt quantiles of the residuals, weights at the
@@ -591,10 +713,20 @@ cp_status cp_codec_train(cp_codec *codec, const float *heldout, int64_t n, int t
     cp_status st =
         cp_codec_assign(codec->centroids, codec->n_centroids, dim, heldout, n, codes, threads, err);
     if (st == CP_OK) {
-        codec->avg_residual = (float)heldout_residuals(codec, heldout, n, codes, res);
+        int64_t m = 0;
+        codec->avg_residual = (float)heldout_residuals(codec, heldout, n, codes, res, &m);
+        if (m == 0) { /* SCALED and every held-out vector on its centroid: any buckets do */
+            res[0] = 0;
+            m = 1;
+            total = 1;
+        } else {
+            total = (size_t)m * (size_t)dim;
+        }
         quantile_buckets(res, total, 1 << nbits, codec);
         st = lloyd_max_refine(res, total, 1 << nbits, codec->bucket_cutoffs, codec->bucket_weights,
                               err);
+        if (st == CP_OK && codec->variant == CP_CODEC_SCALED)
+            st = train_scale_range(codec, heldout, n, codes, err);
     }
     free(codes);
     free(res);

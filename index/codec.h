@@ -21,9 +21,23 @@
 
 struct cp_probe_part;
 
+/* Codec variants (meta "codec" of format version 2, docs/index-format.md):
+ * - COLBERT: ColBERTv2's, decoded normalize(C[code] + w[b_j]); every format 1 index and
+ *   every imported Stanford/RAGatouille index.
+ * - SCALED: the residual's norm is kept separately. The residual r = x - C[code] is
+ *   bucketised after dividing by its RMS (the buckets are trained on such normalised
+ *   residuals), and one more byte per token, after the packed buckets, holds a scale
+ *   (the least-squares one for the chosen buckets, 8-bit log-quantised between
+ *   scale_log_min and scale_log_max; byte 0 is scale 0): decoded
+ *   normalize(C[code] + scale * w[b_j]). */
+typedef enum cp_codec_variant { CP_CODEC_COLBERT = 0, CP_CODEC_SCALED = 1 } cp_codec_variant;
+
 typedef struct cp_codec {
     int dim;
     int nbits;
+    int variant;                        /* cp_codec_variant; 0 = COLBERT */
+    float scale_log_min, scale_log_max; /* SCALED: the scale byte's range */
+    float scales[256];                  /* SCALED: byte -> scale (cp_codec_init_scales) */
     int64_t n_centroids;
     float *centroids;                              /* n_centroids x dim, L2-normalised */
     float bucket_cutoffs[(1 << CP_MAX_NBITS) - 1]; /* 2^nbits - 1 used */
@@ -43,6 +57,21 @@ static inline int cp_residual_bytes(int dim, int nbits)
 {
     return dim * nbits / 8;
 }
+
+/* Bytes stored per token after its code: the packed buckets, plus the scale byte of the
+ * SCALED variant (the last byte of the token's row). */
+static inline int cp_codec_token_bytes(const cp_codec *codec)
+{
+    return cp_residual_bytes(codec->dim, codec->nbits) + (codec->variant == CP_CODEC_SCALED);
+}
+
+/* Fill codec->scales from scale_log_min / scale_log_max (SCALED); no-op for COLBERT. Call
+ * after setting or loading them. */
+void cp_codec_init_scales(cp_codec *codec);
+
+/* "colbert" / "scaled"; parse returns false for an unknown name. */
+const char *cp_codec_variant_name(int variant);
+bool cp_codec_variant_parse(const char *name, int *variant);
 
 /* Compress n vectors (n x dim, already L2-normalised): nearest centroid by inner product,
  * residual bucketised with the global cutoffs, packed in natural order. */
@@ -114,8 +143,10 @@ void cp_codec_quantiles(float *values, size_t n, const double *levels, int n_lev
 
 /* Fill codec->bucket_cutoffs / bucket_weights / avg_residual from the residuals of n
  * held-out vectors, pooled over all dims: PLAID.md 1.6's quantiles, refined by Lloyd-Max
- * into the minimum-squared-error buckets (docs/static-model.md, "Quality"). codec->dim,
- * nbits, n_centroids and centroids must be set. */
+ * into the minimum-squared-error buckets (docs/static-model.md, "Quality"). For the SCALED
+ * variant the residuals are divided by their RMS first, and the scale range is set from
+ * the 0.1% and 99.9% quantiles of the held-out tokens' log scales. codec->dim, nbits,
+ * variant, n_centroids and centroids must be set. */
 cp_status cp_codec_train(cp_codec *codec, const float *heldout, int64_t n, int threads,
                          cp_error *err);
 

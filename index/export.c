@@ -17,7 +17,7 @@
 
 static cp_status write_embeddings(const cp_snapshot *s, cp_npy_writer *w, cp_error *err)
 {
-    int dim = s->codec.dim, rb = cp_residual_bytes(dim, s->codec.nbits);
+    int dim = s->codec.dim, rb = cp_codec_token_bytes(&s->codec);
     enum { BATCH = 1024 };
     float *buf = malloc((size_t)BATCH * (size_t)dim * sizeof *buf);
     if (!buf) return cp_error_set(err, CP_ENOMEM, "out of memory exporting");

@@ -364,7 +364,7 @@ static cp_status load_residuals(importer *im, int i, chunk *c, cp_error *err)
     cp_pt_file f;
     cp_status st = cp_pt_open(path, &f, err);
     if (st != CP_OK) return st;
-    int rb = cp_residual_bytes(im->codec.dim, im->codec.nbits);
+    int rb = cp_codec_token_bytes(&im->codec);
     const cp_pt_tensor *t = &f.tensors[0];
     if (f.n_tensors != 1 || t->ndim != 2 || t->dtype != CP_PT_U8 || t->shape[1] != rb ||
         t->shape[0] != c->n_tokens) {
@@ -410,7 +410,7 @@ static cp_status append_docs(importer *im, const chunk *c, int64_t from, int64_t
         docs[k].metadata_json = metas[k] = passage_metadata(im, pid);
         if (!metas[k]) st = cp_error_set(err, CP_ENOMEM, "out of memory");
     }
-    int rb = cp_residual_bytes(im->codec.dim, im->codec.nbits);
+    int rb = cp_codec_token_bytes(&im->codec);
     cp_segment_input seg = {.n_docs = n, .docs = docs, .doclens = c->doclens + from,
                             .n_tokens = ntok, .codes = c->codes + tok0,
                             .residuals = c->residuals + tok0 * rb};

@@ -280,7 +280,7 @@ static int64_t snapshot_bytes(const cp_snapshot *s)
     for (int64_t d = 0; d < s->n_slots; d++)
         if (s->external_ids[d]) b += (int64_t)strlen(s->external_ids[d]) + 1;
     /* tokens held, including tombstoned ones a live snapshot keeps until compaction */
-    b += s->doc_offsets[s->n_slots] * (4 + cp_residual_bytes(s->codec.dim, s->codec.nbits));
+    b += s->doc_offsets[s->n_slots] * (4 + cp_codec_token_bytes(&s->codec));
     b += (s->codec.n_centroids + 1) * (int64_t)sizeof(int64_t);
     b += s->ivf_offsets[s->codec.n_centroids] * (int64_t)sizeof(int32_t);
     if (s->ivf_delta_offsets)
@@ -308,6 +308,7 @@ cp_status cp_index_stats_get(cp_index *index, cp_index_stats *out, cp_error *err
     out->format_version = CP_INDEX_FORMAT_VERSION;
     out->dim = s->codec.dim;
     out->nbits = s->codec.nbits;
+    out->codec = cp_codec_variant_name(s->codec.variant);
     out->n_centroids = s->codec.n_centroids;
     out->n_documents = s->n_live;
     out->n_tokens = s->n_tokens;
@@ -422,7 +423,7 @@ cp_status cp_index_document_embeddings(cp_index *index, int64_t doc_id, float **
         st = cp_error_set(err, CP_ENOTFOUND, "no document with internal id %lld", (long long)doc_id);
     } else {
         int64_t lo = s->doc_offsets[doc_id], n = s->doc_offsets[doc_id + 1] - lo;
-        int dim = s->codec.dim, rb = cp_residual_bytes(dim, s->codec.nbits);
+        int dim = s->codec.dim, rb = cp_codec_token_bytes(&s->codec);
         float *out = malloc((size_t)(n ? n : 1) * (size_t)dim * sizeof *out);
         if (!out) {
             st = cp_error_set(err, CP_ENOMEM, "out of memory");

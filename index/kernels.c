@@ -8,6 +8,7 @@
 #include "kernels.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "cp_cpu.h"
@@ -85,13 +86,18 @@ static void decode_portable(const cp_codec *codec, const cp_decode_lut *lut,
                             float *inv_norm)
 {
     int d = codec->dim, per_byte = 8 / codec->nbits, rb = cp_residual_bytes(d, codec->nbits);
+    int stride = cp_codec_token_bytes(codec);
+    bool scaled = codec->variant == CP_CODEC_SCALED;
     for (int t = 0; t < n; t++) {
         const float *cent = codec->centroids + (int64_t)codes[t] * d;
-        const uint8_t *res = residuals + (int64_t)t * rb;
+        const uint8_t *res = residuals + (int64_t)t * stride;
         float *o = out + (int64_t)t * d;
+        float sc = scaled ? codec->scales[res[rb]] : 1.0f;
         for (int p = 0; p < rb; p++) {
             const float *w = lut->lut + res[p] * per_byte;
-            for (int g = 0; g < per_byte; g++) o[p * per_byte + g] = cent[p * per_byte + g] + w[g];
+            for (int g = 0; g < per_byte; g++)
+                o[p * per_byte + g] =
+                    scaled ? fmaf(sc, w[g], cent[p * per_byte + g]) : cent[p * per_byte + g] + w[g];
         }
         float ss = 0.0f;
         for (int j = 0; j < d; j++) ss += o[j] * o[j];
@@ -104,21 +110,33 @@ static void table_scores_portable(const cp_codec *codec, const cp_decode_lut *lu
                                   const uint8_t *residuals, int n, float *out, float *inv_norm)
 {
     int d = codec->dim, per_byte = 8 / codec->nbits, rb = cp_residual_bytes(d, codec->nbits);
+    int stride = cp_codec_token_bytes(codec);
+    bool scaled = codec->variant == CP_CODEC_SCALED;
     for (int r = 0; r < n; r++) {
         float *o = out + (int64_t)r * nqp;
-        const uint8_t *res = residuals + (int64_t)r * rb;
+        const uint8_t *res = residuals + (int64_t)r * stride;
         const float *cent = codec->centroids + (int64_t)codes[r] * d;
-        memcpy(o, S + (int64_t)codes[r] * nqp, sizeof(float) * (size_t)nqp);
+        const float *srow = S + (int64_t)codes[r] * nqp;
+        float sc = scaled ? codec->scales[res[rb]] : 1.0f;
+        /* COLBERT: S + the table rows, summed into o; SCALED: S + sc * (sum of the rows). */
+        if (scaled)
+            memset(o, 0, sizeof(float) * (size_t)nqp);
+        else
+            memcpy(o, srow, sizeof(float) * (size_t)nqp);
         float ss = 0.0f;
         for (int p = 0; p < rb; p++) {
             const float *t = T + ((int64_t)p * 256 + res[p]) * nqp;
             for (int i = 0; i < nqp; i++) o[i] += t[i];
             const float *w = lut->lut + res[p] * per_byte;
             for (int g = 0; g < per_byte; g++) {
-                float v = cent[p * per_byte + g] + w[g];
+                float v =
+                    scaled ? fmaf(sc, w[g], cent[p * per_byte + g]) : cent[p * per_byte + g] + w[g];
                 ss += v * v;
             }
         }
+        if (scaled)
+            for (int i = 0; i < nqp; i++)
+                o[i] = fmaf(sc, o[i], srow[i]);
         inv_norm[r] = ss > 0.0f ? 1.0f / sqrtf(ss) : 0.0f;
     }
 }

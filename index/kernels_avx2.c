@@ -13,6 +13,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
 #include <immintrin.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "cp_cpu.h"
@@ -191,20 +192,30 @@ CP_AVX2_INLINE __m256 decode_chunk(const decode_consts *k, const uint8_t *bytes)
     return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(v, 28)));
 }
 
+/* C + w (COLBERT) or C + scale * w (SCALED: fused, as the portable fmaf). */
+CP_AVX2_INLINE __m256 combine(__m256 c, __m256 w, bool scaled, __m256 sc)
+{
+    return scaled ? _mm256_fmadd_ps(w, sc, c) : _mm256_add_ps(c, w);
+}
+
 CP_AVX2 static void decode_avx2(const cp_codec *codec, const cp_decode_lut *lut,
                                 const int32_t *codes, const uint8_t *residuals, int n, float *out,
                                 float *inv_norm)
 {
     decode_consts k;
     decode_consts_init(&k, lut);
-    int d = codec->dim, rb = cp_residual_bytes(d, codec->nbits);
+    int d = codec->dim, rb = cp_residual_bytes(d, codec->nbits),
+        stride = cp_codec_token_bytes(codec);
+    bool scaled = codec->variant == CP_CODEC_SCALED;
     for (int t = 0; t < n; t++) {
         const float *cent = codec->centroids + (int64_t)codes[t] * d;
-        const uint8_t *res = residuals + (int64_t)t * rb;
+        const uint8_t *res = residuals + (int64_t)t * stride;
+        __m256 sc = _mm256_set1_ps(scaled ? codec->scales[res[rb]] : 1.0f);
         float *o = out + (int64_t)t * d;
         __m256 ss = _mm256_setzero_ps();
         for (int j = 0; j < d; j += 8) {
-            __m256 v = _mm256_add_ps(_mm256_loadu_ps(cent + j), decode_chunk(&k, res + j / 8 * k.nbits));
+            __m256 v = combine(_mm256_loadu_ps(cent + j), decode_chunk(&k, res + j / 8 * k.nbits),
+                               scaled, sc);
             _mm256_storeu_ps(o + j, v);
             ss = _mm256_fmadd_ps(v, v, ss);
         }
@@ -220,25 +231,34 @@ CP_AVX2 static void table_scores_avx2(const cp_codec *codec, const cp_decode_lut
 {
     decode_consts k;
     decode_consts_init(&k, lut);
-    int d = codec->dim, rb = cp_residual_bytes(d, codec->nbits);
+    int d = codec->dim, rb = cp_residual_bytes(d, codec->nbits),
+        stride = cp_codec_token_bytes(codec);
+    bool scaled = codec->variant == CP_CODEC_SCALED;
     for (int r = 0; r < n; r++) {
-        const uint8_t *res = residuals + (int64_t)r * rb;
+        const uint8_t *res = residuals + (int64_t)r * stride;
         const float *cent = codec->centroids + (int64_t)codes[r] * d;
+        __m256 sc = _mm256_set1_ps(scaled ? codec->scales[res[rb]] : 1.0f);
         __m256 ss = _mm256_setzero_ps();
         for (int j = 0; j < d; j += 8) {
-            __m256 v = _mm256_add_ps(_mm256_loadu_ps(cent + j), decode_chunk(&k, res + j / 8 * k.nbits));
+            __m256 v = combine(_mm256_loadu_ps(cent + j), decode_chunk(&k, res + j / 8 * k.nbits),
+                               scaled, sc);
             ss = _mm256_fmadd_ps(v, v, ss);
         }
         float s2 = hsum8(ss);
         inv_norm[r] = s2 > 0.0f ? 1.0f / sqrtf(s2) : 0.0f;
         for (int cb = 0; cb < nqp; cb += 32) {
             const float *s = S + (int64_t)codes[r] * nqp + cb;
+            /* COLBERT: S + the table rows; SCALED: S + scale * (sum of the rows) */
             __m256 a[4];
-            for (int q = 0; q < 4; q++) a[q] = _mm256_loadu_ps(s + 8 * q);
+            for (int q = 0; q < 4; q++)
+                a[q] = scaled ? _mm256_setzero_ps() : _mm256_loadu_ps(s + 8 * q);
             for (int p = 0; p < rb; p++) {
                 const float *t = T + ((int64_t)p * 256 + res[p]) * nqp + cb;
                 for (int q = 0; q < 4; q++) a[q] = _mm256_add_ps(a[q], _mm256_loadu_ps(t + 8 * q));
             }
+            if (scaled)
+                for (int q = 0; q < 4; q++)
+                    a[q] = _mm256_fmadd_ps(a[q], sc, _mm256_loadu_ps(s + 8 * q));
             for (int q = 0; q < 4; q++) _mm256_storeu_ps(out + (int64_t)r * nqp + cb + 8 * q, a[q]);
         }
     }

@@ -16,6 +16,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
 #include <immintrin.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "cp_cpu.h"
@@ -191,30 +192,41 @@ CP_AVX512_INLINE __m512 decode_chunk(const decode_consts *k, const uint8_t *byte
     return _mm512_permutexvar_ps(v, k->w);
 }
 
+/* C + w (COLBERT) or C + scale * w (SCALED: fused, as the portable fmaf). */
+CP_AVX512_INLINE __m512 combine(__m512 c, __m512 w, bool scaled, __m512 sc)
+{
+    return scaled ? _mm512_fmadd_ps(w, sc, c) : _mm512_add_ps(c, w);
+}
+
 CP_AVX512 static void decode_avx512(const cp_codec *codec, const cp_decode_lut *lut,
                                     const int32_t *codes, const uint8_t *residuals, int n,
                                     float *out, float *inv_norm)
 {
     decode_consts k;
     decode_consts_init(&k, lut);
-    int d = codec->dim, rb = cp_residual_bytes(d, codec->nbits);
+    int d = codec->dim, rb = cp_residual_bytes(d, codec->nbits),
+        stride = cp_codec_token_bytes(codec);
+    bool scaled = codec->variant == CP_CODEC_SCALED;
     int full = d / 16 * 16;
     __mmask16 tail = (__mmask16)((1u << (d - full)) - 1);
     for (int t = 0; t < n; t++) {
         const float *cent = codec->centroids + (int64_t)codes[t] * d;
-        const uint8_t *res = residuals + (int64_t)t * rb;
+        const uint8_t *res = residuals + (int64_t)t * stride;
+        __m512 sc = _mm512_set1_ps(scaled ? codec->scales[res[rb]] : 1.0f);
         float *o = out + (int64_t)t * d;
         __m512 ss = _mm512_setzero_ps();
         int j = 0;
         for (; j < full; j += 16) {
-            __m512 v = _mm512_add_ps(_mm512_loadu_ps(cent + j),
-                                     decode_chunk(&k, res + j / 16 * k.chunk_bytes, k.chunk_bytes));
+            __m512 v =
+                combine(_mm512_loadu_ps(cent + j),
+                        decode_chunk(&k, res + j / 16 * k.chunk_bytes, k.chunk_bytes), scaled, sc);
             _mm512_storeu_ps(o + j, v);
             ss = _mm512_fmadd_ps(v, v, ss);
         }
         if (tail) {
-            __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(tail, cent + j),
-                                     decode_chunk(&k, res + j / 16 * k.chunk_bytes, k.chunk_bytes / 2));
+            __m512 v = combine(_mm512_maskz_loadu_ps(tail, cent + j),
+                               decode_chunk(&k, res + j / 16 * k.chunk_bytes, k.chunk_bytes / 2),
+                               scaled, sc);
             v = _mm512_maskz_mov_ps(tail, v);
             _mm512_mask_storeu_ps(o + j, tail, v);
             ss = _mm512_fmadd_ps(v, v, ss);
@@ -224,20 +236,24 @@ CP_AVX512 static void decode_avx512(const cp_codec *codec, const cp_decode_lut *
     }
 }
 
-/* ||C[code] + w[buckets]|| of one token, decoded in registers only. */
+/* ||C[code] + w[buckets]|| (SCALED: ||C[code] + scale * w[buckets]||) of one token,
+ * decoded in registers only. */
 CP_AVX512_INLINE float token_norm2(const decode_consts *k, const float *cent, const uint8_t *res,
-                                   int d, int full, __mmask16 tail)
+                                   int d, int full, __mmask16 tail, bool scaled, __m512 sc)
 {
     __m512 ss = _mm512_setzero_ps();
     int j = 0;
     for (; j < full; j += 16) {
-        __m512 v = _mm512_add_ps(_mm512_loadu_ps(cent + j),
-                                 decode_chunk(k, res + j / 16 * k->chunk_bytes, k->chunk_bytes));
+        __m512 v =
+            combine(_mm512_loadu_ps(cent + j),
+                    decode_chunk(k, res + j / 16 * k->chunk_bytes, k->chunk_bytes), scaled, sc);
         ss = _mm512_fmadd_ps(v, v, ss);
     }
     if (j < d) {
-        __m512 v = _mm512_maskz_add_ps(tail, _mm512_maskz_loadu_ps(tail, cent + j),
-                                       decode_chunk(k, res + j / 16 * k->chunk_bytes, k->chunk_bytes / 2));
+        __m512 v =
+            combine(_mm512_maskz_loadu_ps(tail, cent + j),
+                    decode_chunk(k, res + j / 16 * k->chunk_bytes, k->chunk_bytes / 2), scaled, sc);
+        v = _mm512_maskz_mov_ps(tail, v);
         ss = _mm512_fmadd_ps(v, v, ss);
     }
     return _mm512_reduce_add_ps(ss);
@@ -251,14 +267,21 @@ CP_AVX512 static void table_scores_avx512(const cp_codec *codec, const cp_decode
     decode_consts k;
     decode_consts_init(&k, lut);
     int d = codec->dim, rb = cp_residual_bytes(d, codec->nbits), full = d / 16 * 16;
+    int stride = cp_codec_token_bytes(codec);
+    bool scaled = codec->variant == CP_CODEC_SCALED;
     __mmask16 tail = (__mmask16)((1u << (d - full)) - 1);
     for (int r = 0; r < n; r++) {
-        const uint8_t *res = residuals + (int64_t)r * rb;
-        float s2 = token_norm2(&k, codec->centroids + (int64_t)codes[r] * d, res, d, full, tail);
+        const uint8_t *res = residuals + (int64_t)r * stride;
+        __m512 sc = _mm512_set1_ps(scaled ? codec->scales[res[rb]] : 1.0f);
+        float s2 = token_norm2(&k, codec->centroids + (int64_t)codes[r] * d, res, d, full, tail,
+                               scaled, sc);
         inv_norm[r] = s2 > 0.0f ? 1.0f / sqrtf(s2) : 0.0f;
         for (int cb = 0; cb < nqp; cb += 32) {
             const float *s = S + (int64_t)codes[r] * nqp + cb;
-            __m512 a0 = _mm512_loadu_ps(s), a1 = _mm512_loadu_ps(s + 16);
+            /* COLBERT: S + the table rows; SCALED: S + scale * (sum of the rows), the sum
+             * accumulated in the same order as the portable kernel's */
+            __m512 a0 = scaled ? _mm512_setzero_ps() : _mm512_loadu_ps(s);
+            __m512 a1 = scaled ? _mm512_setzero_ps() : _mm512_loadu_ps(s + 16);
             __m512 b0 = _mm512_setzero_ps(), b1 = b0; /* two chains hide the add latency */
             int p = 0;
             for (; p + 2 <= rb; p += 2) {
@@ -274,8 +297,13 @@ CP_AVX512 static void table_scores_avx512(const cp_codec *codec, const cp_decode
                 a0 = _mm512_add_ps(a0, _mm512_loadu_ps(t0));
                 a1 = _mm512_add_ps(a1, _mm512_loadu_ps(t0 + 16));
             }
-            _mm512_storeu_ps(out + (int64_t)r * nqp + cb, _mm512_add_ps(a0, b0));
-            _mm512_storeu_ps(out + (int64_t)r * nqp + cb + 16, _mm512_add_ps(a1, b1));
+            __m512 o0 = _mm512_add_ps(a0, b0), o1 = _mm512_add_ps(a1, b1);
+            if (scaled) {
+                o0 = _mm512_fmadd_ps(o0, sc, _mm512_loadu_ps(s));
+                o1 = _mm512_fmadd_ps(o1, sc, _mm512_loadu_ps(s + 16));
+            }
+            _mm512_storeu_ps(out + (int64_t)r * nqp + cb, o0);
+            _mm512_storeu_ps(out + (int64_t)r * nqp + cb + 16, o1);
         }
     }
 }

@@ -124,7 +124,7 @@ static cp_status encode_batch(const cp_snapshot *snap, const cp_document *docs, 
                               batch *b, cp_error *err)
 {
     int dim = snap->codec.dim;
-    size_t rb = (size_t)cp_residual_bytes(dim, snap->codec.nbits);
+    size_t rb = (size_t)cp_codec_token_bytes(&snap->codec);
     if (!(b->doclens = malloc(n * sizeof *b->doclens)))
         return cp_error_set(err, CP_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
@@ -187,7 +187,7 @@ static cp_status next_after_upsert(const cp_snapshot *cur, const cp_document *do
     cp_snapshot *next = NULL;
     cp_status st = cp_snapshot_derive(cur, (int64_t)n, b->n_tokens, &next, err);
     if (st != CP_OK) return st;
-    size_t rb = (size_t)cp_residual_bytes(cur->codec.dim, cur->codec.nbits);
+    size_t rb = (size_t)cp_codec_token_bytes(&cur->codec);
     int64_t base = next->doc_offsets[cur->n_slots];
     memcpy(next->codes + base, b->codes, (size_t)b->n_tokens * sizeof *b->codes);
     memcpy(next->residuals + (size_t)base * rb, b->residuals, (size_t)b->n_tokens * rb);
@@ -522,7 +522,7 @@ static bool gathered_room(gathered *g, size_t docs, int64_t tokens, size_t rb)
 static cp_status gather_segment(cp_store *store, const cp_snapshot *cur, int64_t segment_id,
                                 gathered *g, cp_error *err)
 {
-    size_t rb = (size_t)cp_residual_bytes(cur->codec.dim, cur->codec.nbits);
+    size_t rb = (size_t)cp_codec_token_bytes(&cur->codec);
     cp_segment_iter *it = NULL;
     cp_segment_data seg;
     bool has = false;

@@ -508,7 +508,7 @@ static size_t interaction_stage(const cp_snapshot *snap, const scratch *s, const
 static float exact_doc_score(const cp_snapshot *snap, scratch *s, const cp_kernels *kn, int nq,
                              int nqp, int32_t doc)
 {
-    int d = snap->codec.dim, rb = cp_residual_bytes(d, snap->codec.nbits);
+    int d = snap->codec.dim, rb = cp_codec_token_bytes(&snap->codec); /* stride */
     int64_t off = snap->doc_offsets[doc], end = snap->doc_offsets[doc + 1];
     if (end == off) return 0.0f;
     float inv_norm[DECODE_ROWS];
@@ -552,7 +552,7 @@ static void build_table(const cp_codec *codec, const float *qt, int nqp, float *
 static float implicit_doc_score(const cp_snapshot *snap, scratch *s, const cp_kernels *kn,
                                 int nq, int nqp, int32_t doc)
 {
-    int d = snap->codec.dim, rb = cp_residual_bytes(d, snap->codec.nbits);
+    int rb = cp_codec_token_bytes(&snap->codec); /* stride */
     int64_t off = snap->doc_offsets[doc], end = snap->doc_offsets[doc + 1];
     if (end == off) return 0.0f;
     float inv_norm[DECODE_ROWS];

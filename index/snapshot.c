@@ -205,7 +205,7 @@ static cp_status derive_tokens(const cp_snapshot *cur, cp_snapshot *next, int64_
                                cp_error *err)
 {
     int64_t used = cur->doc_offsets[cur->n_slots];
-    size_t rb = (size_t)cp_residual_bytes(cur->codec.dim, cur->codec.nbits);
+    size_t rb = (size_t)cp_codec_token_bytes(&cur->codec);
     if (cur->tok_owner && cur->tok_owner->cap >= need) {
         next->tok_owner = shared_retain(cur->tok_owner);
     } else {
@@ -422,7 +422,7 @@ static cp_status load_documents(cp_store *store, cp_snapshot *snap, cp_error *er
 static cp_status place_segment(cp_store *store, cp_snapshot *snap, const cp_segment_data *seg,
                                uint8_t *filled, cp_error *err)
 {
-    size_t rb = (size_t)cp_residual_bytes(snap->codec.dim, snap->codec.nbits);
+    size_t rb = (size_t)cp_codec_token_bytes(&snap->codec);
     int64_t t = 0;
     for (int64_t i = 0; i < seg->n_docs; t += seg->doclens[i], i++) {
         int64_t d = seg->doc_ids[i];
@@ -470,7 +470,7 @@ static cp_status check_token_total(cp_store *store, const cp_snapshot *snap, cp_
 
 static cp_status load_tokens(cp_store *store, cp_snapshot *snap, cp_error *err)
 {
-    size_t rb = (size_t)cp_residual_bytes(snap->codec.dim, snap->codec.nbits);
+    size_t rb = (size_t)cp_codec_token_bytes(&snap->codec);
     size_t nt = (size_t)snap->n_tokens;
     size_t cap = (size_t)token_cap((int64_t)nt);
     snap->codes = malloc(cap * sizeof *snap->codes);

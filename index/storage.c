@@ -23,7 +23,9 @@
 #include "codec.h"
 #include "storage.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -53,6 +55,11 @@ struct cp_store {
     bool in_txn;
     int dim, nbits;
     int64_t n_centroids;
+    /* The codec variant and its parameters, from meta "codec" (format 2; a format 1 file
+     * is COLBERT), and the bytes per token after the code they imply. */
+    int variant;
+    float scale_log_min, scale_log_max;
+    int token_bytes;
 };
 
 /* The decode buffers and the zstd context live as long as the iterator: segments are
@@ -271,9 +278,25 @@ static cp_status validate_codec(const char *path, const cp_codec *c, cp_error *e
     return CP_OK;
 }
 
+/* meta "codec": {"variant": "colbert"} or {"variant": "scaled", "scale_log_min": x,
+ * "scale_log_max": y}; %.9g round-trips a float exactly. */
+static cp_status write_codec_meta(cp_store *s, const cp_codec *c, cp_error *err)
+{
+    char buf[160];
+    if (c->variant == CP_CODEC_SCALED)
+        snprintf(buf, sizeof buf,
+                 "{\"variant\":\"scaled\",\"scale_log_min\":%.9g,\"scale_log_max\":%.9g}",
+                 (double)c->scale_log_min, (double)c->scale_log_max);
+    else
+        snprintf(buf, sizeof buf, "{\"variant\":\"%s\"}", cp_codec_variant_name(c->variant));
+    return cp_store_set_meta(s, "codec", buf, err);
+}
+
 static cp_status write_initial_meta(cp_store *s, const cp_codec *c, cp_error *err)
 {
     char buf[64];
+    cp_status cst = write_codec_meta(s, c, err);
+    if (cst != CP_OK) return cst;
     struct { const char *key; long long v; } ints[] = {
         {"format_version", CP_INDEX_FORMAT_VERSION}, {"dim", c->dim}, {"nbits", c->nbits},
         {"n_centroids", c->n_centroids}, {"next_doc_id", 0}};
@@ -312,6 +335,10 @@ cp_status cp_store_create(const char *path, const cp_codec *codec, cp_store **ou
     s->dim = codec->dim;
     s->nbits = codec->nbits;
     s->n_centroids = codec->n_centroids;
+    s->variant = codec->variant;
+    s->scale_log_min = codec->scale_log_min;
+    s->scale_log_max = codec->scale_log_max;
+    s->token_bytes = cp_codec_token_bytes(codec);
     char pragmas[160];
     snprintf(pragmas, sizeof pragmas, "PRAGMA journal_mode=WAL; PRAGMA application_id=%d;"
              " PRAGMA user_version=%d;", CP_APPLICATION_ID, CP_INDEX_FORMAT_VERSION);
@@ -444,6 +471,45 @@ static cp_status check_meta_version(cp_store *s, cp_error *err)
     return CP_OK;
 }
 
+/* The codec variant: meta "codec" (format 2); absent (format 1) means COLBERT. */
+static cp_status load_codec_meta(cp_store *s, cp_error *err)
+{
+    s->variant = CP_CODEC_COLBERT;
+    s->scale_log_min = s->scale_log_max = 0;
+    char *text = cp_store_get_meta(s, "codec");
+    if (!text) return CP_OK;
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    const cJSON *v = j ? cJSON_GetObjectItemCaseSensitive(j, "variant") : NULL;
+    int variant = 0;
+    if (!cJSON_IsString(v) || !cp_codec_variant_parse(v->valuestring, &variant)) {
+        cp_status st = cp_error_set(
+            err, CP_EFORMAT,
+            "%s: meta codec names a codec this build does not know (%s); use a colplaid that "
+            "matches",
+            s->path, cJSON_IsString(v) ? v->valuestring : "no variant");
+        cJSON_Delete(j);
+        return st;
+    }
+    s->variant = variant;
+    if (variant == CP_CODEC_SCALED) {
+        const cJSON *lo = cJSON_GetObjectItemCaseSensitive(j, "scale_log_min");
+        const cJSON *hi = cJSON_GetObjectItemCaseSensitive(j, "scale_log_max");
+        if (!cJSON_IsNumber(lo) || !cJSON_IsNumber(hi) || !isfinite(lo->valuedouble) ||
+            !isfinite(hi->valuedouble) || !(lo->valuedouble < hi->valuedouble)) {
+            cJSON_Delete(j);
+            return cp_error_set(err, CP_ECORRUPT,
+                                "%s: meta codec has no valid scale range (scale_log_min < "
+                                "scale_log_max)",
+                                s->path);
+        }
+        s->scale_log_min = (float)lo->valuedouble;
+        s->scale_log_max = (float)hi->valuedouble;
+    }
+    cJSON_Delete(j);
+    return CP_OK;
+}
+
 static cp_status load_shape(cp_store *s, cp_error *err)
 {
     int64_t dim, nbits, k;
@@ -459,6 +525,9 @@ static cp_status load_shape(cp_store *s, cp_error *err)
     s->dim = (int)dim;
     s->nbits = (int)nbits;
     s->n_centroids = k;
+    st = load_codec_meta(s, err);
+    if (st != CP_OK) return st;
+    s->token_bytes = cp_residual_bytes(s->dim, s->nbits) + (s->variant == CP_CODEC_SCALED);
     return CP_OK;
 }
 
@@ -646,7 +715,7 @@ static cp_status next_ids(cp_store *s, int64_t *doc_id, int64_t *segment_id, cp_
 static cp_status insert_segment_row(cp_store *s, const cp_segment_input *seg, int64_t segment_id,
                                     const int64_t *doc_ids, cp_error *err)
 {
-    size_t rbytes = (size_t)seg->n_tokens * (size_t)cp_residual_bytes(s->dim, s->nbits);
+    size_t rbytes = (size_t)seg->n_tokens * (size_t)s->token_bytes;
     uint64_t h = cp_checksum64(CP_CHECKSUM_SEED, doc_ids, seg->n_docs * sizeof(int64_t));
     h = cp_checksum64(h, seg->doclens, seg->n_docs * sizeof(int32_t));
     h = cp_checksum64(h, seg->codes, (size_t)seg->n_tokens * sizeof(int32_t));
@@ -797,6 +866,10 @@ cp_status cp_store_load_codec(cp_store *store, cp_codec *out, cp_error *err)
     out->dim = store->dim;
     out->nbits = store->nbits;
     out->n_centroids = store->n_centroids;
+    out->variant = store->variant;
+    out->scale_log_min = store->scale_log_min;
+    out->scale_log_max = store->scale_log_max;
+    cp_codec_init_scales(out);
     out->avg_residual = (float)sqlite3_column_double(q, 3);
     out->centroids = malloc(kd * sizeof(float));
     cp_status st = out->centroids ? CP_OK : cp_error_set(err, CP_ENOMEM, "out of memory");
@@ -893,7 +966,7 @@ static cp_status decode_segment(cp_segment_iter *it, cp_error *err)
     d->segment_id = sqlite3_column_int64(it->stmt, 0);
     d->n_docs = sqlite3_column_int64(it->stmt, 1);
     d->n_tokens = sqlite3_column_int64(it->stmt, 2);
-    int rb = cp_residual_bytes(s->dim, s->nbits);
+    int rb = s->token_bytes;
     if (d->n_docs < 0 || d->n_docs > INT32_MAX || d->n_tokens < 0 ||
         d->n_tokens > (int64_t)(SIZE_MAX / 2 / (size_t)(rb + 4)))
         return cp_error_set(err, CP_ECORRUPT, "%s: segment %lld has impossible sizes", s->path,

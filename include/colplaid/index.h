@@ -30,7 +30,7 @@
 extern "C" {
 #endif
 
-#define CP_INDEX_FORMAT_VERSION 1
+#define CP_INDEX_FORMAT_VERSION 2
 #define CP_MAX_NBITS 8 /* the codec supports 1, 2, 4 and 8 */
 
 /* ----------------------------------------------------------------------------------------
@@ -100,6 +100,9 @@ typedef struct cp_build_options {
     /* Skip the search calibration (cp_index_calibrate) that follows a build; the index
      * then searches with PLAID's fixed defaults until `colplaid index calibrate`. */
     bool skip_calibration;
+    /* The residual codec: "scaled" (residual norms kept separately, one byte more per
+     * token; docs/index-format.md) or "colbert" (ColBERTv2's); NULL: the default. */
+    const char *codec;
 } cp_build_options;
 
 void cp_build_options_init(cp_build_options *opts);
@@ -147,6 +150,7 @@ typedef struct cp_index_stats {
     int64_t n_segments;
     int64_t bytes_on_disk;
     int64_t bytes_in_memory;
+    const char *codec; /* codec variant: "colbert" or "scaled" (static string) */
 } cp_index_stats;
 
 /* Thread-safe. */

@@ -53,6 +53,10 @@ static inline void tu_normalise(float *v, int d)
 /* A snapshot with n_docs documents of 0..max_len tokens (empty ones only when
  * allow_empty), random codes and residual bytes, every `deleted_every`-th doc deleted
  * (0: none). Codes are drawn from a few "hot" centroids per doc so docs share cells. */
+/* The codec variant tu_snapshot gives its snapshots (CP_CODEC_COLBERT unless a test sets
+ * it); SCALED snapshots get random scale bytes too (0 included: a zero scale). */
+static int tu_codec_variant = CP_CODEC_COLBERT;
+
 static inline cp_snapshot *tu_snapshot(int dim, int nbits, int64_t K, int64_t n_docs, int max_len,
                                        int deleted_every, int quantised, int allow_empty)
 {
@@ -68,6 +72,10 @@ static inline cp_snapshot *tu_snapshot(int dim, int nbits, int64_t K, int64_t n_
     int nb = 1 << nbits;
     for (int b = 0; b < nb; b++) s->codec.bucket_weights[b] = (float)(2 * b - nb + 1) / (16.0f * (float)nb);
     for (int b = 0; b + 1 < nb; b++) s->codec.bucket_cutoffs[b] = (float)(2 * b - nb + 2) / (16.0f * (float)nb);
+    s->codec.variant = tu_codec_variant;
+    s->codec.scale_log_min = -1.5f; /* scales 0.22 .. 2.7 */
+    s->codec.scale_log_max = 1.0f;
+    cp_codec_init_scales(&s->codec);
     s->n_slots = n_docs;
     s->doc_offsets = calloc((size_t)n_docs + 1, sizeof(int64_t));
     s->deleted = calloc((size_t)n_docs, 1);
@@ -82,7 +90,7 @@ static inline cp_snapshot *tu_snapshot(int dim, int nbits, int64_t K, int64_t n_
         s->doc_offsets[d + 1] = s->doc_offsets[d] + len;
     }
     s->n_tokens = s->doc_offsets[n_docs];
-    int rb = cp_residual_bytes(dim, nbits);
+    int rb = cp_codec_token_bytes(&s->codec);
     s->codes = malloc(sizeof(int32_t) * (size_t)(s->n_tokens + 1));
     s->residuals = malloc((size_t)(s->n_tokens * rb + 1));
     for (int64_t d = 0; d < n_docs; d++) {
@@ -113,7 +121,7 @@ static inline float *tu_centroid_scores(const cp_snapshot *s, const float *q, in
 /* Exact MaxSim from cp_codec_decompress_one (the codec's reference decoder). */
 static inline double tu_exact_score(const cp_snapshot *s, const float *q, int nq, int64_t doc)
 {
-    int d = s->codec.dim, rb = cp_residual_bytes(d, s->codec.nbits);
+    int d = s->codec.dim, rb = cp_codec_token_bytes(&s->codec);
     int64_t off = s->doc_offsets[doc], end = s->doc_offsets[doc + 1];
     if (end == off) return 0.0;
     float *v = malloc(sizeof(float) * (size_t)d);

@@ -115,7 +115,7 @@ static void test_handle(const char *path)
     cp_document_info info;
     CP_CHECK_INT(cp_index_document_get(ix, "nope", &info, &err), CP_ENOTFOUND);
     char *fv = cp_index_meta_get(ix, "format_version");
-    CP_CHECK(fv && strcmp(fv, "1") == 0);
+    CP_CHECK(fv && strcmp(fv, "2") == 0);
     free(fv);
 
     /* Concurrent readers: every answer right, no errors (connection pool + map). */

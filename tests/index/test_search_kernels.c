@@ -140,10 +140,12 @@ static void test_decode(const cp_kernels *k, const cp_kernels *ref)
             k->decode(&s->codec, &lut, s->codes, s->residuals, n, o1, n1);
             ref->decode(&s->codec, &lut, s->codes, s->residuals, n, o2, n2);
             float diff = max_abs_diff(o1, o2, (size_t)(n * d));
-            if (diff > 1e-6f) fprintf(stderr, "%s decode d=%d nbits=%d diff %g\n", k->name, d, nbits, diff);
+            if (diff > 1e-6f)
+                fprintf(stderr, "%s decode %s d=%d nbits=%d diff %g\n", k->name,
+                        cp_codec_variant_name(s->codec.variant), d, nbits, diff);
             CP_CHECK(diff <= 1e-6f);
             CP_CHECK(max_abs_diff(n1, n2, (size_t)n) <= 1e-5f);
-            int rb = cp_residual_bytes(d, nbits);
+            int rb = cp_codec_token_bytes(&s->codec);
             for (int t = 0; t < n; t++) { /* normalised portable output == codec reference */
                 cp_codec_decompress_one(&s->codec, s->codes[t], s->residuals + t * rb, v);
                 for (int j = 0; j < d; j++) o2[t * d + j] *= n2[t];
@@ -162,6 +164,7 @@ static void test_table_scores(const cp_kernels *k, const cp_kernels *ref)
             for (int nqp = 32; nqp <= 64; nqp += 32) {
                 int d = dims[di], rb = cp_residual_bytes(d, nbits);
                 cp_snapshot *s = tu_snapshot(d, nbits, 10, 2, 30, 0, 0, 0);
+                int stride = cp_codec_token_bytes(&s->codec);
                 int n = (int)s->n_tokens;
                 cp_decode_lut lut;
                 cp_decode_lut_init(&lut, &s->codec);
@@ -178,8 +181,13 @@ static void test_table_scores(const cp_kernels *k, const cp_kernels *ref)
                 CP_CHECK(max_abs_diff(n1, n2, (size_t)n) <= 1e-5f);
                 ref->decode(&s->codec, &lut, s->codes, s->residuals, n, dec, n3); /* same norms */
                 CP_CHECK(max_abs_diff(n2, n3, (size_t)n) <= 1e-5f);
-                double want = S[s->codes[1] * nqp + 3]; /* the definition, for one entry */
-                for (int p = 0; p < rb; p++) want += T[(p * 256 + s->residuals[1 * rb + p]) * nqp + 3];
+                double sum = 0; /* the definition, for one entry */
+                for (int p = 0; p < rb; p++)
+                    sum += T[(p * 256 + s->residuals[1 * stride + p]) * nqp + 3];
+                double sc = s->codec.variant == CP_CODEC_SCALED
+                                ? s->codec.scales[s->residuals[stride + rb]]
+                                : 1.0;
+                double want = S[s->codes[1] * nqp + 3] + sc * sum;
                 CP_CHECK_NEAR(o2[1 * nqp + 3], want, 1e-4);
                 free(S), free(T), free(o1), free(o2), free(n1), free(n2), free(dec), free(n3);
                 cp_snapshot_release(s);
@@ -211,6 +219,11 @@ static void test_table(const cp_kernels *k)
     test_interact(k, ref);
     test_decode(k, ref);
     test_table_scores(k, ref);
+    /* the SCALED codec (a scale byte per token) on the same decoding paths */
+    tu_codec_variant = CP_CODEC_SCALED;
+    test_decode(k, ref);
+    test_table_scores(k, ref);
+    tu_codec_variant = CP_CODEC_COLBERT;
     test_colmax(k, ref);
 }
 
