@@ -37,6 +37,9 @@ static const char usage_text[] =
     "                          read-only, and writes to it answer 409 INDEX_READ_ONLY)\n"
     "  --write-queue N         write requests waiting for the writer thread before 503\n"
     "                          (default 64)\n"
+    "  --auto-compact F        after a write, compact an index whose deleted documents pass\n"
+    "                          the share F of its document rows (default 0.2; 1: never, then\n"
+    "                          compact with 'index compact' or POST .../compact)\n"
     "limits:\n"
     "  --max-body-bytes N      request body (default 33554432)\n"
     "  --max-queries N         queries per search, texts per encode (default 64)\n"
@@ -74,6 +77,7 @@ enum {
     OPT_RATE_LIMIT,
     OPT_MAX_JSON_VALUES,
     OPT_MAX_RESPONSE,
+    OPT_AUTO_COMPACT,
 };
 
 typedef struct serve_opts {
@@ -170,6 +174,7 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         {"rate-limit", required_argument, 0, OPT_RATE_LIMIT},
         {"max-json-values", required_argument, 0, OPT_MAX_JSON_VALUES},
         {"max-response-bytes", required_argument, 0, OPT_MAX_RESPONSE},
+        {"auto-compact", required_argument, 0, OPT_AUTO_COMPACT},
         {0, 0, 0, 0}};
     int c;
     int64_t v;
@@ -209,6 +214,12 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         case OPT_RATE_LIMIT:
             if (!int_opt("--rate-limit", optarg, 0, 1000000, &v)) return CP_EXIT_USAGE;
             o->cfg.rate_limit = (double)v;
+            break;
+        case OPT_AUTO_COMPACT:
+            if (!cp_cli_parse_float(optarg, &o->cfg.auto_compact_fraction) ||
+                !(o->cfg.auto_compact_fraction >= 0 && o->cfg.auto_compact_fraction <= 1))
+                return cp_cli_usage_error(
+                    "serve", "--auto-compact needs a number in [0, 1], got '%s'", optarg);
             break;
         case '?':
             return cp_cli_usage_error("serve", "unknown or incomplete option");

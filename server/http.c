@@ -380,10 +380,11 @@ static void *writer_main(void *arg)
         MHD_resume_connection(ctx->conn);
         /* The automatic policy runs after the answer is on its way, so a write's latency
          * never includes a compaction; the next queued write waits for it instead. */
-        if (changed && si && si->writable) {
+        if (changed && si && si->writable && s->cfg.auto_compact_fraction < 1) {
             bool compacted = false;
             cp_error err;
-            if (cp_index_maybe_compact(si->index, 0.2, &compacted, &err) != CP_OK)
+            if (cp_index_maybe_compact(si->index, s->cfg.auto_compact_fraction, &compacted, &err) !=
+                CP_OK)
                 fprintf(stderr, "colplaid serve: automatic compaction of '%s' failed: %s\n",
                         si->name, err.message);
             else if (compacted)

@@ -25,6 +25,7 @@ void cp_server_config_init(cp_server_config *cfg)
     cfg->shutdown_grace_s = 30;
     cfg->access_log = true;
     cfg->encode_batch = 32;
+    cfg->auto_compact_fraction = 0.2;
     cp_limits_init(&cfg->limits);
 }
 

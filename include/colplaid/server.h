@@ -59,11 +59,15 @@ typedef struct cp_server_config {
      * for keys without their own "rate=N"; without API keys, for all requests together.
      * 0: unlimited. Over the rate: 429 RATE_LIMITED with Retry-After. */
     double rate_limit;
+    /* After a successful write the writer thread compacts an index whose tombstones pass
+     * this share of its document rows (default 0.2); 1 turns the automatic policy off. */
+    double auto_compact_fraction;
     cp_limits limits;
 } cp_server_config;
 
 /* The defaults of `colplaid serve`: 127.0.0.1:8080, a worker per core, queue 256, write
- * queue 64, timeout 30 s, 1000 connections, grace 30 s, access log on, encode batch 32. */
+ * queue 64, timeout 30 s, 1000 connections, grace 30 s, access log on, encode batch 32, automatic compaction
+ * above 20 % tombstones. */
 void cp_server_config_init(cp_server_config *cfg);
 
 typedef struct cp_server cp_server;

@@ -200,7 +200,9 @@ def test_scopes(path, folder):
     keys = os.path.join(folder, "keys.txt")
     with open(keys, "w") as f:
         f.write("reader-key-0123456789 read\nwriter-key-0123456789 write\nadmin-key-0123456789 admin\n")
-    srv = sl.Server(["--index", path, "--api-keys", keys, "--no-access-log"])
+    # --auto-compact 1: the compact route below must find the tombstones its deletes leave,
+    # which the automatic policy would otherwise remove first whenever they pass its share.
+    srv = sl.Server(["--index", path, "--api-keys", keys, "--no-access-log", "--auto-compact", "1"])
     body = {"documents": [{"id": "scoped", "embeddings": rand_doc(random.Random(1))}]}
     try:
         n0 = info_keyed(srv, "reader-key-0123456789")
@@ -240,6 +242,40 @@ def test_scopes(path, folder):
         check(st == 409 and j["error"]["code"] == "INDEX_READ_ONLY", "compact read-only: %d %r" % (st, j))
     finally:
         srv.stop()
+
+
+def auto_compactions(srv):
+    st, _, text = srv.request("GET", "/metrics")
+    lines = [l for l in text.decode().splitlines() if l.startswith("colplaid_auto_compactions_total ")]
+    check(st == 200 and len(lines) == 1, "metrics: %d, auto compaction counter %r" % (st, lines))
+    return int(float(lines[0].split()[1])) if lines else -1
+
+
+def test_auto_compact(path):
+    """--auto-compact F: the writer compacts after a write that leaves tombstones above the
+    share F of the document rows, and never with F = 1."""
+    body = {"documents": [{"id": "auto-%d" % i, "embeddings": rand_doc(random.Random(i))} for i in range(3)]}
+    gone = {"ids": ["auto-0", "auto-1", "auto-2"]}
+    for frac in ("1", "0"):
+        srv = sl.Server(["--index", path, "--no-access-log", "--auto-compact", frac])
+        try:
+            st, _, j = srv.json("POST", "/v1/indexes/idx/documents", body)
+            check(st == 200 and j.get("upserted") == 3, "auto-compact %s upsert: %d %r" % (frac, st, j))
+            st, _, j = srv.json("DELETE", "/v1/indexes/idx/documents", gone)
+            check(st == 200 and j.get("deleted") == 3, "auto-compact %s delete: %d %r" % (frac, st, j))
+            # The policy runs on the writer thread after the answer: a second (empty) write
+            # queues behind it, so its answer means the policy has run.
+            st, _, j = srv.json("DELETE", "/v1/indexes/idx/documents", {"ids": ["auto-none"]})
+            check(st == 200, "auto-compact %s second delete: %d %r" % (frac, st, j))
+            n = auto_compactions(srv)
+            deleted = info(srv)["deleted"]
+            ok = (n == 0 and deleted >= 3) if frac == "1" else (n >= 1 and deleted == 0)
+            check(ok,
+                  "--auto-compact %s: %d automatic compactions, %d tombstones left" % (frac, n, deleted))
+        finally:
+            srv.stop()
+    p = sl.run(["serve", "--index", path, "--auto-compact", "1.5"], check=False)
+    check(p.returncode == 2 and "--auto-compact" in p.stderr, "--auto-compact 1.5: %d %r" % (p.returncode, p.stderr))
 
 
 def info_keyed(srv, key):
@@ -557,6 +593,7 @@ def main():
         index_check(path, "after the write tests")
         for name, fn in [("text errors", lambda: test_text_errors(path, None)),
                          ("scopes", lambda: test_scopes(path, folder)),
+                         ("auto compact", lambda: test_auto_compact(path)),
                          ("same file", lambda: test_same_file(path, folder)),
                          ("read-only", lambda: test_read_only(path)),
                          ("queue", lambda: test_write_queue_full(path))]:
