@@ -315,7 +315,6 @@ int main(int argc, char **argv)
     cp_index *index = NULL;
     if (getenv("BENCH_NO_MERGE") && atoi(getenv("BENCH_NO_MERGE")))
         cp_search_merge_repeated_rows = false;
-    if (getenv("BENCH_CELL_GAP")) cp_search_cell_gap = (float)atof(getenv("BENCH_CELL_GAP"));
     double t_open = now_ms();
     if (cp_index_open(o.index, CP_OPEN_READONLY, &index, &err) != CP_OK) {
         fprintf(stderr, "bench_search: %s\n", err.message);

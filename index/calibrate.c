@@ -15,7 +15,10 @@
  *   2. ground truth: exhaustive search over the index (the source document excluded,
  *      since a real query is not one of the documents);
  *   3. for k = 10 and 100, every ncells in {1, 2, 4, 8} is tried with a doubling ladder of
- *      ndocs until the recall reaches the highest target (or the ladder ends); the cost of
+ *      ndocs until the recall reaches the highest target (or the ladder ends). Stages 1-3
+ *      are scored once per ncells and each rung's stage-3 survivors read off those scores;
+ *      stage 4 ranks by the exhaustive score, so recall is the share of the exhaustive
+ *      top-k among the survivors and no rung runs a search (measure()). The cost of
  *      a setting is a deterministic count of the work it does (tokens scored by centroid
  *      interaction in stages 2 and 3, plus decompressed tokens in stage 4, weighted by
  *      their measured relative cost), so calibration gives the same answer on a busy and a
@@ -199,51 +202,88 @@ typedef struct calib_run {
     int32_t *source; /* n_queries */
     int *rows;       /* n_queries */
     float *queries;  /* n_queries x QUERY_ROWS x dim */
-    int64_t *truth;  /* n_queries x (k_max + 1) doc ids, source excluded, -1 padded */
-    int *n_truth;    /* per query, for the k being calibrated */
-    cp_hit *hits;    /* scratch: k_max + 1 */
+    int64_t *truth;  /* n_queries x 101 doc ids, source excluded, -1 padded */
     double avg_len;
+    /* at the ncells being measured: each query's stage-1 candidates with their stage 2-3
+     * scores, in stage-2 order (best first) */
+    cp_stage_candidate *cand[CALIB_QUERIES];
+    size_t n_cand[CALIB_QUERIES];
+    cp_stage_candidate *tmp; /* scratch: the largest candidate list */
+    uint64_t *mark;          /* scratch: a bit per document slot, all zero between uses */
 } calib_run;
 
-/* Recall of one setting over the pseudo-queries, and its cost (work units per query). */
-static cp_status measure(calib_run *cr, int k, int ncells, int ndocs, double *recall, double *cost,
-                         double *max_candidates, cp_error *err)
+/* (score desc, doc asc): the order every PLAID stage keeps its best by. */
+static int by_pruned(const void *pa, const void *pb)
 {
-    cp_search_params p;
-    cp_search_params_init(&p, k + 1);
-    p.ncells = ncells;
-    p.ndocs = ndocs;
-    p.centroid_score_threshold = threshold_for(ncells);
-    int keep2 = ndocs > k + 1 ? ndocs : k + 1, keep3 = ndocs / 4 > k + 1 ? ndocs / 4 : k + 1;
-    double found = 0, wanted = 0, work = 0;
+    const cp_stage_candidate *a = pa, *b = pb;
+    if (a->pruned != b->pruned) return a->pruned > b->pruned ? -1 : 1;
+    return (a->doc > b->doc) - (a->doc < b->doc);
+}
+
+static int by_full(const void *pa, const void *pb)
+{
+    const cp_stage_candidate *a = pa, *b = pb;
+    if (a->full != b->full) return a->full > b->full ? -1 : 1;
+    return (a->doc > b->doc) - (a->doc < b->doc);
+}
+
+static void free_candidates(calib_run *cr)
+{
+    for (int qi = 0; qi < cr->n_queries; qi++) {
+        free(cr->cand[qi]);
+        cr->cand[qi] = NULL;
+    }
+    free(cr->tmp);
+    cr->tmp = NULL;
+}
+
+/* Stages 1-3 of every pseudo-query at ncells, scored once for the whole ndocs ladder. */
+static cp_status score_candidates(calib_run *cr, int ncells, double *max_cands, cp_error *err)
+{
+    size_t most = 0;
+    *max_cands = 0;
+    free_candidates(cr);
     int d = cr->snap->codec.dim;
     for (int qi = 0; qi < cr->n_queries; qi++) {
-        int n_hits = 0;
-        cp_search_timing tm;
-        cp_status st =
-            cp_snapshot_search(cr->snap, cr->queries + (size_t)qi * QUERY_ROWS * (size_t)d,
-                               cr->rows[qi], &p, cr->hits, &n_hits, &tm, err);
+        cp_status st = cp_snapshot_stage_candidates(
+            cr->snap, cr->queries + (size_t)qi * QUERY_ROWS * (size_t)d, cr->rows[qi], ncells,
+            threshold_for(ncells), &cr->cand[qi], &cr->n_cand[qi], err);
         if (st != CP_OK) return st;
+        qsort(cr->cand[qi], cr->n_cand[qi], sizeof(cp_stage_candidate), by_pruned);
+        if (cr->n_cand[qi] > most) most = cr->n_cand[qi];
+    }
+    *max_cands = (double)most;
+    cr->tmp = malloc((most ? most : 1) * sizeof(cp_stage_candidate));
+    return cr->tmp ? CP_OK : cp_error_set(err, CP_ENOMEM, "out of memory calibrating");
+}
+
+/* Recall of one ndocs over the pseudo-queries, and its cost (work units per query).
+ * A search asks for k + 1 hits (the source document may be one) and stage 4 ranks the
+ * stage-3 survivors by the exhaustive score itself, so a document of the exhaustive top-k
+ * is in the answer exactly when it survives stage 3: no stage 4 to run. */
+static void measure(calib_run *cr, int k, int ndocs, double *recall, double *cost)
+{
+    int keep2 = ndocs > k + 1 ? ndocs : k + 1, keep3 = ndocs / 4 > k + 1 ? ndocs / 4 : k + 1;
+    double found = 0, wanted = 0, work = 0;
+    for (int qi = 0; qi < cr->n_queries; qi++) {
+        size_t n1 = cr->n_cand[qi], n2 = n1 > (size_t)keep2 ? (size_t)keep2 : n1;
+        size_t n3 = n2 > (size_t)keep3 ? (size_t)keep3 : n2;
+        memcpy(cr->tmp, cr->cand[qi], n2 * sizeof(cp_stage_candidate));
+        if (n2 > n3) qsort(cr->tmp, n2, sizeof(cp_stage_candidate), by_full);
+        for (size_t i = 0; i < n3; i++)
+            cr->mark[cr->tmp[i].doc >> 6] |= 1ull << (cr->tmp[i].doc & 63);
         const int64_t *truth = cr->truth + (size_t)qi * 101;
-        int m = 0;
-        for (int i = 0; i < 101 && truth[i] >= 0 && m < k; i++)
-            m++;
-        int taken = 0;
-        for (int h = 0; h < n_hits && taken < k; h++) {
-            if (cr->hits[h].doc_id == cr->source[qi]) continue;
-            taken++;
-            for (int i = 0; i < m; i++)
-                found += truth[i] == cr->hits[h].doc_id;
+        for (int i = 0; i < k && truth[i] >= 0; i++) {
+            found += (cr->mark[truth[i] >> 6] >> (truth[i] & 63)) & 1;
+            wanted++;
         }
-        wanted += m;
-        double n1 = (double)tm.n_candidates;
-        if (n1 > *max_candidates) *max_candidates = n1;
-        double n2 = n1 > keep2 ? keep2 : n1, n3 = n2 > keep3 ? keep3 : n2;
-        work += (n1 > keep2 ? n1 : 0) + (n2 > keep3 ? n2 : 0) + STAGE4_TOKEN_COST * n3;
+        for (size_t i = 0; i < n3; i++)
+            cr->mark[cr->tmp[i].doc >> 6] = 0;
+        work += (double)(n1 > n2 ? n1 : 0) + (double)(n2 > n3 ? n2 : 0) +
+                STAGE4_TOKEN_COST * (double)n3;
     }
     *recall = wanted > 0 ? found / wanted : 1.0;
     *cost = work * cr->avg_len / cr->n_queries;
-    return CP_OK;
 }
 
 typedef struct point {
@@ -251,24 +291,28 @@ typedef struct point {
     double recall, cost;
 } point;
 
-/* Every setting worth trying for k, into pts (N_NCELLS x N_LADDER at most). */
-static cp_status curve(calib_run *cr, int k, point *pts, int *n_pts, cp_error *err)
+/* Every setting worth trying, per calibrated k into pts[ki] (N_NCELLS x N_LADDER at most). */
+static cp_status curves(calib_run *cr, point pts[CP_CALIB_KS][N_NCELLS * N_LADDER],
+                        int n_pts[CP_CALIB_KS], cp_error *err)
 {
-    *n_pts = 0;
     double top = cp_calib_targets[CP_CALIB_TARGETS - 1];
+    for (int ki = 0; ki < CP_CALIB_KS; ki++)
+        n_pts[ki] = 0;
     for (int c = 0; c < N_NCELLS; c++) {
         if (ncells_ladder[c] > cr->snap->codec.n_centroids) break;
-        for (int rung = 0; rung < N_LADDER; rung++) {
-            int ndocs = ndocs_rung(k, rung);
-            point pt = {ncells_ladder[c], ndocs, 0, 0};
-            double max_cands = 0;
-            cp_status st = measure(cr, k, pt.ncells, ndocs, &pt.recall, &pt.cost, &max_cands, err);
-            if (st != CP_OK) return st;
-            pts[(*n_pts)++] = pt;
-            /* more ndocs cannot help once the target is met or every candidate of every
-             * query already reaches stage 4 */
-            if (pt.recall >= top || ndocs / 4 >= max_cands) break;
-        }
+        double max_cands = 0;
+        cp_status st = score_candidates(cr, ncells_ladder[c], &max_cands, err);
+        if (st != CP_OK) return st;
+        for (int ki = 0; ki < CP_CALIB_KS; ki++)
+            for (int rung = 0; rung < N_LADDER; rung++) {
+                int k = cp_calib_ks[ki], ndocs = ndocs_rung(k, rung);
+                point pt = {ncells_ladder[c], ndocs, 0, 0};
+                measure(cr, k, ndocs, &pt.recall, &pt.cost);
+                pts[ki][n_pts[ki]++] = pt;
+                /* more ndocs cannot help once the target is met or every candidate of
+                 * every query already reaches stage 4 */
+                if (pt.recall >= top || ndocs / 4 >= max_cands) break;
+            }
     }
     return CP_OK;
 }
@@ -351,8 +395,7 @@ cp_status cp_index_calibrate(cp_index *index, FILE *progress, cp_error *err)
     cr.rows = malloc(sizeof(int) * (size_t)cr.n_queries);
     cr.queries = malloc(sizeof(float) * (size_t)cr.n_queries * QUERY_ROWS * (size_t)d);
     cr.truth = malloc(sizeof(int64_t) * (size_t)cr.n_queries * 101);
-    cr.hits = malloc(sizeof(cp_hit) * 101);
-    if (!cr.source || !cr.rows || !cr.queries || !cr.truth || !cr.hits)
+    if (!cr.source || !cr.rows || !cr.queries || !cr.truth)
         st = cp_error_set(err, CP_ENOMEM, "out of memory calibrating");
     /* sources spread evenly over the live documents, deterministic per index */
     rng r = {(uint64_t)snap->n_live * 0x9E3779B97F4A7C15ull + 12345};
@@ -379,18 +422,21 @@ cp_status cp_index_calibrate(cp_index *index, FILE *progress, cp_error *err)
     free(pad);
     cp_calibration cal = {.n_queries = picked};
     if (st == CP_OK && picked < 2) {
-        free(cr.source), free(cr.rows), free(cr.queries), free(cr.truth), free(cr.hits);
+        free(cr.source), free(cr.rows), free(cr.queries), free(cr.truth);
         cp_snapshot_release(snap);
         return CP_OK;
     }
     if (st == CP_OK) st = ground_truth(index, &cr, err);
     double t1 = now_s();
-    point pts[N_NCELLS * N_LADDER];
-    for (int ki = 0; st == CP_OK && ki < CP_CALIB_KS; ki++) {
-        int n_pts = 0;
-        st = curve(&cr, cp_calib_ks[ki], pts, &n_pts, err);
-        if (st == CP_OK) choose(pts, n_pts, cal.setting[ki]);
-    }
+    point pts[CP_CALIB_KS][N_NCELLS * N_LADDER];
+    int n_pts[CP_CALIB_KS];
+    cr.mark = calloc(((size_t)snap->n_slots + 63) / 64, sizeof(uint64_t));
+    if (st == CP_OK && !cr.mark) st = cp_error_set(err, CP_ENOMEM, "out of memory calibrating");
+    if (st == CP_OK) st = curves(&cr, pts, n_pts, err);
+    for (int ki = 0; st == CP_OK && ki < CP_CALIB_KS; ki++)
+        choose(pts[ki], n_pts[ki], cal.setting[ki]);
+    free_candidates(&cr);
+    free(cr.mark);
     char *text = NULL;
     if (st == CP_OK) {
         cal.valid = true;
@@ -411,7 +457,7 @@ cp_status cp_index_calibrate(cp_index *index, FILE *progress, cp_error *err)
         }
     }
     free(text);
-    free(cr.source), free(cr.rows), free(cr.queries), free(cr.truth), free(cr.hits);
+    free(cr.source), free(cr.rows), free(cr.queries), free(cr.truth);
     cp_snapshot_release(snap);
     if (st != CP_OK) return st;
     /* searches in this process switch to the calibrated settings */

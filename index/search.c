@@ -346,7 +346,6 @@ static cp_status ensure_cand(scratch *s, size_t n, cp_error *err)
 }
 
 bool cp_search_merge_repeated_rows = true;
-float cp_search_cell_gap = 0.0f;
 
 /* Query rows within this cosine of an earlier row count as repeats of it (ColBERT's [MASK]
  * padding rows are near-identical to each other). */
@@ -391,20 +390,12 @@ static cp_status candidates_from_ivf(const cp_snapshot *snap, scratch *s, const 
 {
     int64_t K = snap->codec.n_centroids;
     int d = snap->codec.dim;
-    /* with a cell gap, up to twice ncells cells per token: the extra ones only where their
-     * centroid scores are within the gap of the token's best */
-    int probe = cp_search_cell_gap > 0 ? 2 * ncells : ncells;
-    if (probe > K) probe = (int)K;
+    int probe = ncells < K ? ncells : (int)K;
     kn->topn_cols(s->S, K, nqp, nq, probe, s->top_idx, s->top_val);
     size_t n_cells = 0, upper = 0;
-    for (int t = 0; t < nq; t++) {
-        const int32_t *idx = s->top_idx + (size_t)t * (size_t)probe;
-        float best = s->S[(size_t)idx[0] * (size_t)nqp + (size_t)t];
+    for (int t = 0; t < nq; t++)
         for (int j = 0; j < probe; j++)
-            if (j < ncells ||
-                s->S[(size_t)idx[j] * (size_t)nqp + (size_t)t] >= best - cp_search_cell_gap)
-                add_cell(snap, s, idx[j], &n_cells, &upper);
-    }
+            add_cell(snap, s, s->top_idx[(size_t)t * (size_t)probe + (size_t)j], &n_cells, &upper);
     if (cp_search_merge_repeated_rows) {
         int repeats[CP_MAX_QUERY_ROWS_MERGED] = {0}, owner[CP_MAX_QUERY_ROWS_MERGED];
         int rows = nq < CP_MAX_QUERY_ROWS_MERGED ? nq : CP_MAX_QUERY_ROWS_MERGED;
@@ -720,7 +711,7 @@ cp_status cp_snapshot_search_traced(const cp_snapshot *snap, const float *query,
     cp_snapshot_search_resolve(snap, params, &ncells, NULL, NULL);
     scratch *s = scratch_get();
     if (!s) return cp_error_set(err, CP_ENOMEM, "out of memory for search buffers");
-    if ((st = scratch_prepare(s, snap, n_q, 2 * ncells, err)) != CP_OK) return st;
+    if ((st = scratch_prepare(s, snap, n_q, ncells, err)) != CP_OK) return st;
     const cp_kernels *kn = cp_kernels_get();
     int d = snap->codec.dim, nqp = cp_kernels_nqp(n_q);
     double t0 = now_ms();
@@ -757,6 +748,41 @@ cp_status cp_snapshot_search_traced(const cp_snapshot *snap, const float *query,
     tm.stage4 = t5 - t4;
     tm.total = t5 - t0;
     if (timing) *timing = tm;
+    return CP_OK;
+}
+
+cp_status cp_snapshot_stage_candidates(const cp_snapshot *snap, const float *query, int n_q,
+                                       int ncells, float threshold, cp_stage_candidate **out,
+                                       size_t *n_out, cp_error *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    int64_t K = snap->codec.n_centroids;
+    if (n_q < 1 || ncells < 1) return cp_error_set(err, CP_EINVAL, "stage scores: no query or cells");
+    if (ncells > K) ncells = (int)K;
+    scratch *s = scratch_get();
+    if (!s) return cp_error_set(err, CP_ENOMEM, "out of memory for search buffers");
+    cp_status st = scratch_prepare(s, snap, n_q, ncells, err);
+    if (st != CP_OK) return st;
+    const cp_kernels *kn = cp_kernels_get();
+    int d = snap->codec.dim, nqp = cp_kernels_nqp(n_q);
+    transpose_query(query, n_q, d, nqp, s->qt);
+    kn->gemm(snap->codec.centroids, K, d, s->qt, nqp, s->S);
+    size_t n = 0;
+    if ((st = candidates_from_ivf(snap, s, kn, n_q, nqp, ncells, &n, err)) != CP_OK) return st;
+    cp_stage_candidate *c = malloc((n ? n : 1) * sizeof *c);
+    if (!c) return cp_error_set(err, CP_ENOMEM, "out of memory for %zu stage scores", n);
+    kn->rowmax(s->S, K, nqp, n_q, s->rowmax);
+    for (int64_t i = 0; i < K; i++) s->keep[i] = s->rowmax[i] >= threshold;
+    for (size_t i = 0; i < n; i++) {
+        int32_t doc = s->cand[i].doc;
+        int64_t off = snap->doc_offsets[doc], len = snap->doc_offsets[doc + 1] - off;
+        c[i].doc = doc;
+        c[i].pruned = kn->interact(s->S, nqp, snap->codes + off, (int)len, s->keep);
+        c[i].full = kn->interact(s->S, nqp, snap->codes + off, (int)len, NULL);
+    }
+    *out = c;
+    *n_out = n;
     return CP_OK;
 }
 

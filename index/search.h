@@ -50,14 +50,26 @@ void cp_search_stage_sizes(const cp_search_params *params, int *keep2, int *keep
  * ColBERT's [MASK] padding rows do) ncells x repeats cells deep. On by default; benchmarks
  * switch it off to measure what it pays. Not thread-safe to change during searches. */
 extern bool cp_search_merge_repeated_rows;
-/* Experimental per-token cell probing (off at 0): each query token also probes up to ncells
- * more cells whose centroid score is within this gap of its best cell's. */
-extern float cp_search_cell_gap;
 enum { CP_MAX_QUERY_ROWS_MERGED = 64 };
 
 /* The ncells / threshold / ndocs a search of snap with params uses: explicit values, else
  * the snapshot's calibrated setting for (k, recall), else PLAID's defaults for k. */
 void cp_snapshot_search_resolve(const cp_snapshot *snap, const cp_search_params *params,
                                 int *ncells, float *threshold, int *ndocs);
+
+/* Stages 1-3 of a query at one ncells, for the calibration (index/calibrate.c): every
+ * stage-1 candidate with its stage-2 score (centroid interaction over the centroids that
+ * pass threshold) and its stage-3 score (over every centroid). The survivors of any ndocs
+ * follow from these scores, ranked as a search ranks them (score descending, then doc id
+ * ascending), so a ladder of ndocs needs one pass instead of one search per rung. */
+typedef struct cp_stage_candidate {
+    int32_t doc;
+    float pruned; /* stage 2 */
+    float full;   /* stage 3 */
+} cp_stage_candidate;
+/* *out is malloc'd (free it), *n_out candidates. */
+cp_status cp_snapshot_stage_candidates(const cp_snapshot *snap, const float *query, int n_q,
+                                       int ncells, float threshold, cp_stage_candidate **out,
+                                       size_t *n_out, cp_error *err);
 
 #endif

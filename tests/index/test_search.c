@@ -432,37 +432,6 @@ static void test_params(void)
     CP_CHECK_INT(k3, 10);
 }
 
-/* The experimental cell gap: a gap larger than any score difference probes 2 x ncells cells
- * per token, a gap of 0 the usual ncells (random queries have no repeated rows). */
-static void test_cell_gap(void)
-{
-    cp_snapshot *s = tu_snapshot(128, 2, 64, 400, 30, 7, 1, 0);
-    int nq = 32, d = 128;
-    float *q = malloc(sizeof(float) * (size_t)(nq * d));
-    make_query(q, nq, d, 1);
-    float *S = tu_centroid_scores(s, q, nq);
-    int32_t *docs = malloc(sizeof(int32_t) * (size_t)(s->n_slots + 1));
-    for (int wide = 0; wide < 2; wide++) {
-        cp_search_params p;
-        cp_search_params_init(&p, 10);
-        p.ncells = 2;
-        cp_hit hits[10];
-        int n_hits = 0;
-        cp_search_trace tr;
-        cp_error err = {0};
-        cp_search_cell_gap = wide ? 1e6f : 0.0f;
-        CP_CHECK_OK(
-            cp_snapshot_search_traced(s, q, nq, &p, CP_STAGE4_AUTO, hits, &n_hits, NULL, &tr, &err),
-            err);
-        size_t n = naive_candidates(s, S, nq, wide ? 4 : 2, docs);
-        CP_CHECK(same_set(tr.stage1, tr.n_stage1, docs, n));
-        cp_search_trace_free(&tr);
-    }
-    cp_search_cell_gap = 0.0f;
-    free(docs), free(S), free(q);
-    cp_snapshot_release(s);
-}
-
 int main(void)
 {
     test_params();
@@ -471,7 +440,6 @@ int main(void)
     test_ties();
     test_subset_and_deleted();
     test_implicit_equals_explicit();
-    test_cell_gap();
     test_bad_input();
     return CP_TEST_RESULT();
 }
