@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Churn on SciFact (static GloVe model): CYCLES (default 75) cycles of deleting ~30
-# documents and adding them back through the CLI. Checks that the counts stay exact after
-# every cycle and that nDCG@10 after the churn is within 0.01 of a fresh build; reports
-# search latency of the fresh build, after the churn and after compaction.
+# Churn on SciFact (static GloVe model): CP_CHURN_CYCLES (default 25; 75 for a longer run)
+# cycles of deleting 30 documents and adding them back through the CLI. Checks that the
+# counts stay exact after every cycle and that nDCG@10 after the churn is within 0.01 of a
+# fresh build; reports search latency of the fresh build, after the churn and after
+# compaction.
 # It needs SciFact's qrels (CC BY-NC, not in the repository): without $CP_SHARED_DATA/scifact
 # it skips (exit 77). Registered in the release pass only.
 # usage: test_live_churn.sh COLPLAID SOURCE_DIR BUILD_DIR
 set -u
 command -v jq >/dev/null || { echo "FAIL: jq is missing (scripts/setup-deps.sh installs it)"; exit 1; }
 colplaid=$1 src=$2 build=$3
-cycles=${CP_CHURN_CYCLES:-75}
+cycles=${CP_CHURN_CYCLES:-25}
 sf=${CP_SHARED_DATA:-$src/../shared/data}/scifact
 [[ -f $sf/corpus.jsonl && -f $sf/qrels/test.tsv ]] ||
     { echo "SKIP: SciFact (CC BY-NC, not redistributable) is absent at $sf"; exit 77; }
