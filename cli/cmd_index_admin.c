@@ -145,6 +145,7 @@ static void add_calibration_json(cJSON *o, char *text)
         cJSON_AddNumberToObject(e, "threshold", round(cal.threshold[i] * 1000) / 1000);
         cJSON_AddNumberToObject(e, "ndocs", cal.ndocs[i]);
         cJSON_AddNumberToObject(e, "measured_recall", round(cal.measured[i] * 10000) / 10000);
+        cJSON_AddBoolToObject(e, "exhaustive", cal.ncells[i] == 0);
         cJSON_AddItemToArray(arr, e);
     }
 }
@@ -167,8 +168,12 @@ static void print_calibration_text(char *text)
            "(measured recall)\n",
            "calibration", cal.n_queries);
     for (int i = 0; i < cal.n_settings; i++)
-        printf("%-15s k=%-3d recall %.3f: %d / %.2f / %d (%.3f)\n", "", cal.k[i], cal.target[i],
-               cal.ncells[i], cal.threshold[i], cal.ndocs[i], cal.measured[i]);
+        if (cal.ncells[i] == 0)
+            printf("%-15s k=%-3d recall %.3f: exhaustive (cheaper than any setting)\n", "",
+                   cal.k[i], cal.target[i]);
+        else
+            printf("%-15s k=%-3d recall %.3f: %d / %.2f / %d (%.3f)\n", "", cal.k[i],
+                   cal.target[i], cal.ncells[i], cal.threshold[i], cal.ndocs[i], cal.measured[i]);
 }
 
 static int print_info_json(cp_index *ix, const char *path, const cp_index_stats *s)

@@ -67,6 +67,8 @@ static int ndocs_rung(int k, int rung)
 
 /* ------------------------------------------------------------------------------------
  * Text form: "v1 queries=48; k=10 r=0.970 ncells=2 t=0.450 ndocs=512 got=0.975; ..."
+ * (ncells=0 ndocs=0: exhaustive search; binaries before it read such a text as malformed
+ * and search with PLAID's fixed defaults)
  * --------------------------------------------------------------------------------- */
 
 char *cp_calibration_format(const cp_calibration *c)
@@ -98,8 +100,9 @@ bool cp_calibration_parse(const char *text, cp_calibration *out)
             float r, t, got;
             if (sscanf(p, "; k=%d r=%f ncells=%d t=%f ndocs=%d got=%f%n", &k, &r, &ncells, &t,
                        &ndocs, &got, &used) != 6 ||
-                k != cp_calib_ks[ki] || fabsf(r - cp_calib_targets[ti]) > 1e-4f || ncells < 1 ||
-                ncells > 1 << 16 || ndocs < 1 || !isfinite(t) || !(got >= 0.0f && got <= 1.0f))
+                k != cp_calib_ks[ki] || fabsf(r - cp_calib_targets[ti]) > 1e-4f || ncells < 0 ||
+                ncells > 1 << 16 || ndocs < 0 || (ncells == 0) != (ndocs == 0) || !isfinite(t) ||
+                !(got >= 0.0f && got <= 1.0f))
                 return false;
             out->setting[ki][ti] = (cp_search_setting){ncells, t, ndocs, got};
             p += used;
@@ -317,20 +320,29 @@ static cp_status curves(calib_run *cr, point pts[CP_CALIB_KS][N_NCELLS * N_LADDE
     return CP_OK;
 }
 
-static void choose(const point *pts, int n_pts, cp_search_setting *out)
+/* Per target, the cheapest setting that reaches it (else the best recall seen, cheapest
+ * among equals), unless exhaustive search costs less: then ncells = ndocs = 0, which
+ * searches read as "exhaustive" (small collections, where stages 1-3 would pass nearly
+ * every document to stage 4 anyway). A PLAID search also scores the query against every
+ * centroid, counted like K stage-4 tokens. */
+static void choose(const point *pts, int n_pts, double exhaustive_cost, double centroid_cost,
+                   cp_search_setting *out)
 {
     for (int ti = 0; ti < CP_CALIB_TARGETS; ti++) {
         const point *best = NULL;
         for (int i = 0; i < n_pts; i++)
             if (pts[i].recall + 1e-9 >= cp_calib_targets[ti] && (!best || pts[i].cost < best->cost))
                 best = &pts[i];
-        if (!best) /* not reached: the best recall seen, cheapest among equals */
+        if (!best)
             for (int i = 0; i < n_pts; i++)
                 if (!best || pts[i].recall > best->recall ||
                     (pts[i].recall == best->recall && pts[i].cost < best->cost))
                     best = &pts[i];
-        out[ti] = (cp_search_setting){best->ncells, threshold_for(best->ncells), best->ndocs,
-                                      (float)best->recall};
+        if (best->cost + centroid_cost >= exhaustive_cost)
+            out[ti] = (cp_search_setting){0, 0.0f, 0, 1.0f};
+        else
+            out[ti] = (cp_search_setting){best->ncells, threshold_for(best->ncells), best->ndocs,
+                                          (float)best->recall};
     }
 }
 
@@ -433,8 +445,10 @@ cp_status cp_index_calibrate(cp_index *index, FILE *progress, cp_error *err)
     cr.mark = calloc(((size_t)snap->n_slots + 63) / 64, sizeof(uint64_t));
     if (st == CP_OK && !cr.mark) st = cp_error_set(err, CP_ENOMEM, "out of memory calibrating");
     if (st == CP_OK) st = curves(&cr, pts, n_pts, err);
+    double exhaustive_cost = STAGE4_TOKEN_COST * (double)snap->n_live * cr.avg_len,
+           centroid_cost = STAGE4_TOKEN_COST * (double)snap->codec.n_centroids;
     for (int ki = 0; st == CP_OK && ki < CP_CALIB_KS; ki++)
-        choose(pts[ki], n_pts[ki], cal.setting[ki]);
+        choose(pts[ki], n_pts[ki], exhaustive_cost, centroid_cost, cal.setting[ki]);
     free_candidates(&cr);
     free(cr.mark);
     char *text = NULL;
@@ -449,6 +463,11 @@ cp_status cp_index_calibrate(cp_index *index, FILE *progress, cp_error *err)
                 picked, t1 - t0, now_s() - t1);
         for (int ki = 0; ki < CP_CALIB_KS; ki++) {
             const cp_search_setting *s = &cal.setting[ki][2];
+            if (s->ncells == 0) {
+                fprintf(progress, "calibrate: k=%d recall %.2f: exhaustive search (cheaper)\n",
+                        cp_calib_ks[ki], (double)cp_calib_targets[2]);
+                continue;
+            }
             fprintf(progress,
                     "calibrate: k=%d recall %.2f: ncells %d, threshold %.2f, ndocs %d (measured "
                     "%.3f)\n",

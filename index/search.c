@@ -90,7 +90,10 @@ void cp_snapshot_search_resolve(const cp_snapshot *snap, const cp_search_params 
     float t;
     cp_search_params_resolve(params, &nc, &t, &nd);
     cp_search_setting cal;
-    if (calibrated_setting(snap, params, &cal)) {
+    bool overridden = params->ncells > 0 || params->ndocs > 0 || !isnan(params->centroid_score_threshold);
+    /* a calibrated "exhaustive" (ncells 0) stands only as a whole: with any explicit
+     * setting the search is PLAID with the fixed defaults for the rest */
+    if (calibrated_setting(snap, params, &cal) && (cal.ncells > 0 || !overridden)) {
         if (params->ncells <= 0) nc = cal.ncells;
         if (isnan(params->centroid_score_threshold)) t = cal.threshold;
         if (params->ndocs <= 0) nd = cal.ndocs;
@@ -718,7 +721,8 @@ cp_status cp_snapshot_search_traced(const cp_snapshot *snap, const float *query,
     transpose_query(query, n_q, d, nqp, s->qt);
     cp_decode_lut_init(&s->lut, &snap->codec);
     size_t n = 0;
-    if (params->exact || params->recall >= 1.0f) {
+    bool exhaustive = params->exact || params->recall >= 1.0f || ncells == 0;
+    if (exhaustive) {
         st = exact_candidates(snap, s, params, &n, err);
         tm.n_candidates = (int64_t)n;
     } else {
@@ -731,7 +735,6 @@ cp_status cp_snapshot_search_traced(const cp_snapshot *snap, const float *query,
         return st;
     }
     double t4 = now_ms();
-    bool exhaustive = params->exact || params->recall >= 1.0f;
     if ((st = exact_stage(snap, s, kn, n_q, nqp, n, mode, !exhaustive, err)) != CP_OK) {
         cp_search_trace_free(trace);
         return st;

@@ -231,7 +231,8 @@ void cp_search_params_resolve(const cp_search_params *params, int *ncells, float
  * Calibrate the index's search settings (index/calibrate.c): pseudo-queries made from a
  * sample of the index's own documents are searched exhaustively and with a ladder of
  * ncells / ndocs settings; for k = 10 and 100 and each recall target (0.90, 0.95, 0.97,
- * 0.99, 0.995) the cheapest setting that reaches it is stored in meta
+ * 0.99, 0.995) the cheapest setting that reaches it (or exhaustive search, stored as
+ * ncells = ndocs = 0, where that costs less) is stored in meta
  * "search_calibration" and used from then on by searches with a recall target (the
  * default one included). Needs CP_OPEN_WRITE. progress may be NULL. Build and import run
  * it; compaction reruns it.

@@ -10,6 +10,9 @@
  * - the recall field: values outside (0, 1] fail with a message naming the field; 1 equals
  *   exhaustive search; explicit ncells / ndocs override the calibration; an index built with
  *   skip_calibration resolves to PLAID's fixed defaults;
+ * - a stored "exhaustive" setting (ncells = ndocs = 0, chosen where it costs less than any
+ *   PLAID setting) makes a search with that target exhaustive, and gives way to PLAID's
+ *   fixed defaults when any knob is set explicitly;
  * - malformed calibration text is rejected (the index then uses PLAID's defaults).
  */
 #include <math.h>
@@ -184,7 +187,8 @@ int main(void)
     CP_CHECK_INT(cal.n_settings, CP_CALIB_KS * CP_CALIB_TARGETS);
     CP_CHECK(cal.n_queries >= 2);
     for (int i = 0; i < cal.n_settings; i++) {
-        CP_CHECK(cal.ncells[i] >= 1 && cal.ndocs[i] >= 1);
+        CP_CHECK((cal.ncells[i] >= 1 && cal.ndocs[i] >= 1) ||
+                 (cal.ncells[i] == 0 && cal.ndocs[i] == 0 && cal.measured[i] == 1.0f));
         /* a target not reached is only allowed when nothing cheaper reached more */
         if (cal.measured[i] + 1e-6f < cal.target[i] && i + 1 < cal.n_settings &&
             cal.k[i + 1] == cal.k[i])
@@ -242,6 +246,36 @@ int main(void)
     p.recall = 0.9f;
     cp_snapshot_search_resolve(snap, &p, &nc, &t, &nd);
     CP_CHECK_INT(nd, snap->calibration.setting[1][0].ndocs);
+
+    /* an exhaustive setting: the search skips stages 1-3 (an empty trace) and equals the
+     * exact one; an explicit knob turns it back into PLAID with the fixed defaults */
+    cp_calibration saved = snap->calibration;
+    for (int ki = 0; ki < CP_CALIB_KS; ki++)
+        for (int ti = 0; ti < CP_CALIB_TARGETS; ti++)
+            snap->calibration.setting[ki][ti] = (cp_search_setting){0, 0.0f, 0, 1.0f};
+    cp_search_params_init(&p, K);
+    cp_snapshot_search_resolve(snap, &p, &nc, &t, &nd);
+    CP_CHECK_INT(nc, 0);
+    CP_CHECK_INT(nd, 0);
+    CP_CHECK(recall_vs_exact(ix, q, &p) == 1.0);
+    cp_search_trace tr;
+    cp_hit h[K];
+    int n_h = 0;
+    CP_CHECK_OK(cp_snapshot_search_traced(snap, q, QROWS, &p, CP_STAGE4_AUTO, h, &n_h, NULL, &tr,
+                                          &err),
+                err);
+    CP_CHECK(tr.n_stage1 == 0 && n_h == K);
+    cp_search_trace_free(&tr);
+    p.ndocs = 512;
+    cp_snapshot_search_resolve(snap, &p, &nc, &t, &nd);
+    CP_CHECK_INT(nc, 1);
+    CP_CHECK_INT(nd, 512);
+    CP_CHECK_OK(cp_snapshot_search_traced(snap, q, QROWS, &p, CP_STAGE4_AUTO, h, &n_h, NULL, &tr,
+                                          &err),
+                err);
+    CP_CHECK(tr.n_stage1 > 0);
+    cp_search_trace_free(&tr);
+    snap->calibration = saved;
     cp_snapshot_release(snap);
     cp_index_close(ix);
 
@@ -270,6 +304,10 @@ int main(void)
     CP_CHECK(
         !cp_calibration_parse("v1 queries=3; k=10 r=0.900 ncells=0 t=0.5 ndocs=256 got=0.9", &c));
     CP_CHECK(!cp_calibration_parse("v2 queries=3", &c));
+    cp_calibration ex = {.valid = true, .n_queries = 5};
+    char *ex_text = cp_calibration_format(&ex); /* every setting exhaustive */
+    CP_CHECK(cp_calibration_parse(ex_text, &c) && c.setting[0][0].ncells == 0);
+    free(ex_text);
     cp_calibration ok = {.valid = true, .n_queries = 5};
     for (int ki = 0; ki < CP_CALIB_KS; ki++)
         for (int ti = 0; ti < CP_CALIB_TARGETS; ti++)
