@@ -424,7 +424,7 @@ cp_status cp_index_calibrate(cp_index *index, FILE *progress, cp_error *err)
     for (int64_t doc = 0; st == CP_OK && doc < snap->n_slots && picked < cr.n_queries; doc++) {
         if (snap->deleted[doc] || snap->doc_offsets[doc + 1] == snap->doc_offsets[doc]) continue;
         if (live_seen++ < next_pick) continue;
-        cr.source[picked] = (int32_t)doc;
+        cr.source[picked] = (int32_t)cp_snapshot_file_id(snap, doc); /* as hits name it */
         cr.rows[picked] = pseudo_query(snap, (int32_t)doc, pad, &r,
                                        cr.queries + (size_t)picked * QUERY_ROWS * (size_t)d);
         picked++;

@@ -63,7 +63,8 @@ static cp_status write_ids(const cp_snapshot *s, const char *path, cp_error *err
             unlink(path);
             return cp_error_set(err, CP_EUNSUPPORTED,
                                 "%s: document id of internal id %lld contains a line break and "
-                                "cannot be written one per line", path, (long long)d);
+                                "cannot be written one per line",
+                                path, (long long)cp_snapshot_file_id(s, d));
         }
         fputs(id, f);
         fputc('\n', f);

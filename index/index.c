@@ -39,7 +39,7 @@
 
 typedef struct view {
     cp_snapshot *snap;
-    cp_strtab map; /* external id -> internal id of the live documents of snap */
+    cp_strtab map; /* external id -> slot of the live documents of snap */
 } view;
 
 struct cp_index {
@@ -97,9 +97,11 @@ static cp_status idmap_update(const cp_strtab *cur, const cp_snapshot *next,
     return CP_OK;
 }
 
+/* The internal id (not the slot) of a live external id, or -1. */
 static int64_t idmap_find(const view *v, const char *ext)
 {
-    return cp_strtab_find(&v->map, ext, external_id_of, v->snap);
+    int64_t slot = cp_strtab_find(&v->map, ext, external_id_of, v->snap);
+    return slot < 0 ? -1 : cp_snapshot_file_id(v->snap, slot);
 }
 
 /* ------------------------------------------------------------------------------------
@@ -277,6 +279,7 @@ static int64_t snapshot_bytes(const cp_snapshot *s)
     b += s->codec.n_centroids * s->codec.dim * (int64_t)sizeof(float);
     b += (s->n_slots + 1) * (int64_t)sizeof(int64_t) + s->n_slots; /* offsets, deleted */
     b += s->n_slots * (int64_t)sizeof(char *);
+    if (s->file_ids) b += s->n_slots * (int64_t)sizeof(int32_t);
     for (int64_t d = 0; d < s->n_slots; d++)
         if (s->external_ids[d]) b += (int64_t)strlen(s->external_ids[d]) + 1;
     /* tokens held, including tombstoned ones a live snapshot keeps until compaction */
@@ -345,9 +348,10 @@ cp_status cp_index_external_id(cp_index *index, int64_t doc_id, char **external_
     *external_id = NULL;
     cp_snapshot *s = cp_index_acquire_snapshot(index);
     cp_status st = CP_OK;
-    if (doc_id < 0 || doc_id >= s->n_slots || s->deleted[doc_id])
+    int64_t slot = cp_snapshot_slot_of(s, doc_id);
+    if (slot < 0 || s->deleted[slot])
         st = cp_error_set(err, CP_ENOTFOUND, "no document with internal id %lld", (long long)doc_id);
-    else if (!(*external_id = strdup(s->external_ids[doc_id])))
+    else if (!(*external_id = strdup(s->external_ids[slot])))
         st = cp_error_set(err, CP_ENOMEM, "out of memory");
     cp_snapshot_release(s);
     return st;
@@ -419,10 +423,11 @@ cp_status cp_index_document_embeddings(cp_index *index, int64_t doc_id, float **
     *n_tokens = 0;
     cp_snapshot *s = cp_index_acquire_snapshot(index);
     cp_status st = CP_OK;
-    if (doc_id < 0 || doc_id >= s->n_slots || s->deleted[doc_id]) {
+    int64_t slot = cp_snapshot_slot_of(s, doc_id);
+    if (slot < 0 || s->deleted[slot]) {
         st = cp_error_set(err, CP_ENOTFOUND, "no document with internal id %lld", (long long)doc_id);
     } else {
-        int64_t lo = s->doc_offsets[doc_id], n = s->doc_offsets[doc_id + 1] - lo;
+        int64_t lo = s->doc_offsets[slot], n = s->doc_offsets[slot + 1] - lo;
         int dim = s->codec.dim, rb = cp_codec_token_bytes(&s->codec);
         float *out = malloc((size_t)(n ? n : 1) * (size_t)dim * sizeof *out);
         if (!out) {
@@ -530,12 +535,12 @@ cp_status cp_index_hit_documents(cp_index *index, const cp_hit *hits, size_t n, 
      * replaced since the search ran has none, and stays empty. */
     cp_snapshot *s = cp_index_acquire_snapshot(index);
     for (size_t i = 0; i < n && st == CP_OK; i++) {
-        int64_t d = hits[i].doc_id;
+        int64_t d = cp_snapshot_slot_of(s, hits[i].doc_id);
         out[i].doc_id = -1;
-        if (d < 0 || d >= s->n_slots || s->deleted[d]) continue;
+        if (d < 0 || s->deleted[d]) continue;
         if (!(out[i].external_id = strdup(s->external_ids[d])))
             st = cp_error_set(err, CP_ENOMEM, "out of memory");
-        out[i].doc_id = d;
+        out[i].doc_id = hits[i].doc_id;
         out[i].n_tokens = (int32_t)(s->doc_offsets[d + 1] - s->doc_offsets[d]);
     }
     cp_snapshot_release(s);

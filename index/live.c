@@ -17,9 +17,13 @@
  * what they see is always what is on disk.
  *
  * Invariants
- * - Internal ids are never renumbered: an upsert of an existing id tombstones the old
- *   version and gives the new one a new internal id; compaction moves token data between
- *   segments but never changes an id.
+ * - Internal ids (the file's doc_id) are never renumbered: an upsert of an existing id
+ *   tombstones the old version and gives the new one a new internal id; compaction moves
+ *   token data between segments but never changes an id. In memory, documents sit in
+ *   slots (index/snapshot.h): the store speaks internal ids, the snapshot slots, and
+ *   cp_snapshot_slot_of / cp_snapshot_file_id translate (removed[] below holds slots). A
+ *   reload (open, compaction) numbers the slots of the live documents densely, so memory
+ *   follows the live documents rather than every id ever used.
  * - The in-memory snapshot mirrors the committed file: derived snapshots differ from a
  *   freshly loaded one only in where tombstoned tokens and IVF entries sit, never in which
  *   documents are live or what their tokens are.
@@ -246,10 +250,11 @@ static cp_status write_upsert(cp_store *store, const cp_snapshot *cur, const cp_
         int64_t old = -1;
         st = cp_store_tombstone_external(store, docs[i].id, &old, err);
         if (st == CP_OK && old >= 0) {
-            if (old >= cur->n_slots || cur->deleted[old])
+            int64_t slot = cp_snapshot_slot_of(cur, old);
+            if (slot < 0 || cur->deleted[slot])
                 return cp_error_set(err, CP_EINTERNAL, "%s: document \"%s\" is live in the file "
                                     "but not in memory", cp_store_path(store), docs[i].id);
-            removed[(*n_removed)++] = old;
+            removed[(*n_removed)++] = slot;
         }
     }
     if (st != CP_OK) return st;
@@ -257,10 +262,11 @@ static cp_status write_upsert(cp_store *store, const cp_snapshot *cur, const cp_
                             .n_tokens = b->n_tokens, .codes = b->codes,
                             .residuals = b->residuals};
     st = cp_store_append_segment(store, &seg, &res->first_doc_id, err);
-    if (st == CP_OK && res->first_doc_id != cur->n_slots)
-        st = cp_error_set(err, CP_EINTERNAL, "%s: the file's next id %lld differs from memory's "
-                          "%lld", cp_store_path(store), (long long)res->first_doc_id,
-                          (long long)cur->n_slots);
+    int64_t next_id = cur->file_ids ? cur->next_file_id : cur->n_slots;
+    if (st == CP_OK && res->first_doc_id != next_id)
+        st = cp_error_set(err, CP_EINTERNAL,
+                          "%s: the file's next id %lld differs from memory's %lld",
+                          cp_store_path(store), (long long)res->first_doc_id, (long long)next_id);
     if (st == CP_OK) st = drift_update(store, &cur->codec, b, res, err);
     res->n_replaced = *n_removed;
     res->n_added = n - *n_removed;
@@ -346,10 +352,11 @@ static cp_status tombstone_all(cp_store *store, const cp_snapshot *cur, const de
         if (rq->kind == BY_EXTERNAL) st = cp_store_tombstone_external(store, rq->ids[i], &d, err);
         else st = cp_store_tombstone_doc(store, rq->kind == BY_FILTER ? filtered[i] : rq->doc_ids[i],
                                          &d, err);
-        if (st == CP_OK && d >= 0 && (d >= cur->n_slots || cur->deleted[d]))
+        int64_t slot = d >= 0 ? cp_snapshot_slot_of(cur, d) : -1;
+        if (st == CP_OK && d >= 0 && (slot < 0 || cur->deleted[slot]))
             st = cp_error_set(err, CP_EINTERNAL, "%s: document %lld is live in the file but not "
                               "in memory", cp_store_path(store), (long long)d);
-        if (st == CP_OK && d >= 0) (*removed)[(*n_removed)++] = d;
+        if (st == CP_OK && d >= 0) (*removed)[(*n_removed)++] = slot;
     }
     free(filtered);
     return st;
@@ -533,8 +540,8 @@ static cp_status gather_segment(cp_store *store, const cp_snapshot *cur, int64_t
                           (long long)segment_id);
     int64_t t = 0;
     for (int64_t i = 0; st == CP_OK && has && i < seg.n_docs; t += seg.doclens[i], i++) {
-        int64_t d = seg.doc_ids[i];
-        if (d < 0 || d >= cur->n_slots || cur->deleted[d]) continue;
+        int64_t d = seg.doc_ids[i], slot = cp_snapshot_slot_of(cur, d);
+        if (slot < 0 || cur->deleted[slot]) continue;
         g->doc_ids[g->n_docs] = d;
         g->doclens[g->n_docs++] = seg.doclens[i];
         memcpy(g->codes + g->n_tokens, seg.codes + t, (size_t)seg.doclens[i] * sizeof(int32_t));

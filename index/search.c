@@ -456,11 +456,11 @@ static cp_status candidates_from_ivf(const cp_snapshot *snap, scratch *s, const 
 }
 
 /* Stage 1 for a subset: the live documents of the subset, sorted and unique. The subset
- * is evaluated against this snapshot: internal ids are allocated in ascending order and
- * never reused, so an id at or past n_slots is a document committed after the snapshot was
- * taken (a filter read the database while the write was being published). It is not part
- * of this snapshot and is skipped like a deleted one, so that a reader never fails because
- * of a writer (issue 12, defect 9). */
+ * (internal ids) is evaluated against this snapshot: an id the snapshot has no slot for is
+ * a document committed after the snapshot was taken (a filter read the database while the
+ * write was being published) or removed before it. It is not part of this snapshot and is
+ * skipped like a deleted one, so that a reader never fails because of a writer (issue 12,
+ * defect 9). */
 static cp_status candidates_from_subset(const cp_snapshot *snap, scratch *s,
                                         const cp_search_params *params, size_t *n_out,
                                         cp_error *err)
@@ -474,7 +474,8 @@ static cp_status candidates_from_subset(const cp_snapshot *snap, scratch *s,
                                 "subset document id %lld is not an internal id (they are >= 0)",
                                 (long long)doc);
         }
-        if (doc < snap->n_slots && !snap->deleted[doc]) s->bitmap[doc >> 6] |= 1ull << (doc & 63);
+        doc = cp_snapshot_slot_of(snap, doc);
+        if (doc >= 0 && !snap->deleted[doc]) s->bitmap[doc >> 6] |= 1ull << (doc & 63);
     }
     cp_status st = ensure_cand(s, params->n_subset + 1, err);
     if (st != CP_OK) {
@@ -743,7 +744,7 @@ cp_status cp_snapshot_search_traced(const cp_snapshot *snap, const float *query,
     select_best(s->cand, n, k);
     qsort(s->cand, k, sizeof(scored), cmp_scored);
     for (size_t i = 0; i < k; i++) {
-        hits[i].doc_id = s->cand[i].doc;
+        hits[i].doc_id = cp_snapshot_file_id(snap, s->cand[i].doc); /* slot order = id order */
         hits[i].score = s->cand[i].score;
     }
     *n_hits = (int)k;

@@ -14,10 +14,10 @@ cp_status cp_snapshot_search(const cp_snapshot *snap, const float *query, int n_
                              cp_search_timing *timing, cp_error *err);
 
 typedef struct cp_search_trace {
-    /* Sorted ascending doc ids, malloc'd by the search (free with cp_search_trace_free).
-     * stage1: candidates; stage2: survivors of pruned interaction (top ndocs); stage3:
-     * survivors of full interaction (top ndocs/4). A stage that was skipped because all
-     * its input fits its quota copies its input. */
+    /* Sorted ascending slots (index/snapshot.h), malloc'd by the search (free with
+     * cp_search_trace_free). stage1: candidates; stage2: survivors of pruned interaction (top
+     * ndocs); stage3: survivors of full interaction (top ndocs/4). A stage that was skipped because
+     * all its input fits its quota copies its input. */
     int32_t *stage1, *stage2, *stage3;
     size_t n_stage1, n_stage2, n_stage3;
 } cp_search_trace;

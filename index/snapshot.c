@@ -28,6 +28,20 @@
 #include "snapshot.h"
 #include "storage.h"
 
+int64_t cp_snapshot_slot_of(const cp_snapshot *snap, int64_t file_id)
+{
+    if (!snap->file_ids) return file_id >= 0 && file_id < snap->n_slots ? file_id : -1;
+    int64_t lo = 0, hi = snap->n_slots; /* file_ids[lo..hi) may hold it */
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (snap->file_ids[mid] < file_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < snap->n_slots && snap->file_ids[lo] == file_id ? lo : -1;
+}
+
 void cp_snapshot_retain(cp_snapshot *snap)
 {
     if (snap) atomic_fetch_add_explicit(&snap->refcount, 1, memory_order_relaxed);
@@ -76,6 +90,7 @@ static void snapshot_free(cp_snapshot *snap)
     if (!snap->slot_owner && snap->external_ids)
         for (int64_t i = 0; i < snap->n_slots; i++)
             free(snap->external_ids[i]);
+    if (!snap->slot_owner) free(snap->file_ids);
     release_or_free(snap->slot_owner, snap->external_ids, snap->doc_offsets);
     release_or_free(snap->tok_owner, snap->codes, snap->residuals);
     release_or_free(snap->ivf_owner, snap->ivf_offsets, snap->ivf_docs);
@@ -184,7 +199,7 @@ static cp_status make_shared(cp_snapshot *snap, cp_error *err)
         !(snap->tok_owner = shared_new(snap->codes, snap->residuals, NULL, 0, token_cap(snap->n_tokens))))
         goto oom;
     if (!snap->slot_owner &&
-        !(snap->slot_owner = shared_new(snap->doc_offsets, NULL, snap->external_ids,
+        !(snap->slot_owner = shared_new(snap->doc_offsets, snap->file_ids, snap->external_ids,
                                         snap->n_slots, slot_cap(snap->n_slots))))
         goto oom;
     if (!snap->ivf_owner &&
@@ -248,13 +263,16 @@ static cp_status derive_slots(const cp_snapshot *cur, cp_snapshot *next, int64_t
         int64_t cap = (need > n + n / 2 ? need : n + n / 2) + 256;
         int64_t *offs = malloc((size_t)(cap + 1) * sizeof *offs);
         char **ids = calloc((size_t)cap, sizeof *ids);
-        sh = offs && ids ? shared_new(offs, NULL, ids, 0, cap) : NULL;
+        int32_t *fids = cur->file_ids ? malloc((size_t)cap * sizeof *fids) : NULL;
+        sh = offs && ids && (fids || !cur->file_ids) ? shared_new(offs, fids, ids, 0, cap) : NULL;
         if (!sh) {
             free(offs);
             free(ids);
+            free(fids);
             return cp_error_set(err, CP_ENOMEM, "out of memory for %lld documents", (long long)cap);
         }
         memcpy(offs, cur->doc_offsets, (size_t)(n + 1) * sizeof *offs);
+        if (fids && n) memcpy(fids, cur->file_ids, (size_t)n * sizeof *fids);
         for (int64_t i = 0; i < n; i++, sh->n_strings = i)
             if (cur->external_ids[i] && !(ids[i] = strdup(cur->external_ids[i]))) {
                 cp_shared_release(sh);
@@ -264,6 +282,7 @@ static cp_status derive_slots(const cp_snapshot *cur, cp_snapshot *next, int64_t
         next->slot_owner = sh;
     }
     next->doc_offsets = next->slot_owner->a;
+    next->file_ids = next->slot_owner->b;
     next->external_ids = next->slot_owner->strings;
     return CP_OK;
 }
@@ -297,7 +316,13 @@ cp_status cp_snapshot_derive(const cp_snapshot *cur, int64_t add_slots, int64_t 
     }
     memcpy(next->deleted, cur->deleted, (size_t)cur->n_slots);
     memset(next->deleted + cur->n_slots, 0, (size_t)add_slots);
-    for (int64_t d = cur->n_slots; d < n; d++) next->doc_offsets[d + 1] = used;
+    /* New slots take the next internal ids (the file's next_doc_id, as its append will). */
+    int64_t next_file = cur->file_ids ? cur->next_file_id : cur->n_slots;
+    for (int64_t d = cur->n_slots; d < n; d++) {
+        next->doc_offsets[d + 1] = used;
+        if (next->file_ids) next->file_ids[d] = (int32_t)(next_file + (d - cur->n_slots));
+    }
+    next->next_file_id = next_file + add_slots;
     next->n_slots = n;
     next->n_live = cur->n_live;
     next->n_tokens = cur->n_tokens;
@@ -353,58 +378,67 @@ cp_status cp_snapshot_refresh_ivf(cp_snapshot *snap, bool added, cp_error *err)
  * Loading
  * --------------------------------------------------------------------------------- */
 
-static cp_status load_slot_count(cp_store *store, int64_t *n_slots, cp_error *err)
+/* The live documents get dense slots (their count) and meta next_doc_id bounds their ids. */
+static cp_status load_slot_count(cp_store *store, cp_snapshot *snap, cp_error *err)
 {
     int64_t next = 0;
     cp_status st = cp_store_meta_int(store, "next_doc_id", 0, INT32_MAX, &next, err);
     if (st != CP_OK) return st;
     sqlite3_stmt *q = NULL;
     sqlite3 *db = cp_store_sqlite(store);
-    int rc = sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(doc_id) + 1, 0), MIN(doc_id) FROM documents",
-                                -1, &q, NULL);
+    int rc =
+        sqlite3_prepare_v2(db,
+                           "SELECT COALESCE(MAX(doc_id) + 1, 0), MIN(doc_id),"
+                           " (SELECT COUNT(*) FROM documents WHERE deleted = 0) FROM documents",
+                           -1, &q, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_step(q);
     if (rc != SQLITE_ROW) {
         sqlite3_finalize(q);
         return cp_store_sql_error(store, rc, "reading documents", err);
     }
     int64_t max1 = sqlite3_column_int64(q, 0), min = sqlite3_column_int64(q, 1);
+    int64_t live = sqlite3_column_int64(q, 2);
     sqlite3_finalize(q);
     if (max1 > next || min < 0)
         return cp_error_set(err, CP_ECORRUPT,
                             "%s: document ids run outside [0, next_doc_id = %lld)",
                             cp_store_path(store), (long long)next);
-    *n_slots = next;
+    snap->n_slots = live;
+    snap->next_file_id = next;
     return CP_OK;
 }
 
-/* Fill deleted / external_ids and the live token counts (into doc_offsets[d + 1]). */
+/* Fill file_ids / external_ids and the live token counts (into doc_offsets[slot + 1]): the
+ * live rows in internal-id order, one slot each. */
 static cp_status load_documents(cp_store *store, cp_snapshot *snap, cp_error *err)
 {
     int64_t n = snap->n_slots;
     snap->doc_offsets = calloc((size_t)slot_cap(n) + 1, sizeof *snap->doc_offsets);
-    snap->deleted = malloc((size_t)(n ? n : 1));
+    snap->deleted = calloc((size_t)(n ? n : 1), 1);
     snap->external_ids = calloc((size_t)slot_cap(n), sizeof *snap->external_ids);
-    if (!snap->doc_offsets || !snap->deleted || !snap->external_ids)
+    snap->file_ids = malloc((size_t)slot_cap(n) * sizeof *snap->file_ids);
+    if (!snap->doc_offsets || !snap->deleted || !snap->external_ids || !snap->file_ids)
         return cp_error_set(err, CP_ENOMEM, "out of memory loading %lld documents", (long long)n);
-    memset(snap->deleted, 1, (size_t)n);
     sqlite3_stmt *q = NULL;
     int rc = sqlite3_prepare_v2(cp_store_sqlite(store),
                                 "SELECT doc_id, external_id, n_tokens FROM documents"
-                                " WHERE deleted = 0",
+                                " WHERE deleted = 0 ORDER BY doc_id",
                                 -1, &q, NULL);
     cp_status st = CP_OK;
+    int64_t slot = 0;
     while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(q, 0), nt = sqlite3_column_int64(q, 2);
         const char *ext = (const char *)sqlite3_column_text(q, 1);
-        if (id < 0 || id >= n || nt < 0 || nt > INT32_MAX || !ext) {
+        if (id < 0 || id >= snap->next_file_id || nt < 0 || nt > INT32_MAX || !ext || slot >= n ||
+            (slot > 0 && id <= snap->file_ids[slot - 1])) {
             st = cp_error_set(err, CP_ECORRUPT, "%s: document row %lld is invalid",
                               cp_store_path(store), (long long)id);
             break;
         }
-        snap->deleted[id] = 0;
-        snap->doc_offsets[id + 1] = nt;
+        snap->file_ids[slot] = (int32_t)id;
+        snap->doc_offsets[slot + 1] = nt;
         snap->n_live++;
-        if (!(snap->external_ids[id] = strdup(ext))) {
+        if (!(snap->external_ids[slot++] = strdup(ext))) {
             st = cp_error_set(err, CP_ENOMEM, "out of memory loading documents");
             break;
         }
@@ -412,6 +446,9 @@ static cp_status load_documents(cp_store *store, cp_snapshot *snap, cp_error *er
     }
     sqlite3_finalize(q);
     if (st == CP_OK && rc != SQLITE_DONE) st = cp_store_sql_error(store, rc, "reading documents", err);
+    if (st == CP_OK && slot != n)
+        st = cp_error_set(err, CP_ECORRUPT, "%s: %lld live document rows, %lld counted",
+                          cp_store_path(store), (long long)slot, (long long)n);
     if (st != CP_OK) return st;
     for (int64_t d = 0; d < n; d++) snap->doc_offsets[d + 1] += snap->doc_offsets[d];
     snap->n_tokens = snap->doc_offsets[n];
@@ -425,17 +462,18 @@ static cp_status place_segment(cp_store *store, cp_snapshot *snap, const cp_segm
     size_t rb = (size_t)cp_codec_token_bytes(&snap->codec);
     int64_t t = 0;
     for (int64_t i = 0; i < seg->n_docs; t += seg->doclens[i], i++) {
-        int64_t d = seg->doc_ids[i];
-        if (d < 0 || d >= snap->n_slots)
+        int64_t id = seg->doc_ids[i];
+        if (id < 0 || id >= snap->next_file_id)
             return cp_error_set(err, CP_ECORRUPT, "%s: segment %lld names unknown document %lld",
-                                cp_store_path(store), (long long)seg->segment_id, (long long)d);
-        if (snap->deleted[d]) continue; /* a tombstone: its tokens stay out of the snapshot */
+                                cp_store_path(store), (long long)seg->segment_id, (long long)id);
+        int64_t d = cp_snapshot_slot_of(snap, id);
+        if (d < 0) continue; /* a tombstone: its tokens stay out of the snapshot */
         int64_t want = snap->doc_offsets[d + 1] - snap->doc_offsets[d];
         if (filled[d] || want != seg->doclens[i])
             return cp_error_set(err, CP_ECORRUPT,
                                 "%s: segment %lld disagrees with the documents table about "
                                 "document %lld",
-                                cp_store_path(store), (long long)seg->segment_id, (long long)d);
+                                cp_store_path(store), (long long)seg->segment_id, (long long)id);
         filled[d] = 1;
         const int32_t *codes = seg->codes + t;
         for (int64_t j = 0; j < want; j++)
@@ -488,9 +526,11 @@ static cp_status load_tokens(cp_store *store, cp_snapshot *snap, cp_error *err)
         st = place_segment(store, snap, &seg, filled, err);
     }
     for (int64_t d = 0; st == CP_OK && d < snap->n_slots; d++)
-        if (!snap->deleted[d] && !filled[d])
-            st = cp_error_set(err, CP_ECORRUPT, "%s: document %lld has no token data in any "
-                              "segment", cp_store_path(store), (long long)d);
+        if (!filled[d])
+            st = cp_error_set(err, CP_ECORRUPT,
+                              "%s: document %lld has no token data in any "
+                              "segment",
+                              cp_store_path(store), (long long)snap->file_ids[d]);
     cp_store_segments_end(it);
     free(filled);
     return st;
@@ -502,11 +542,17 @@ cp_status cp_store_load_snapshot(cp_store *store, cp_snapshot **out, cp_error *e
     cp_snapshot *snap = calloc(1, sizeof *snap);
     if (!snap) return cp_error_set(err, CP_ENOMEM, "out of memory");
     atomic_init(&snap->refcount, 1);
+    /* One read transaction (unless the caller is in one): the counts and rows agree even
+     * while another process writes. */
+    sqlite3 *db = cp_store_sqlite(store);
+    bool own_txn =
+        sqlite3_get_autocommit(db) && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
     cp_status st = cp_store_load_codec(store, &snap->codec, err);
-    if (st == CP_OK) st = load_slot_count(store, &snap->n_slots, err);
+    if (st == CP_OK) st = load_slot_count(store, snap, err);
     if (st == CP_OK) st = load_documents(store, snap, err);
     if (st == CP_OK) st = check_token_total(store, snap, err);
     if (st == CP_OK) st = load_tokens(store, snap, err);
+    if (own_txn) sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     if (st == CP_OK) st = cp_snapshot_build_ivf(snap, err);
     if (st == CP_OK) st = make_shared(snap, err);
     if (st == CP_OK) {

@@ -35,13 +35,20 @@ typedef struct cp_snapshot {
     cp_codec codec;
     cp_calibration calibration; /* from meta at load; invalid: PLAID's defaults */
 
-    /* Documents by internal id. Slots exist for every id in [0, n_slots); a slot that is
-     * deleted (or was never used) has zero tokens and deleted[id] = 1. */
+    /* Documents by slot. A slot is the in-memory position of a document; its internal id
+     * (the file's doc_id, the id every public API speaks) is file_ids[slot]. A loaded
+     * snapshot numbers the live documents densely (slot = rank of the internal id), so
+     * memory follows the live documents, not the highest id ever used; live writes append
+     * slots. file_ids is strictly increasing, so slot order is internal-id order and
+     * cp_snapshot_slot_of is a binary search. file_ids NULL (hand-built snapshots in
+     * tests): slot = internal id. A deleted slot has deleted[slot] = 1. */
     int64_t n_slots;
     int64_t n_live;
     int64_t *doc_offsets; /* n_slots + 1: tokens of doc d are [doc_offsets[d], doc_offsets[d+1]) */
     uint8_t *deleted;     /* n_slots */
     char **external_ids;  /* n_slots; NULL for unused slots */
+    int32_t *file_ids;    /* n_slots, or NULL (identity) */
+    int64_t next_file_id; /* the internal id the next appended slot gets (meta next_doc_id) */
 
     /* Token data, in internal-id order. */
     int64_t n_tokens;
@@ -67,7 +74,7 @@ typedef struct cp_snapshot {
     /* Owners of shared arrays (NULL: the arrays belong to this snapshot alone). */
     cp_shared *codec_owner; /* a = codec.centroids */
     cp_shared *tok_owner;   /* a = codes, b = residuals */
-    cp_shared *slot_owner;  /* a = doc_offsets, strings = external_ids */
+    cp_shared *slot_owner;  /* a = doc_offsets, b = file_ids, strings = external_ids */
     cp_shared *ivf_owner;   /* a = ivf_offsets, b = ivf_docs */
     cp_shared *delta_owner; /* a = ivf_delta_offsets, b = ivf_delta_docs */
 } cp_snapshot;
@@ -84,6 +91,15 @@ cp_status cp_snapshot_derive(const cp_snapshot *cur, int64_t add_slots, int64_t 
  * tokens + K)), or the whole IVF when the delta or the stale entries have grown large
  * (amortised O(1) per token). */
 cp_status cp_snapshot_refresh_ivf(cp_snapshot *snap, bool added, cp_error *err);
+
+/* The internal id (file doc_id) of a slot, and the slot of an internal id (-1 when the
+ * snapshot has no slot for it: unknown, removed by compaction, or newer than the
+ * snapshot). */
+static inline int64_t cp_snapshot_file_id(const cp_snapshot *snap, int64_t slot)
+{
+    return snap->file_ids ? snap->file_ids[slot] : slot;
+}
+int64_t cp_snapshot_slot_of(const cp_snapshot *snap, int64_t file_id);
 
 void cp_snapshot_retain(cp_snapshot *snap);
 void cp_snapshot_release(cp_snapshot *snap);

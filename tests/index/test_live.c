@@ -102,6 +102,12 @@ static void check_against_reload(cp_index *live, const char *path, const cp_code
     CP_CHECK_OK(cp_index_check(path, stderr, &err), err);
 }
 
+static int cmp_i64_asc(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
 static int64_t doc_id_of(cp_index *ix, const char *id)
 {
     int64_t d = -1;
@@ -296,6 +302,77 @@ static void test_ivf_paths(void)
     free(c.centroids);
 }
 
+/* Replacing the same documents over and over, with the server's automatic compaction after
+ * each write: memory follows the live documents, not every internal id ever used (the
+ * soak's RSS growth, issue 12). Internal ids keep growing in the file and every API still
+ * speaks them: ids, contents, searches, subsets and a fresh load agree. */
+static void test_churn_memory(void)
+{
+    enum { LIVE = 60, ROUNDS = 240, PER = 5 };
+    char path[600];
+    path_in(path, sizeof path, "churn.db");
+    cp_codec c;
+    cp_error err = {0};
+    CP_CHECK_OK(lt_create(path, &c, 21, &err), err);
+    cp_index *ix = NULL;
+    CP_CHECK_OK(cp_index_open(path, CP_OPEN_WRITE, &ix, &err), err);
+    if (!ix) return;
+    CP_CHECK_OK(upsert_range(ix, &c, "m", 0, LIVE, 0, 0, NULL, &err), err);
+    int64_t version[LIVE] = {0}, max_slots = 0, compactions = 0;
+    for (int r = 1; r <= ROUNDS; r++) {
+        int64_t lo = (r * 7) % (LIVE - PER);
+        CP_CHECK_OK(upsert_range(ix, &c, "m", lo, PER, r, 0, NULL, &err), err);
+        for (int i = 0; i < PER; i++)
+            version[lo + i] = r;
+        bool compacted = false;
+        CP_CHECK_OK(cp_index_maybe_compact(ix, 0.2, &compacted, &err), err);
+        compactions += compacted;
+        cp_snapshot *s = cp_index_acquire_snapshot(ix);
+        if (s->n_slots > max_slots) max_slots = s->n_slots;
+        cp_snapshot_release(s);
+    }
+    /* 60 + 240 x 5 = 1260 internal ids used; the slots stay near the live documents (at most
+     * 20% deleted before a compaction renumbers them). */
+    cp_snapshot *s = cp_index_acquire_snapshot(ix);
+    CP_CHECK(s->next_file_id == LIVE + ROUNDS * PER);
+    cp_snapshot_release(s);
+    CP_CHECK(compactions > 10);
+    if (max_slots > 2 * LIVE)
+        fprintf(stderr, "churn: %lld slots for %d live documents\n", (long long)max_slots, LIVE);
+    CP_CHECK(max_slots <= 2 * LIVE);
+    /* Ids, contents and searches speak internal ids. */
+    int64_t subset[LIVE];
+    for (int i = 0; i < LIVE; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "m%d", i);
+        int64_t d = doc_id_of(ix, id);
+        subset[i] = d;
+        char *ext = NULL;
+        CP_CHECK_OK(cp_index_external_id(ix, d, &ext, &err), err);
+        CP_CHECK(ext && !strcmp(ext, id));
+        free(ext);
+        CP_CHECK(lt_content_matches(ix, &c, d, i, version[i]));
+    }
+    CP_CHECK(ever_returned(ix, &c, subset[0], LIVE));
+    qsort(subset, LIVE, sizeof *subset, cmp_i64_asc);
+    float q[8 * LT_DIM];
+    int nq = 0, n = 0;
+    query_of(&c, 3, version[3], q, &nq);
+    cp_search_params p;
+    cp_search_params_init(&p, 5);
+    p.subset = subset + LIVE / 2; /* the half with the larger ids */
+    p.n_subset = LIVE / 2;
+    cp_hit hits[5];
+    CP_CHECK_OK(cp_index_search(ix, q, nq, c.dim, &p, hits, &n, NULL, &err), err);
+    CP_CHECK_INT(n, 5);
+    for (int i = 0; i < n; i++)
+        CP_CHECK(bsearch(&hits[i].doc_id, subset + LIVE / 2, LIVE / 2, sizeof *subset,
+                         cmp_i64_asc) != NULL);
+    check_against_reload(ix, path, &c);
+    cp_index_close(ix);
+    free(c.centroids);
+}
+
 /* ---- concurrency --------------------------------------------------------------------- */
 
 enum { BATCH = 10, N_BATCHES = 120, N_READERS = 8 };
@@ -346,7 +423,8 @@ static void *reader(void *arg)
                 !strncmp(snap->external_ids[d], prefix, plen))
                 live++;
         for (int i = 0; i < n; i++) {
-            const char *ext = snap->external_ids[hits[i].doc_id];
+            int64_t slot = cp_snapshot_slot_of(snap, hits[i].doc_id);
+            const char *ext = slot >= 0 ? snap->external_ids[slot] : NULL;
             if (ext && !strncmp(ext, prefix, plen)) mine++;
         }
         cp_snapshot_release(snap);
@@ -512,6 +590,7 @@ int main(void)
     g_dir = st_tempdir("test_live");
     test_semantics();
     test_ivf_paths();
+    test_churn_memory();
     test_concurrency();
     test_drift();
     test_disk_full();
