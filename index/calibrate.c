@@ -205,7 +205,7 @@ typedef struct calib_run {
     int32_t *source; /* n_queries */
     int *rows;       /* n_queries */
     float *queries;  /* n_queries x QUERY_ROWS x dim */
-    int64_t *truth;  /* n_queries x 101 doc ids, source excluded, -1 padded */
+    int64_t *truth;  /* n_queries x 101 slots, source excluded, -1 padded */
     double avg_len;
     /* at the ncells being measured: each query's stage-1 candidates with their stage 2-3
      * scores, in stage-2 order (best first) */
@@ -370,8 +370,11 @@ static cp_status ground_truth(cp_index *index, calib_run *cr, cp_error *err)
         int64_t *truth = cr->truth + (size_t)i * 101;
         int m = 0;
         for (int h = 0; h < n_hits[i]; h++)
-            if (hits[(size_t)i * 101 + h].doc_id != cr->source[i])
-                truth[m++] = hits[(size_t)i * 101 + h].doc_id;
+            if (hits[(size_t)i * 101 + h].doc_id != cr->source[i]) {
+                /* as slots: the stage candidates measure() marks are slots */
+                int64_t slot = cp_snapshot_slot_of(cr->snap, hits[(size_t)i * 101 + h].doc_id);
+                if (slot >= 0) truth[m++] = slot;
+            }
         for (; m < 101; m++)
             truth[m] = -1;
     }

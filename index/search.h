@@ -63,7 +63,7 @@ void cp_snapshot_search_resolve(const cp_snapshot *snap, const cp_search_params 
  * follow from these scores, ranked as a search ranks them (score descending, then doc id
  * ascending), so a ladder of ndocs needs one pass instead of one search per rung. */
 typedef struct cp_stage_candidate {
-    int32_t doc;
+    int32_t doc; /* slot (snapshot.h) */
     float pruned; /* stage 2 */
     float full;   /* stage 3 */
 } cp_stage_candidate;
