@@ -103,6 +103,12 @@ typedef struct cp_build_options {
     /* The residual codec: "scaled" (residual norms kept separately, one byte more per
      * token; docs/index-format.md) or "colbert" (ColBERTv2's); NULL: the default. */
     const char *codec;
+    /* Token pooling (docs/pooling.md): each document's token vectors are clustered into
+     * ceil(n / pool_factor) groups, each kept as its renormalised mean. 0 or 1: off; at most
+     * 64. Recorded in meta "pooling", which later upserts follow. Queries are never pooled. */
+    int pool_factor;
+    /* The clustering's linkage: "ward" or "average"; NULL: the default (ward). */
+    const char *pool_linkage;
 } cp_build_options;
 
 void cp_build_options_init(cp_build_options *opts);
