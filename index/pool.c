@@ -11,12 +11,11 @@
  * agglomerative clustering algorithms"): grow a chain of nearest neighbours until two
  * tokens are each other's nearest, merge them, continue from the rest of the chain. Each
  * step scans one row of the matrix over the live groups, so the whole is O(n^2) after the
- * O(n^2 dim) Gram matrix (one sgemm). The merges come out of height order; a stable sort
+ * O(n^2 dim) Gram matrix. The merges come out of height order; a stable sort
  * by height and a union-find over the first n - k of them give the k-group cut.
  */
 #include "pool.h"
 
-#include <cblas.h>
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -85,17 +84,34 @@ static bool ws_reserve(cp_pool_ws *ws, int32_t n, int32_t k, int dim)
     return true;
 }
 
-/* D[i][j] = 1 - <x_i, x_j> (the diagonal is never read). */
+/* <a, b> for dim a multiple of 8 (the builder's rule; the tail loop covers any other):
+ * eight independent partial sums, which compilers vectorise without -ffast-math. */
+static inline float dot8(const float *a, const float *b, int dim)
+{
+    float acc[8] = {0};
+    int j = 0;
+    for (; j + 8 <= dim; j += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] += a[j + l] * b[j + l];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; j < dim; j++)
+        s += a[j] * b[j];
+    return s;
+}
+
+/* D[i][j] = D[j][i] = 1 - <x_i, x_j> (the diagonal is never read). A plain loop rather than
+ * BLAS: the matrices are small, and a multi-threaded BLAS call per document costs more in
+ * thread hand-offs than it saves (measured: bench_pool, docs/pooling.md). */
 static void distance_matrix(const float *x, int32_t n, int dim, float *d)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, dim, -1.0f, x, dim, x, dim, 0.0f,
-                d, n);
-    for (size_t i = 0; i < (size_t)n * (size_t)n; i++)
-        d[i] += 1.0f;
-    /* Keep the matrix exactly symmetric (sgemm blocks may round i,j and j,i apart). */
-    for (int32_t i = 0; i < n; i++)
-        for (int32_t j = i + 1; j < n; j++)
-            d[(size_t)j * n + i] = d[(size_t)i * n + j];
+    for (int32_t i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * dim;
+        for (int32_t j = i + 1; j < n; j++) {
+            float v = 1.0f - dot8(xi, x + (size_t)j * dim, dim);
+            d[(size_t)i * n + j] = v;
+            d[(size_t)j * n + i] = v;
+        }
+    }
 }
 
 /* Lance-Williams: distance from group m (merged from a and b) to group o. */
