@@ -268,5 +268,13 @@ int main(int argc, char **argv)
             f++;
         if (*f == ',') f++;
     }
+    for (int i = 0; i < n_all; i++)
+        free(qs[i].q);
+    free(qs);
+    free(sim);
+    free(scores);
+    free(ref);
+    free(base.x);
+    free(base.doc_off);
     return 0;
 }
