@@ -26,7 +26,8 @@ static const char build_usage[] =
     "          [--ids IDS.txt])\n"
     "         [--nbits 1|2|4|8] [--centroids K] [--kmeans-iters N] [--seed S]\n"
     "         [--threads N] [--segment-docs N] [--kmeans-points N] [--centroid-scale N]\n"
-    "         [--codec scaled|colbert] [--no-calibrate] [--force] [--quiet]\n"
+    "         [--codec scaled|colbert] [--pool-factor N [--pool-linkage ward|average]]\n"
+    "         [--no-calibrate] [--force] [--quiet]\n"
     "\n"
     "Build a new index file from a text corpus or from precomputed token embeddings.\n"
     "\n"
@@ -51,6 +52,11 @@ static const char build_usage[] =
     "                        (default 32; the reference uses up to 256: slower)\n"
     "  --centroid-scale N    multiply the default number of centroids by N (default: the\n"
     "                        model's; 4 for the static model, else 1)\n"
+    "  --pool-factor N       token pooling: cluster each document's token vectors into\n"
+    "                        about 1/N as many (ceil(tokens / N)), each kept as its group's\n"
+    "                        renormalised mean (default 1: off; 2..64); later `index add`\n"
+    "                        and HTTP upserts pool the same way; queries are never pooled\n"
+    "  --pool-linkage L      the clustering's linkage: ward (default) or average\n"
     "  --no-calibrate        skip measuring the search settings per recall target (searches\n"
     "                        then use PLAID's fixed defaults; `colplaid index calibrate` later)\n"
     "  --force               replace an existing file at --index\n"
@@ -121,6 +127,7 @@ static int parse_numeric(build_args *a, int argc, char **argv, int *i)
         {"--segment-docs", 1, 1 << 24},
         {"--kmeans-points", 1, 100000},
         {"--centroid-scale", 1, 64},
+        {"--pool-factor", 1, 64},
     };
     for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++) {
         if (!is_option(argv[*i], nums[k].name)) continue;
@@ -152,8 +159,11 @@ static int parse_numeric(build_args *a, int argc, char **argv, int *i)
         case 6:
             a->opts.kmeans_points_per_centroid = (int)v;
             break;
-        default:
+        case 7:
             a->centroid_scale = (int)v;
+            break;
+        default:
+            a->opts.pool_factor = (int)v;
             break;
         }
         return 0;
@@ -163,10 +173,10 @@ static int parse_numeric(build_args *a, int argc, char **argv, int *i)
 
 static int parse_build_args(int argc, char **argv, build_args *a)
 {
-    static const char *const strs[] = {"--index",   "--corpus", "--model", "--embeddings",
-                                       "--doclens", "--ids",    "--codec"};
+    static const char *const strs[] = {"--index", "--corpus", "--model",        "--embeddings",
+                                       "--doclens", "--ids",  "--codec", "--pool-linkage"};
     const char **targets[] = {&a->index,   &a->corpus, &a->model,     &a->embeddings,
-                              &a->doclens, &a->ids,    &a->opts.codec};
+                              &a->doclens, &a->ids,    &a->opts.codec, &a->opts.pool_linkage};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (!strcmp(arg, "--force")) {
@@ -212,6 +222,12 @@ static int check_build_args(const build_args *a)
         return cp_cli_usage_error("index build", "--corpus and --model go together");
     if (emb && (!a->embeddings || !a->doclens))
         return cp_cli_usage_error("index build", "--embeddings and --doclens go together");
+    if (a->opts.pool_linkage && strcmp(a->opts.pool_linkage, "ward") &&
+        strcmp(a->opts.pool_linkage, "average"))
+        return cp_cli_usage_error("index build", "--pool-linkage must be ward or average, not '%s'",
+                                  a->opts.pool_linkage);
+    if (a->opts.pool_linkage && a->opts.pool_factor < 2)
+        return cp_cli_usage_error("index build", "--pool-linkage needs --pool-factor 2 or more");
     return 0;
 }
 

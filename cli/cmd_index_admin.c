@@ -176,6 +176,24 @@ static void print_calibration_text(char *text)
                    cal.target[i], cal.ncells[i], cal.threshold[i], cal.ndocs[i], cal.measured[i]);
 }
 
+/* meta "pooling" ({"factor": F, "linkage": L}, written by a pooled build; docs/pooling.md):
+ * the factor (1 when absent) and the linkage (NULL when absent or unpooled). */
+static int pool_factor(cp_index *ix, char *linkage, size_t size)
+{
+    char *text = cp_index_meta_get(ix, "pooling");
+    cJSON *o = text ? cJSON_Parse(text) : NULL;
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, "factor");
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(o, "linkage");
+    int factor = cJSON_IsNumber(f) && f->valuedouble >= 1 && f->valuedouble <= 64
+                     ? (int)f->valuedouble
+                     : 1;
+    linkage[0] = 0;
+    if (factor > 1 && cJSON_IsString(l)) snprintf(linkage, size, "%s", l->valuestring);
+    cJSON_Delete(o);
+    free(text);
+    return factor;
+}
+
 static int print_info_json(cp_index *ix, const char *path, const cp_index_stats *s)
 {
     cJSON *o = cJSON_CreateObject();
@@ -191,6 +209,9 @@ static int print_info_json(cp_index *ix, const char *path, const cp_index_stats 
     cJSON_AddNumberToObject(o, "n_segments", (double)s->n_segments);
     cJSON_AddNumberToObject(o, "bytes_on_disk", (double)s->bytes_on_disk);
     cJSON_AddNumberToObject(o, "bytes_in_memory", (double)s->bytes_in_memory);
+    char linkage[32];
+    cJSON_AddNumberToObject(o, "pool_factor", pool_factor(ix, linkage, sizeof linkage));
+    if (linkage[0]) cJSON_AddStringToObject(o, "pool_linkage", linkage);
     char *created = cp_index_meta_get(ix, "created_at");
     if (created) cJSON_AddStringToObject(o, "created_at", created);
     free(created);
@@ -223,6 +244,10 @@ static void print_info_text(cp_index *ix, const char *path, const cp_index_stats
     printf("segments        %lld\n", (long long)s->n_segments);
     printf("on disk         %s\n", disk);
     printf("in memory       %s\n", mem);
+    char linkage[32];
+    int factor = pool_factor(ix, linkage, sizeof linkage);
+    if (factor > 1) printf("pool factor     %d (%s linkage)\n", factor, linkage[0] ? linkage : "ward");
+    else printf("pool factor     1 (no pooling)\n");
     static const char *const keys[] = {"created_at", "encoder", "build", "drift"};
     for (size_t i = 0; i < 4; i++) {
         char *v = cp_index_meta_get(ix, keys[i]);

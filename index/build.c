@@ -43,6 +43,7 @@
 #include "codec.h"
 #include "drift.h"
 #include "kmeans.h"
+#include "pool.h"
 #include "storage.h"
 
 /* Tokens kept from the sample for training (k-means + held-out). FAISS would subsample to
@@ -253,6 +254,13 @@ typedef struct build {
     cp_codec codec;
 
     char *drift_json; /* held-out residual norms, for live updates (index/live.c) */
+
+    /* pooling (index/pool.c) */
+    int pool_factor;
+    cp_pool_linkage pool_linkage;
+    cp_pool_ws pool_ws;
+    int64_t n_tokens_in, n_tokens_out; /* before and after pooling */
+    double pool_seconds;
 
     /* output */
     char *tmp_path;
@@ -564,15 +572,28 @@ static cp_status segment_add(build *b, segment *s, const cp_document *doc, cp_er
     ok = ok && grow((void **)&s->doclens, sizeof *s->doclens, &dcap2, (int64_t)s->n_docs + 1);
     if (ok) s->docs_cap = (size_t)(dcap < dcap2 ? dcap : dcap2);
     if (!ok) return cp_error_set(err, CP_ENOMEM, "out of memory for a segment");
-    cp_status st = normalise_doc(doc, b->dim, b->src_name, s->pending + s->n_pending * b->dim, err);
+    float *vecs = s->pending + s->n_pending * b->dim;
+    cp_status st = normalise_doc(doc, b->dim, b->src_name, vecs, err);
     if (st != CP_OK) return st;
+    int32_t n_kept = doc->n_tokens;
+    if (b->pool_factor > 1) {
+        double t0 = now_seconds();
+        st = cp_pool_document(&b->pool_ws, vecs, doc->n_tokens, b->dim, b->pool_factor,
+                              b->pool_linkage, &n_kept, err);
+        b->pool_seconds += now_seconds() - t0;
+        if (st != CP_OK) return st;
+    }
+    b->n_tokens_in += doc->n_tokens;
+    b->n_tokens_out += n_kept;
+    tokens = s->n_tokens + n_kept;
+    pending = s->n_pending + n_kept;
     cp_document *d = &s->docs[s->n_docs];
     memset(d, 0, sizeof *d);
     d->id = strdup(doc->id);
     d->text = doc->text ? strdup(doc->text) : NULL;
     d->metadata_json = doc->metadata_json ? strdup(doc->metadata_json) : NULL;
-    d->n_tokens = doc->n_tokens;
-    s->doclens[s->n_docs++] = doc->n_tokens;
+    d->n_tokens = n_kept;
+    s->doclens[s->n_docs++] = n_kept;
     if (!d->id || (doc->text && !d->text) || (doc->metadata_json && !d->metadata_json))
         return cp_error_set(err, CP_ENOMEM, "out of memory copying a document");
     s->n_tokens = tokens;
@@ -628,6 +649,11 @@ static cp_status indexing_pass(build *b, cp_error *err)
     if (st == CP_OK) st = segment_flush(b, &seg, err);
     cp_progress_finish(prog);
     segment_free(&seg);
+    if (st == CP_OK && b->pool_factor > 1)
+        logf_line(b->opts->progress, "pooling: %lld tokens into %lld (%.1f%%), %.2f s",
+                  (long long)b->n_tokens_in, (long long)b->n_tokens_out,
+                  100.0 * (double)b->n_tokens_out / (double)(b->n_tokens_in ? b->n_tokens_in : 1),
+                  b->pool_seconds);
     return st;
 }
 
@@ -670,6 +696,12 @@ static char *build_params_json(const build *b)
     cJSON_AddNumberToObject(o, "segment_docs", b->opts->segment_docs);
     cJSON_AddNumberToObject(o, "avg_residual", b->codec.avg_residual);
     cJSON_AddStringToObject(o, "source", b->src_name);
+    cJSON_AddNumberToObject(o, "pool_factor", b->pool_factor);
+    if (b->pool_factor > 1) {
+        cJSON_AddStringToObject(o, "pool_linkage", cp_pool_linkage_name(b->pool_linkage));
+        cJSON_AddNumberToObject(o, "n_tokens_unpooled", (double)b->n_tokens_in);
+        cJSON_AddNumberToObject(o, "n_tokens_pooled", (double)b->n_tokens_out);
+    }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
@@ -686,6 +718,12 @@ static cp_status write_meta(build *b, cp_error *err)
     st = cp_store_set_meta(b->store, "build", params, err);
     free(params);
     if (st == CP_OK && b->drift_json) st = cp_store_set_meta(b->store, "drift", b->drift_json, err);
+    if (st == CP_OK && b->pool_factor > 1) {
+        char *pooling = cp_pool_meta_json(b->pool_factor, b->pool_linkage);
+        if (!pooling) return cp_error_set(err, CP_ENOMEM, "out of memory");
+        st = cp_store_set_meta(b->store, "pooling", pooling, err);
+        free(pooling);
+    }
     return st;
 }
 
@@ -704,7 +742,8 @@ static cp_status write_index(build *b, cp_error *err)
     cp_status st = cp_store_create(b->tmp_path, &b->codec, &b->store, err);
     if (st != CP_OK) return st;
     if ((st = cp_store_begin(b->store, err)) != CP_OK) return st;
-    if ((st = write_meta(b, err)) == CP_OK && (st = indexing_pass(b, err)) == CP_OK)
+    /* meta after the documents: the build parameters include the pooled token count */
+    if ((st = indexing_pass(b, err)) == CP_OK && (st = write_meta(b, err)) == CP_OK)
         st = cp_store_commit(b->store, err);
     if (st == CP_OK) st = cp_store_checkpoint(b->store, err);
     if (st != CP_OK) cp_store_rollback(b->store);
@@ -751,6 +790,13 @@ static cp_status check_options(const char *path, const cp_doc_source *src,
                             o->kmeans_iters);
     if (o->kmeans_points_per_centroid < 0 || o->kmeans_points_per_centroid > 100000)
         return cp_error_set(err, CP_EINVAL, "k-means points per centroid must be 1..100000");
+    cp_pool_linkage linkage;
+    if (o->pool_factor < 0 || o->pool_factor > CP_POOL_MAX_FACTOR)
+        return cp_error_set(err, CP_EINVAL, "pool factor must be 1..%d (1: no pooling; got %d)",
+                            CP_POOL_MAX_FACTOR, o->pool_factor);
+    if (o->pool_linkage && !cp_pool_linkage_parse(o->pool_linkage, &linkage))
+        return cp_error_set(err, CP_EINVAL, "unknown pooling linkage \"%s\" (ward or average)",
+                            o->pool_linkage);
     if (o->segment_docs < 1)
         return cp_error_set(err, CP_EINVAL, "segment size must be at least 1 document");
     struct stat sb;
@@ -806,6 +852,9 @@ cp_status cp_index_build(const char *path, cp_doc_source *source, const cp_build
                .opts = opts,
                .threads = resolve_threads(opts->threads),
                .rng = {opts->seed}};
+    b.pool_factor = opts->pool_factor > 1 ? opts->pool_factor : 1;
+    b.pool_linkage = CP_POOL_WARD;
+    if (opts->pool_linkage) cp_pool_linkage_parse(opts->pool_linkage, &b.pool_linkage);
     b.kmeans_ppc = opts->kmeans_points_per_centroid > 0 ? opts->kmeans_points_per_centroid
                                                         : CP_KMEANS_POINTS_PER_CENTROID;
     b.sample_cap = sample_cap_for(opts, b.kmeans_ppc);
@@ -822,6 +871,7 @@ cp_status cp_index_build(const char *path, cp_doc_source *source, const cp_build
     free(b.drift_json);
     free(b.sample);
     free(b.doc_buf);
+    cp_pool_ws_free(&b.pool_ws);
     cp_codec_free_arrays(&b.codec);
     return st;
 }

@@ -41,6 +41,7 @@
 #include "codec.h"
 #include "drift.h"
 #include "filter.h"
+#include "pool.h"
 #include "index_handle.h"
 #include "snapshot.h"
 #include "storage.h"
@@ -123,10 +124,28 @@ static int compress_threads(int64_t n_tokens)
     return n_tokens < 4096 || cores < 1 ? 1 : (int)cores;
 }
 
-/* Normalise (the builder's rules) and compress every vector with the index's codec. */
-static cp_status encode_batch(const cp_snapshot *snap, const cp_document *docs, size_t n,
-                              batch *b, cp_error *err)
+/* The index's pooling (meta "pooling", written by a pooled build; absent: none). */
+static cp_status read_pooling(cp_store *store, int *factor, cp_pool_linkage *linkage,
+                              cp_error *err)
 {
+    char *text = cp_store_get_meta(store, "pooling");
+    bool ok = cp_pool_meta_parse(text, factor, linkage);
+    cp_status st = ok ? CP_OK
+                      : cp_error_set(err, CP_ECORRUPT, "%s: meta \"pooling\" is malformed: %.100s",
+                                     cp_store_path(store), text);
+    free(text);
+    return st;
+}
+
+/* Normalise (the builder's rules), pool if the index pools (the builder's way: doclens
+ * become the pooled counts) and compress every vector with the index's codec. */
+static cp_status encode_batch(cp_store *store, const cp_snapshot *snap, const cp_document *docs,
+                              size_t n, batch *b, cp_error *err)
+{
+    int factor = 1;
+    cp_pool_linkage linkage = CP_POOL_WARD;
+    cp_status st = read_pooling(store, &factor, &linkage, err);
+    if (st != CP_OK) return st;
     int dim = snap->codec.dim;
     size_t rb = (size_t)cp_codec_token_bytes(&snap->codec);
     if (!(b->doclens = malloc(n * sizeof *b->doclens)))
@@ -144,10 +163,17 @@ static cp_status encode_batch(const cp_snapshot *snap, const cp_document *docs, 
     b->residuals = malloc(nt * rb);
     if (!vecs || !b->codes || !b->residuals)
         return cp_error_set(err, CP_ENOMEM, "out of memory encoding %zu tokens", nt);
-    cp_status st = CP_OK;
+    cp_pool_ws ws = {0};
     size_t t = 0;
-    for (size_t i = 0; i < n && st == CP_OK; t += (size_t)docs[i].n_tokens, i++)
-        st = cp_doc_normalise(&docs[i], dim, "upsert", (int64_t)i, vecs + t * (size_t)dim, err);
+    for (size_t i = 0; i < n && st == CP_OK; t += (size_t)b->doclens[i], i++) {
+        float *v = vecs + t * (size_t)dim;
+        st = cp_doc_normalise(&docs[i], dim, "upsert", (int64_t)i, v, err);
+        if (st == CP_OK && factor > 1)
+            st = cp_pool_document(&ws, v, docs[i].n_tokens, dim, factor, linkage, &b->doclens[i],
+                                  err);
+    }
+    cp_pool_ws_free(&ws);
+    b->n_tokens = (int64_t)t;
     if (st == CP_OK)
         st = cp_codec_compress(&snap->codec, vecs, b->n_tokens, b->codes, b->residuals,
                                compress_threads(b->n_tokens), err);
@@ -280,7 +306,7 @@ static cp_status upsert_locked(cp_index *index, cp_store *store, const cp_snapsh
 {
     batch b = {0};
     cp_status st = check_batch(docs, n, dim, cur->codec.dim, err);
-    if (st == CP_OK) st = encode_batch(cur, docs, n, &b, err);
+    if (st == CP_OK) st = encode_batch(store, cur, docs, n, &b, err);
     int64_t *removed = st == CP_OK ? malloc(n * sizeof *removed) : NULL;
     if (st == CP_OK && !removed) st = cp_error_set(err, CP_ENOMEM, "out of memory");
     size_t n_removed = 0;

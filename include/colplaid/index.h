@@ -103,6 +103,12 @@ typedef struct cp_build_options {
     /* The residual codec: "scaled" (residual norms kept separately, one byte more per
      * token; docs/index-format.md) or "colbert" (ColBERTv2's); NULL: the default. */
     const char *codec;
+    /* Token pooling (docs/pooling.md): each document's token vectors are clustered into
+     * ceil(n / pool_factor) groups, each kept as its renormalised mean. 0 or 1: off; at most
+     * 64. Recorded in meta "pooling", which later upserts follow. Queries are never pooled. */
+    int pool_factor;
+    /* The clustering's linkage: "ward" or "average"; NULL: the default (ward). */
+    const char *pool_linkage;
 } cp_build_options;
 
 void cp_build_options_init(cp_build_options *opts);
@@ -340,7 +346,7 @@ typedef struct cp_upsert_result {
     size_t n_added;           /* external ids that were not live before */
     size_t n_replaced;        /* live ids whose previous version was tombstoned */
     int64_t first_doc_id;     /* docs[i] got internal id first_doc_id + i */
-    int64_t n_tokens;         /* tokens written */
+    int64_t n_tokens;         /* tokens written (after pooling, in a pooled index) */
     int64_t n_outlier_tokens; /* tokens farther from their centroid than the drift threshold */
     bool rebuild_advised;     /* cumulative drift says: rebuild for best quality */
 } cp_upsert_result;
@@ -348,7 +354,9 @@ typedef struct cp_upsert_result {
 /* Insert or replace n documents by external id (embeddings given, dim columns; they are
  * L2-normalised and compressed with the index's codec into one new segment). A batch that
  * repeats an id, has empty or NaN/zero vectors, or whose dim differs (CP_EDIM) is refused
- * whole. result may be NULL. Thread-safe. */
+ * whole. In a pooled index (meta "pooling", cp_build_options.pool_factor) each document is
+ * pooled like the build's; result->n_tokens counts the stored vectors. result may be NULL.
+ * Thread-safe. */
 cp_status cp_index_upsert(cp_index *index, const cp_document *docs, size_t n, int dim,
                           cp_upsert_result *result, cp_error *err);
 
