@@ -91,8 +91,7 @@ cp_status cp_index_create_like(const char *path, cp_index *from, cp_error *err)
     if (!path || !*path) return cp_error_set(err, CP_EINVAL, "no index path given");
     if (!from) return cp_error_set(err, CP_EINVAL, "no index to take the codec from");
     struct stat sb;
-    if (lstat(path, &sb) == 0)
-        return cp_error_set(err, CP_EEXISTS, "%s already exists", path);
+    if (lstat(path, &sb) == 0) return cp_error_set(err, CP_EEXISTS, "%s already exists", path);
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp-create-%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return cp_error_set(err, CP_EINVAL, "index path too long: %.200s", path);
@@ -103,8 +102,10 @@ cp_status cp_index_create_like(const char *path, cp_index *from, cp_error *err)
     cp_status st = cp_store_create(tmp, &snap->codec, &store, err);
     if (st == CP_OK && (st = cp_store_begin(store, err)) == CP_OK) {
         st = write_meta(store, from, &snap->codec, err);
-        if (st == CP_OK) st = cp_store_commit(store, err);
-        else cp_store_rollback(store);
+        if (st == CP_OK)
+            st = cp_store_commit(store, err);
+        else
+            cp_store_rollback(store);
     }
     /* Everything into the main file before the rename: the WAL keeps the temporary name. */
     if (st == CP_OK) st = cp_store_checkpoint(store, err);
@@ -113,9 +114,9 @@ cp_status cp_index_create_like(const char *path, cp_index *from, cp_error *err)
     /* link() rather than rename(): it fails when path appeared meanwhile (another creator),
      * where rename would replace that index. */
     if (st == CP_OK && link(tmp, path) != 0)
-        st = errno == EEXIST ? cp_error_set(err, CP_EEXISTS, "%s already exists", path)
-                             : cp_error_set(err, CP_EIO, "cannot create %s: %s", path,
-                                            strerror(errno));
+        st = errno == EEXIST
+                 ? cp_error_set(err, CP_EEXISTS, "%s already exists", path)
+                 : cp_error_set(err, CP_EIO, "cannot create %s: %s", path, strerror(errno));
     remove_files(tmp);
     return st;
 }
