@@ -170,6 +170,18 @@ static conn_ctx *pool_take(pool *p, int me)
     return ctx;
 }
 
+/* The answer of ctx is built: let go of its index (a drop waits for the requests using the
+ * index, not for their clients to read the answers) and resume its connection. */
+static void finish(conn_ctx *ctx)
+{
+    cp_served_index_release(ctx->req.idx);
+    ctx->req.idx = NULL;
+    ctx->state = CTX_DONE;
+    /* The suspend happened under the queue's mutex before this job could be taken, so the
+     * connection is suspended here. */
+    MHD_resume_connection(ctx->conn);
+}
+
 /* Answer ctx (its parsed search, or its route's handler) and resume its connection. */
 static void pool_finish(cp_server *s, conn_ctx *ctx)
 {
@@ -181,10 +193,7 @@ static void pool_finish(cp_server *s, conn_ctx *ctx)
         cp_handle(s, &ctx->req, &ctx->resp);
     }
     ctx->work_bytes += cp_request_take_parse_peak();
-    ctx->state = CTX_DONE;
-    /* The suspend happened under the pool's mutex before this job could be taken, so the
-     * connection is suspended here. */
-    MHD_resume_connection(ctx->conn);
+    finish(ctx);
 }
 
 static bool wants_batch(const cp_server *s, const conn_ctx *ctx)
@@ -229,8 +238,7 @@ static bool prepare(cp_server *s, conn_ctx *ctx)
     ctx->job = cp_search_prepare(s, &ctx->req, &ctx->resp);
     ctx->work_bytes += cp_request_take_parse_peak();
     if (ctx->job) return true;
-    ctx->state = CTX_DONE;
-    MHD_resume_connection(ctx->conn);
+    finish(ctx);
     return false;
 }
 
@@ -373,14 +381,18 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&wq->mu);
         cp_handle(s, &ctx->req, &ctx->resp);
         ctx->work_bytes += cp_request_take_parse_peak();
-        /* ctx may be freed as soon as the connection resumes: keep what compaction needs. */
+        /* ctx may be freed as soon as the connection resumes: keep what compaction needs
+         * (the request's reference to the index becomes ours). */
         cp_served_index *si = ctx->req.idx;
-        bool changed = ctx->resp.status == 200;
-        ctx->state = CTX_DONE;
-        MHD_resume_connection(ctx->conn);
+        ctx->req.idx = NULL;
+        bool changed = ctx->resp.status == 200 && ctx->req.route != CP_ROUTE_DROP_INDEX &&
+                       ctx->req.route != CP_ROUTE_CREATE_INDEX;
+        finish(ctx);
         /* The automatic policy runs after the answer is on its way, so a write's latency
-         * never includes a compaction; the next queued write waits for it instead. */
-        if (changed && si && si->writable && s->cfg.auto_compact_fraction < 1) {
+         * never includes a compaction; the next queued write waits for it instead. A
+         * dropped index is left alone. */
+        if (changed && si && si->writable && !atomic_load(&si->dropped) &&
+            s->cfg.auto_compact_fraction < 1) {
             bool compacted = false;
             cp_error err;
             if (cp_index_maybe_compact(si->index, s->cfg.auto_compact_fraction, &compacted, &err) !=
@@ -390,6 +402,7 @@ static void *writer_main(void *arg)
             else if (compacted)
                 atomic_fetch_add(&s->writes_compacted, 1);
         }
+        cp_served_index_release(si);
     }
 }
 
@@ -407,6 +420,18 @@ static bool wq_submit(conn_ctx *ctx)
     pthread_cond_signal(&wq->cv);
     pthread_mutex_unlock(&wq->mu);
     return true;
+}
+
+size_t cp_http_queued_writes(cp_server *s, const cp_served_index *si)
+{
+    if (!s->http) return 0;
+    write_queue *wq = &s->http->wq;
+    size_t n = 0;
+    pthread_mutex_lock(&wq->mu);
+    for (size_t i = 0; i < wq->q.len; i++)
+        n += wq->q.slot[(wq->q.head + i) % wq->q.cap]->req.idx == si;
+    pthread_mutex_unlock(&wq->mu);
+    return n;
 }
 
 static bool wq_start(cp_server *s)
@@ -468,7 +493,7 @@ static route_match match_route(char *path)
     } fixed[] = {{"/health", CP_ROUTE_HEALTH, "GET"},
                  {"/metrics", CP_ROUTE_METRICS, "GET"},
                  {"/openapi.json", CP_ROUTE_OPENAPI, "GET"},
-                 {"/v1/indexes", CP_ROUTE_LIST_INDEXES, "GET"},
+                 {"/v1/indexes", CP_ROUTE_LIST_INDEXES, "GET, POST"},
                  {"/v1/encode", CP_ROUTE_ENCODE, "POST"},
                  {"/v1/rerank", CP_ROUTE_RERANK, "POST"},
                  {"/", CP_ROUTE_PAGE, "GET"}};
@@ -485,8 +510,9 @@ static route_match match_route(char *path)
     if (!valid_name(name, slash ? (size_t)(slash - name) : strlen(name))) return m;
     m.index = name;
     if (!slash) {
+        /* Two routes on one path: admit() picks CP_ROUTE_DROP_INDEX for DELETE. */
         m.route = CP_ROUTE_GET_INDEX;
-        m.allow = "GET";
+        m.allow = "GET, DELETE";
         return m;
     }
     *slash = '\0';
@@ -515,13 +541,14 @@ static route_match match_route(char *path)
 /* Routes that change an index: they run on the writer thread. */
 static bool route_is_write(cp_route r)
 {
-    return r == CP_ROUTE_UPSERT || r == CP_ROUTE_DELETE_DOCUMENTS || r == CP_ROUTE_COMPACT;
+    return r == CP_ROUTE_UPSERT || r == CP_ROUTE_DELETE_DOCUMENTS || r == CP_ROUTE_COMPACT ||
+           r == CP_ROUTE_CREATE_INDEX || r == CP_ROUTE_DROP_INDEX;
 }
 
-/* Routes for the admin scope only: index maintenance. */
+/* Routes for the admin scope only: index maintenance, creation and removal. */
 static bool route_is_admin(cp_route r)
 {
-    return r == CP_ROUTE_COMPACT;
+    return r == CP_ROUTE_COMPACT || r == CP_ROUTE_CREATE_INDEX || r == CP_ROUTE_DROP_INDEX;
 }
 
 /* Whether method is one of the ", "-separated methods in allow (HEAD goes with GET). */
@@ -553,13 +580,6 @@ static bool route_is_public(cp_route r)
     return r == CP_ROUTE_HEALTH || r == CP_ROUTE_OPENAPI || r == CP_ROUTE_PAGE;
 }
 
-static cp_served_index *find_index(cp_server *s, const char *name)
-{
-    for (size_t i = 0; i < s->n_indexes; i++)
-        if (!strcmp(s->indexes[i].name, name)) return &s->indexes[i];
-    return NULL;
-}
-
 /* ---- responses and logging ------------------------------------------------------------------ */
 
 static enum MHD_Result send_response(conn_ctx *ctx)
@@ -587,6 +607,8 @@ static enum MHD_Result send_response(conn_ctx *ctx)
 static enum MHD_Result reject(conn_ctx *ctx, int status, const char *code, const char *msg)
 {
     cp_response_error(&ctx->resp, status, code, "%s", msg);
+    cp_served_index_release(ctx->req.idx);
+    ctx->req.idx = NULL;
     ctx->state = CTX_DONE;
     return send_response(ctx);
 }
@@ -639,6 +661,7 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
     if (s->cfg.access_log) access_log(ctx, toe);
     atomic_fetch_sub(&s->in_flight, 1);
     cp_search_job_free(ctx->job);
+    cp_served_index_release(ctx->req.idx); /* a request that ended before its answer was built */
     /* glibc keeps freed memory in its arenas (one per worker thread): after a large request
      * (a 32 MiB body, cJSON's tree of it) RSS stayed at the peak. Hand it back. */
     bool large = ctx->body_cap + ctx->work_bytes + ctx->resp.len >= TRIM_AFTER_BYTES;
@@ -778,6 +801,10 @@ static bool admit(conn_ctx *ctx, enum MHD_Result *ret)
     route_match m = match_route(copy);
     if (m.route == CP_ROUTE_UPSERT && !strcmp(ctx->method, "DELETE"))
         m.route = CP_ROUTE_DELETE_DOCUMENTS;
+    if (m.route == CP_ROUTE_LIST_INDEXES && !strcmp(ctx->method, "POST"))
+        m.route = CP_ROUTE_CREATE_INDEX;
+    if (m.route == CP_ROUTE_GET_INDEX && !strcmp(ctx->method, "DELETE"))
+        m.route = CP_ROUTE_DROP_INDEX;
     ctx->req.route = m.route;
     const char *err_code = NULL;
     char msg[300];
@@ -817,7 +844,9 @@ static bool admit(conn_ctx *ctx, enum MHD_Result *ret)
                  s->auth ? "this API key" : "the server", ctx->resp.retry_after);
     }
     if (!status && m.index) {
-        cp_served_index *si = find_index(s, m.index);
+        /* Retained until the request's answer is built (finish, reject, request_completed):
+         * a drop meanwhile unlists the index but frees nothing this request uses. */
+        cp_served_index *si = cp_server_index_get(s, m.index);
         if (!si) {
             status = 404, err_code = "INDEX_NOT_FOUND";
             snprintf(msg, sizeof msg, "no index named \"%.128s\" (GET /v1/indexes lists them)",
@@ -878,6 +907,12 @@ static enum MHD_Result dispatch(conn_ctx *ctx)
         return reject(ctx, 413, "PAYLOAD_TOO_LARGE", "the body is larger than --max-body-bytes");
     ctx->req.body = ctx->body ? ctx->body : "";
     ctx->req.body_len = ctx->body_len;
+    /* Dropped while its body arrived: answered like any request that comes after a drop. */
+    if (ctx->req.idx && atomic_load(&ctx->req.idx->dropped)) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "index '%s' was dropped", ctx->req.idx->name);
+        return reject(ctx, 404, "INDEX_NOT_FOUND", msg);
+    }
     if (route_is_write(ctx->req.route)) {
         if (wq_submit(ctx)) return MHD_YES;
         ctx->resp.retry_after = 1;
@@ -887,6 +922,8 @@ static enum MHD_Result dispatch(conn_ctx *ctx)
     if (!route_is_work(ctx->req.route)) {
         cp_handle(s, &ctx->req, &ctx->resp);
         ctx->work_bytes += cp_request_take_parse_peak();
+        cp_served_index_release(ctx->req.idx);
+        ctx->req.idx = NULL;
         ctx->state = CTX_DONE;
         return send_response(ctx);
     }
@@ -1104,10 +1141,14 @@ cp_status cp_server_run(cp_server *s, cp_error *err)
         return cp_error_set(err, CP_EIO, "cannot listen on %s port %d (%s)", s->cfg.host,
                             s->cfg.port, strerror(e));
     }
-    fprintf(stderr, "colplaid serve: listening on http://%s%s%s:%u/ (%zu index%s, %d workers, "
-                    "queue %d, write queue %d)%s\n",
+    size_t n_indexes;
+    cp_served_index **listed = cp_server_indexes_list(s, &n_indexes);
+    cp_server_indexes_release(listed, n_indexes);
+    fprintf(stderr,
+            "colplaid serve: listening on http://%s%s%s:%u/ (%zu index%s, %d workers, "
+            "queue %d, write queue %d)%s\n",
             ss.ss_family == AF_INET6 ? "[" : "", s->cfg.host, ss.ss_family == AF_INET6 ? "]" : "",
-            bound_port(d), s->n_indexes, s->n_indexes == 1 ? "" : "es", s->cfg.threads,
+            bound_port(d), n_indexes, n_indexes == 1 ? "" : "es", s->cfg.threads,
             s->cfg.queue_depth, s->cfg.write_queue,
             s->auth ? "; API keys required" : "; no API keys: loopback only");
     fflush(stderr);
