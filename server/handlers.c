@@ -140,11 +140,16 @@ static void handle_metrics(cp_server *s, cp_response *resp)
                  "# HELP colplaid_encode_batched_searches_total Text searches encoded in "
                  "a shared encoder call.\n"
                  "# TYPE colplaid_encode_batched_searches_total counter\n"
-                 "colplaid_encode_batched_searches_total %lld\n",
+                 "colplaid_encode_batched_searches_total %lld\n"
+                 "# HELP colplaid_header_timeouts_total Connections closed because a "
+                 "request's headers took longer than --timeout.\n"
+                 "# TYPE colplaid_header_timeouts_total counter\n"
+                 "colplaid_header_timeouts_total %lld\n",
                  (long long)atomic_load(&s->write_queue_len), s->cfg.write_queue,
                  (long long)atomic_load(&s->writes_compacted),
                  (long long)atomic_load(&s->encode_batches),
-                 (long long)atomic_load(&s->encode_batched_requests));
+                 (long long)atomic_load(&s->encode_batched_requests),
+                 (long long)atomic_load(&s->header_timeouts));
     cp_response_set_body(resp, 200, &sb, "text/plain; version=0.0.4; charset=utf-8");
 }
 

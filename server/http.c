@@ -139,9 +139,36 @@ typedef struct write_queue {
 
 /* The server's HTTP state (server.h: cp_server.http); the MHD callbacks reach it through
  * their conn_ctx's server. */
+/* ---- the header deadline ----------------------------------------------------------------- */
+
+/* libmicrohttpd's connection timeout is an idle timeout: request headers trickled a byte a
+ * second never trip it. Every connection gets a record (MHD_OPTION_NOTIFY_CONNECTION) with
+ * its socket and the time its current request began (accept, or the end of the previous
+ * request on a kept-alive connection); the access handler marks it once the headers are
+ * complete. A sweeper thread shuts down the socket of a connection whose headers are not
+ * complete within --timeout, and the polling thread then closes it as it closes any
+ * connection its peer hung up. The body has its own deadline (on_request). */
+typedef struct conn_rec {
+    struct conn_rec *prev, *next;
+    int fd;
+    double since;      /* monotonic seconds */
+    bool headers_done; /* the current request's headers are in */
+    bool swept;        /* shut down by the sweeper */
+} conn_rec;
+
+typedef struct header_guard {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    conn_rec *head;
+    bool stop;
+    pthread_t thread;
+    bool started;
+} header_guard;
+
 struct cp_http {
     pool pool;
     write_queue wq;
+    header_guard hg;
 };
 
 /* Wake up to n idle workers, the most recently idle first. Called with p->mu held. */
@@ -461,6 +488,111 @@ static void wq_free(write_queue *wq)
     pthread_mutex_destroy(&wq->mu);
 }
 
+/* The polling thread: a connection opened (a record) or closed (its record goes, under the
+ * lock, so that the sweeper never shuts down a descriptor that MHD has closed and the
+ * system may have reused: MHD closes the socket after this callback). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    cp_server *s = cls;
+    header_guard *g = &s->http->hg;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        conn_rec *r = calloc(1, sizeof *r);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = r;
+        if (!r) return; /* no record: only the idle timeout applies */
+        r->fd = ci ? ci->connect_fd : -1;
+        r->since = cp_now_seconds();
+        pthread_mutex_lock(&g->mu);
+        r->next = g->head;
+        if (g->head) g->head->prev = r;
+        g->head = r;
+        pthread_mutex_unlock(&g->mu);
+        return;
+    }
+    conn_rec *r = *socket_context;
+    if (!r) return;
+    pthread_mutex_lock(&g->mu);
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        g->head = r->next;
+    if (r->next) r->next->prev = r->prev;
+    pthread_mutex_unlock(&g->mu);
+    free(r);
+    *socket_context = NULL;
+}
+
+/* The record of conn (NULL if it has none). */
+static conn_rec *rec_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* Headers complete (done) or a request finished and the next one's clock starts (!done). */
+static void mark_headers(cp_server *s, struct MHD_Connection *conn, bool done)
+{
+    conn_rec *r = rec_of(conn);
+    if (!r) return;
+    pthread_mutex_lock(&s->http->hg.mu);
+    r->headers_done = done;
+    if (!done) r->since = cp_now_seconds();
+    pthread_mutex_unlock(&s->http->hg.mu);
+}
+
+static void *sweeper_main(void *arg)
+{
+    cp_server *s = arg;
+    header_guard *g = &s->http->hg;
+    /* A quarter of a second between sweeps: a slow request is closed within --timeout +
+     * 0.25 s, and the sweep of 1,000 records costs microseconds. */
+    pthread_mutex_lock(&g->mu);
+    while (!g->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 250 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+        double deadline = cp_now_seconds() - (double)s->cfg.timeout_s;
+        for (conn_rec *r = g->head; r && !g->stop; r = r->next)
+            if (!r->headers_done && !r->swept && r->fd >= 0 && r->since < deadline) {
+                shutdown(r->fd, SHUT_RDWR);
+                r->swept = true;
+                atomic_fetch_add(&s->header_timeouts, 1);
+            }
+    }
+    pthread_mutex_unlock(&g->mu);
+    return NULL;
+}
+
+static bool hg_start(cp_server *s)
+{
+    header_guard *g = &s->http->hg;
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+    if (pthread_create(&g->thread, NULL, sweeper_main, s)) return false;
+    g->started = true;
+    return true;
+}
+
+/* After the daemon stopped (every connection closed, every record freed). */
+static void hg_stop(header_guard *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->stop = true;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+    if (g->started) pthread_join(g->thread, NULL);
+    pthread_cond_destroy(&g->cv);
+    pthread_mutex_destroy(&g->mu);
+}
+
 /* ---- routing ------------------------------------------------------------------------------- */
 
 typedef struct route_match {
@@ -651,11 +783,11 @@ static void access_log(const conn_ctx *ctx, enum MHD_RequestTerminationCode toe)
 static void request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
                               enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
-    (void)connection;
+    cp_server *s = cls;
+    /* A kept-alive connection's next request has --timeout for its headers from now. */
+    mark_headers(s, connection, false);
     conn_ctx *ctx = *con_cls;
     if (!ctx) return;
-    cp_server *s = ctx->s;
     cp_metrics_request(s->metrics, ctx->req.route, ctx->resp.status,
                        cp_now_seconds() - ctx->t_start);
     if (s->cfg.access_log) access_log(ctx, toe);
@@ -941,6 +1073,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     cp_server *s = cls;
     conn_ctx *ctx = *con_cls;
     if (!ctx) {
+        mark_headers(s, conn, true);
         if (!(ctx = new_ctx(s, conn, url, method))) return MHD_NO;
         *con_cls = ctx;
         enum MHD_Result ret = MHD_YES;
@@ -1039,7 +1172,7 @@ static struct MHD_Daemon *start_daemon(cp_server *s, const struct sockaddr_stora
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections, MHD_OPTION_NOTIFY_COMPLETED,
         request_completed, s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U, MHD_OPTION_UNESCAPE_CALLBACK, unescape_url, NULL,
-        MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
 }
 
 static uint16_t bound_port(struct MHD_Daemon *d)
@@ -1133,9 +1266,16 @@ cp_status cp_server_run(cp_server *s, cp_error *err)
         http_free(s, true);
         return cp_error_set(err, CP_EINTERNAL, "cannot start the writer thread");
     }
+    if (!hg_start(s)) {
+        hg_stop(&s->http->hg);
+        http_stop(s, true);
+        http_free(s, true);
+        return cp_error_set(err, CP_EINTERNAL, "cannot start the header deadline thread");
+    }
     struct MHD_Daemon *d = start_daemon(s, &ss);
     if (!d) {
         int e = errno;
+        hg_stop(&s->http->hg);
         http_stop(s, true);
         http_free(s, true);
         return cp_error_set(err, CP_EIO, "cannot listen on %s port %d (%s)", s->cfg.host,
@@ -1161,6 +1301,7 @@ cp_status cp_server_run(cp_server *s, cp_error *err)
     drain(s);
     http_stop(s, true);
     MHD_stop_daemon(d);
+    hg_stop(&s->http->hg);
     http_free(s, true);
     fprintf(stderr, "colplaid serve: stopped\n");
     return CP_OK;

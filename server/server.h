@@ -98,6 +98,7 @@ struct cp_server {
     atomic_llong writes_compacted; /* automatic compactions run after writes */
     atomic_llong encode_batches;   /* encoder calls shared by several text searches */
     atomic_llong encode_batched_requests; /* the searches those calls served */
+    atomic_llong header_timeouts;         /* connections closed: headers not in within --timeout */
     atomic_bool shutting_down;
     cp_rate_bucket anon_bucket; /* cfg.rate_limit without API keys (the polling thread's) */
 };
