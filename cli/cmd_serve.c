@@ -57,7 +57,8 @@ static const char usage_text[] =
     "                          RESPONSE_TOO_LARGE)\n"
     "  --queue-depth N         requests waiting for a worker before 503 (default 256)\n"
     "  --timeout S             idle connection timeout in seconds, and the most time a\n"
-    "                          request body may take to arrive (default 30)\n"
+    "                          request's headers, then its body, may take to arrive\n"
+    "                          (default 30)\n"
     "  --max-connections N     open connections (default 1000)\n"
     "  --shutdown-grace S      seconds to finish in-flight requests on SIGTERM (default 30)\n"
     "  --no-access-log         do not write one JSON line per request to stderr\n";
