@@ -15,11 +15,15 @@
 #include "cp_cpu.h"
 
 static const char usage_text[] =
-    "usage: colplaid serve --index IDX.db [--index NAME=IDX2.db ...] [--model MODEL]\n"
+    "usage: colplaid serve --index IDX.db [--index NAME=IDX2.db ...] [--index-dir DIR]\n"
+    "         [--model MODEL]\n"
     "         [--host 127.0.0.1] [--port 8080] [--threads N] [--api-keys FILE]\n"
     "\n"
     "  --index [NAME=]PATH     serve an index (named after the file without extension unless\n"
     "                          NAME= is given); repeat for several\n"
+    "  --index-dir DIR         serve every DIR/NAME.db as NAME, and keep the indexes that\n"
+    "                          POST /v1/indexes creates there (DELETE /v1/indexes/NAME\n"
+    "                          removes their files; an --index is only unserved)\n"
     "  --model DIR             model for text queries, /v1/encode and /v1/rerank texts\n"
     "  --host ADDR             IPv4/IPv6 address to bind (default 127.0.0.1); without\n"
     "                          --api-keys only loopback addresses are accepted\n"
@@ -53,7 +57,8 @@ static const char usage_text[] =
     "                          RESPONSE_TOO_LARGE)\n"
     "  --queue-depth N         requests waiting for a worker before 503 (default 256)\n"
     "  --timeout S             idle connection timeout in seconds, and the most time a\n"
-    "                          request body may take to arrive (default 30)\n"
+    "                          request's headers, then its body, may take to arrive\n"
+    "                          (default 30)\n"
     "  --max-connections N     open connections (default 1000)\n"
     "  --shutdown-grace S      seconds to finish in-flight requests on SIGTERM (default 30)\n"
     "  --no-access-log         do not write one JSON line per request to stderr\n";
@@ -78,6 +83,7 @@ enum {
     OPT_MAX_JSON_VALUES,
     OPT_MAX_RESPONSE,
     OPT_AUTO_COMPACT,
+    OPT_INDEX_DIR,
 };
 
 typedef struct serve_opts {
@@ -85,6 +91,7 @@ typedef struct serve_opts {
     int n_index;
     const char *model;
     const char *api_keys;
+    const char *index_dir;
     int encoder_threads;
     cp_server_config cfg;
 } serve_opts;
@@ -175,6 +182,7 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         {"max-json-values", required_argument, 0, OPT_MAX_JSON_VALUES},
         {"max-response-bytes", required_argument, 0, OPT_MAX_RESPONSE},
         {"auto-compact", required_argument, 0, OPT_AUTO_COMPACT},
+        {"index-dir", required_argument, 0, OPT_INDEX_DIR},
         {0, 0, 0, 0}};
     int c;
     int64_t v;
@@ -208,6 +216,9 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         case OPT_NO_LOG:
             o->cfg.access_log = false;
             break;
+        case OPT_INDEX_DIR:
+            o->index_dir = optarg;
+            break;
         case OPT_READ_ONLY:
             o->cfg.read_only = true;
             break;
@@ -229,7 +240,8 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         }
     }
     if (optind < argc) return cp_cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
-    if (o->n_index == 0) return cp_cli_usage_error("serve", "give at least one --index");
+    if (o->n_index == 0 && !o->index_dir)
+        return cp_cli_usage_error("serve", "give at least one --index, or --index-dir");
     return 0;
 }
 
@@ -286,6 +298,13 @@ int cp_cmd_serve(int argc, char **argv)
     if (o.api_keys && cp_server_load_api_keys(s, o.api_keys, &err))
         rc = cp_cli_report("serve", &err);
     if (!rc) rc = add_indexes(s, &o);
+    if (!rc && o.index_dir) {
+        cp_status st = cp_server_add_index_dir(s, o.index_dir, &err);
+        if (st == CP_EEXISTS || st == CP_ENOTFOUND)
+            rc = cp_cli_usage_error("serve", "%s", err.message);
+        else if (st)
+            rc = cp_cli_report("serve", &err);
+    }
     if (!rc && o.model && cp_server_load_model(s, o.model, o.encoder_threads, &err))
         rc = cp_cli_report("serve", &err);
     if (!rc && cp_server_run(s, &err) != CP_OK) {

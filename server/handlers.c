@@ -74,10 +74,13 @@ static void handle_health(cp_server *s, cp_response *resp)
     cp_sb_printf(&sb, "{\"status\": \"%s\", \"version\": \"%s\", \"uptime_s\": %.3f, \"indexes\": [",
                  atomic_load(&s->shutting_down) ? "shutting_down" : "ok", CP_VERSION,
                  cp_now_seconds() - s->start_time);
-    for (size_t i = 0; i < s->n_indexes; i++) {
+    size_t n;
+    cp_served_index **list = cp_server_indexes_list(s, &n);
+    for (size_t i = 0; i < n; i++) {
         if (i) cp_sb_append(&sb, ", ");
-        append_index_summary(&sb, &s->indexes[i]);
+        append_index_summary(&sb, list[i]);
     }
+    cp_server_indexes_release(list, n);
     cp_sb_append(&sb, "], \"model\": ");
     append_raw_json(&sb, s->encoder ? cp_encoder_fingerprint(s->encoder) : NULL);
     cp_sb_append(&sb, "}");
@@ -101,17 +104,29 @@ static void handle_metrics(cp_server *s, cp_response *resp)
     cp_sb_append(&sb, "# HELP colplaid_index_documents Live documents per index.\n"
                       "# TYPE colplaid_index_documents gauge\n");
     static const char *const names[] = {"documents", "tokens", "bytes_on_disk", "bytes_in_memory"};
+    /* One consistent list for the four families, even if an index is created or dropped
+     * meanwhile; each index's stats read once. */
+    size_t n;
+    cp_served_index **list = cp_server_indexes_list(s, &n);
+    cp_index_stats *stats = n ? calloc(n, sizeof *stats) : NULL;
+    bool *ok = n ? calloc(n, sizeof *ok) : NULL;
+    for (size_t i = 0; stats && ok && i < n; i++) {
+        cp_error err;
+        ok[i] = cp_index_stats_get(list[i]->index, &stats[i], &err) == CP_OK;
+    }
     for (int f = 0; f < 4; f++) {
         if (f) cp_sb_printf(&sb, "# TYPE colplaid_index_%s gauge\n", names[f]);
-        for (size_t i = 0; i < s->n_indexes; i++) {
-            cp_index_stats st;
-            cp_error err;
-            if (cp_index_stats_get(s->indexes[i].index, &st, &err)) continue;
-            int64_t v[4] = {st.n_documents, st.n_tokens, st.bytes_on_disk, st.bytes_in_memory};
-            cp_sb_printf(&sb, "colplaid_index_%s{index=\"%s\"} %lld\n", names[f],
-                         s->indexes[i].name, (long long)v[f]);
+        for (size_t i = 0; stats && ok && i < n; i++) {
+            if (!ok[i]) continue;
+            const cp_index_stats *st = &stats[i];
+            int64_t v[4] = {st->n_documents, st->n_tokens, st->bytes_on_disk, st->bytes_in_memory};
+            cp_sb_printf(&sb, "colplaid_index_%s{index=\"%s\"} %lld\n", names[f], list[i]->name,
+                         (long long)v[f]);
         }
     }
+    free(stats);
+    free(ok);
+    cp_server_indexes_release(list, n);
     cp_sb_printf(&sb,
                  "# HELP colplaid_write_queue_depth Write requests waiting for the writer thread.\n"
                  "# TYPE colplaid_write_queue_depth gauge\ncolplaid_write_queue_depth %lld\n"
@@ -125,11 +140,16 @@ static void handle_metrics(cp_server *s, cp_response *resp)
                  "# HELP colplaid_encode_batched_searches_total Text searches encoded in "
                  "a shared encoder call.\n"
                  "# TYPE colplaid_encode_batched_searches_total counter\n"
-                 "colplaid_encode_batched_searches_total %lld\n",
+                 "colplaid_encode_batched_searches_total %lld\n"
+                 "# HELP colplaid_header_timeouts_total Connections closed because a "
+                 "request's headers took longer than --timeout.\n"
+                 "# TYPE colplaid_header_timeouts_total counter\n"
+                 "colplaid_header_timeouts_total %lld\n",
                  (long long)atomic_load(&s->write_queue_len), s->cfg.write_queue,
                  (long long)atomic_load(&s->writes_compacted),
                  (long long)atomic_load(&s->encode_batches),
-                 (long long)atomic_load(&s->encode_batched_requests));
+                 (long long)atomic_load(&s->encode_batched_requests),
+                 (long long)atomic_load(&s->header_timeouts));
     cp_response_set_body(resp, 200, &sb, "text/plain; version=0.0.4; charset=utf-8");
 }
 
@@ -167,10 +187,13 @@ static void handle_list_indexes(cp_server *s, cp_response *resp)
 {
     cp_sb sb = {0};
     cp_sb_append(&sb, "{\"indexes\": [");
-    for (size_t i = 0; i < s->n_indexes; i++) {
+    size_t n;
+    cp_served_index **list = cp_server_indexes_list(s, &n);
+    for (size_t i = 0; i < n; i++) {
         if (i) cp_sb_append(&sb, ", ");
-        append_index_info(&sb, &s->indexes[i]);
+        append_index_info(&sb, list[i]);
     }
+    cp_server_indexes_release(list, n);
     cp_sb_append(&sb, "]}");
     cp_response_set_body(resp, 200, &sb, "application/json");
 }
@@ -649,6 +672,11 @@ static void handle_rerank(cp_server *s, const cp_request *req, cp_response *resp
  * whole, so a bad request never changes the index. */
 static bool writable_or_409(const cp_served_index *si, cp_response *resp)
 {
+    /* Found before a drop, reached after it: the index is gone (and its file may be). */
+    if (atomic_load(&si->dropped)) {
+        cp_response_error(resp, 404, "INDEX_NOT_FOUND", "index '%s' was dropped", si->name);
+        return false;
+    }
     if (si->writable) return true;
     cp_response_error(resp, 409, "INDEX_READ_ONLY",
                       "index '%s' is served read-only (--read-only, or another process holds its "
@@ -821,6 +849,99 @@ static void handle_compact(const cp_request *req, cp_response *resp)
     cp_response_set_body(resp, 200, &sb, NULL);
 }
 
+/* POST /v1/indexes (admin scope, writer thread): a new empty index in --index-dir with the
+ * codec of a served index. */
+static void handle_create_index(cp_server *s, const cp_request *req, cp_response *resp)
+{
+    if (s->cfg.read_only) {
+        cp_response_error(resp, 409, "INDEX_READ_ONLY",
+                          "the server runs with --read-only: it creates no index");
+        return;
+    }
+    if (!s->index_dir) {
+        cp_response_error(resp, 409, "NO_INDEX_DIR",
+                          "the server has no --index-dir: start it with --index-dir DIR to "
+                          "create indexes over HTTP");
+        return;
+    }
+    cp_create_index_request cr;
+    cp_http_error he;
+    if (!cp_parse_create_index(req->body, req->body_len, &s->cfg.limits, &cr, &he)) {
+        cp_response_from_http_error(resp, &he);
+        return;
+    }
+    cp_served_index *from = cp_server_index_get(s, cr.codec_from), *si = NULL;
+    cp_error err;
+    cp_status st = CP_OK;
+    double t0 = cp_now_seconds();
+    if (!from)
+        cp_response_error(resp, 400, "INVALID_ARGUMENT",
+                          "\"codec_from\": no index named \"%.128s\" is served (GET /v1/indexes "
+                          "lists them)",
+                          cr.codec_from);
+    else if ((st = cp_server_create_index(s, cr.name, from, &si, &err)) == CP_EEXISTS)
+        cp_response_error(resp, 409, "INDEX_EXISTS", "%s", err.message);
+    else if (st == CP_EINVAL)
+        cp_response_error(resp, 400, "INVALID_ARGUMENT", "%s", err.message);
+    else if (st)
+        cp_response_from_status(resp, &err);
+    if (si) {
+        cp_sb sb = {0};
+        append_index_info(&sb, si);
+        /* The index's info plus where it came from. */
+        if (sb.len && sb.data[sb.len - 1] == '}') {
+            sb.len--;
+            cp_sb_append(&sb, ", \"codec_from\": ");
+            cp_sb_json_string(&sb, from->name);
+            cp_sb_printf(&sb, ", \"writable\": %s, \"ms\": %.3f}", si->writable ? "true" : "false",
+                         ms_since(t0));
+        }
+        cp_response_set_body(resp, 201, &sb, "application/json");
+        fprintf(stderr, "colplaid serve: index '%s' created with the codec of '%s'\n", si->name,
+                from->name);
+    }
+    cp_served_index_release(si);
+    cp_served_index_release(from);
+    cp_create_index_request_free(&cr);
+}
+
+/* DELETE /v1/indexes/{name} (admin scope, writer thread): stop serving the index at once;
+ * remove its file if it lives in --index-dir, once the requests using it are done. */
+static void handle_drop_index(cp_server *s, const cp_request *req, cp_response *resp)
+{
+    cp_served_index *si = req->idx;
+    if (atomic_load(&si->dropped)) {
+        cp_response_error(resp, 404, "INDEX_NOT_FOUND", "index '%s' was dropped", si->name);
+        return;
+    }
+    cp_drop_result r;
+    double t0 = cp_now_seconds();
+    /* Searches take milliseconds; a request still sending its body may hold the index for
+     * up to --timeout: its file then goes when it ends (removal_pending). */
+    cp_server_drop_index(s, si, s->cfg.timeout_s < 5 ? (double)s->cfg.timeout_s : 5.0, &r);
+    if (r.kept && !strcmp(r.kept, "already dropped")) {
+        cp_response_error(resp, 404, "INDEX_NOT_FOUND", "index '%s' was dropped", si->name);
+        return;
+    }
+    cp_sb sb = {0};
+    cp_sb_append(&sb, "{\"dropped\": ");
+    cp_sb_json_string(&sb, si->name);
+    cp_sb_append(&sb, ", \"path\": ");
+    cp_sb_json_string(&sb, si->path);
+    cp_sb_printf(&sb, ", \"file_removed\": %s, \"removal_pending\": %s, \"file_kept\": ",
+                 r.file_removed ? "true" : "false", r.pending ? "true" : "false");
+    if (r.kept) {
+        char why[400];
+        snprintf(why, sizeof why, "%s%s%s%s", r.kept, r.shared_with[0] ? " ('" : "", r.shared_with,
+                 r.shared_with[0] ? "')" : "");
+        cp_sb_json_string(&sb, why);
+    } else {
+        cp_sb_append(&sb, "null");
+    }
+    cp_sb_printf(&sb, ", \"ms\": %.3f}", ms_since(t0));
+    cp_response_set_body(resp, 200, &sb, "application/json");
+}
+
 void cp_handle(cp_server *s, const cp_request *req, cp_response *resp)
 {
     switch (req->route) {
@@ -839,6 +960,12 @@ void cp_handle(cp_server *s, const cp_request *req, cp_response *resp)
     case CP_ROUTE_DELETE_DOCUMENTS: handle_delete_documents(s, req, resp); break;
     case CP_ROUTE_COMPACT:
         handle_compact(req, resp);
+        break;
+    case CP_ROUTE_CREATE_INDEX:
+        handle_create_index(s, req, resp);
+        break;
+    case CP_ROUTE_DROP_INDEX:
+        handle_drop_index(s, req, resp);
         break;
     default: cp_response_error(resp, 404, "ROUTE_NOT_FOUND", "no such route"); break;
     }

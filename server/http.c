@@ -139,9 +139,36 @@ typedef struct write_queue {
 
 /* The server's HTTP state (server.h: cp_server.http); the MHD callbacks reach it through
  * their conn_ctx's server. */
+/* ---- the header deadline ----------------------------------------------------------------- */
+
+/* libmicrohttpd's connection timeout is an idle timeout: request headers trickled a byte a
+ * second never trip it. Every connection gets a record (MHD_OPTION_NOTIFY_CONNECTION) with
+ * its socket and the time its current request began (accept, or the end of the previous
+ * request on a kept-alive connection); the access handler marks it once the headers are
+ * complete. A sweeper thread shuts down the socket of a connection whose headers are not
+ * complete within --timeout, and the polling thread then closes it as it closes any
+ * connection its peer hung up. The body has its own deadline (on_request). */
+typedef struct conn_rec {
+    struct conn_rec *prev, *next;
+    int fd;
+    double since;      /* monotonic seconds */
+    bool headers_done; /* the current request's headers are in */
+    bool swept;        /* shut down by the sweeper */
+} conn_rec;
+
+typedef struct header_guard {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    conn_rec *head;
+    bool stop;
+    pthread_t thread;
+    bool started;
+} header_guard;
+
 struct cp_http {
     pool pool;
     write_queue wq;
+    header_guard hg;
 };
 
 /* Wake up to n idle workers, the most recently idle first. Called with p->mu held. */
@@ -170,6 +197,18 @@ static conn_ctx *pool_take(pool *p, int me)
     return ctx;
 }
 
+/* The answer of ctx is built: let go of its index (a drop waits for the requests using the
+ * index, not for their clients to read the answers) and resume its connection. */
+static void finish(conn_ctx *ctx)
+{
+    cp_served_index_release(ctx->req.idx);
+    ctx->req.idx = NULL;
+    ctx->state = CTX_DONE;
+    /* The suspend happened under the queue's mutex before this job could be taken, so the
+     * connection is suspended here. */
+    MHD_resume_connection(ctx->conn);
+}
+
 /* Answer ctx (its parsed search, or its route's handler) and resume its connection. */
 static void pool_finish(cp_server *s, conn_ctx *ctx)
 {
@@ -181,10 +220,7 @@ static void pool_finish(cp_server *s, conn_ctx *ctx)
         cp_handle(s, &ctx->req, &ctx->resp);
     }
     ctx->work_bytes += cp_request_take_parse_peak();
-    ctx->state = CTX_DONE;
-    /* The suspend happened under the pool's mutex before this job could be taken, so the
-     * connection is suspended here. */
-    MHD_resume_connection(ctx->conn);
+    finish(ctx);
 }
 
 static bool wants_batch(const cp_server *s, const conn_ctx *ctx)
@@ -229,8 +265,7 @@ static bool prepare(cp_server *s, conn_ctx *ctx)
     ctx->job = cp_search_prepare(s, &ctx->req, &ctx->resp);
     ctx->work_bytes += cp_request_take_parse_peak();
     if (ctx->job) return true;
-    ctx->state = CTX_DONE;
-    MHD_resume_connection(ctx->conn);
+    finish(ctx);
     return false;
 }
 
@@ -373,14 +408,18 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&wq->mu);
         cp_handle(s, &ctx->req, &ctx->resp);
         ctx->work_bytes += cp_request_take_parse_peak();
-        /* ctx may be freed as soon as the connection resumes: keep what compaction needs. */
+        /* ctx may be freed as soon as the connection resumes: keep what compaction needs
+         * (the request's reference to the index becomes ours). */
         cp_served_index *si = ctx->req.idx;
-        bool changed = ctx->resp.status == 200;
-        ctx->state = CTX_DONE;
-        MHD_resume_connection(ctx->conn);
+        ctx->req.idx = NULL;
+        bool changed = ctx->resp.status == 200 && ctx->req.route != CP_ROUTE_DROP_INDEX &&
+                       ctx->req.route != CP_ROUTE_CREATE_INDEX;
+        finish(ctx);
         /* The automatic policy runs after the answer is on its way, so a write's latency
-         * never includes a compaction; the next queued write waits for it instead. */
-        if (changed && si && si->writable && s->cfg.auto_compact_fraction < 1) {
+         * never includes a compaction; the next queued write waits for it instead. A
+         * dropped index is left alone. */
+        if (changed && si && si->writable && !atomic_load(&si->dropped) &&
+            s->cfg.auto_compact_fraction < 1) {
             bool compacted = false;
             cp_error err;
             if (cp_index_maybe_compact(si->index, s->cfg.auto_compact_fraction, &compacted, &err) !=
@@ -390,6 +429,7 @@ static void *writer_main(void *arg)
             else if (compacted)
                 atomic_fetch_add(&s->writes_compacted, 1);
         }
+        cp_served_index_release(si);
     }
 }
 
@@ -407,6 +447,18 @@ static bool wq_submit(conn_ctx *ctx)
     pthread_cond_signal(&wq->cv);
     pthread_mutex_unlock(&wq->mu);
     return true;
+}
+
+size_t cp_http_queued_writes(cp_server *s, const cp_served_index *si)
+{
+    if (!s->http) return 0;
+    write_queue *wq = &s->http->wq;
+    size_t n = 0;
+    pthread_mutex_lock(&wq->mu);
+    for (size_t i = 0; i < wq->q.len; i++)
+        n += wq->q.slot[(wq->q.head + i) % wq->q.cap]->req.idx == si;
+    pthread_mutex_unlock(&wq->mu);
+    return n;
 }
 
 static bool wq_start(cp_server *s)
@@ -434,6 +486,111 @@ static void wq_free(write_queue *wq)
     free(wq->q.slot);
     pthread_cond_destroy(&wq->cv);
     pthread_mutex_destroy(&wq->mu);
+}
+
+/* The polling thread: a connection opened (a record) or closed (its record goes, under the
+ * lock, so that the sweeper never shuts down a descriptor that MHD has closed and the
+ * system may have reused: MHD closes the socket after this callback). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    cp_server *s = cls;
+    header_guard *g = &s->http->hg;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        conn_rec *r = calloc(1, sizeof *r);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = r;
+        if (!r) return; /* no record: only the idle timeout applies */
+        r->fd = ci ? ci->connect_fd : -1;
+        r->since = cp_now_seconds();
+        pthread_mutex_lock(&g->mu);
+        r->next = g->head;
+        if (g->head) g->head->prev = r;
+        g->head = r;
+        pthread_mutex_unlock(&g->mu);
+        return;
+    }
+    conn_rec *r = *socket_context;
+    if (!r) return;
+    pthread_mutex_lock(&g->mu);
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        g->head = r->next;
+    if (r->next) r->next->prev = r->prev;
+    pthread_mutex_unlock(&g->mu);
+    free(r);
+    *socket_context = NULL;
+}
+
+/* The record of conn (NULL if it has none). */
+static conn_rec *rec_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* Headers complete (done) or a request finished and the next one's clock starts (!done). */
+static void mark_headers(cp_server *s, struct MHD_Connection *conn, bool done)
+{
+    conn_rec *r = rec_of(conn);
+    if (!r) return;
+    pthread_mutex_lock(&s->http->hg.mu);
+    r->headers_done = done;
+    if (!done) r->since = cp_now_seconds();
+    pthread_mutex_unlock(&s->http->hg.mu);
+}
+
+static void *sweeper_main(void *arg)
+{
+    cp_server *s = arg;
+    header_guard *g = &s->http->hg;
+    /* A quarter of a second between sweeps: a slow request is closed within --timeout +
+     * 0.25 s, and the sweep of 1,000 records costs microseconds. */
+    pthread_mutex_lock(&g->mu);
+    while (!g->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 250 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+        double deadline = cp_now_seconds() - (double)s->cfg.timeout_s;
+        for (conn_rec *r = g->head; r && !g->stop; r = r->next)
+            if (!r->headers_done && !r->swept && r->fd >= 0 && r->since < deadline) {
+                shutdown(r->fd, SHUT_RDWR);
+                r->swept = true;
+                atomic_fetch_add(&s->header_timeouts, 1);
+            }
+    }
+    pthread_mutex_unlock(&g->mu);
+    return NULL;
+}
+
+static bool hg_start(cp_server *s)
+{
+    header_guard *g = &s->http->hg;
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+    if (pthread_create(&g->thread, NULL, sweeper_main, s)) return false;
+    g->started = true;
+    return true;
+}
+
+/* After the daemon stopped (every connection closed, every record freed). */
+static void hg_stop(header_guard *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->stop = true;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+    if (g->started) pthread_join(g->thread, NULL);
+    pthread_cond_destroy(&g->cv);
+    pthread_mutex_destroy(&g->mu);
 }
 
 /* ---- routing ------------------------------------------------------------------------------- */
@@ -468,7 +625,7 @@ static route_match match_route(char *path)
     } fixed[] = {{"/health", CP_ROUTE_HEALTH, "GET"},
                  {"/metrics", CP_ROUTE_METRICS, "GET"},
                  {"/openapi.json", CP_ROUTE_OPENAPI, "GET"},
-                 {"/v1/indexes", CP_ROUTE_LIST_INDEXES, "GET"},
+                 {"/v1/indexes", CP_ROUTE_LIST_INDEXES, "GET, POST"},
                  {"/v1/encode", CP_ROUTE_ENCODE, "POST"},
                  {"/v1/rerank", CP_ROUTE_RERANK, "POST"},
                  {"/", CP_ROUTE_PAGE, "GET"}};
@@ -485,8 +642,9 @@ static route_match match_route(char *path)
     if (!valid_name(name, slash ? (size_t)(slash - name) : strlen(name))) return m;
     m.index = name;
     if (!slash) {
+        /* Two routes on one path: admit() picks CP_ROUTE_DROP_INDEX for DELETE. */
         m.route = CP_ROUTE_GET_INDEX;
-        m.allow = "GET";
+        m.allow = "GET, DELETE";
         return m;
     }
     *slash = '\0';
@@ -515,13 +673,14 @@ static route_match match_route(char *path)
 /* Routes that change an index: they run on the writer thread. */
 static bool route_is_write(cp_route r)
 {
-    return r == CP_ROUTE_UPSERT || r == CP_ROUTE_DELETE_DOCUMENTS || r == CP_ROUTE_COMPACT;
+    return r == CP_ROUTE_UPSERT || r == CP_ROUTE_DELETE_DOCUMENTS || r == CP_ROUTE_COMPACT ||
+           r == CP_ROUTE_CREATE_INDEX || r == CP_ROUTE_DROP_INDEX;
 }
 
-/* Routes for the admin scope only: index maintenance. */
+/* Routes for the admin scope only: index maintenance, creation and removal. */
 static bool route_is_admin(cp_route r)
 {
-    return r == CP_ROUTE_COMPACT;
+    return r == CP_ROUTE_COMPACT || r == CP_ROUTE_CREATE_INDEX || r == CP_ROUTE_DROP_INDEX;
 }
 
 /* Whether method is one of the ", "-separated methods in allow (HEAD goes with GET). */
@@ -553,13 +712,6 @@ static bool route_is_public(cp_route r)
     return r == CP_ROUTE_HEALTH || r == CP_ROUTE_OPENAPI || r == CP_ROUTE_PAGE;
 }
 
-static cp_served_index *find_index(cp_server *s, const char *name)
-{
-    for (size_t i = 0; i < s->n_indexes; i++)
-        if (!strcmp(s->indexes[i].name, name)) return &s->indexes[i];
-    return NULL;
-}
-
 /* ---- responses and logging ------------------------------------------------------------------ */
 
 static enum MHD_Result send_response(conn_ctx *ctx)
@@ -587,6 +739,8 @@ static enum MHD_Result send_response(conn_ctx *ctx)
 static enum MHD_Result reject(conn_ctx *ctx, int status, const char *code, const char *msg)
 {
     cp_response_error(&ctx->resp, status, code, "%s", msg);
+    cp_served_index_release(ctx->req.idx);
+    ctx->req.idx = NULL;
     ctx->state = CTX_DONE;
     return send_response(ctx);
 }
@@ -629,16 +783,17 @@ static void access_log(const conn_ctx *ctx, enum MHD_RequestTerminationCode toe)
 static void request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
                               enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
-    (void)connection;
+    cp_server *s = cls;
+    /* A kept-alive connection's next request has --timeout for its headers from now. */
+    mark_headers(s, connection, false);
     conn_ctx *ctx = *con_cls;
     if (!ctx) return;
-    cp_server *s = ctx->s;
     cp_metrics_request(s->metrics, ctx->req.route, ctx->resp.status,
                        cp_now_seconds() - ctx->t_start);
     if (s->cfg.access_log) access_log(ctx, toe);
     atomic_fetch_sub(&s->in_flight, 1);
     cp_search_job_free(ctx->job);
+    cp_served_index_release(ctx->req.idx); /* a request that ended before its answer was built */
     /* glibc keeps freed memory in its arenas (one per worker thread): after a large request
      * (a 32 MiB body, cJSON's tree of it) RSS stayed at the peak. Hand it back. */
     bool large = ctx->body_cap + ctx->work_bytes + ctx->resp.len >= TRIM_AFTER_BYTES;
@@ -778,6 +933,10 @@ static bool admit(conn_ctx *ctx, enum MHD_Result *ret)
     route_match m = match_route(copy);
     if (m.route == CP_ROUTE_UPSERT && !strcmp(ctx->method, "DELETE"))
         m.route = CP_ROUTE_DELETE_DOCUMENTS;
+    if (m.route == CP_ROUTE_LIST_INDEXES && !strcmp(ctx->method, "POST"))
+        m.route = CP_ROUTE_CREATE_INDEX;
+    if (m.route == CP_ROUTE_GET_INDEX && !strcmp(ctx->method, "DELETE"))
+        m.route = CP_ROUTE_DROP_INDEX;
     ctx->req.route = m.route;
     const char *err_code = NULL;
     char msg[300];
@@ -817,7 +976,9 @@ static bool admit(conn_ctx *ctx, enum MHD_Result *ret)
                  s->auth ? "this API key" : "the server", ctx->resp.retry_after);
     }
     if (!status && m.index) {
-        cp_served_index *si = find_index(s, m.index);
+        /* Retained until the request's answer is built (finish, reject, request_completed):
+         * a drop meanwhile unlists the index but frees nothing this request uses. */
+        cp_served_index *si = cp_server_index_get(s, m.index);
         if (!si) {
             status = 404, err_code = "INDEX_NOT_FOUND";
             snprintf(msg, sizeof msg, "no index named \"%.128s\" (GET /v1/indexes lists them)",
@@ -878,6 +1039,12 @@ static enum MHD_Result dispatch(conn_ctx *ctx)
         return reject(ctx, 413, "PAYLOAD_TOO_LARGE", "the body is larger than --max-body-bytes");
     ctx->req.body = ctx->body ? ctx->body : "";
     ctx->req.body_len = ctx->body_len;
+    /* Dropped while its body arrived: answered like any request that comes after a drop. */
+    if (ctx->req.idx && atomic_load(&ctx->req.idx->dropped)) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "index '%s' was dropped", ctx->req.idx->name);
+        return reject(ctx, 404, "INDEX_NOT_FOUND", msg);
+    }
     if (route_is_write(ctx->req.route)) {
         if (wq_submit(ctx)) return MHD_YES;
         ctx->resp.retry_after = 1;
@@ -887,6 +1054,8 @@ static enum MHD_Result dispatch(conn_ctx *ctx)
     if (!route_is_work(ctx->req.route)) {
         cp_handle(s, &ctx->req, &ctx->resp);
         ctx->work_bytes += cp_request_take_parse_peak();
+        cp_served_index_release(ctx->req.idx);
+        ctx->req.idx = NULL;
         ctx->state = CTX_DONE;
         return send_response(ctx);
     }
@@ -904,6 +1073,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     cp_server *s = cls;
     conn_ctx *ctx = *con_cls;
     if (!ctx) {
+        mark_headers(s, conn, true);
         if (!(ctx = new_ctx(s, conn, url, method))) return MHD_NO;
         *con_cls = ctx;
         enum MHD_Result ret = MHD_YES;
@@ -1002,7 +1172,7 @@ static struct MHD_Daemon *start_daemon(cp_server *s, const struct sockaddr_stora
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections, MHD_OPTION_NOTIFY_COMPLETED,
         request_completed, s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U, MHD_OPTION_UNESCAPE_CALLBACK, unescape_url, NULL,
-        MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
 }
 
 static uint16_t bound_port(struct MHD_Daemon *d)
@@ -1096,18 +1266,29 @@ cp_status cp_server_run(cp_server *s, cp_error *err)
         http_free(s, true);
         return cp_error_set(err, CP_EINTERNAL, "cannot start the writer thread");
     }
+    if (!hg_start(s)) {
+        hg_stop(&s->http->hg);
+        http_stop(s, true);
+        http_free(s, true);
+        return cp_error_set(err, CP_EINTERNAL, "cannot start the header deadline thread");
+    }
     struct MHD_Daemon *d = start_daemon(s, &ss);
     if (!d) {
         int e = errno;
+        hg_stop(&s->http->hg);
         http_stop(s, true);
         http_free(s, true);
         return cp_error_set(err, CP_EIO, "cannot listen on %s port %d (%s)", s->cfg.host,
                             s->cfg.port, strerror(e));
     }
-    fprintf(stderr, "colplaid serve: listening on http://%s%s%s:%u/ (%zu index%s, %d workers, "
-                    "queue %d, write queue %d)%s\n",
+    size_t n_indexes;
+    cp_served_index **listed = cp_server_indexes_list(s, &n_indexes);
+    cp_server_indexes_release(listed, n_indexes);
+    fprintf(stderr,
+            "colplaid serve: listening on http://%s%s%s:%u/ (%zu index%s, %d workers, "
+            "queue %d, write queue %d)%s\n",
             ss.ss_family == AF_INET6 ? "[" : "", s->cfg.host, ss.ss_family == AF_INET6 ? "]" : "",
-            bound_port(d), s->n_indexes, s->n_indexes == 1 ? "" : "es", s->cfg.threads,
+            bound_port(d), n_indexes, n_indexes == 1 ? "" : "es", s->cfg.threads,
             s->cfg.queue_depth, s->cfg.write_queue,
             s->auth ? "; API keys required" : "; no API keys: loopback only");
     fflush(stderr);
@@ -1120,6 +1301,7 @@ cp_status cp_server_run(cp_server *s, cp_error *err)
     drain(s);
     http_stop(s, true);
     MHD_stop_daemon(d);
+    hg_stop(&s->http->hg);
     http_free(s, true);
     fprintf(stderr, "colplaid serve: stopped\n");
     return CP_OK;

@@ -37,6 +37,8 @@ static const char *const route_labels[CP_ROUTE_COUNT] = {
     [CP_ROUTE_UPSERT] = "POST /v1/indexes/{name}/documents",
     [CP_ROUTE_DELETE_DOCUMENTS] = "DELETE /v1/indexes/{name}/documents",
     [CP_ROUTE_COMPACT] = "/v1/indexes/{name}/compact",
+    [CP_ROUTE_CREATE_INDEX] = "POST /v1/indexes",
+    [CP_ROUTE_DROP_INDEX] = "DELETE /v1/indexes/{name}",
     [CP_ROUTE_OTHER] = "other",
 };
 

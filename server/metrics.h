@@ -29,6 +29,8 @@ typedef enum cp_route {
     CP_ROUTE_UPSERT,           /* POST /v1/indexes/{name}/documents */
     CP_ROUTE_DELETE_DOCUMENTS, /* DELETE /v1/indexes/{name}/documents */
     CP_ROUTE_COMPACT,          /* POST /v1/indexes/{name}/compact (admin scope) */
+    CP_ROUTE_CREATE_INDEX,     /* POST /v1/indexes (admin scope) */
+    CP_ROUTE_DROP_INDEX,       /* DELETE /v1/indexes/{name} (admin scope) */
     CP_ROUTE_OTHER,
     CP_ROUTE_COUNT
 } cp_route;

@@ -971,3 +971,44 @@ void cp_explain_request_free(cp_explain_request *req)
     free(req->id);
     memset(req, 0, sizeof *req);
 }
+
+/* ---- create index ------------------------------------------------------------------------------
+ */
+
+static bool parse_create_fields(const cJSON *root, cp_create_index_request *out, cp_http_error *e)
+{
+    static const char *const allowed[] = {"name", "codec_from", NULL};
+    if (!only_keys(root, allowed, "the body", e)) return false;
+    const char *const names[2] = {"name", "codec_from"};
+    char **dst[2] = {&out->name, &out->codec_from};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, names[i]);
+        if (!v) return BAD(e, "\"%s\" is required", names[i]);
+        if (!cJSON_IsString(v) || !v->valuestring[0])
+            return BAD(e, "\"%s\" must be a non-empty string", names[i]);
+        if (strlen(v->valuestring) > 128)
+            return BAD(e, "\"%s\" is longer than 128 bytes", names[i]);
+        if (!(*dst[i] = strdup(v->valuestring))) return OOM(e);
+    }
+    return true;
+}
+
+bool cp_parse_create_index(const char *body, size_t len, const cp_limits *lim,
+                           cp_create_index_request *out, cp_http_error *e)
+{
+    memset(out, 0, sizeof *out);
+    cJSON *root;
+    json_budget b;
+    if (!parse_root(body, len, lim, &b, &root, e)) return false;
+    bool ok = parse_create_fields(root, out, e);
+    end_root(root, &b);
+    if (!ok) cp_create_index_request_free(out);
+    return ok;
+}
+
+void cp_create_index_request_free(cp_create_index_request *req)
+{
+    free(req->name);
+    free(req->codec_from);
+    memset(req, 0, sizeof *req);
+}

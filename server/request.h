@@ -157,4 +157,16 @@ bool cp_parse_explain(const char *body, size_t len, const cp_limits *lim, cp_exp
                       cp_http_error *e);
 void cp_explain_request_free(cp_explain_request *req);
 
+/* POST /v1/indexes: {"name": "NEW", "codec_from": "SERVED"}, both non-empty strings of at
+ * most 128 bytes (the handler checks that name can name an index file and that codec_from
+ * is served). */
+typedef struct cp_create_index_request {
+    char *name;
+    char *codec_from;
+} cp_create_index_request;
+
+bool cp_parse_create_index(const char *body, size_t len, const cp_limits *lim,
+                           cp_create_index_request *out, cp_http_error *e);
+void cp_create_index_request_free(cp_create_index_request *req);
+
 #endif

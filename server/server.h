@@ -31,6 +31,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -42,10 +43,16 @@
 #include "request.h"
 #include "response.h"
 
+/* A served index. The table of served indexes (cp_server.indexes) changes at run time
+ * (POST /v1/indexes, DELETE /v1/indexes/{name}), so an entry is reference-counted: the table
+ * holds one reference, and every request that found the entry by name holds one until its
+ * handler is done (cp_server_index_get / cp_served_index_release). A dropped entry leaves
+ * the table at once; it is freed, and its handle closed, with the last reference. */
 typedef struct cp_served_index {
+    atomic_int refs;
     char *name;
     char *path;
-    cp_index *index;
+    cp_index *index; /* NULL once a drop has closed it */
     int dim;
     /* Opened with CP_OPEN_WRITE. False with --read-only or when another process holds the
      * index's writer lock: writes then answer 409 INDEX_READ_ONLY. */
@@ -54,7 +61,11 @@ typedef struct cp_served_index {
      * hard link) shares this entry's handle instead of opening it again. */
     dev_t dev;
     ino_t ino;
-    bool borrowed; /* index belongs to an earlier entry (same file): never closed here */
+    /* The entry whose handle this one borrows (same file), retained; NULL: index is ours. */
+    struct cp_served_index *shares;
+    bool in_dir;         /* the file is NAME.db in --index-dir: a drop removes it */
+    atomic_bool dropped; /* left the table: writes that reach it answer 404 */
+    bool remove_on_free; /* dropped while still in use: the last release removes the file */
 } cp_served_index;
 
 /* The HTTP side of a running server: the read workers with their queue and the writer
@@ -66,8 +77,13 @@ typedef struct cp_http cp_http;
  * handler has no argument to reach an object through). */
 struct cp_server {
     cp_server_config cfg;
-    cp_served_index *indexes;
+    /* The served indexes, by name. indexes_lock guards the array; lookups retain the entry
+     * under the read side, create and drop change the array under the write side (both
+     * run on the writer thread, so they never race each other). */
+    pthread_rwlock_t indexes_lock;
+    cp_served_index **indexes;
     size_t n_indexes, cap_indexes;
+    char *index_dir;     /* --index-dir, or NULL */
     cp_encoder *encoder; /* may be NULL */
     cp_auth *auth;       /* NULL: no keys, loopback only */
     cp_metrics *metrics;
@@ -82,6 +98,7 @@ struct cp_server {
     atomic_llong writes_compacted; /* automatic compactions run after writes */
     atomic_llong encode_batches;   /* encoder calls shared by several text searches */
     atomic_llong encode_batched_requests; /* the searches those calls served */
+    atomic_llong header_timeouts;         /* connections closed: headers not in within --timeout */
     atomic_bool shutting_down;
     cp_rate_bucket anon_bucket; /* cfg.rate_limit without API keys (the polling thread's) */
 };
@@ -89,7 +106,7 @@ struct cp_server {
 /* A request as the handlers see it (already routed, authorised and read). */
 typedef struct cp_request {
     cp_route route;
-    cp_served_index *idx; /* for index routes */
+    cp_served_index *idx; /* for index routes: retained for the request (http.c) */
     const char *doc_id;   /* for the document route */
     const char *body;
     size_t body_len;
@@ -125,5 +142,40 @@ void cp_handle_page(cp_response *resp);
 void cp_handle_explain(cp_server *s, const cp_request *req, cp_response *resp);
 
 double cp_now_seconds(void);
+
+/* ---- the served-index table (server.c) ---- */
+
+/* The entry served as name, retained (release it), or NULL. Thread-safe. */
+cp_served_index *cp_server_index_get(cp_server *s, const char *name);
+void cp_served_index_retain(cp_served_index *si);
+/* NULL is fine. The last reference frees the entry: it closes its handle (or releases the
+ * entry it shares one with) and removes the file if a drop asked for it. Thread-safe. */
+void cp_served_index_release(cp_served_index *si);
+/* Every served entry, retained, in table order (*n of them; free with
+ * cp_server_indexes_release). NULL with *n 0 when there is none or memory ran out. */
+cp_served_index **cp_server_indexes_list(cp_server *s, size_t *n);
+void cp_server_indexes_release(cp_served_index **list, size_t n);
+
+/* POST /v1/indexes: a new empty index NAME.db in --index-dir with the codec of the served
+ * index from, opened for writing and served as name; *out retained. CP_EEXISTS when name is
+ * served or its file exists; CP_EINVAL for a name that cannot name a file. Writer thread. */
+cp_status cp_server_create_index(cp_server *s, const char *name, cp_served_index *from,
+                                 cp_served_index **out, cp_error *err);
+
+/* DELETE /v1/indexes/{name}: what became of the entry and its file. */
+typedef struct cp_drop_result {
+    bool file_removed;
+    bool pending;     /* still in use after the wait: removed by the last request using it */
+    const char *kept; /* why the file stays, or NULL */
+    char shared_with[160];
+} cp_drop_result;
+
+/* Unserve si (the caller's reference stays the caller's) and, for an index in
+ * --index-dir, remove its file once the requests using it are done (waiting up to
+ * wait_s). Writer thread. */
+void cp_server_drop_index(cp_server *s, cp_served_index *si, double wait_s, cp_drop_result *out);
+
+/* Requests for si waiting in the write queue (http.c); 0 when the server is not running. */
+size_t cp_http_queued_writes(cp_server *s, const cp_served_index *si);
 
 #endif

@@ -145,6 +145,16 @@ enum {
 cp_status cp_index_open(const char *path, int flags, cp_index **out, cp_error *err);
 void cp_index_close(cp_index *index);
 
+/* Create an empty index at path with the codec of the open index from: its centroids,
+ * residual buckets, dim, nbits and codec variant, its meta "encoder" and its drift reference
+ * (counts reset). Live upserts (cp_index_upsert) then fill it; they must come from the same
+ * model as from's vectors. Not copied: documents and the search calibration (measured on
+ * from's documents), so the new index searches with PLAID's fixed defaults until it is
+ * compacted or calibrated. Meta "created_from" records from's path. Written under a
+ * temporary name and linked into place when complete: CP_EEXISTS if path exists (also when
+ * it appears meanwhile; it is never replaced). Thread-safe with respect to from. */
+cp_status cp_index_create_like(const char *path, cp_index *from, cp_error *err);
+
 typedef struct cp_index_stats {
     int format_version;
     int dim;

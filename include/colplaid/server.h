@@ -85,6 +85,14 @@ bool cp_server_index_name_valid(const char *name);
  * for an invalid name, CP_EEXISTS when name is taken, else the engine's error. */
 cp_status cp_server_add_index(cp_server *s, const char *name, const char *path, cp_error *err);
 
+/* Serve every DIR/NAME.db as NAME (names starting with a letter or digit; other files are
+ * skipped with a warning line), and create the indexes of POST /v1/indexes there as
+ * NAME.db; DELETE /v1/indexes/{name} removes the files of those indexes (an index given with
+ * cp_server_add_index is only unserved). Call after cp_server_add_index: a name that is
+ * taken already is CP_EEXISTS. CP_ENOTFOUND when dir is not a directory, CP_EREADONLY when
+ * it is not writable (unless the config says read_only). */
+cp_status cp_server_add_index_dir(cp_server *s, const char *dir, cp_error *err);
+
 /* Require API keys: a file of "KEY SCOPE" lines (docs/operations.md). Without keys the
  * server only listens on loopback addresses. */
 cp_status cp_server_load_api_keys(cp_server *s, const char *path, cp_error *err);

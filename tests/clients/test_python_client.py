@@ -274,6 +274,43 @@ def test_writes(c):
         check(e.status == 404, "deleted document: %r" % e)
     r = c.compact("idx")  # no keys here: the admin route is open on loopback
     check(r.get("index") == "idx" and r.get("tombstones_removed", 0) > 0, "compact: %r" % r)
+    # this server has no --index-dir: create_index says which option is missing
+    try:
+        c.create_index("made", "idx")
+        check(False, "create_index without --index-dir succeeded")
+    except ColplaidError as e:
+        check(e.status == 409 and "--index-dir" in e.message, "create_index without --index-dir: %r" % e)
+    try:
+        c.drop_index("nosuch")
+        check(False, "drop_index of an unknown index succeeded")
+    except ColplaidError as e:
+        check(e.status == 404 and e.code == "INDEX_NOT_FOUND", "drop_index of an unknown index: %r" % e)
+
+
+def test_admin(folder, model, idx):
+    """create_index / drop_index against a server with --index-dir."""
+    import asyncio
+    from colplaid import AsyncClient, Client
+    idx_dir = os.path.join(folder, "created")
+    os.mkdir(idx_dir)
+    srv = sl.Server(["--index", idx, "--index-dir", idx_dir, "--model", model, "--no-access-log"])
+    try:
+        c = Client(srv.url)
+        info = c.create_index("made", codec_from="idx")
+        check(info.get("name") == "made" and info.get("documents") == 0, "create_index: %r" % info)
+        c.upsert("made", [{"id": "m1", "text": "river castle snow"}, {"id": "m2", "text": "desert market"}])
+        hits = c.search("made", "river castle", k=1).hits
+        check(hits and hits[0].id == "m1", "search of the created index: %r" % hits)
+        async def drop():
+            async with AsyncClient(srv.url) as a:
+                return await a.drop_index("made")
+        r = asyncio.run(drop())
+        check(r.get("dropped") == "made" and r.get("file_removed") is True, "drop_index: %r" % r)
+        check(not os.path.exists(os.path.join(idx_dir, "made.db")), "made.db left after drop_index")
+        check([i["name"] for i in c.indexes()] == ["idx"], "indexes after drop_index: %r" % c.indexes())
+        c.close()
+    finally:
+        srv.stop()
 
 
 def phase2():
@@ -300,6 +337,8 @@ def phase2():
         test_beir(sys.executable, folder, model, docs)
         print("-- retries", file=sys.stderr)
         test_retries(folder, model, idx)
+        print("-- admin", file=sys.stderr)
+        test_admin(folder, model, idx)
 
 
 def main():

@@ -5,7 +5,8 @@
  * filter compiler (index/filter.c), whose SQL is also run against a small in-memory
  * `documents` table so that a compiled filter SQLite refuses is caught as a bug.
  *
- * The first input byte chooses the parser: 7 is explain, any other byte mod 7 picks search,
+ * The first input byte chooses the parser: 7 is explain, 14 is index create (POST
+ * /v1/indexes, no corpus input started with 14 before), any other byte mod 7 picks search,
  * encode, rerank, filter, base64, document upsert or document delete (explain came later;
  * keeping the mod-7 choice for every other byte keeps the corpus' inputs meaning what they
  * meant). The rest is the body. Oracles beyond the
@@ -73,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cp_limits_init(&lim);
     lim.max_k = 100;
     cp_http_error e;
-    switch (data[0] == 7 ? 7 : data[0] % 7) {
+    switch (data[0] == 7 || data[0] == 14 ? data[0] : data[0] % 7) {
     case 0: {
         cp_search_request r;
         if (cp_parse_search(body, n, &lim, 4, &r, &e)) {
@@ -135,6 +136,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             cp_explain_request_free(&r);
         } else if (!e.code || e.status < 400) {
             abort(); /* a refusal always carries an HTTP error */
+        }
+        break;
+    }
+    case 14: {
+        cp_create_index_request r;
+        if (cp_parse_create_index(body, n, &lim, &r, &e)) {
+            /* Oracle: both names are non-empty and at most 128 bytes. */
+            if (!r.name || !r.name[0] || !r.codec_from || !r.codec_from[0]) abort();
+            if (strlen(r.name) > 128 || strlen(r.codec_from) > 128) abort();
+            cp_create_index_request_free(&r);
+        } else if (!e.code || e.status < 400) {
+            abort();
         }
         break;
     }

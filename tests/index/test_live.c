@@ -585,6 +585,67 @@ static void test_second_writer(void)
     free(c.centroids);
 }
 
+/* cp_index_create_like: an empty index with the source's codec, encoder and drift reference
+ * (counts reset), no calibration; upserts into it compress exactly as into the source, so
+ * the same documents score the same; an existing path is never replaced. */
+static void test_create_like(void)
+{
+    char src[600], dst[600];
+    path_in(src, sizeof src, "like-src.db");
+    path_in(dst, sizeof dst, "like-dst.db");
+    cp_codec c;
+    cp_error err = {0};
+    CP_CHECK_OK(lt_create(src, &c, 17, &err), err);
+    cp_index *a = NULL, *b = NULL;
+    CP_CHECK_OK(cp_index_open(src, CP_OPEN_WRITE, &a, &err), err);
+    if (!a) return;
+    cp_upsert_result r;
+    CP_CHECK_OK(upsert_range(a, &c, "d", 0, 60, 1, 1, &r, &err), err); /* outliers: drift counts */
+    CP_CHECK_OK(cp_index_calibrate(a, NULL, &err), err);
+    CP_CHECK_OK(cp_index_create_like(dst, a, &err), err);
+    CP_CHECK_INT(cp_index_create_like(dst, a, &err), CP_EEXISTS);
+    CP_CHECK_INT(cp_index_create_like(src, a, &err), CP_EEXISTS);
+    CP_CHECK_OK(cp_index_open(dst, CP_OPEN_WRITE, &b, &err), err);
+    if (!b) {
+        cp_index_close(a);
+        free(c.centroids);
+        return;
+    }
+    cp_index_stats sa, sb;
+    CP_CHECK_OK(cp_index_stats_get(a, &sa, &err), err);
+    CP_CHECK_OK(cp_index_stats_get(b, &sb, &err), err);
+    CP_CHECK_INT(sb.n_documents, 0);
+    CP_CHECK_INT(sb.n_tokens, 0);
+    CP_CHECK_INT(sb.dim, sa.dim);
+    CP_CHECK_INT(sb.nbits, sa.nbits);
+    CP_CHECK_INT(sb.n_centroids, sa.n_centroids);
+    CP_CHECK(!strcmp(sb.codec, sa.codec));
+    float q[8 * LT_DIM];
+    int nq = 0, n = -1;
+    cp_hit hits[5];
+    cp_search_params p;
+    cp_search_params_init(&p, 5);
+    query_of(&c, 3, 1, q, &nq);
+    CP_CHECK_OK(cp_index_search(b, q, nq, c.dim, &p, hits, &n, NULL, &err), err);
+    CP_CHECK_INT(n, 0);
+    char *drift = cp_index_meta_get(b, "drift"), *src_drift = cp_index_meta_get(a, "drift");
+    CP_CHECK(drift && strstr(drift, "\"added_tokens\": 0,") && strstr(drift, "p99_distance"));
+    CP_CHECK(src_drift && !strstr(src_drift, "\"added_tokens\": 0,"));
+    char *cal = cp_index_meta_get(b, "search_calibration"), *from = cp_index_meta_get(b, "created_from");
+    CP_CHECK(cal == NULL);
+    CP_CHECK(from && strstr(from, "like-src.db"));
+    free(drift);
+    free(src_drift);
+    free(cal);
+    free(from);
+    CP_CHECK_OK(upsert_range(b, &c, "d", 0, 60, 1, 1, &r, &err), err);
+    CP_CHECK(same_results(a, b, &c, 20, 5));
+    cp_index_close(b);
+    cp_index_close(a);
+    CP_CHECK_INT(cp_index_check(dst, NULL, &err), CP_OK);
+    free(c.centroids);
+}
+
 int main(void)
 {
     g_dir = st_tempdir("test_live");
@@ -595,6 +656,7 @@ int main(void)
     test_drift();
     test_disk_full();
     test_second_writer();
+    test_create_like();
     st_rm_rf(g_dir);
     free(g_dir);
     return CP_TEST_RESULT();

@@ -418,8 +418,40 @@ static void test_filter_limits(void)
     sqlite3_close(db);
 }
 
+/* POST /v1/indexes: exactly {"name", "codec_from"}, non-empty strings of at most 128 bytes
+ * (whether name can name a file is the server's check). */
+static void test_create_index_parse(void)
+{
+    cp_limits lim;
+    cp_limits_init(&lim);
+    cp_create_index_request r;
+    cp_http_error e;
+    const char *ok = "{\"name\": \"news\", \"codec_from\": \"docs\"}";
+    CP_CHECK(cp_parse_create_index(ok, strlen(ok), &lim, &r, &e));
+    CP_CHECK(r.name && !strcmp(r.name, "news") && r.codec_from && !strcmp(r.codec_from, "docs"));
+    cp_create_index_request_free(&r);
+    char long_name[200];
+    snprintf(long_name, sizeof long_name, "{\"name\": \"%0129d\", \"codec_from\": \"d\"}", 0);
+    const char *bad[] = {"{}",
+                         "{\"name\": \"a\"}",
+                         "{\"codec_from\": \"a\"}",
+                         "{\"name\": 1, \"codec_from\": \"a\"}",
+                         "{\"name\": \"\", \"codec_from\": \"a\"}",
+                         "{\"name\": \"a\", \"codec_from\": \"b\", \"x\": 1}",
+                         "[]",
+                         "",
+                         "{\"name\": \"a\", \"name\": \"b\", \"codec_from\": \"c\"}",
+                         long_name};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        bool accepted = cp_parse_create_index(bad[i], strlen(bad[i]), &lim, &r, &e);
+        CP_CHECK(!accepted && e.status == 400);
+        if (accepted) cp_create_index_request_free(&r);
+    }
+}
+
 int main(void)
 {
+    test_create_index_parse();
     test_hardening();
     test_filter_limits();
     test_write_parse();

@@ -12,7 +12,8 @@ from typing import Any, Optional
 
 from .client import Client
 
-_METHODS = ("health", "metrics", "openapi", "indexes", "index_info",
+_METHODS = ("health", "metrics", "openapi", "indexes", "index_info", "create_index", "drop_index",
+            "compact",
             "get_document", "upsert", "delete_documents", "has_write_routes", "search",
             "search_many", "explain", "encode", "rerank", "request")
 

@@ -5,7 +5,8 @@
 
 When the server serves the write routes (POST /v1/indexes/{name}/documents, per its
 /openapi.json), the corpus is upserted through the API into the index it serves under
---index (the API cannot create indexes: serve one, e.g. built by `colplaid index build`).
+--index (the helper does not create it: serve one, e.g. built by `colplaid index build`,
+or create an empty one with POST /v1/indexes, Client.create_index).
 A server without them (--read-only) is evaluated against the index it already serves under
 --index, which must have been built from the same corpus (`colplaid index build --corpus
 DIR`); the helper says which of the two it did. Only queries with a positive judgement are evaluated,
@@ -55,9 +56,9 @@ def recall_at(ranked, rels, k=100):
 def index_corpus(client, name, corpus_dir, batch):
     path = os.path.join(corpus_dir, "corpus.jsonl") if os.path.isdir(corpus_dir) else corpus_dir
     if name not in [ix["name"] for ix in client.indexes() if ix]:
-        raise SystemExit("beir: the server serves no index \"%s\" and the API cannot create one: "
-                         "serve it (`colplaid serve --index %s=FILE`) or name a served one with --index"
-                         % (name, name))
+        raise SystemExit("beir: the server serves no index \"%s\": serve it (`colplaid serve --index "
+                         "%s=FILE`), create it (POST /v1/indexes, admin scope) or name a served one "
+                         "with --index" % (name, name))
     docs, n = [], 0
     for d in read_jsonl(path):
         text = ((d.get("title") or "") + " " + (d.get("text") or "")).strip()

@@ -260,6 +260,16 @@ class Client:
     def index_info(self, name: str) -> Dict[str, Any]:
         return self.request("GET", "/v1/indexes/" + _seg(name))
 
+    def create_index(self, name: str, codec_from: str) -> Dict[str, Any]:
+        """Create an empty index NAME in the server's --index-dir with the codec of the served
+        index codec_from (admin scope; fill it with upsert): the new index's information."""
+        return self.request("POST", "/v1/indexes", {"name": name, "codec_from": codec_from})
+
+    def drop_index(self, name: str) -> Dict[str, Any]:
+        """Stop serving an index (admin scope); the server removes its file if it lives in
+        its --index-dir: {dropped, path, file_removed, removal_pending, file_kept, ms}."""
+        return self.request("DELETE", "/v1/indexes/" + _seg(name))
+
     def compact(self, name: str) -> Dict[str, Any]:
         """Compact the index now (admin scope): {index, segments_before, segments_after,
         tombstones_removed, ms}."""
