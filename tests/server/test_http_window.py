@@ -161,6 +161,8 @@ def body():
         n, wins = windows_of(idx, "blank")
         check(st == 200 and n == 1 and wins == [(0, 1, 0, len(unknown))],
               "unknown words: %d %r %r %r" % (st, j, n, wins))
+        st, _, page = srv.request("GET", "/")
+        check(st == 200 and b"mark" in page and b"passage" in page, "the page does not mark passages")
         st, _, j = srv.json("POST", "/v1/indexes/idx/compact", {})
         check(st == 200, "compact: %d %r" % (st, j))
     finally:
