@@ -192,6 +192,7 @@ static int print_info_json(cp_index *ix, const char *path, const cp_index_stats 
     add_json_meta(o, "encoder", cp_index_meta_get(ix, "encoder"));
     add_json_meta(o, "build", cp_index_meta_get(ix, "build"));
     add_json_meta(o, "drift", cp_index_meta_get(ix, "drift")); /* docs/live-index.md */
+    add_json_meta(o, "windows", cp_index_meta_get(ix, "windows")); /* windowed indexes */
     add_calibration_json(o, cp_index_meta_get(ix, "search_calibration"));
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
@@ -218,8 +219,8 @@ static void print_info_text(cp_index *ix, const char *path, const cp_index_stats
     printf("segments        %lld\n", (long long)s->n_segments);
     printf("on disk         %s\n", disk);
     printf("in memory       %s\n", mem);
-    static const char *const keys[] = {"created_at", "encoder", "build", "drift"};
-    for (size_t i = 0; i < 4; i++) {
+    static const char *const keys[] = {"created_at", "encoder", "build", "drift", "windows"};
+    for (size_t i = 0; i < 5; i++) {
         char *v = cp_index_meta_get(ix, keys[i]);
         if (v) printf("%-15s %s\n", keys[i], v);
         free(v);

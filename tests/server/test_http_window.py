@@ -8,7 +8,8 @@ the words the query targets (also behind multi-byte characters), and agrees betw
 HTTP; both document scores (--doc-score maxsim / maxp) answer; an HTTP text upsert of a long
 document replaces all its windows at once (the stored windows tile its new rows; the
 passage follows the new text; compaction drops the old windows); empty and whitespace-only
-texts are refused (400) as in any index, and a text of unknown words upserts as one window; `index add --corpus` into a windowed index stores windows too.
+texts are refused (400) as in any index, and a text of unknown words upserts as one window;
+`index check` verifies the stored windows; `index add --corpus` into a windowed index stores windows too.
 """
 import json
 import os
@@ -182,6 +183,14 @@ def body():
     check(len(wins) > 1 and tiles(n, wins), "index add: long3's windows %r (%r rows)" % (wins, n))
     p = sl.run(["index", "check", "--index", idx], check=False)
     check(p.returncode == 0, "index check: %s" % (p.stdout + p.stderr)[-500:])
+    db = sqlite3.connect(idx)  # windows that no longer tile their document: check says so
+    db.execute("UPDATE doc_windows SET windows = substr(windows, 17) WHERE doc_id ="
+               " (SELECT doc_id FROM documents WHERE external_id = 'long3' AND deleted = 0)")
+    db.commit()
+    db.close()
+    p = sl.run(["index", "check", "--index", idx], check=False)
+    check(p.returncode == 1 and "windows do not tile" in p.stdout + p.stderr,
+          "index check of broken windows: %d %s" % (p.returncode, (p.stdout + p.stderr)[-300:]))
 
 
 sl.main(body)
