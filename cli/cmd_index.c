@@ -59,7 +59,7 @@ static const char build_usage[] =
     "                        Default: the model config's \"window\"; 0 turns windows off\n"
     "  --stride S            tokens between window starts (default N - N/4)\n"
     "  --doc-score D         a windowed document's score: maxsim (all its tokens) or\n"
-    "                        maxp (its best window); default maxsim\n"
+    "                        maxp (its best window); default maxp (measured better)\n"
     "  --no-calibrate        skip measuring the search settings per recall target (searches\n"
     "                        then use PLAID's fixed defaults; `colplaid index calibrate` later)\n"
     "  --force               replace an existing file at --index\n"

@@ -330,7 +330,7 @@ float cp_maxsim(const float *query, int n_q, const float *doc, int n_d, int dim)
 /* How a windowed document's score is made: MaxSim over all of its rows (the plain search
  * score), or the best window's own MaxSim (MaxP). */
 typedef enum cp_doc_score { CP_DOC_SCORE_MAXSIM = 0, CP_DOC_SCORE_MAXP = 1 } cp_doc_score;
-#define CP_DOC_SCORE_DEFAULT CP_DOC_SCORE_MAXSIM
+#define CP_DOC_SCORE_DEFAULT CP_DOC_SCORE_MAXP /* measured: docs/search.md */
 
 const char *cp_doc_score_name(cp_doc_score s); /* "maxsim", "maxp" */
 bool cp_doc_score_parse(const char *name, cp_doc_score *out);

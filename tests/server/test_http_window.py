@@ -77,7 +77,7 @@ def body():
                      rng.choice(["river", "forest", "music", "garden", "snow"])})
     # long documents: the target words deep inside, behind multi-byte text ("Rivér" is the
     # known word river once accents are stripped; "ü€" is unknown)
-    long1 = (filler(rng, 30) + " ü€ Rivér ü€ " + filler(rng, 5) + " castle island " +
+    long1 = (filler(rng, 30) + " ü€ Rivér ü€ " + filler(rng, 2) + " castle island " +
              filler(rng, 30))
     long2 = filler(rng, 20) + " desert valley " + filler(rng, 40)
     docs += [{"_id": "long1", "text": long1}, {"_id": "long2", "text": long2}]
