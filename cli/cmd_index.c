@@ -192,8 +192,10 @@ static int parse_window_option(build_args *a, int argc, char **argv, int *i)
     int64_t v = 0;
     int rc = parse_int_option(option_value(argc, argv, i, name), name, win ? 0 : 1, 1 << 20, &v);
     if (rc) return rc;
-    if (win) a->window = (int)v;
-    else a->stride = (int)v;
+    if (win)
+        a->window = (int)v;
+    else
+        a->stride = (int)v;
     return 0;
 }
 
@@ -327,8 +329,7 @@ static int run_build(build_args *a)
         st = cp_encoder_load(a->model, &eo, &enc, &err);
         if (st == CP_OK) st = resolve_window(a, enc, &err);
         if (st == CP_OK)
-            st = cp_text_source_open_windowed(a->corpus, enc, threads, &a->opts.window, &src,
-                                              &err);
+            st = cp_text_source_open_windowed(a->corpus, enc, threads, &a->opts.window, &src, &err);
         if (st == CP_OK) a->opts.encoder_json = cp_encoder_fingerprint(enc);
         if (st == CP_OK) a->opts.centroid_scale = cp_encoder_centroid_scale(enc);
     } else {

@@ -134,8 +134,8 @@ static cp_status doc_batch_push(doc_batch *b, const cp_document *d, int dim, cp_
     c->windows = w;
     c->n_windows = w ? d->n_windows : 0;
     b->n++;
-    if (!e || (d->id && !c->id) || (d->text && !c->text) || (d->metadata_json && !c->metadata_json) ||
-        (d->n_windows > 0 && !w))
+    if (!e || (d->id && !c->id) || (d->text && !c->text) ||
+        (d->metadata_json && !c->metadata_json) || (d->n_windows > 0 && !w))
         return cp_error_set(err, CP_ENOMEM, "out of memory reading documents");
     return CP_OK;
 }
@@ -212,8 +212,7 @@ static int run_add(const write_args *a)
         if (st == CP_OK) st = check_model(ix, enc, &err);
         cp_window_options w; /* a windowed index: the windows it was built with */
         cp_index_windows(ix, &w, NULL);
-        if (st == CP_OK)
-            st = cp_text_source_open_windowed(a->corpus, enc, threads, &w, &src, &err);
+        if (st == CP_OK) st = cp_text_source_open_windowed(a->corpus, enc, threads, &w, &src, &err);
     } else if (st == CP_OK) {
         st = cp_doc_source_npy_open(a->embeddings, a->doclens, a->ids, &src, &err);
     }

@@ -125,8 +125,8 @@ static int parse_options(const char *cmd, int argc, char **argv, bool eval, opti
             if (!cp_doc_score_parse(v, &unused))
                 return cp_cli_usage_error(cmd, "--doc-score wants maxsim or maxp, got '%s'", v);
             o->doc_score = v;
-        }
-        else if (!strcmp(a, "--qrels") && eval) o->qrels = v;
+        } else if (!strcmp(a, "--qrels") && eval)
+            o->qrels = v;
         else if (!strcmp(a, "--k") || !strcmp(a, "--ncells") || !strcmp(a, "--ndocs") ||
                  !strcmp(a, "--threads")) {
             int64_t lo = strcmp(a, "--threads") ? 1 : 0;
@@ -494,7 +494,8 @@ static int print_hits(const options *o, cp_index *index, const query_set *q, con
                 cJSON_AddStringToObject(e, "id", ext);
                 cJSON_AddNumberToObject(e, "rank", h + 1);
                 cJSON_AddNumberToObject(e, "score", hit->score);
-                const cp_passage *p = r->passages ? &r->passages[i * (size_t)o->k + (size_t)h] : NULL;
+                const cp_passage *p =
+                    r->passages ? &r->passages[i * (size_t)o->k + (size_t)h] : NULL;
                 if (p && p->window >= 0) { /* the best window's characters */
                     cJSON *ps = cJSON_AddObjectToObject(e, "passage");
                     cJSON_AddNumberToObject(ps, "start", p->start);

@@ -105,7 +105,8 @@ static cp_status emit(const cp_encoder *enc, cp_text_kind kind, const int32_t *i
 {
     const bert_impl *b = enc->impl;
     int h = b->model.cfg.hidden, dim = enc->dim, n = 0;
-    float *rows = calloc((size_t)len * (size_t)h, sizeof(float)); /* calloc: gcc -Wmaybe-uninitialized */
+    float *rows =
+        calloc((size_t)len * (size_t)h, sizeof(float)); /* calloc: gcc -Wmaybe-uninitialized */
     out->data = malloc((size_t)len * (size_t)dim * sizeof(float));
     out->token_ids = malloc((size_t)len * sizeof(int32_t));
     if (!rows || !out->data || !out->token_ids) {
@@ -254,8 +255,8 @@ static cp_status bert_tokenize(cp_encoder *enc, cp_text_kind kind, bool raw, con
 }
 
 /* Windows (encoder/window.c): WordPiece ids, no specials, no truncation. */
-static cp_status bert_units(cp_encoder *enc, const char *text, size_t len, int32_t **ids,
-                            size_t *n, cp_error *err)
+static cp_status bert_units(cp_encoder *enc, const char *text, size_t len, int32_t **ids, size_t *n,
+                            cp_error *err)
 {
     const bert_impl *b = enc->impl;
     return cp_wordpiece_encode_n(b->wp, text, len, ids, n, err);
@@ -263,14 +264,15 @@ static cp_status bert_units(cp_encoder *enc, const char *text, size_t len, int32
 
 /* [CLS] [D] ids [SEP] through the model; the rows of ids[keep_from, keep_to) come out (with
  * [CLS] [D] when keep_from == 0 and [SEP] when keep_to == n, as a whole document's). */
-static cp_status bert_encode_units(cp_encoder *enc, const int32_t *ids, size_t n,
-                                   size_t keep_from, size_t keep_to, cp_embeddings *out,
-                                   cp_error *err)
+static cp_status bert_encode_units(cp_encoder *enc, const int32_t *ids, size_t n, size_t keep_from,
+                                   size_t keep_to, cp_embeddings *out, cp_error *err)
 {
     const bert_impl *b = enc->impl;
     if (n + 3 > (size_t)b->model.cfg.max_pos)
-        return cp_error_set(err, CP_EINVAL, "a window span of %zu tokens exceeds the model's %d "
-                            "positions", n, b->model.cfg.max_pos);
+        return cp_error_set(err, CP_EINVAL,
+                            "a window span of %zu tokens exceeds the model's %d "
+                            "positions",
+                            n, b->model.cfg.max_pos);
     int len = (int)n + 3, h = b->model.cfg.hidden;
     int32_t *seq = malloc((size_t)len * sizeof *seq);
     uint8_t *att = malloc((size_t)len);
@@ -295,7 +297,8 @@ static cp_status bert_encode_units(cp_encoder *enc, const int32_t *ids, size_t n
             out->dim = enc->dim;
             if (!out->data || !out->token_ids) s = cp_error_set(err, CP_ENOMEM, "out of memory");
         } else
-            s = emit(enc, CP_TEXT_DOCUMENT, seq + from, to - from, hidden + (size_t)from * h, out, err);
+            s = emit(enc, CP_TEXT_DOCUMENT, seq + from, to - from, hidden + (size_t)from * h, out,
+                     err);
     }
     free(seq);
     free(att);
@@ -321,9 +324,8 @@ static void bert_free(cp_encoder *enc)
     enc->impl = NULL;
 }
 
-static const cp_encoder_backend bert_backend = {"bert",          bert_encode, bert_tokenize,
-                                                bert_token_text, bert_free,   bert_units,
-                                                bert_encode_units};
+static const cp_encoder_backend bert_backend = {
+    "bert", bert_encode, bert_tokenize, bert_token_text, bert_free, bert_units, bert_encode_units};
 
 static int cmp_id(const void *a, const void *b)
 {

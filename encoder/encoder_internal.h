@@ -38,7 +38,7 @@ struct cp_encoder {
     int doc_maxlen;
     int centroid_scale; /* cp_encoder_centroid_scale; backends that do not set it leave 1 */
     int threads;
-    int position_limit;      /* most units one encode_units call takes */
+    int position_limit;       /* most units one encode_units call takes */
     cp_window_options window; /* the model config's default windows (window 0: none) */
     char *fingerprint; /* JSON, malloc'd */
 };

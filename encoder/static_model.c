@@ -194,7 +194,8 @@ static cp_status static_encode_units(cp_encoder *enc, const int32_t *ids, size_t
         free(base), free(mixed), free(data), free(tok);
         return cp_error_set(err, CP_ENOMEM, "out of memory encoding a window");
     }
-    for (size_t i = 0; i < n; i++) load_row(m, ids[i], base + i * dim);
+    for (size_t i = 0; i < n; i++)
+        load_row(m, ids[i], base + i * dim);
     mix(m, base, n, mixed);
     if (keep) {
         memcpy(data, mixed + keep_from * dim, keep * dim * sizeof *data);

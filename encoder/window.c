@@ -18,15 +18,17 @@
 
 #include "encoder_internal.h"
 
-int cp_encoder_position_limit(const cp_encoder *enc) { return enc->position_limit; }
+int cp_encoder_position_limit(const cp_encoder *enc)
+{
+    return enc->position_limit;
+}
 
 void cp_encoder_default_window(const cp_encoder *enc, cp_window_options *out)
 {
     *out = enc->window;
 }
 
-cp_status cp_encoder_check_window(const cp_encoder *enc, const cp_window_options *w,
-                                  cp_error *err)
+cp_status cp_encoder_check_window(const cp_encoder *enc, const cp_window_options *w, cp_error *err)
 {
     if (!enc->backend->encode_units)
         return cp_error_set(err, CP_EUNSUPPORTED, "this model cannot encode windows");
@@ -51,7 +53,8 @@ static bool is_space(unsigned char c)
 static int32_t count_chars(const char *s, size_t n)
 {
     int32_t k = 0;
-    for (size_t i = 0; i < n; i++) k += ((unsigned char)s[i] & 0xC0) != 0x80;
+    for (size_t i = 0; i < n; i++)
+        k += ((unsigned char)s[i] & 0xC0) != 0x80;
     return k;
 }
 
@@ -75,7 +78,8 @@ static cp_status grow(void **p, size_t *cap, size_t need, size_t size, cp_error 
 {
     if (need <= *cap) return CP_OK;
     size_t c = *cap ? *cap : 64;
-    while (c < need) c *= 2;
+    while (c < need)
+        c *= 2;
     void *q = realloc(*p, c * size);
     if (!q) return cp_error_set(err, CP_ENOMEM, "out of memory windowing a document");
     *p = q;
@@ -95,7 +99,8 @@ static cp_status split_units(cp_encoder *enc, const char *text, size_t len, unit
             continue;
         }
         size_t j = i;
-        while (j < len && !is_space((unsigned char)text[j])) j++;
+        while (j < len && !is_space((unsigned char)text[j]))
+            j++;
         int32_t c = count_chars(text + i, j - i);
         int32_t *ids = NULL;
         size_t n = 0;
@@ -119,7 +124,8 @@ static cp_status split_units(cp_encoder *enc, const char *text, size_t len, unit
                 u->piece_start[u->n_pieces] = chars;
                 u->piece_end[u->n_pieces] = chars + c;
                 memcpy(u->ids + u->n, ids, n * sizeof *ids);
-                for (size_t k = 0; k < n; k++) u->piece[u->n + k] = (int32_t)u->n_pieces;
+                for (size_t k = 0; k < n; k++)
+                    u->piece[u->n + k] = (int32_t)u->n_pieces;
                 u->n += n;
                 u->n_pieces++;
             }
@@ -211,7 +217,8 @@ cp_status cp_encoder_encode_windows(cp_encoder *enc, const char *text, const cp_
         *n_windows = (int32_t)k;
         win = NULL;
     }
-    for (size_t i = 0; parts && i < nw + 1; i++) cp_embeddings_free(&parts[i]);
+    for (size_t i = 0; parts && i < nw + 1; i++)
+        cp_embeddings_free(&parts[i]);
     free(parts);
     free(win);
     units_free(&u);

@@ -216,7 +216,10 @@ cp_status cp_index_pool_get(cp_index *index, cp_store **out, cp_error *err)
     return pool_get(index, out, err);
 }
 
-void cp_index_pool_put(cp_index *index, cp_store *s) { pool_put(index, s); }
+void cp_index_pool_put(cp_index *index, cp_store *s)
+{
+    pool_put(index, s);
+}
 
 /* ------------------------------------------------------------------------------------
  * Open / close

@@ -1119,7 +1119,7 @@ cp_status cp_store_rewrite_segments(cp_store *store, const int64_t *old_ids, siz
         st = cp_windows_drop_tombstones(store, old_ids[i], err);
         if (st == CP_OK)
             st = exec_int(store, "DELETE FROM documents WHERE segment_id = ? AND deleted != 0",
-                      old_ids[i], 0, &n, "removing tombstones", err);
+                          old_ids[i], 0, &n, "removing tombstones", err);
         *tombstones_removed += n;
         if (st == CP_OK)
             st = exec_int(store, "DELETE FROM segments WHERE segment_id = ?", old_ids[i], 0,

@@ -24,7 +24,7 @@
 #include "index_handle.h"
 #include "windows.h"
 
-#define WINDOWS_TABLE_SQL                                                                      \
+#define WINDOWS_TABLE_SQL                                                                          \
     "CREATE TABLE IF NOT EXISTS doc_windows(doc_id INTEGER PRIMARY KEY, windows BLOB NOT NULL)"
 
 static bool has_table(sqlite3 *db)
@@ -64,7 +64,8 @@ cp_status cp_windows_insert(cp_store *store, const cp_document *docs, size_t n, 
                             cp_error *err)
 {
     size_t with = 0;
-    for (size_t i = 0; i < n; i++) with += docs[i].n_windows > 0;
+    for (size_t i = 0; i < n; i++)
+        with += docs[i].n_windows > 0;
     if (!with) return CP_OK;
     sqlite3 *db = cp_store_sqlite(store);
     int rc = sqlite3_exec(db, WINDOWS_TABLE_SQL, NULL, NULL, NULL);
@@ -107,13 +108,19 @@ cp_status cp_windows_drop_tombstones(cp_store *store, int64_t segment_id, cp_err
     return rc == SQLITE_OK ? CP_OK : cp_store_sql_error(store, rc, "removing windows", err);
 }
 
-const char *cp_doc_score_name(cp_doc_score s) { return s == CP_DOC_SCORE_MAXP ? "maxp" : "maxsim"; }
+const char *cp_doc_score_name(cp_doc_score s)
+{
+    return s == CP_DOC_SCORE_MAXP ? "maxp" : "maxsim";
+}
 
 bool cp_doc_score_parse(const char *name, cp_doc_score *out)
 {
-    if (!strcmp(name, "maxsim")) *out = CP_DOC_SCORE_MAXSIM;
-    else if (!strcmp(name, "maxp")) *out = CP_DOC_SCORE_MAXP;
-    else return false;
+    if (!strcmp(name, "maxsim"))
+        *out = CP_DOC_SCORE_MAXSIM;
+    else if (!strcmp(name, "maxp"))
+        *out = CP_DOC_SCORE_MAXP;
+    else
+        return false;
     return true;
 }
 
@@ -189,7 +196,8 @@ static cp_status read_windows(cp_index *index, const int64_t *doc_ids, size_t n,
     sqlite3_finalize(q);
     cp_index_pool_put(index, db);
     if (st != CP_OK)
-        for (size_t i = 0; i < n; i++) free(out[i]), out[i] = NULL;
+        for (size_t i = 0; i < n; i++)
+            free(out[i]), out[i] = NULL;
     return st;
 }
 
@@ -221,7 +229,8 @@ cp_status cp_index_hit_passages(cp_index *index, const float *query, int n_q, in
     int32_t *nw = calloc((size_t)n, sizeof *nw);
     ranked *r = malloc((size_t)n * sizeof *r);
     cp_status st = ids && w && nw && r ? CP_OK : cp_error_set(err, CP_ENOMEM, "out of memory");
-    for (int i = 0; st == CP_OK && i < n; i++) ids[i] = hits[i].doc_id;
+    for (int i = 0; st == CP_OK && i < n; i++)
+        ids[i] = hits[i].doc_id;
     if (st == CP_OK) st = read_windows(index, ids, (size_t)n, w, nw, err);
     for (int i = 0; st == CP_OK && i < n; i++) {
         r[i].hit = hits[i];
@@ -260,7 +269,8 @@ cp_status cp_index_hit_passages(cp_index *index, const float *query, int n_q, in
             if (out) out[i] = r[i].p;
         }
     }
-    for (int i = 0; w && i < n; i++) free(w[i]);
+    for (int i = 0; w && i < n; i++)
+        free(w[i]);
     free(w);
     free(nw);
     free(ids);

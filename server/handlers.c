@@ -335,8 +335,8 @@ static bool append_hits(cp_sb *sb, const cp_served_index *si, const cp_search_re
         cp_sb_append(sb, ", \"score\": ");
         append_float(sb, hits[i].score);
         if (passages && passages[i].window >= 0) /* windowed index: the best window */
-            cp_sb_printf(sb, ", \"passage\": {\"start\": %d, \"end\": %d}",
-                         (int)passages[i].start, (int)passages[i].end);
+            cp_sb_printf(sb, ", \"passage\": {\"start\": %d, \"end\": %d}", (int)passages[i].start,
+                         (int)passages[i].end);
         if (sr->include_text) {
             cp_sb_append(sb, ", \"text\": ");
             if (d->text)
@@ -695,8 +695,8 @@ static bool encode_upsert_windows(cp_server *s, const cp_served_index *si, cp_up
         if (d->emb.data) continue;
         cp_embeddings e;
         cp_error err;
-        cp_status st = cp_encoder_encode_windows(s->encoder, d->text, w, &e, &windows[i],
-                                                 &n_windows[i], &err);
+        cp_status st =
+            cp_encoder_encode_windows(s->encoder, d->text, w, &e, &windows[i], &n_windows[i], &err);
         if (st) {
             *ms = ms_since(t0);
             cp_error_prefix(&err, "documents[%zu] of index '%s'", i, si->name);
@@ -706,8 +706,8 @@ static bool encode_upsert_windows(cp_server *s, const cp_served_index *si, cp_up
         take_embeddings(&d->emb, &e);
         if (d->emb.n_tokens < 1) {
             *ms = ms_since(t0);
-            cp_response_error(resp, 422, "EMPTY_DOCUMENT", "documents[%zu].text encodes to no tokens",
-                              i);
+            cp_response_error(resp, 422, "EMPTY_DOCUMENT",
+                              "documents[%zu].text encodes to no tokens", i);
             return false;
         }
     }
@@ -779,7 +779,8 @@ static void handle_upsert(cp_server *s, const cp_request *req, cp_response *resp
     bool ok = windows && n_windows && docs;
     if (!ok) cp_response_error(resp, 503, "OUT_OF_MEMORY", "out of memory");
     if (!ok || !encode_upsert_texts(s, si, &ur, windows, n_windows, &encode_ms, resp)) {
-        for (size_t i = 0; windows && i < ur.n_docs; i++) free(windows[i]);
+        for (size_t i = 0; windows && i < ur.n_docs; i++)
+            free(windows[i]);
         free(windows);
         free(n_windows);
         free(docs);
@@ -801,7 +802,8 @@ static void handle_upsert(cp_server *s, const cp_request *req, cp_response *resp
     cp_status st = cp_index_upsert(si->index, docs, ur.n_docs, si->dim, &res, &err);
     double write_ms = ms_since(t0);
     free(docs);
-    for (size_t i = 0; i < ur.n_docs; i++) free(windows[i]);
+    for (size_t i = 0; i < ur.n_docs; i++)
+        free(windows[i]);
     free(windows);
     free(n_windows);
     size_t n = ur.n_docs;

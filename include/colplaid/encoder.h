@@ -85,8 +85,7 @@ int cp_encoder_position_limit(const cp_encoder *enc);
 void cp_encoder_default_window(const cp_encoder *enc, cp_window_options *out);
 /* CP_EINVAL with a message unless 1 <= window <= the position limit and
  * 1 <= stride <= window. */
-cp_status cp_encoder_check_window(const cp_encoder *enc, const cp_window_options *w,
-                                  cp_error *err);
+cp_status cp_encoder_check_window(const cp_encoder *enc, const cp_window_options *w, cp_error *err);
 /* Encode one document as windows: out gets the windows' own token rows one after the other
  * (as cp_encoder_encode's, with no doc_maxlen truncation), *windows (malloc'd, *n_windows
  * entries, at least one) which rows and characters each window covers. A document of at

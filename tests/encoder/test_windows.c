@@ -141,7 +141,8 @@ static void test_long(cp_encoder *enc)
     CP_CHECK_INT(e.n_tokens, 16);
     if (nw != 4 || e.n_tokens != 16) return;
     check_tiling(&e, win, nw);
-    for (int32_t i = 0; i < nw; i++) CP_CHECK_INT(win[i].tok_end - win[i].tok_start, 4);
+    for (int32_t i = 0; i < nw; i++)
+        CP_CHECK_INT(win[i].tok_end - win[i].tok_start, 4);
     /* Each window's characters hold exactly its tokens. */
     const char *want[4] = {"Thé  cat\tsat ön,", "ön, the mät zzz\nwith? a", "a dog. Café sat",
                            "Café sat\n\n the  cat"};
@@ -164,14 +165,16 @@ static void test_long(cp_encoder *enc)
     /* Late chunking: unit 3 ("on") is window 0's last row and window 1's first; with its
      * real neighbours on both sides it has the same vector in both. */
     const float *a = e.data + 3 * e.dim, *b = e.data + 4 * e.dim;
-    for (int d = 0; d < e.dim; d++) CP_CHECK_NEAR(a[d], b[d], 1e-6);
+    for (int d = 0; d < e.dim; d++)
+        CP_CHECK_NEAR(a[d], b[d], 1e-6);
     /* ...and that vector is the whole text's (mixing of "sat on the"), not the window's
      * alone: a plain encode of "sat on" (no right neighbour) differs. */
     const char *alone = "sat on";
     cp_embeddings p;
     CP_CHECK_OK(cp_encoder_encode(enc, CP_TEXT_DOCUMENT, &alone, 1, &p, &err), err);
     double diff = 0;
-    for (int d = 0; d < e.dim && p.n_tokens == 2; d++) diff += fabs(p.data[e.dim + d] - a[d]);
+    for (int d = 0; d < e.dim && p.n_tokens == 2; d++)
+        diff += fabs(p.data[e.dim + d] - a[d]);
     CP_CHECK(diff > 1e-3);
     cp_embeddings_free(&p);
     cp_embeddings_free(&e);
