@@ -30,5 +30,10 @@ bool cp_cli_parse_float(const char *s, double *out);
  * own enc. */
 cp_status cp_text_source_open(const char *corpus_path, cp_encoder *enc, int threads,
                               cp_doc_source *out, cp_error *err);
+/* The same, encoding every document as windows (cp_encoder_encode_windows) when window is
+ * not NULL and window->window > 0; CP_EINVAL when the settings do not suit the model. */
+cp_status cp_text_source_open_windowed(const char *corpus_path, cp_encoder *enc, int threads,
+                                       const cp_window_options *window, cp_doc_source *out,
+                                       cp_error *err);
 
 #endif

@@ -27,6 +27,7 @@ static const char build_usage[] =
     "         [--nbits 1|2|4|8] [--centroids K] [--kmeans-iters N] [--seed S]\n"
     "         [--threads N] [--segment-docs N] [--kmeans-points N] [--centroid-scale N]\n"
     "         [--codec scaled|colbert] [--pool-factor N [--pool-linkage ward|average]]\n"
+    "         [--window N [--stride S] [--doc-score maxsim|maxp]]\n"
     "         [--no-calibrate] [--force] [--quiet]\n"
     "\n"
     "Build a new index file from a text corpus or from precomputed token embeddings.\n"
@@ -57,6 +58,14 @@ static const char build_usage[] =
     "                        renormalised mean (default 1: off; 2..64); later `index add`\n"
     "                        and HTTP upserts pool the same way; queries are never pooled\n"
     "  --pool-linkage L      the clustering's linkage: ward (default) or average\n"
+    "  --window N            encode a document longer than N tokens as overlapping windows\n"
+    "                        of N tokens (late chunking: each with its neighbours' text as\n"
+    "                        context), stored as one document; results carry the best\n"
+    "                        window's character span. N <= the model's position limit.\n"
+    "                        Default: the model config's \"window\"; 0 turns windows off\n"
+    "  --stride S            tokens between window starts (default N - N/4)\n"
+    "  --doc-score D         a windowed document's score: maxsim (all its tokens) or\n"
+    "                        maxp (its best window); default maxp (measured better)\n"
     "  --no-calibrate        skip measuring the search settings per recall target (searches\n"
     "                        then use PLAID's fixed defaults; `colplaid index calibrate` later)\n"
     "  --force               replace an existing file at --index\n"
@@ -85,6 +94,10 @@ typedef struct build_args {
     cp_build_options opts;
     int centroid_scale; /* --centroid-scale; 0: the model's */
     bool quiet;
+    /* --window / --stride / --doc-score (colplaid/window.h): -1 = not given (the model's
+     * default windows, if any); --window 0 turns windows off. */
+    int window, stride;
+    const char *doc_score;
 } build_args;
 
 /* The value of option argv[*i] ("--x v" or "--x=v"), advancing *i; NULL if missing. */
@@ -171,8 +184,58 @@ static int parse_numeric(build_args *a, int argc, char **argv, int *i)
     return -1;
 }
 
+/* --window N, --stride S, --doc-score maxsim|maxp. -1 if arg is none of them. */
+static int parse_window_option(build_args *a, int argc, char **argv, int *i)
+{
+    const char *arg = argv[*i];
+    if (is_option(arg, "--doc-score")) {
+        const char *v = option_value(argc, argv, i, "--doc-score");
+        cp_doc_score unused;
+        if (!v || !cp_doc_score_parse(v, &unused))
+            return cp_cli_usage_error("index build", "--doc-score wants maxsim or maxp");
+        a->doc_score = v;
+        return 0;
+    }
+    bool win = is_option(arg, "--window");
+    if (!win && !is_option(arg, "--stride")) return -1;
+    const char *name = win ? "--window" : "--stride";
+    int64_t v = 0;
+    int rc = parse_int_option(option_value(argc, argv, i, name), name, win ? 0 : 1, 1 << 20, &v);
+    if (rc) return rc;
+    if (win)
+        a->window = (int)v;
+    else
+        a->stride = (int)v;
+    return 0;
+}
+
+/* The window settings of a text build: the options over the model's default. */
+static cp_status resolve_window(build_args *a, cp_encoder *enc, cp_error *err)
+{
+    cp_window_options w;
+    cp_encoder_default_window(enc, &w);
+    if (a->window >= 0) {
+        w.window = a->window;
+        w.stride = a->stride > 0 ? a->stride : a->window - a->window / 4;
+    } else if (a->stride > 0 && w.window > 0) {
+        w.stride = a->stride;
+    }
+    if (w.window == 0) {
+        a->opts.window.window = a->opts.window.stride = 0;
+        return CP_OK;
+    }
+    a->opts.window = w;
+    if (a->doc_score) {
+        cp_doc_score d;
+        cp_doc_score_parse(a->doc_score, &d);
+        a->opts.doc_score = (int)d;
+    }
+    return cp_encoder_check_window(enc, &w, err);
+}
+
 static int parse_build_args(int argc, char **argv, build_args *a)
 {
+    a->window = a->stride = -1;
     static const char *const strs[] = {"--index", "--corpus", "--model",        "--embeddings",
                                        "--doclens", "--ids",  "--codec", "--pool-linkage"};
     const char **targets[] = {&a->index,   &a->corpus, &a->model,     &a->embeddings,
@@ -200,7 +263,10 @@ static int parse_build_args(int argc, char **argv, build_args *a)
             matched = true;
         }
         if (matched) continue;
-        int rc = parse_numeric(a, argc, argv, &i);
+        int rc = parse_window_option(a, argc, argv, &i);
+        if (rc > 0) return rc;
+        if (rc == 0) continue;
+        rc = parse_numeric(a, argc, argv, &i);
         if (rc > 0) return rc;
         if (rc < 0) return cp_cli_usage_error("index build", "unknown option '%s'", arg);
     }
@@ -228,6 +294,16 @@ static int check_build_args(const build_args *a)
                                   a->opts.pool_linkage);
     if (a->opts.pool_linkage && a->opts.pool_factor < 2)
         return cp_cli_usage_error("index build", "--pool-linkage needs --pool-factor 2 or more");
+    if (emb && (a->window >= 0 || a->stride >= 0 || a->doc_score))
+        return cp_cli_usage_error("index build",
+                                  "--window, --stride and --doc-score need a text --corpus");
+    if (a->stride > 0 && a->window > 0 && a->stride > a->window)
+        return cp_cli_usage_error("index build", "--stride %d is larger than --window %d",
+                                  a->stride, a->window);
+    if (a->opts.pool_factor > 1 && a->window > 0)
+        return cp_cli_usage_error("index build",
+                                  "--pool-factor and --window do not go together (pooling "
+                                  "would merge tokens across the windows' bounds)");
     return 0;
 }
 
@@ -271,7 +347,9 @@ static int run_build(build_args *a)
         cp_encoder_options_init(&eo);
         eo.threads = threads;
         st = cp_encoder_load(a->model, &eo, &enc, &err);
-        if (st == CP_OK) st = cp_text_source_open(a->corpus, enc, threads, &src, &err);
+        if (st == CP_OK) st = resolve_window(a, enc, &err);
+        if (st == CP_OK)
+            st = cp_text_source_open_windowed(a->corpus, enc, threads, &a->opts.window, &src, &err);
         if (st == CP_OK) a->opts.encoder_json = cp_encoder_fingerprint(enc);
         if (st == CP_OK) a->opts.centroid_scale = cp_encoder_centroid_scale(enc);
     } else {

@@ -218,6 +218,7 @@ static int print_info_json(cp_index *ix, const char *path, const cp_index_stats 
     add_json_meta(o, "encoder", cp_index_meta_get(ix, "encoder"));
     add_json_meta(o, "build", cp_index_meta_get(ix, "build"));
     add_json_meta(o, "drift", cp_index_meta_get(ix, "drift")); /* docs/live-index.md */
+    add_json_meta(o, "windows", cp_index_meta_get(ix, "windows")); /* windowed indexes */
     add_calibration_json(o, cp_index_meta_get(ix, "search_calibration"));
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
@@ -248,8 +249,8 @@ static void print_info_text(cp_index *ix, const char *path, const cp_index_stats
     int factor = pool_factor(ix, linkage, sizeof linkage);
     if (factor > 1) printf("pool factor     %d (%s linkage)\n", factor, linkage[0] ? linkage : "ward");
     else printf("pool factor     1 (no pooling)\n");
-    static const char *const keys[] = {"created_at", "encoder", "build", "drift"};
-    for (size_t i = 0; i < 4; i++) {
+    static const char *const keys[] = {"created_at", "encoder", "build", "drift", "windows"};
+    for (size_t i = 0; i < 5; i++) {
         char *v = cp_index_meta_get(ix, keys[i]);
         if (v) printf("%-15s %s\n", keys[i], v);
         free(v);

@@ -106,6 +106,7 @@ static void doc_batch_clear(doc_batch *b)
         free((char *)b->docs[i].text);
         free((char *)b->docs[i].metadata_json);
         free((float *)b->docs[i].embeddings);
+        free((cp_window *)b->docs[i].windows);
     }
     b->n = 0;
 }
@@ -127,8 +128,14 @@ static cp_status doc_batch_push(doc_batch *b, const cp_document *d, int dim, cp_
     if (e && bytes && d->embeddings) memcpy(e, d->embeddings, bytes);
     c->embeddings = e;
     c->n_tokens = d->n_tokens;
+    cp_window *w = NULL; /* windowed documents (colplaid/window.h) */
+    if (d->n_windows > 0 && (w = malloc((size_t)d->n_windows * sizeof *w)))
+        memcpy(w, d->windows, (size_t)d->n_windows * sizeof *w);
+    c->windows = w;
+    c->n_windows = w ? d->n_windows : 0;
     b->n++;
-    if (!e || (d->id && !c->id) || (d->text && !c->text) || (d->metadata_json && !c->metadata_json))
+    if (!e || (d->id && !c->id) || (d->text && !c->text) ||
+        (d->metadata_json && !c->metadata_json) || (d->n_windows > 0 && !w))
         return cp_error_set(err, CP_ENOMEM, "out of memory reading documents");
     return CP_OK;
 }
@@ -203,7 +210,9 @@ static int run_add(const write_args *a)
         eo.threads = threads;
         st = cp_encoder_load(a->model, &eo, &enc, &err);
         if (st == CP_OK) st = check_model(ix, enc, &err);
-        if (st == CP_OK) st = cp_text_source_open(a->corpus, enc, threads, &src, &err);
+        cp_window_options w; /* a windowed index: the windows it was built with */
+        cp_index_windows(ix, &w, NULL);
+        if (st == CP_OK) st = cp_text_source_open_windowed(a->corpus, enc, threads, &w, &src, &err);
     } else if (st == CP_OK) {
         st = cp_doc_source_npy_open(a->embeddings, a->doclens, a->ids, &src, &err);
     }

@@ -33,6 +33,7 @@ typedef struct options {
     double threshold, recall;
     bool have_threshold, exact, help;
     out_format format;
+    const char *doc_score; /* --doc-score; NULL: the index's (windowed indexes) */
 } options;
 
 typedef struct query_set {
@@ -48,7 +49,7 @@ static const char search_usage[] =
     "         (--query TEXT | --queries queries.jsonl | --query-embeddings Q.npy)\n"
     "         [--model MODEL] [--k 10] [--exact] [--recall R] [--ncells N] [--threshold T] "
     "[--ndocs N]\n"
-    "         [--threads N] [--format tsv|json|trec]\n"
+    "         [--threads N] [--format tsv|json|trec] [--doc-score maxsim|maxp]\n"
     "\n"
     "Search an index with PLAID (or exhaustively with --exact).\n"
     "\n"
@@ -69,13 +70,17 @@ static const char search_usage[] =
     "  --format F               tsv: qid<TAB>docid<TAB>rank<TAB>score (default)\n"
     "                           trec: qid Q0 docid rank score colplaid\n"
     "                           json: one object per query per line:\n"
-    "                           {\"qid\", \"hits\": [{\"id\", \"rank\", \"score\"}]}\n";
+    "                           {\"qid\", \"hits\": [{\"id\", \"rank\", \"score\"}]}\n"
+    "                           (windowed indexes: each hit also has \"passage\":\n"
+    "                           {\"start\", \"end\"}, its best window's characters)\n"
+    "  --doc-score D            windowed indexes: maxsim (all of a document's tokens) or\n"
+    "                           maxp (its best window); default: the index's\n";
 
 static const char eval_usage[] =
     "usage: colplaid eval --index IDX.db --queries queries.jsonl --qrels qrels.tsv\n"
     "         [--model MODEL] [--k 100] [--exact] [--recall R] [--ncells N] [--threshold T] "
     "[--ndocs N]\n"
-    "         [--threads N] [--format text|json]\n"
+    "         [--threads N] [--format text|json] [--doc-score maxsim|maxp]\n"
     "\n"
     "Measure retrieval quality against BEIR qrels (only queries with a positive judgement\n"
     "are evaluated): nDCG@10, Recall@10, Recall@100, MRR@10, and per-query search latency\n"
@@ -83,7 +88,8 @@ static const char eval_usage[] =
     "embeddings [n, n_q, dim] with --query-ids FILE naming its rows (one id per line).\n"
     "json keys: \"ndcg@10\" \"recall@10\" \"recall@100\" \"mrr@10\" \"latency_ms\": {\"mean\",\n"
     "\"p50\", \"p99\"}, plus \"queries\", \"k\", \"exact\".\n"
-    "--recall R: target share of the exhaustive top-k in (0, 1], default 0.97 (see search).\n";
+    "--recall R: target share of the exhaustive top-k in (0, 1], default 0.97 (see search).\n"
+    "--doc-score D: windowed indexes: maxsim or maxp (see search).\n";
 
 /* ---------------------------------------------------------------------------------------
  * Options
@@ -114,7 +120,13 @@ static int parse_options(const char *cmd, int argc, char **argv, bool eval, opti
         else if (!strcmp(a, "--query-embeddings") && !eval) o->query_emb = v;
         else if (!strcmp(a, "--query-ids") && eval) *query_ids = v;
         else if (!strcmp(a, "--model")) o->model = v;
-        else if (!strcmp(a, "--qrels") && eval) o->qrels = v;
+        else if (!strcmp(a, "--doc-score")) {
+            cp_doc_score unused;
+            if (!cp_doc_score_parse(v, &unused))
+                return cp_cli_usage_error(cmd, "--doc-score wants maxsim or maxp, got '%s'", v);
+            o->doc_score = v;
+        } else if (!strcmp(a, "--qrels") && eval)
+            o->qrels = v;
         else if (!strcmp(a, "--k") || !strcmp(a, "--ncells") || !strcmp(a, "--ndocs") ||
                  !strcmp(a, "--threads")) {
             int64_t lo = strcmp(a, "--threads") ? 1 : 0;
@@ -342,6 +354,9 @@ typedef struct run {
     cp_search_params params;
     cp_hit *hits;  /* n x k */
     int *n_hits;
+    cp_passage *passages; /* n x k, windowed indexes only (else NULL) */
+    cp_doc_score doc_score;
+    const char *doc_score_name; /* --doc-score */
     double *ms;
     atomic_size_t next;
     atomic_int failed;
@@ -366,6 +381,10 @@ static void *run_worker(void *arg)
         double t0 = now_ms();
         cp_status st = cp_index_search(r->index, r->q->emb[i], r->q->n_q[i], r->q->dim, &r->params,
                                        r->hits + i * (size_t)r->params.k, &r->n_hits[i], NULL, &err);
+        if (st == CP_OK && r->passages) /* best windows; MaxP re-ranks */
+            st = cp_index_hit_passages(r->index, r->q->emb[i], r->q->n_q[i], r->q->dim,
+                                       r->doc_score, r->hits + i * (size_t)r->params.k,
+                                       r->n_hits[i], r->passages + i * (size_t)r->params.k, &err);
         r->ms[i] = now_ms() - t0;
         if (st != CP_OK) {
             pthread_mutex_lock(&r->lock);
@@ -387,6 +406,12 @@ static cp_status run_all(run *r, int threads, cp_error *err)
     r->n_hits = calloc(n + 1, sizeof(int));
     r->ms = calloc(n + 1, sizeof(double));
     if (!r->hits || !r->n_hits || !r->ms) return cp_error_set(err, CP_ENOMEM, "out of memory for results");
+    cp_window_options w;
+    if (cp_index_windows(r->index, &w, &r->doc_score)) {
+        if (r->doc_score_name) cp_doc_score_parse(r->doc_score_name, &r->doc_score);
+        r->passages = malloc(sizeof(cp_passage) * (n * k + 1));
+        if (!r->passages) return cp_error_set(err, CP_ENOMEM, "out of memory for results");
+    }
     atomic_init(&r->next, 0);
     atomic_init(&r->failed, 0);
     pthread_mutex_init(&r->lock, NULL);
@@ -411,6 +436,7 @@ static void run_free(run *r)
     free(r->hits);
     free(r->n_hits);
     free(r->ms);
+    free(r->passages);
 }
 
 static void params_from_options(const options *o, cp_search_params *p)
@@ -468,6 +494,13 @@ static int print_hits(const options *o, cp_index *index, const query_set *q, con
                 cJSON_AddStringToObject(e, "id", ext);
                 cJSON_AddNumberToObject(e, "rank", h + 1);
                 cJSON_AddNumberToObject(e, "score", hit->score);
+                const cp_passage *p =
+                    r->passages ? &r->passages[i * (size_t)o->k + (size_t)h] : NULL;
+                if (p && p->window >= 0) { /* the best window's characters */
+                    cJSON *ps = cJSON_AddObjectToObject(e, "passage");
+                    cJSON_AddNumberToObject(ps, "start", p->start);
+                    cJSON_AddNumberToObject(ps, "end", p->end);
+                }
                 cJSON_AddItemToArray(arr, e);
             }
             free(ext);
@@ -494,7 +527,7 @@ int cp_cmd_search(int argc, char **argv)
     cp_index *index = NULL;
     query_set q = {0};
     if ((rc = prepare("search", &o, NULL, NULL, &index, &q)) != CP_EXIT_OK) return rc;
-    run r = {.index = index, .q = &q};
+    run r = {.index = index, .q = &q, .doc_score_name = o.doc_score};
     params_from_options(&o, &r.params);
     cp_error err = {0};
     if (run_all(&r, o.threads, &err) != CP_OK) rc = cp_cli_report("search", &err);
@@ -604,7 +637,7 @@ int cp_cmd_eval(int argc, char **argv)
         cp_qrels_free(qrels);
         return rc;
     }
-    run r = {.index = index, .q = &q};
+    run r = {.index = index, .q = &q, .doc_score_name = o.doc_score};
     params_from_options(&o, &r.params);
     if (run_all(&r, o.threads, &err) != CP_OK) rc = cp_cli_report("eval", &err);
     else rc = score_all(&o, index, qrels, &q, &r);

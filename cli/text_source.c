@@ -30,6 +30,8 @@ typedef struct ts_record {
     int64_t line;
     bool encoded;
     cp_embeddings emb;
+    cp_window *windows; /* windowed sources: the record's windows */
+    int32_t n_windows;
 } ts_record;
 
 typedef struct text_source {
@@ -37,6 +39,7 @@ typedef struct text_source {
     cp_encoder *enc;
     int threads;
     bool parallel_calls; /* the encoder uses one core per call: parallelise across calls */
+    cp_window_options window; /* window 0: documents are encoded whole (truncated) */
     ts_record *batch;
     size_t n, cap, pos; /* pos: next record to hand out */
     bool eof, last_needed;
@@ -47,6 +50,7 @@ static void free_record(ts_record *r)
     free(r->id);
     free(r->text);
     free(r->metadata);
+    free(r->windows);
     cp_embeddings_free(&r->emb);
     memset(r, 0, sizeof *r);
 }
@@ -117,7 +121,11 @@ static void *encode_range(void *arg)
     for (size_t i = j->from; i < j->to && j->st == CP_OK; i++) {
         ts_record *r = &j->s->batch[i];
         const char *t = r->text;
-        j->st = cp_encoder_encode(j->s->enc, CP_TEXT_DOCUMENT, &t, 1, &r->emb, &j->err);
+        if (j->s->window.window > 0)
+            j->st = cp_encoder_encode_windows(j->s->enc, t, &j->s->window, &r->emb, &r->windows,
+                                              &r->n_windows, &j->err);
+        else
+            j->st = cp_encoder_encode(j->s->enc, CP_TEXT_DOCUMENT, &t, 1, &r->emb, &j->err);
         if (j->st == CP_OK) r->encoded = true;
         else cp_error_prefix(&j->err, "%s line %lld (document \"%s\")", cp_corpus_path(j->s->corpus),
                              (long long)r->line, r->id);
@@ -177,7 +185,7 @@ static cp_status ensure_encoded(text_source *s, size_t i, bool dense, cp_error *
     size_t to = dense ? s->n : i + 1;
     while (to > i + 1 && s->batch[to - 1].encoded) to--;
     if (s->parallel_calls && to - i > 1) return encode_parallel(s, i, to, err);
-    if (!s->parallel_calls) return encode_batch_call(s, i, to, err);
+    if (!s->parallel_calls && !s->window.window) return encode_batch_call(s, i, to, err);
     ts_job j = {s, i, i + 1, CP_OK, {0}};
     encode_range(&j);
     if (j.st != CP_OK && err) *err = j.err;
@@ -219,6 +227,9 @@ static cp_status ts_next(void *ctx, bool need_embeddings, cp_document *doc, bool
     ts_record *r = &s->batch[i];
     if (i > 0) { /* the builder is done with the previous document */
         cp_embeddings_free(&s->batch[i - 1].emb);
+        free(s->batch[i - 1].windows);
+        s->batch[i - 1].windows = NULL;
+        s->batch[i - 1].n_windows = 0;
         s->batch[i - 1].encoded = false;
     }
     memset(doc, 0, sizeof *doc);
@@ -234,6 +245,10 @@ static cp_status ts_next(void *ctx, bool need_embeddings, cp_document *doc, bool
     } else if (r->encoded) {
         doc->embeddings = r->emb.data;
         doc->n_tokens = r->emb.n_tokens;
+    }
+    if (r->encoded) {
+        doc->windows = r->windows;
+        doc->n_windows = r->n_windows;
     }
     s->last_needed = need_embeddings;
     *has = true;
@@ -255,9 +270,21 @@ static void ts_close(void *ctx)
 cp_status cp_text_source_open(const char *corpus_path, cp_encoder *enc, int threads,
                               cp_doc_source *out, cp_error *err)
 {
+    return cp_text_source_open_windowed(corpus_path, enc, threads, NULL, out, err);
+}
+
+cp_status cp_text_source_open_windowed(const char *corpus_path, cp_encoder *enc, int threads,
+                                       const cp_window_options *window, cp_doc_source *out,
+                                       cp_error *err)
+{
+    if (window && window->window > 0) {
+        cp_status wst = cp_encoder_check_window(enc, window, err);
+        if (wst != CP_OK) return wst;
+    }
     text_source *s = calloc(1, sizeof *s);
     if (!s) return cp_error_set(err, CP_ENOMEM, "out of memory opening %s", corpus_path);
     s->enc = enc;
+    if (window && window->window > 0) s->window = *window;
     s->threads = threads > 0 ? threads : cp_cpu_count();
     if (s->threads > 64) s->threads = 64;
     /* The static model computes one text on one core; BERT batches internally. */

@@ -105,7 +105,8 @@ static cp_status emit(const cp_encoder *enc, cp_text_kind kind, const int32_t *i
 {
     const bert_impl *b = enc->impl;
     int h = b->model.cfg.hidden, dim = enc->dim, n = 0;
-    float *rows = malloc((size_t)len * (size_t)h * sizeof(float));
+    float *rows =
+        calloc((size_t)len * (size_t)h, sizeof(float)); /* calloc: gcc -Wmaybe-uninitialized */
     out->data = malloc((size_t)len * (size_t)dim * sizeof(float));
     out->token_ids = malloc((size_t)len * sizeof(int32_t));
     if (!rows || !out->data || !out->token_ids) {
@@ -253,6 +254,58 @@ static cp_status bert_tokenize(cp_encoder *enc, cp_text_kind kind, bool raw, con
     return CP_OK;
 }
 
+/* Windows (encoder/window.c): WordPiece ids, no specials, no truncation. */
+static cp_status bert_units(cp_encoder *enc, const char *text, size_t len, int32_t **ids, size_t *n,
+                            cp_error *err)
+{
+    const bert_impl *b = enc->impl;
+    return cp_wordpiece_encode_n(b->wp, text, len, ids, n, err);
+}
+
+/* [CLS] [D] ids [SEP] through the model; the rows of ids[keep_from, keep_to) come out (with
+ * [CLS] [D] when keep_from == 0 and [SEP] when keep_to == n, as a whole document's). */
+static cp_status bert_encode_units(cp_encoder *enc, const int32_t *ids, size_t n, size_t keep_from,
+                                   size_t keep_to, cp_embeddings *out, cp_error *err)
+{
+    const bert_impl *b = enc->impl;
+    if (n + 3 > (size_t)b->model.cfg.max_pos)
+        return cp_error_set(err, CP_EINVAL,
+                            "a window span of %zu tokens exceeds the model's %d "
+                            "positions",
+                            n, b->model.cfg.max_pos);
+    int len = (int)n + 3, h = b->model.cfg.hidden;
+    int32_t *seq = malloc((size_t)len * sizeof *seq);
+    uint8_t *att = malloc((size_t)len);
+    float *hidden = malloc((size_t)len * (size_t)h * sizeof *hidden);
+    cp_status s = seq && att && hidden ? CP_OK : cp_error_set(err, CP_ENOMEM, "out of memory");
+    if (!s) {
+        seq[0] = b->cls;
+        seq[1] = b->d_marker;
+        if (n) memcpy(seq + 2, ids, n * sizeof *ids);
+        seq[n + 2] = b->sep;
+        memset(att, 1, (size_t)len);
+        int32_t off[2] = {0, len};
+        cp_bert_batch batch = {seq, att, off, 1};
+        s = cp_bert_forward(&b->model, &batch, enc->threads, hidden, err);
+    }
+    if (!s) {
+        int from = keep_from == 0 ? 0 : (int)keep_from + 2;
+        int to = keep_to == n ? len : (int)keep_to + 2;
+        if (to <= from) { /* an empty window */
+            out->data = malloc(sizeof(float));
+            out->token_ids = malloc(sizeof(int32_t));
+            out->dim = enc->dim;
+            if (!out->data || !out->token_ids) s = cp_error_set(err, CP_ENOMEM, "out of memory");
+        } else
+            s = emit(enc, CP_TEXT_DOCUMENT, seq + from, to - from, hidden + (size_t)from * h, out,
+                     err);
+    }
+    free(seq);
+    free(att);
+    free(hidden);
+    return s;
+}
+
 static const char *bert_token_text(const cp_encoder *enc, int32_t id)
 {
     const bert_impl *b = enc->impl;
@@ -271,8 +324,8 @@ static void bert_free(cp_encoder *enc)
     enc->impl = NULL;
 }
 
-static const cp_encoder_backend bert_backend = {"bert", bert_encode, bert_tokenize,
-                                                bert_token_text, bert_free};
+static const cp_encoder_backend bert_backend = {
+    "bert", bert_encode, bert_tokenize, bert_token_text, bert_free, bert_units, bert_encode_units};
 
 static int cmp_id(const void *a, const void *b)
 {
@@ -424,6 +477,7 @@ cp_status cp_bert_encoder_load(const char *dir, const cp_encoder_options *opts, 
     enc->dim = b->model.proj.out;
     enc->query_maxlen = b->set.query_maxlen;
     enc->doc_maxlen = b->set.doc_maxlen;
+    enc->position_limit = b->model.cfg.max_pos - 3; /* [CLS] [D] ... [SEP] */
     enc->fingerprint = make_fingerprint(dir, b, enc->dim);
     if (!enc->fingerprint) {
         bert_free(enc);

@@ -7,6 +7,7 @@
 #define CP_ENCODER_INTERNAL_H
 
 #include "colplaid/encoder.h"
+#include "colplaid/window.h"
 
 typedef struct cp_encoder_backend {
     const char *kind; /* "static", "bert" */
@@ -16,6 +17,17 @@ typedef struct cp_encoder_backend {
                           int32_t **ids, size_t *n_ids, cp_error *err);
     const char *(*token_text)(const cp_encoder *enc, int32_t id);
     void (*free)(cp_encoder *enc);
+    /* Windows (encoder/window.c). units: the model tokens of a piece of document text,
+     * without specials and without truncation, as encode_units takes them (static: the
+     * known words, punctuation dropped; BERT: WordPiece ids). encode_units: encode
+     * ids[0, n) (at most position_limit of them) as one document and hand out the rows of
+     * ids[keep_from, keep_to) only (BERT adds [CLS] [D] rows when keep_from == 0 and the
+     * [SEP] row when keep_to == n, as a whole-document encode would, and drops skiplist
+     * rows). */
+    cp_status (*units)(cp_encoder *enc, const char *text, size_t len, int32_t **ids, size_t *n,
+                       cp_error *err);
+    cp_status (*encode_units)(cp_encoder *enc, const int32_t *ids, size_t n, size_t keep_from,
+                              size_t keep_to, cp_embeddings *out, cp_error *err);
 } cp_encoder_backend;
 
 struct cp_encoder {
@@ -26,6 +38,8 @@ struct cp_encoder {
     int doc_maxlen;
     int centroid_scale; /* cp_encoder_centroid_scale; backends that do not set it leave 1 */
     int threads;
+    int position_limit;       /* most units one encode_units call takes */
+    cp_window_options window; /* the model config's default windows (window 0: none) */
     char *fingerprint; /* JSON, malloc'd */
 };
 

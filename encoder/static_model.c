@@ -85,12 +85,12 @@ static void load_row(const static_model *m, int32_t row, float *out)
 /* Rows of the known words of text, punctuation dropped, at most maxlen. maxlen < 0 gives
  * the raw view: every word, punctuation included, unknown ones as the [UNK] id
  * (= vocab size), no limit. */
-static cp_status text_rows(const static_model *m, const char *text, int maxlen, int32_t **rows,
-                           size_t *n, cp_error *err)
+static cp_status text_rows_n(const static_model *m, const char *text, size_t len, int maxlen,
+                             int32_t **rows, size_t *n, cp_error *err)
 {
     cp_words w;
     cp_words_init(&w);
-    cp_status st = cp_basic_tokenize(&m->basic, text, strlen(text), &w, err);
+    cp_status st = cp_basic_tokenize(&m->basic, text, len, &w, err);
     int32_t *r = st == CP_OK ? malloc((w.n ? w.n : 1) * sizeof *r) : NULL;
     if (st == CP_OK && !r) st = cp_error_set(err, CP_ENOMEM, "out of memory encoding a text");
     size_t k = 0;
@@ -108,6 +108,12 @@ static cp_status text_rows(const static_model *m, const char *text, int maxlen, 
     *rows = r;
     *n = k;
     return CP_OK;
+}
+
+static cp_status text_rows(const static_model *m, const char *text, int maxlen, int32_t **rows,
+                           size_t *n, cp_error *err)
+{
+    return text_rows_n(m, text, strlen(text), maxlen, rows, n, err);
 }
 
 /* v'_i = normalize(v_i + alpha (v_{i-1} + v_{i+1})). */
@@ -165,6 +171,45 @@ static cp_status encode_one(cp_encoder *enc, cp_text_kind kind, const char *text
     return CP_OK;
 }
 
+/* Windows (encoder/window.c): every known word, no limit. */
+static cp_status static_units(cp_encoder *enc, const char *text, size_t len, int32_t **ids,
+                              size_t *n, cp_error *err)
+{
+    return text_rows_n(enc->impl, text, len, INT32_MAX, ids, n, err);
+}
+
+/* Mix the words ids[0, n) as one text (late chunking: a window's edge words are mixed with
+ * their real neighbours) and keep rows [keep_from, keep_to). */
+static cp_status static_encode_units(cp_encoder *enc, const int32_t *ids, size_t n,
+                                     size_t keep_from, size_t keep_to, cp_embeddings *out,
+                                     cp_error *err)
+{
+    const static_model *m = enc->impl;
+    size_t keep = keep_to - keep_from, dim = (size_t)m->dim;
+    float *base = malloc((n ? n : 1) * dim * sizeof *base);
+    float *mixed = malloc((n ? n : 1) * dim * sizeof *mixed);
+    float *data = malloc((keep ? keep : 1) * dim * sizeof *data);
+    int32_t *tok = malloc((keep ? keep : 1) * sizeof *tok);
+    if (!base || !mixed || !data || !tok) {
+        free(base), free(mixed), free(data), free(tok);
+        return cp_error_set(err, CP_ENOMEM, "out of memory encoding a window");
+    }
+    for (size_t i = 0; i < n; i++)
+        load_row(m, ids[i], base + i * dim);
+    mix(m, base, n, mixed);
+    if (keep) {
+        memcpy(data, mixed + keep_from * dim, keep * dim * sizeof *data);
+        memcpy(tok, ids + keep_from, keep * sizeof *tok);
+    }
+    free(base);
+    free(mixed);
+    out->data = data;
+    out->token_ids = tok;
+    out->n_tokens = (int32_t)keep;
+    out->dim = m->dim;
+    return CP_OK;
+}
+
 static cp_status static_encode(cp_encoder *enc, cp_text_kind kind, const char *const *texts,
                                size_t n, cp_embeddings *out, cp_error *err)
 {
@@ -210,6 +255,8 @@ static const cp_encoder_backend static_backend = {
     .tokenize = static_tokenize,
     .token_text = static_token_text,
     .free = static_free,
+    .units = static_units,
+    .encode_units = static_encode_units,
 };
 
 /* ---- loading ---------------------------------------------------------------------------- */
@@ -252,6 +299,7 @@ static bool json_flag(const cJSON *j, const char *key, bool dflt)
 
 typedef struct static_config {
     int dim, source_dim, query_maxlen, doc_maxlen, centroid_scale;
+    int window, window_stride; /* default windows; 0: none */
     int64_t vocab_size;
     double alpha;
     bool normalize_inputs, lowercase, strip_accents;
@@ -279,6 +327,8 @@ static cp_status read_config(const char *path, static_config *c, cp_error *err)
     c->query_maxlen = (int)json_num(j, "query_maxlen", STATIC_QUERY_MAXLEN);
     c->doc_maxlen = (int)json_num(j, "doc_maxlen", STATIC_DOC_MAXLEN);
     c->centroid_scale = (int)json_num(j, "centroid_scale", CP_STATIC_CENTROID_SCALE);
+    c->window = (int)json_num(j, "window", 0);
+    c->window_stride = (int)json_num(j, "window_stride", c->window - c->window / 4);
     c->normalize_inputs = json_flag(j, "normalize_inputs", true);
     c->lowercase = json_flag(j, "lowercase", true);
     c->strip_accents = json_flag(j, "strip_accents", c->lowercase);
@@ -308,6 +358,12 @@ static cp_status read_config(const char *path, static_config *c, cp_error *err)
         return cp_error_set(err, CP_EFORMAT, "%s: query_maxlen and doc_maxlen must be >= 1", path);
     if (c->centroid_scale < 1 || c->centroid_scale > 64)
         return cp_error_set(err, CP_EFORMAT, "%s: centroid_scale must be 1..64", path);
+    if (c->window < 0 || c->window > c->doc_maxlen ||
+        (c->window && (c->window_stride < 1 || c->window_stride > c->window)))
+        return cp_error_set(err, CP_EFORMAT,
+                            "%s: window must be 0 (none) or 1..doc_maxlen (%d), and "
+                            "window_stride 1..window",
+                            path, c->doc_maxlen);
     return CP_OK;
 }
 
@@ -421,6 +477,10 @@ cp_status cp_static_encoder_load(const char *dir, const cp_encoder_options *opts
     enc->query_maxlen = c.query_maxlen;
     enc->doc_maxlen = c.doc_maxlen;
     enc->centroid_scale = c.centroid_scale;
+    /* No positions, but windows stay within the configured document length. */
+    enc->position_limit = c.doc_maxlen;
+    enc->window.window = c.window;
+    enc->window.stride = c.window ? c.window_stride : 0;
     return CP_OK;
 }
 

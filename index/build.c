@@ -45,6 +45,7 @@
 #include "kmeans.h"
 #include "pool.h"
 #include "storage.h"
+#include "windows.h"
 
 /* Tokens kept from the sample for training (k-means + held-out). FAISS would subsample to
  * 256 K points anyway; this cap bounds the memory of the sampling pass for huge corpora
@@ -76,6 +77,7 @@ void cp_build_options_init(cp_build_options *opts)
     opts->progress = NULL;
     opts->kmeans_points_per_centroid = CP_KMEANS_POINTS_PER_CENTROID;
     opts->centroid_scale = 1;
+    opts->doc_score = CP_DOC_SCORE_DEFAULT;
 }
 
 static int centroid_scale(const cp_build_options *o)
@@ -516,6 +518,7 @@ static void segment_clear_docs(segment *s)
         free((char *)s->docs[i].id);
         free((char *)s->docs[i].text);
         free((char *)s->docs[i].metadata_json);
+        free((cp_window *)s->docs[i].windows);
     }
     s->n_docs = 0;
     s->n_tokens = 0;
@@ -593,8 +596,15 @@ static cp_status segment_add(build *b, segment *s, const cp_document *doc, cp_er
     d->text = doc->text ? strdup(doc->text) : NULL;
     d->metadata_json = doc->metadata_json ? strdup(doc->metadata_json) : NULL;
     d->n_tokens = n_kept;
+    if (doc->n_windows > 0) { /* colplaid/window.h */
+        cp_window *w = malloc((size_t)doc->n_windows * sizeof *w);
+        if (w) memcpy(w, doc->windows, (size_t)doc->n_windows * sizeof *w);
+        d->windows = w;
+        d->n_windows = w ? doc->n_windows : 0;
+    }
     s->doclens[s->n_docs++] = n_kept;
-    if (!d->id || (doc->text && !d->text) || (doc->metadata_json && !d->metadata_json))
+    if (!d->id || (doc->text && !d->text) || (doc->metadata_json && !d->metadata_json) ||
+        (doc->n_windows > 0 && !d->windows))
         return cp_error_set(err, CP_ENOMEM, "out of memory copying a document");
     s->n_tokens = tokens;
     s->n_pending = pending;
@@ -723,6 +733,12 @@ static cp_status write_meta(build *b, cp_error *err)
         if (!pooling) return cp_error_set(err, CP_ENOMEM, "out of memory");
         st = cp_store_set_meta(b->store, "pooling", pooling, err);
         free(pooling);
+    }
+    if (st == CP_OK && b->opts->window.window > 0) { /* index/windows.c */
+        char *w = cp_windows_meta_json(&b->opts->window, (cp_doc_score)b->opts->doc_score);
+        st = w ? cp_store_set_meta(b->store, "windows", w, err)
+               : cp_error_set(err, CP_ENOMEM, "out of memory");
+        free(w);
     }
     return st;
 }

@@ -6,7 +6,8 @@
  * What is checked: SQLite's integrity_check; the meta keys; the codec's sizes and values;
  * every segment blob (decompression, sizes, checksum, code range); that every document row
  * agrees with the segment holding its tokens (same segment, same token count) and every
- * live document has its tokens exactly once; live external ids are unique. The IVF is not
+ * live document has its tokens exactly once; live external ids are unique; stored windows
+ * tile their document's tokens. The IVF is not
  * stored (it is rebuilt at load: docs/index-format.md), so there is nothing to compare.
  *
  * Runs on its own read-only connection; safe while a server has the index open.
@@ -262,6 +263,57 @@ static void check_unique_ids(checker *c)
     sqlite3_finalize(q);
 }
 
+/* doc_windows (docs/index-format.md "Windows"), when present: every row belongs to a
+ * document row and its windows tile that document's tokens. */
+static void check_windows(checker *c)
+{
+    sqlite3 *db = cp_store_sqlite(c->store);
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = "
+                           "'doc_windows'",
+                           -1, &q, NULL) != SQLITE_OK ||
+        sqlite3_step(q) != SQLITE_ROW) {
+        sqlite3_finalize(q);
+        return;
+    }
+    sqlite3_finalize(q);
+    int rc = sqlite3_prepare_v2(db, "SELECT doc_id, windows FROM doc_windows", -1, &q, NULL);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        rc = SQLITE_OK;
+        int64_t d = sqlite3_column_int64(q, 0);
+        size_t bytes = (size_t)sqlite3_column_bytes(q, 1);
+        const unsigned char *b = sqlite3_column_blob(q, 1);
+        if (d < 0 || d >= c->n_slots || !c->state[d]) {
+            problem(c, "windows of document %lld, which has no document row", (long long)d);
+            continue;
+        }
+        if (!b || !bytes || bytes % 16) {
+            problem(c, "document %lld: windows blob of %zu bytes (4 int32 per window)",
+                    (long long)d, bytes);
+            continue;
+        }
+        int32_t at = 0;
+        bool ok = true;
+        for (size_t i = 0; ok && i < bytes / 16; i++) {
+            int32_t v[4];
+            for (int k = 0; k < 4; k++) {
+                const unsigned char *p = b + i * 16 + (size_t)k * 4;
+                v[k] = (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                                 (uint32_t)p[3] << 24);
+            }
+            ok = v[0] == at && v[1] >= v[0] && v[2] >= 0 && v[3] >= v[2];
+            at = v[1];
+        }
+        if (!ok || at != c->n_tokens[d])
+            problem(c, "document %lld: its windows do not tile its %d tokens in order",
+                    (long long)d, (int)c->n_tokens[d]);
+    }
+    if (rc != SQLITE_OK && rc != SQLITE_DONE)
+        problem(c, "reading doc_windows: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(q);
+}
+
 cp_status cp_index_check(const char *path, FILE *report, cp_error *err)
 {
     checker c = {.path = path, .report = report};
@@ -275,6 +327,7 @@ cp_status cp_index_check(const char *path, FILE *report, cp_error *err)
     if (load_documents(&c)) {
         check_segments(&c);
         check_unique_ids(&c);
+        check_windows(&c);
     }
     cp_store_close(c.store);
     free(c.n_tokens);

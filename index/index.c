@@ -32,6 +32,7 @@
 #include "cp_strtab.h"
 #include "codec.h"
 #include "index_handle.h"
+#include "windows.h"
 #include "snapshot.h"
 #include "storage.h"
 
@@ -210,6 +211,16 @@ static void pool_put(cp_index *index, cp_store *s)
     }
     pthread_mutex_unlock(&index->pool_lock);
     cp_store_close(s);
+}
+
+cp_status cp_index_pool_get(cp_index *index, cp_store **out, cp_error *err)
+{
+    return pool_get(index, out, err);
+}
+
+void cp_index_pool_put(cp_index *index, cp_store *s)
+{
+    pool_put(index, s);
 }
 
 /* ------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@
  */
 #include "codec.h"
 #include "storage.h"
+#include "windows.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -789,6 +790,7 @@ cp_status cp_store_append_segment(cp_store *store, const cp_segment_input *seg,
     if (!ids) return cp_error_set(err, CP_ENOMEM, "%s: out of memory", store->path);
     for (size_t i = 0; i < seg->n_docs; i++) ids[i] = first + (int64_t)i;
     st = insert_documents(store, seg, segment_id, first, err);
+    if (st == CP_OK) st = cp_windows_insert(store, seg->docs, seg->n_docs, first, err);
     if (st == CP_OK) st = insert_segment_row(store, seg, segment_id, ids, err);
     free(ids);
     if (st != CP_OK) return st;
@@ -1114,8 +1116,10 @@ cp_status cp_store_rewrite_segments(cp_store *store, const int64_t *old_ids, siz
     }
     for (size_t i = 0; st == CP_OK && i < n_old; i++) {
         int n = 0;
-        st = exec_int(store, "DELETE FROM documents WHERE segment_id = ? AND deleted != 0",
-                      old_ids[i], 0, &n, "removing tombstones", err);
+        st = cp_windows_drop_tombstones(store, old_ids[i], err);
+        if (st == CP_OK)
+            st = exec_int(store, "DELETE FROM documents WHERE segment_id = ? AND deleted != 0",
+                          old_ids[i], 0, &n, "removing tombstones", err);
         *tombstones_removed += n;
         if (st == CP_OK)
             st = exec_int(store, "DELETE FROM segments WHERE segment_id = ?", old_ids[i], 0,

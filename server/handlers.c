@@ -331,7 +331,8 @@ static bool build_subset(const cp_search_request *sr, cp_served_index *si, subse
  * this version) leaves a hit without a document: that hit is left out rather than failing
  * the search, so a reader never sees an error because of a concurrent writer. */
 static bool append_hits(cp_sb *sb, const cp_served_index *si, const cp_search_request *sr,
-                        const cp_hit *hits, int n_hits, cp_response *resp)
+                        const cp_hit *hits, const cp_passage *passages, int n_hits,
+                        cp_response *resp)
 {
     cp_document_info *docs = calloc(n_hits > 0 ? (size_t)n_hits : 1, sizeof *docs);
     if (!docs) {
@@ -356,6 +357,9 @@ static bool append_hits(cp_sb *sb, const cp_served_index *si, const cp_search_re
         cp_sb_json_string(sb, d->external_id);
         cp_sb_append(sb, ", \"score\": ");
         append_float(sb, hits[i].score);
+        if (passages && passages[i].window >= 0) /* windowed index: the best window */
+            cp_sb_printf(sb, ", \"passage\": {\"start\": %d, \"end\": %d}", (int)passages[i].start,
+                         (int)passages[i].end);
         if (sr->include_text) {
             cp_sb_append(sb, ", \"text\": ");
             if (d->text)
@@ -393,10 +397,20 @@ static bool search_one(cp_server *s, cp_served_index *si, const cp_search_reques
     cp_search_timing t = {0};
     cp_error err;
     double t0 = cp_now_seconds();
+    cp_passage *passages = NULL;
     if (!sub->active || sub->n > 0) {
         cp_status st = cp_index_search(si->index, q->data, q->n_tokens, q->dim, &p, hits, &n_hits,
                                        &t, &err);
+        cp_window_options w;
+        cp_doc_score score;
+        if (st == CP_OK && n_hits > 0 && cp_index_windows(si->index, &w, &score)) {
+            passages = calloc((size_t)n_hits, sizeof *passages);
+            st = passages ? cp_index_hit_passages(si->index, q->data, q->n_tokens, q->dim, score,
+                                                  hits, n_hits, passages, &err)
+                          : cp_error_set(&err, CP_ENOMEM, "out of memory");
+        }
         if (st) {
+            free(passages);
             cp_response_from_status(resp, &err);
             return false;
         }
@@ -404,7 +418,9 @@ static bool search_one(cp_server *s, cp_served_index *si, const cp_search_reques
     }
     double search_ms = ms_since(t0);
     cp_sb_append(sb, "{\"hits\": [");
-    if (!append_hits(sb, si, sr, hits, n_hits, resp)) return false;
+    bool ok = append_hits(sb, si, sr, hits, passages, n_hits, resp);
+    free(passages);
+    if (!ok) return false;
     cp_sb_printf(sb, "], \"timing_ms\": {\"encode\": %.3f, \"search\": %.3f}}", encode_ms,
                  search_ms);
     return true;
@@ -695,8 +711,41 @@ static void respond_write_error(cp_status st, const cp_error *err, cp_response *
 }
 
 /* Encode the documents that came with text only (as documents, not queries). */
+/* Windowed index (colplaid/window.h): each text document as windows, with the index's
+ * recorded settings; windows[i] / n_windows[i] get document i's. */
+static bool encode_upsert_windows(cp_server *s, const cp_served_index *si, cp_upsert_request *ur,
+                                  const cp_window_options *w, cp_window **windows,
+                                  int32_t *n_windows, double *ms, cp_response *resp)
+{
+    double t0 = cp_now_seconds();
+    for (size_t i = 0; i < ur->n_docs; i++) {
+        cp_upsert_doc *d = &ur->docs[i];
+        if (d->emb.data) continue;
+        cp_embeddings e;
+        cp_error err;
+        cp_status st =
+            cp_encoder_encode_windows(s->encoder, d->text, w, &e, &windows[i], &n_windows[i], &err);
+        if (st) {
+            *ms = ms_since(t0);
+            cp_error_prefix(&err, "documents[%zu] of index '%s'", i, si->name);
+            cp_response_from_status(resp, &err);
+            return false;
+        }
+        take_embeddings(&d->emb, &e);
+        if (d->emb.n_tokens < 1) {
+            *ms = ms_since(t0);
+            cp_response_error(resp, 422, "EMPTY_DOCUMENT",
+                              "documents[%zu].text encodes to no tokens", i);
+            return false;
+        }
+    }
+    *ms = ms_since(t0);
+    return true;
+}
+
 static bool encode_upsert_texts(cp_server *s, const cp_served_index *si, cp_upsert_request *ur,
-                                double *ms, cp_response *resp)
+                                cp_window **windows, int32_t *n_windows, double *ms,
+                                cp_response *resp)
 {
     *ms = 0;
     size_t n_text = 0;
@@ -714,6 +763,9 @@ static bool encode_upsert_texts(cp_server *s, const cp_served_index *si, cp_upse
                           cp_encoder_dim(s->encoder), si->name, si->dim);
         return false;
     }
+    cp_window_options w;
+    if (cp_index_windows(si->index, &w, NULL))
+        return encode_upsert_windows(s, si, ur, &w, windows, n_windows, ms, resp);
     const char **texts = calloc(n_text, sizeof *texts);
     size_t j = 0;
     for (size_t i = 0; texts && i < ur->n_docs; i++)
@@ -749,14 +801,18 @@ static void handle_upsert(cp_server *s, const cp_request *req, cp_response *resp
         return;
     }
     double encode_ms;
-    if (!encode_upsert_texts(s, si, &ur, &encode_ms, resp)) {
+    cp_window **windows = calloc(ur.n_docs + 1, sizeof *windows);
+    int32_t *n_windows = calloc(ur.n_docs + 1, sizeof *n_windows);
+    cp_document *docs = calloc(ur.n_docs + 1, sizeof *docs);
+    bool ok = windows && n_windows && docs;
+    if (!ok) cp_response_error(resp, 503, "OUT_OF_MEMORY", "out of memory");
+    if (!ok || !encode_upsert_texts(s, si, &ur, windows, n_windows, &encode_ms, resp)) {
+        for (size_t i = 0; windows && i < ur.n_docs; i++)
+            free(windows[i]);
+        free(windows);
+        free(n_windows);
+        free(docs);
         cp_upsert_request_free(&ur);
-        return;
-    }
-    cp_document *docs = calloc(ur.n_docs, sizeof *docs);
-    if (!docs) {
-        cp_upsert_request_free(&ur);
-        cp_response_error(resp, 503, "OUT_OF_MEMORY", "out of memory");
         return;
     }
     for (size_t i = 0; i < ur.n_docs; i++) {
@@ -765,6 +821,8 @@ static void handle_upsert(cp_server *s, const cp_request *req, cp_response *resp
         docs[i].metadata_json = ur.docs[i].metadata_json;
         docs[i].embeddings = ur.docs[i].emb.data;
         docs[i].n_tokens = ur.docs[i].emb.n_tokens;
+        docs[i].windows = windows[i];
+        docs[i].n_windows = n_windows[i];
     }
     cp_upsert_result res;
     cp_error err;
@@ -772,6 +830,10 @@ static void handle_upsert(cp_server *s, const cp_request *req, cp_response *resp
     cp_status st = cp_index_upsert(si->index, docs, ur.n_docs, si->dim, &res, &err);
     double write_ms = ms_since(t0);
     free(docs);
+    for (size_t i = 0; i < ur.n_docs; i++)
+        free(windows[i]);
+    free(windows);
+    free(n_windows);
     size_t n = ur.n_docs;
     cp_upsert_request_free(&ur);
     if (st) {

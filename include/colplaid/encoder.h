@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "colplaid/error.h"
+#include "colplaid/window.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -73,6 +74,26 @@ cp_status cp_encoder_encode(cp_encoder *enc, cp_text_kind kind, const char *cons
  * model for kind. *ids is malloc'd. */
 cp_status cp_encoder_tokenize(cp_encoder *enc, cp_text_kind kind, bool raw, const char *text,
                               int32_t **ids, size_t *n_ids, cp_error *err);
+
+/* ---- Long documents as windows (colplaid/window.h, encoder/window.c) ---- */
+
+/* The most tokens one window may have: the model's positions less its special tokens for
+ * BERT (max_position_embeddings - 3), doc_maxlen for the static model. */
+int cp_encoder_position_limit(const cp_encoder *enc);
+/* The model config's default windows ("window" / "window_stride" in colplaid-static.json);
+ * out->window 0 when the model sets none. */
+void cp_encoder_default_window(const cp_encoder *enc, cp_window_options *out);
+/* CP_EINVAL with a message unless 1 <= window <= the position limit and
+ * 1 <= stride <= window. */
+cp_status cp_encoder_check_window(const cp_encoder *enc, const cp_window_options *w, cp_error *err);
+/* Encode one document as windows: out gets the windows' own token rows one after the other
+ * (as cp_encoder_encode's, with no doc_maxlen truncation), *windows (malloc'd, *n_windows
+ * entries, at least one) which rows and characters each window covers. A document of at
+ * most one window is one window over all its text; one with no token the model knows is
+ * encoded as cp_encoder_encode does (one window). Thread-safe like cp_encoder_encode. */
+cp_status cp_encoder_encode_windows(cp_encoder *enc, const char *text, const cp_window_options *w,
+                                    cp_embeddings *out, cp_window **windows, int32_t *n_windows,
+                                    cp_error *err);
 
 /* The vocabulary string of a token id ("##ing", "[CLS]"), owned by enc; NULL if out of range. */
 const char *cp_encoder_token_text(const cp_encoder *enc, int32_t id);

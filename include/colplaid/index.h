@@ -25,6 +25,7 @@
 #include <stdio.h>
 
 #include "colplaid/error.h"
+#include "colplaid/window.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -43,6 +44,10 @@ typedef struct cp_document {
     const char *metadata_json; /* a JSON object as text, or NULL */
     const float *embeddings;   /* n_tokens x dim, row-major, float32; need not be normalised */
     int32_t n_tokens;
+    /* Optional (colplaid/window.h): the windows the rows were encoded as, n_windows of them,
+     * tiling rows [0, n_tokens); stored with the document. 0 / NULL: not windowed. */
+    const cp_window *windows;
+    int32_t n_windows;
 } cp_document;
 
 /*
@@ -109,6 +114,10 @@ typedef struct cp_build_options {
     int pool_factor;
     /* The clustering's linkage: "ward" or "average"; NULL: the default (ward). */
     const char *pool_linkage;
+    /* Documents were encoded as windows with these settings (window 0: not windowed); with
+     * doc_score, recorded in meta "windows" for searches and text upserts. */
+    cp_window_options window;
+    int doc_score; /* cp_doc_score */
 } cp_build_options;
 
 void cp_build_options_init(cp_build_options *opts);
@@ -330,6 +339,44 @@ cp_status cp_maxsim_tokens(const float *query, int n_q, const float *doc, int n_
 
 /* cp_maxsim_tokens' score alone; NaN when it fails (out of memory, bad arguments). */
 float cp_maxsim(const float *query, int n_q, const float *doc, int n_d, int dim);
+
+/* ----------------------------------------------------------------------------------------
+ * Windowed documents (index/windows.c; colplaid/window.h, docs/index-format.md "Windows").
+ * ------------------------------------------------------------------------------------- */
+
+/* How a windowed document's score is made: MaxSim over all of its rows (the plain search
+ * score), or the best window's own MaxSim (MaxP). */
+typedef enum cp_doc_score { CP_DOC_SCORE_MAXSIM = 0, CP_DOC_SCORE_MAXP = 1 } cp_doc_score;
+#define CP_DOC_SCORE_DEFAULT CP_DOC_SCORE_MAXP /* measured: docs/search.md */
+
+const char *cp_doc_score_name(cp_doc_score s); /* "maxsim", "maxp" */
+bool cp_doc_score_parse(const char *name, cp_doc_score *out);
+
+/* The index's window settings (meta "windows"): false, and w->window 0, when the index was
+ * not built with windows. score (may be NULL) gets the recorded document score. */
+bool cp_index_windows(cp_index *index, cp_window_options *w, cp_doc_score *score);
+
+/* The stored windows of a document (malloc'd; *n_windows 0 and NULL when it has none).
+ * Thread-safe. */
+cp_status cp_index_document_windows(cp_index *index, int64_t doc_id, cp_window **windows,
+                                    int32_t *n_windows, cp_error *err);
+
+/* A hit's best window: characters [start, end) of its text (Unicode code points), the
+ * window's number and its own MaxSim; window -1 (start = end = -1) when the document has no
+ * windows (or was deleted since the search). */
+typedef struct cp_passage {
+    int32_t start, end;
+    int32_t window;
+    float score;
+} cp_passage;
+
+/* For hits[0, n) of a search with query (n_q x dim, as searched): each hit's best window
+ * into out[i] (out may be NULL). With CP_DOC_SCORE_MAXP a windowed hit's score becomes its
+ * best window's MaxSim and hits (with out) are re-sorted best first, ties by doc_id.
+ * Thread-safe. */
+cp_status cp_index_hit_passages(cp_index *index, const float *query, int n_q, int dim,
+                                cp_doc_score score, cp_hit *hits, int n, cp_passage *out,
+                                cp_error *err);
 
 /* ----------------------------------------------------------------------------------------
  * Metadata filters (index/filter.c).
