@@ -704,8 +704,9 @@ static cp_status write_index(build *b, cp_error *err)
     cp_status st = cp_store_create(b->tmp_path, &b->codec, &b->store, err);
     if (st != CP_OK) return st;
     if ((st = cp_store_begin(b->store, err)) != CP_OK) return st;
-    if ((st = write_meta(b, err)) == CP_OK && (st = indexing_pass(b, err)) == CP_OK)
-        st = cp_store_commit(b->store, err);
+    if ((st = write_meta(b, err)) == CP_OK && b->opts->lexical)
+        st = cp_store_lexical_create(b->store, err);
+    if (st == CP_OK && (st = indexing_pass(b, err)) == CP_OK) st = cp_store_commit(b->store, err);
     if (st == CP_OK) st = cp_store_checkpoint(b->store, err);
     if (st != CP_OK) cp_store_rollback(b->store);
     cp_store_close(b->store);
