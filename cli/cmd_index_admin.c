@@ -234,28 +234,37 @@ static void print_info_text(cp_index *ix, const char *path, const cp_index_stats
  * --------------------------------------------------------------------------------- */
 
 static const char lexical_usage[] =
-    "usage: colplaid index lexical --index IDX.db [--quiet]\n"
+    "usage: colplaid index lexical --index IDX.db [--alpha A] [--quiet]\n"
     "\n"
     "Add the lexical index (SQLite FTS5 over the stored texts of the live documents) that\n"
     "the lexical and hybrid search modes read, to an index that has none: one built before\n"
     "it existed, or with --no-lexical. One transaction; nothing to do when it has one.\n"
-    "Documents stored without a text are not in it. See docs/hybrid.md.\n";
+    "Documents stored without a text are not in it. See docs/hybrid.md.\n"
+    "\n"
+    "  --alpha A   also record A in [0, 1] as the index's default lexical weight for\n"
+    "              linear hybrid fusion (meta hybrid), e.g. one measured on held-out queries\n"
+    "              with `colplaid eval --mode hybrid --alpha A`\n";
 
 int cp_cmd_index_lexical(int argc, char **argv)
 {
     const char *cmd = "index lexical";
     if (wants_help(argc, argv)) return fputs(lexical_usage, stdout), CP_EXIT_OK;
-    const char *index = NULL;
+    const char *index = NULL, *alpha_text = NULL;
     bool quiet = false;
-    admin_opt opts[] = {{"--index", &index, NULL}, {"--quiet", NULL, &quiet}};
+    admin_opt opts[] = {
+        {"--index", &index, NULL}, {"--alpha", &alpha_text, NULL}, {"--quiet", NULL, &quiet}};
     int rc = parse_opts(cmd, argc, argv, opts, sizeof opts / sizeof opts[0]);
     if (rc) return rc;
     if (!index) return cp_cli_usage_error(cmd, "--index IDX.db is required");
+    double alpha = 0;
+    if (alpha_text && (!cp_cli_parse_float(alpha_text, &alpha) || !(alpha >= 0 && alpha <= 1)))
+        return cp_cli_usage_error(cmd, "--alpha wants a weight in [0, 1], got '%s'", alpha_text);
     cp_error err = {0};
     cp_index *ix = NULL;
     bool added = false;
     if (cp_index_open(index, CP_OPEN_WRITE, &ix, &err) != CP_OK ||
-        cp_index_lexical_add(ix, &added, &err) != CP_OK) {
+        cp_index_lexical_add(ix, &added, &err) != CP_OK ||
+        (alpha_text && cp_index_set_hybrid_alpha(ix, (float)alpha, &err) != CP_OK)) {
         cp_index_close(ix);
         return cp_cli_report(cmd, &err);
     }

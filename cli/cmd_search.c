@@ -80,7 +80,7 @@ static const char search_usage[] =
     "                           need text queries and an index with a lexical side\n"
     "  --fusion F               hybrid: linear (normalised scores, alpha) or rrf (reciprocal\n"
     "                           rank fusion, k = 60); default linear z-score at the\n"
-    "                           index's alpha (0.75 for the static model, else 0.5)\n"
+    "                           index's alpha (0.9 for the static model, else 0.5)\n"
     "  --alpha A                linear fusion: weight of the lexical side, in [0, 1]\n"
     "  --normalize N            linear fusion: zscore (default) or minmax\n"
     "  --depth N                hybrid: lexical candidates fused (default 100)\n"

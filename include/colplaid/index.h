@@ -334,6 +334,10 @@ bool cp_index_has_lexical(cp_index *index);
  * text in one transaction (*added false when it had one already). Needs CP_OPEN_WRITE. */
 cp_status cp_index_lexical_add(cp_index *index, bool *added, cp_error *err);
 
+/* Record the index's default lexical weight for linear hybrid fusion (meta "hybrid"
+ * {"alpha": A}), e.g. one measured on held-out queries. Needs CP_OPEN_WRITE. */
+cp_status cp_index_set_hybrid_alpha(cp_index *index, float alpha, cp_error *err);
+
 /* BM25 search (FTS5's bm25(), negated: higher is better) of a text query: its terms (runs
  * of letters and digits, lowercased, at most 128) are ORed; no query syntax is
  * interpreted. params->k and params->subset apply (the other fields do not). Hits come
@@ -348,7 +352,7 @@ typedef struct cp_fusion {
     int method;  /* CP_FUSION_DEFAULT: linear z-score fusion at the index's alpha */
     int norm;    /* CP_FUSION_LINEAR: CP_NORM_ZSCORE (default) or CP_NORM_MINMAX */
     float alpha; /* CP_FUSION_LINEAR: weight of the lexical side in [0, 1]; NaN: the index's
-                    (meta "hybrid" {"alpha": A}), else the model's default (0.75 for the
+                    (meta "hybrid" {"alpha": A}), else the model's default (0.9 for the
                     static model, 0.5 otherwise) */
     int rrf_k;   /* CP_FUSION_RRF: the constant (default 60) */
     int depth;   /* lexical candidates fused (default 100; at least k) */

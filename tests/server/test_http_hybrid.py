@@ -139,6 +139,25 @@ def test_embeddings_index(folder, model):
     got = cli_hits(emb, None, word, "lexical", 100)
     check(len(got) == sum(word in t.split() for t in corpus.texts),
           "lexical after index lexical: %d hits for %r" % (len(got), word))
+    # --alpha records the index's default weight: a default hybrid search then ranks as that alpha.
+    sl.run(["index", "lexical", "--index", emb, "--alpha", "0.25", "--quiet"])
+    import sqlite3
+    db = sqlite3.connect(emb)
+    meta = db.execute("SELECT value FROM meta WHERE key = 'hybrid'").fetchone()
+    db.close()
+    check(meta is not None and json.loads(meta[0]) == {"alpha": 0.25}, "meta hybrid: %r" % (meta,))
+    q = "river snow " + corpus.texts[3].split()[-1]  # model words + a lexical term
+    default = cli_hits(emb, model, q, "hybrid", 8)
+    explicit = cli_hits(emb, model, q, "hybrid", 8, ["--alpha", "0.25"])
+    other = cli_hits(emb, model, q, "hybrid", 8, ["--alpha", "0.9"])
+    check(same_hits(default, explicit) and not same_hits(default, other),
+          "default hybrid = alpha 0.25: %r %r %r" % (default, explicit, other))
+    qemb = os.path.join(folder, "q.npy")
+    sl.write_npy(qemb, "<f4", (1, 4, 16), [x for _ in range(4) for x in sl.normalise([1.0] * 16)])
+    bad = sl.run(["search", "--index", emb, "--query-embeddings", qemb, "--mode", "hybrid"], check=False)
+    check(bad.returncode == 2, "hybrid with query embeddings: exit %d" % bad.returncode)
+    p = sl.run(["index", "lexical", "--index", emb, "--alpha", "2"], check=False)
+    check(p.returncode == 2, "index lexical --alpha 2: exit %d" % p.returncode)
 
 
 def test_writes(folder, model, base):
