@@ -28,7 +28,7 @@ static const char build_usage[] =
     "         [--threads N] [--segment-docs N] [--kmeans-points N] [--centroid-scale N]\n"
     "         [--codec scaled|colbert] [--pool-factor N [--pool-linkage ward|average]]\n"
     "         [--window N [--stride S] [--doc-score maxsim|maxp]]\n"
-    "         [--no-calibrate] [--force] [--quiet]\n"
+    "         [--no-calibrate] [--no-lexical] [--force] [--quiet]\n"
     "\n"
     "Build a new index file from a text corpus or from precomputed token embeddings.\n"
     "\n"
@@ -68,6 +68,8 @@ static const char build_usage[] =
     "                        maxp (its best window); default maxp (measured better)\n"
     "  --no-calibrate        skip measuring the search settings per recall target (searches\n"
     "                        then use PLAID's fixed defaults; `colplaid index calibrate` later)\n"
+    "  --no-lexical          with --corpus: no lexical (FTS5) index of the texts, which the\n"
+    "                        lexical and hybrid search modes need (default: one is built)\n"
     "  --force               replace an existing file at --index\n"
     "  --quiet               no progress output\n"
     "\n"
@@ -87,7 +89,8 @@ static const char index_usage[] =
     "  export   write the decompressed token embeddings as .npy\n"
     "  add      add or replace documents by id\n"
     "  delete   delete documents by id or metadata filter\n"
-    "  compact  rewrite segments without deleted documents\n";
+    "  compact  rewrite segments without deleted documents\n"
+    "  lexical  add the lexical (FTS5) index to an index that has none\n";
 
 typedef struct build_args {
     const char *index, *corpus, *model, *embeddings, *doclens, *ids;
@@ -98,6 +101,7 @@ typedef struct build_args {
      * default windows, if any); --window 0 turns windows off. */
     int window, stride;
     const char *doc_score;
+    bool no_lexical; /* --no-lexical: a --corpus build without the lexical index */
 } build_args;
 
 /* The value of option argv[*i] ("--x v" or "--x=v"), advancing *i; NULL if missing. */
@@ -250,6 +254,10 @@ static int parse_build_args(int argc, char **argv, build_args *a)
             a->opts.skip_calibration = true;
             continue;
         }
+        if (!strcmp(arg, "--no-lexical")) {
+            a->no_lexical = true;
+            continue;
+        }
         if (!strcmp(arg, "--quiet") || !strcmp(arg, "-q")) {
             a->quiet = true;
             continue;
@@ -352,6 +360,7 @@ static int run_build(build_args *a)
             st = cp_text_source_open_windowed(a->corpus, enc, threads, &a->opts.window, &src, &err);
         if (st == CP_OK) a->opts.encoder_json = cp_encoder_fingerprint(enc);
         if (st == CP_OK) a->opts.centroid_scale = cp_encoder_centroid_scale(enc);
+        a->opts.lexical = !a->no_lexical;
     } else {
         st = cp_doc_source_npy_open(a->embeddings, a->doclens, a->ids, &src, &err);
     }
@@ -398,6 +407,7 @@ int cp_cmd_index(int argc, char **argv)
         {"add", cp_cmd_index_add},
         {"delete", cp_cmd_index_delete},
         {"compact", cp_cmd_index_compact},
+        {"lexical", cp_cmd_index_lexical},
     };
     if (argc < 2) {
         fputs(index_usage, stderr);

@@ -219,6 +219,7 @@ static int print_info_json(cp_index *ix, const char *path, const cp_index_stats 
     add_json_meta(o, "build", cp_index_meta_get(ix, "build"));
     add_json_meta(o, "drift", cp_index_meta_get(ix, "drift")); /* docs/live-index.md */
     add_json_meta(o, "windows", cp_index_meta_get(ix, "windows")); /* windowed indexes */
+    cJSON_AddBoolToObject(o, "lexical", cp_index_has_lexical(ix)); /* docs/hybrid.md */
     add_calibration_json(o, cp_index_meta_get(ix, "search_calibration"));
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
@@ -245,6 +246,7 @@ static void print_info_text(cp_index *ix, const char *path, const cp_index_stats
     printf("segments        %lld\n", (long long)s->n_segments);
     printf("on disk         %s\n", disk);
     printf("in memory       %s\n", mem);
+    printf("lexical         %s\n", cp_index_has_lexical(ix) ? "yes" : "no");
     char linkage[32];
     int factor = pool_factor(ix, linkage, sizeof linkage);
     if (factor > 1) printf("pool factor     %d (%s linkage)\n", factor, linkage[0] ? linkage : "ward");
@@ -256,6 +258,52 @@ static void print_info_text(cp_index *ix, const char *path, const cp_index_stats
         free(v);
     }
     print_calibration_text(cp_index_meta_get(ix, "search_calibration"));
+}
+
+/* ------------------------------------------------------------------------------------
+ * lexical
+ * --------------------------------------------------------------------------------- */
+
+static const char lexical_usage[] =
+    "usage: colplaid index lexical --index IDX.db [--alpha A] [--quiet]\n"
+    "\n"
+    "Add the lexical index (SQLite FTS5 over the stored texts of the live documents) that\n"
+    "the lexical and hybrid search modes read, to an index that has none: one built before\n"
+    "it existed, or with --no-lexical. One transaction; nothing to do when it has one.\n"
+    "Documents stored without a text are not in it. See docs/hybrid.md.\n"
+    "\n"
+    "  --alpha A   also record A in [0, 1] as the index's default lexical weight for\n"
+    "              linear hybrid fusion (meta hybrid), e.g. one measured on held-out queries\n"
+    "              with `colplaid eval --mode hybrid --alpha A`\n";
+
+int cp_cmd_index_lexical(int argc, char **argv)
+{
+    const char *cmd = "index lexical";
+    if (wants_help(argc, argv)) return fputs(lexical_usage, stdout), CP_EXIT_OK;
+    const char *index = NULL, *alpha_text = NULL;
+    bool quiet = false;
+    admin_opt opts[] = {
+        {"--index", &index, NULL}, {"--alpha", &alpha_text, NULL}, {"--quiet", NULL, &quiet}};
+    int rc = parse_opts(cmd, argc, argv, opts, sizeof opts / sizeof opts[0]);
+    if (rc) return rc;
+    if (!index) return cp_cli_usage_error(cmd, "--index IDX.db is required");
+    double alpha = 0;
+    if (alpha_text && (!cp_cli_parse_float(alpha_text, &alpha) || !(alpha >= 0 && alpha <= 1)))
+        return cp_cli_usage_error(cmd, "--alpha wants a weight in [0, 1], got '%s'", alpha_text);
+    cp_error err = {0};
+    cp_index *ix = NULL;
+    bool added = false;
+    if (cp_index_open(index, CP_OPEN_WRITE, &ix, &err) != CP_OK ||
+        cp_index_lexical_add(ix, &added, &err) != CP_OK ||
+        (alpha_text && cp_index_set_hybrid_alpha(ix, (float)alpha, &err) != CP_OK)) {
+        cp_index_close(ix);
+        return cp_cli_report(cmd, &err);
+    }
+    cp_index_close(ix);
+    if (!quiet)
+        fprintf(stderr, "%s: %s\n", index,
+                added ? "lexical index added" : "has a lexical index already");
+    return CP_EXIT_OK;
 }
 
 /* ------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ int cp_cmd_index_import(int argc, char **argv);
 int cp_cmd_index_info(int argc, char **argv);
 int cp_cmd_index_calibrate(int argc, char **argv);
 int cp_cmd_index_check(int argc, char **argv);
+int cp_cmd_index_lexical(int argc, char **argv);
 int cp_cmd_index_export(int argc, char **argv);
 
 #endif

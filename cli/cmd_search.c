@@ -27,6 +27,10 @@
 
 typedef enum out_format { FMT_TSV, FMT_JSON, FMT_TREC, FMT_TEXT } out_format;
 
+typedef enum search_mode { MODE_LATE, MODE_LEXICAL, MODE_HYBRID } search_mode;
+
+static const char *const mode_names[] = {"late", "lexical", "hybrid"};
+
 typedef struct options {
     const char *index, *query, *queries, *query_emb, *model, *qrels;
     int k, ncells, ndocs, threads;
@@ -34,11 +38,14 @@ typedef struct options {
     bool have_threshold, exact, help;
     out_format format;
     const char *doc_score; /* --doc-score; NULL: the index's (windowed indexes) */
+    search_mode mode; /* --mode (docs/hybrid.md) */
+    cp_fusion fusion; /* --fusion, --alpha, --normalize, --depth */
 } options;
 
 typedef struct query_set {
     size_t n, cap;
     char **ids;
+    char **texts; /* the query texts (lexical and hybrid modes), else NULL entries */
     float **emb; /* n_q[i] x dim */
     int *n_q;
     int dim;
@@ -49,9 +56,11 @@ static const char search_usage[] =
     "         (--query TEXT | --queries queries.jsonl | --query-embeddings Q.npy)\n"
     "         [--model MODEL] [--k 10] [--exact] [--recall R] [--ncells N] [--threshold T] "
     "[--ndocs N]\n"
-    "         [--threads N] [--format tsv|json|trec] [--doc-score maxsim|maxp]\n"
+    "         [--threads N] [--mode late|lexical|hybrid] [--fusion linear|rrf] [--alpha A]\n"
+    "         [--normalize zscore|minmax] [--depth N] [--format tsv|json|trec]\n"
+    "         [--doc-score maxsim|maxp]\n"
     "\n"
-    "Search an index with PLAID (or exhaustively with --exact).\n"
+    "Search an index with PLAID (or exhaustively with --exact), lexically, or both.\n"
     "\n"
     "  --query TEXT             one text query (qid 0); needs --model\n"
     "  --queries FILE           .jsonl of {\"_id\"|\"id\", \"text\"} (or .tsv id<TAB>text); needs "
@@ -67,6 +76,16 @@ static const char search_usage[] =
     "  --ndocs N                stage-2 survivors; stage 3 keeps N/4 (default by k: "
     "256/1024/4096)\n"
     "  --threads N              parallel searches (default: all cores)\n"
+    "  --mode M                 late (default): late interaction (PLAID, or --exact);\n"
+    "                           lexical: BM25 over the index's FTS5 index of the texts;\n"
+    "                           hybrid: both, fused (docs/hybrid.md). lexical and hybrid\n"
+    "                           need text queries and an index with a lexical side\n"
+    "  --fusion F               hybrid: linear (normalised scores, alpha) or rrf (reciprocal\n"
+    "                           rank fusion, k = 60); default linear z-score at the\n"
+    "                           index's alpha (0.9 for the static model, else 0.5)\n"
+    "  --alpha A                linear fusion: weight of the lexical side, in [0, 1]\n"
+    "  --normalize N            linear fusion: zscore (default) or minmax\n"
+    "  --depth N                hybrid: lexical candidates fused (default 100)\n"
     "  --format F               tsv: qid<TAB>docid<TAB>rank<TAB>score (default)\n"
     "                           trec: qid Q0 docid rank score colplaid\n"
     "                           json: one object per query per line:\n"
@@ -80,15 +99,18 @@ static const char eval_usage[] =
     "usage: colplaid eval --index IDX.db --queries queries.jsonl --qrels qrels.tsv\n"
     "         [--model MODEL] [--k 100] [--exact] [--recall R] [--ncells N] [--threshold T] "
     "[--ndocs N]\n"
-    "         [--threads N] [--format text|json] [--doc-score maxsim|maxp]\n"
+    "         [--threads N] [--mode late|lexical|hybrid] [--fusion linear|rrf] [--alpha A]\n"
+    "         [--normalize zscore|minmax] [--depth N] [--format text|json]\n"
+    "         [--doc-score maxsim|maxp]\n"
     "\n"
     "Measure retrieval quality against BEIR qrels (only queries with a positive judgement\n"
     "are evaluated): nDCG@10, Recall@10, Recall@100, MRR@10, and per-query search latency\n"
     "(mean, p50, p99 in ms; encoding excluded). --queries may also be a .npy of query\n"
     "embeddings [n, n_q, dim] with --query-ids FILE naming its rows (one id per line).\n"
     "json keys: \"ndcg@10\" \"recall@10\" \"recall@100\" \"mrr@10\" \"latency_ms\": {\"mean\",\n"
-    "\"p50\", \"p99\"}, plus \"queries\", \"k\", \"exact\".\n"
+    "\"p50\", \"p99\"}, plus \"queries\", \"k\", \"exact\", \"mode\".\n"
     "--recall R: target share of the exhaustive top-k in (0, 1], default 0.97 (see search).\n"
+    "--mode, --fusion, --alpha, --normalize, --depth: as in `colplaid search --help`.\n"
     "--doc-score D: windowed indexes: maxsim or maxp (see search).\n";
 
 /* ---------------------------------------------------------------------------------------
@@ -99,6 +121,7 @@ static int parse_options(const char *cmd, int argc, char **argv, bool eval, opti
                          const char **query_ids)
 {
     memset(o, 0, sizeof *o);
+    cp_fusion_init(&o->fusion);
     o->k = eval ? 100 : 10;
     o->format = eval ? FMT_TEXT : FMT_TSV;
     for (int i = 1; i < argc; i++) {
@@ -143,6 +166,39 @@ static int parse_options(const char *cmd, int argc, char **argv, bool eval, opti
                                           "--recall wants a share in (0, 1], e.g. 0.97 or 0.99 "
                                           "(1 = exhaustive), got '%s'",
                                           v);
+        } else if (!strcmp(a, "--mode")) {
+            if (!strcmp(v, "late"))
+                o->mode = MODE_LATE;
+            else if (!strcmp(v, "lexical"))
+                o->mode = MODE_LEXICAL;
+            else if (!strcmp(v, "hybrid"))
+                o->mode = MODE_HYBRID;
+            else
+                return cp_cli_usage_error(cmd, "--mode wants late, lexical or hybrid, got '%s'", v);
+        } else if (!strcmp(a, "--fusion")) {
+            if (!strcmp(v, "rrf"))
+                o->fusion.method = CP_FUSION_RRF;
+            else if (!strcmp(v, "linear"))
+                o->fusion.method = CP_FUSION_LINEAR;
+            else
+                return cp_cli_usage_error(cmd, "--fusion wants linear or rrf, got '%s'", v);
+        } else if (!strcmp(a, "--normalize")) {
+            if (!strcmp(v, "zscore"))
+                o->fusion.norm = CP_NORM_ZSCORE;
+            else if (!strcmp(v, "minmax"))
+                o->fusion.norm = CP_NORM_MINMAX;
+            else
+                return cp_cli_usage_error(cmd, "--normalize wants zscore or minmax, got '%s'", v);
+        } else if (!strcmp(a, "--alpha")) {
+            double x;
+            if (!cp_cli_parse_float(v, &x) || !(x >= 0 && x <= 1))
+                return cp_cli_usage_error(cmd, "--alpha wants a weight in [0, 1], got '%s'", v);
+            o->fusion.alpha = (float)x;
+        } else if (!strcmp(a, "--depth")) {
+            if (!cp_cli_parse_int(v, 1, 100000, &n))
+                return cp_cli_usage_error(
+                    cmd, "--depth wants a whole number in [1, 100000], got '%s'", v);
+            o->fusion.depth = (int)n;
         } else if (!strcmp(a, "--threshold")) {
             if (!cp_cli_parse_float(v, &o->threshold))
                 return cp_cli_usage_error(cmd, "--threshold wants a number, got '%s'", v);
@@ -164,6 +220,13 @@ static int parse_options(const char *cmd, int argc, char **argv, bool eval, opti
                                             : "give exactly one of --query, --queries, "
                                               "--query-embeddings");
     if (eval && !o->qrels) return cp_cli_usage_error(cmd, "--qrels qrels.tsv is required");
+    if (o->mode != MODE_HYBRID && (o->fusion.method || !isnan(o->fusion.alpha)))
+        return cp_cli_usage_error(cmd, "--fusion and --alpha apply to --mode hybrid only");
+    if (o->fusion.method == CP_FUSION_RRF && !isnan(o->fusion.alpha))
+        return cp_cli_usage_error(cmd, "--alpha applies to --fusion linear, not rrf");
+    if (!isnan(o->fusion.alpha) && !o->fusion.method) o->fusion.method = CP_FUSION_LINEAR;
+    if (o->mode == MODE_LEXICAL && o->exact)
+        return cp_cli_usage_error(cmd, "--exact applies to the late side (--mode late or hybrid)");
     if (o->threads == 0) o->threads = cp_cpu_count();
     return CP_EXIT_OK;
 }
@@ -177,28 +240,39 @@ static void query_set_free(query_set *q)
     for (size_t i = 0; i < q->n; i++) {
         free(q->ids[i]);
         free(q->emb[i]);
+        free(q->texts[i]);
     }
     free(q->ids);
+    free(q->texts);
     free(q->emb);
     free(q->n_q);
     memset(q, 0, sizeof *q);
 }
 
-static cp_status query_set_push(query_set *q, const char *id, float *emb, int n_q, cp_error *err)
+static cp_status query_set_push(query_set *q, const char *id, const char *text, float *emb, int n_q,
+                                cp_error *err)
 {
     if (q->n == q->cap) {
         size_t cap = q->cap ? q->cap * 2 : 64;
         char **ids = realloc(q->ids, cap * sizeof *ids);
         if (ids) q->ids = ids;
+        char **texts = realloc(q->texts, cap * sizeof *texts);
+        if (texts) q->texts = texts;
         float **e = realloc(q->emb, cap * sizeof *e);
         if (e) q->emb = e;
         int *nq = realloc(q->n_q, cap * sizeof *nq);
         if (nq) q->n_q = nq;
-        if (!ids || !e || !nq) return cp_error_set(err, CP_ENOMEM, "out of memory for queries");
+        if (!ids || !texts || !e || !nq)
+            return cp_error_set(err, CP_ENOMEM, "out of memory for queries");
         q->cap = cap;
     }
     q->ids[q->n] = strdup(id);
-    if (!q->ids[q->n]) return cp_error_set(err, CP_ENOMEM, "out of memory for queries");
+    q->texts[q->n] = text ? strdup(text) : NULL;
+    if (!q->ids[q->n] || (text && !q->texts[q->n])) {
+        free(q->ids[q->n]);
+        free(q->texts[q->n]);
+        return cp_error_set(err, CP_ENOMEM, "out of memory for queries");
+    }
     q->emb[q->n] = emb;
     q->n_q[q->n++] = n_q;
     return CP_OK;
@@ -244,7 +318,7 @@ static cp_status load_query_npy(const char *path, const char *ids_path, query_se
             break;
         }
         cp_npy_floats(&npy, i * nq * q->dim, nq * q->dim, e);
-        st = query_set_push(q, qid, e, (int)nq, err);
+        st = query_set_push(q, qid, NULL, e, (int)nq, err);
         if (st != CP_OK) free(e);
     }
     free(line);
@@ -253,16 +327,24 @@ static cp_status load_query_npy(const char *path, const char *ids_path, query_se
     return st;
 }
 
-/* Encode a batch of texts as queries and append them. */
+/* Encode a batch of texts as queries and append them (enc NULL: lexical mode, texts only;
+ * keep_text: keep the texts beside the embeddings for hybrid). */
 static cp_status encode_batch(cp_encoder *enc, char **ids, char **texts, size_t n, query_set *q,
-                              cp_error *err)
+                              bool keep_text, cp_error *err)
 {
+    if (!enc) {
+        cp_status st = CP_OK;
+        for (size_t i = 0; i < n && st == CP_OK; i++)
+            st = query_set_push(q, ids[i], texts[i], NULL, 0, err);
+        return st;
+    }
     cp_embeddings *out = calloc(n ? n : 1, sizeof *out);
     if (!out) return cp_error_set(err, CP_ENOMEM, "out of memory encoding queries");
     cp_status st = cp_encoder_encode(enc, CP_TEXT_QUERY, (const char *const *)texts, n, out, err);
     for (size_t i = 0; i < n; i++) {
         if (st == CP_OK) {
-            st = query_set_push(q, ids[i], out[i].data, out[i].n_tokens, err);
+            st = query_set_push(q, ids[i], keep_text ? texts[i] : NULL, out[i].data,
+                                out[i].n_tokens, err);
             if (st == CP_OK) out[i].data = NULL;
         }
         cp_embeddings_free(&out[i]);
@@ -281,12 +363,16 @@ static cp_status load_text_queries(const options *o, const cp_qrels *keep, query
     cp_encoder_options_init(&eo);
     eo.threads = o->threads;
     cp_encoder *enc = NULL;
-    cp_status st = cp_encoder_load(o->model, &eo, &enc, err);
-    if (st != CP_OK) return cp_error_prefix(err, "loading model %s", o->model);
-    q->dim = cp_encoder_dim(enc);
+    cp_status st = CP_OK;
+    bool keep_text = o->mode != MODE_LATE;
+    if (o->mode != MODE_LEXICAL) { /* lexical search needs no model */
+        st = cp_encoder_load(o->model, &eo, &enc, err);
+        if (st != CP_OK) return cp_error_prefix(err, "loading model %s", o->model);
+        q->dim = cp_encoder_dim(enc);
+    }
     if (o->query) {
         char *id = "0", *text = (char *)o->query;
-        st = encode_batch(enc, &id, &text, 1, q, err);
+        st = encode_batch(enc, &id, &text, 1, q, keep_text, err);
         cp_encoder_free(enc);
         return st;
     }
@@ -314,7 +400,7 @@ static cp_status load_text_queries(const options *o, const cp_qrels *keep, query
             n++;
         }
         if (n == ENCODE_BATCH || (!has && n)) {
-            st = encode_batch(enc, ids, texts, n, q, err);
+            st = encode_batch(enc, ids, texts, n, q, keep_text, err);
             for (size_t i = 0; i < n; i++) free(ids[i]), free(texts[i]);
             n = 0;
             if (st != CP_OK) break;
@@ -336,7 +422,7 @@ static cp_status load_queries(const char *cmd, const options *o, const char *que
         if (len > 4 && !strcmp(o->queries + len - 4, ".npy")) npy_path = o->queries;
     }
     if (npy_path) return load_query_npy(npy_path, query_ids, q, err);
-    if (!o->model)
+    if (!o->model && o->mode != MODE_LEXICAL)
         return cp_error_set(err, CP_EINVAL,
                             "text queries need --model MODEL (the model the index was built "
                             "with); or pass precomputed embeddings%s",
@@ -351,6 +437,8 @@ static cp_status load_queries(const char *cmd, const options *o, const char *que
 typedef struct run {
     cp_index *index;
     const query_set *q;
+    search_mode mode;
+    cp_fusion fusion;
     cp_search_params params;
     cp_hit *hits;  /* n x k */
     int *n_hits;
@@ -379,12 +467,28 @@ static void *run_worker(void *arg)
         size_t i = atomic_fetch_add(&r->next, 1);
         if (i >= r->q->n || atomic_load(&r->failed)) break;
         double t0 = now_ms();
-        cp_status st = cp_index_search(r->index, r->q->emb[i], r->q->n_q[i], r->q->dim, &r->params,
-                                       r->hits + i * (size_t)r->params.k, &r->n_hits[i], NULL, &err);
-        if (st == CP_OK && r->passages) /* best windows; MaxP re-ranks */
+        cp_hit *hits = r->hits + i * (size_t)r->params.k;
+        cp_status st;
+        if (r->mode == MODE_LEXICAL)
+            st = cp_index_lexical_search(r->index, r->q->texts[i], &r->params, hits, &r->n_hits[i],
+                                         &err);
+        else if (r->mode == MODE_HYBRID)
+            st = cp_index_hybrid_search(r->index, r->q->texts[i], r->q->emb[i], r->q->n_q[i],
+                                        r->q->dim, &r->params, &r->fusion, hits, &r->n_hits[i],
+                                        NULL, &err);
+        else
+            st = cp_index_search(r->index, r->q->emb[i], r->q->n_q[i], r->q->dim, &r->params, hits,
+                                 &r->n_hits[i], NULL, &err);
+        /* best windows (windowed indexes): MaxP re-ranks a late search; a hybrid one keeps
+         * its fused order (spans only); a lexical one has no query vectors to place them */
+        if (st == CP_OK && r->passages && r->mode != MODE_LEXICAL)
             st = cp_index_hit_passages(r->index, r->q->emb[i], r->q->n_q[i], r->q->dim,
-                                       r->doc_score, r->hits + i * (size_t)r->params.k,
-                                       r->n_hits[i], r->passages + i * (size_t)r->params.k, &err);
+                                       r->mode == MODE_HYBRID ? CP_DOC_SCORE_MAXSIM : r->doc_score,
+                                       hits, r->n_hits[i], r->passages + i * (size_t)r->params.k,
+                                       &err);
+        else if (st == CP_OK && r->passages)
+            for (int h = 0; h < r->n_hits[i]; h++)
+                r->passages[i * (size_t)r->params.k + (size_t)h] = (cp_passage){-1, -1, -1, 0.0f};
         r->ms[i] = now_ms() - t0;
         if (st != CP_OK) {
             pthread_mutex_lock(&r->lock);
@@ -454,7 +558,23 @@ static int prepare(const char *cmd, const options *o, const char *query_ids, con
                    cp_index **index, query_set *q)
 {
     cp_error err = {0};
+    if (o->mode != MODE_LATE &&
+        (o->query_emb || (o->queries && strlen(o->queries) > 4 &&
+                          !strcmp(o->queries + strlen(o->queries) - 4, ".npy"))))
+        return cp_cli_usage_error(cmd,
+                                  "--mode %s needs text queries (--query or --queries FILE), "
+                                  "not embeddings",
+                                  mode_names[o->mode]);
     if (cp_index_open(o->index, CP_OPEN_READONLY, index, &err) != CP_OK) return cp_cli_report(cmd, &err);
+    if (o->mode != MODE_LATE && !cp_index_has_lexical(*index)) {
+        cp_index_close(*index);
+        *index = NULL;
+        return cp_cli_usage_error(cmd,
+                                  "--mode %s: %s has no lexical index (it was built from "
+                                  "embeddings, or before lexical search existed); add one with "
+                                  "`colplaid index lexical --index %s`",
+                                  mode_names[o->mode], o->index, o->index);
+    }
     cp_status st = load_queries(cmd, o, query_ids, keep, q, &err);
     if (st != CP_OK) {
         cp_index_close(*index);
@@ -527,7 +647,7 @@ int cp_cmd_search(int argc, char **argv)
     cp_index *index = NULL;
     query_set q = {0};
     if ((rc = prepare("search", &o, NULL, NULL, &index, &q)) != CP_EXIT_OK) return rc;
-    run r = {.index = index, .q = &q, .doc_score_name = o.doc_score};
+    run r = {.index = index, .q = &q, .doc_score_name = o.doc_score, .mode = o.mode, .fusion = o.fusion};
     params_from_options(&o, &r.params);
     cp_error err = {0};
     if (run_all(&r, o.threads, &err) != CP_OK) rc = cp_cli_report("search", &err);
@@ -563,13 +683,15 @@ static int report_eval(const options *o, const cp_eval_scores *mean, size_t n, d
     for (size_t i = 0; i < n; i++) total += ms[i];
     double lat_mean = n ? total / (double)n : 0, p50 = percentile(ms, n, 50), p99 = percentile(ms, n, 99);
     if (o->format == FMT_JSON) {
-        printf("{\"queries\": %zu, \"k\": %d, \"exact\": %s, \"ndcg@10\": %.6f, \"recall@10\": %.6f, "
-               "\"recall@100\": %.6f, \"mrr@10\": %.6f, \"latency_ms\": {\"mean\": %.4f, "
-               "\"p50\": %.4f, \"p99\": %.4f}}\n",
-               n, o->k, o->exact ? "true" : "false", mean->ndcg_at_10, mean->recall_at_10,
-               mean->recall_at_100, mean->mrr_at_10, lat_mean, p50, p99);
+        printf(
+            "{\"queries\": %zu, \"k\": %d, \"exact\": %s, \"ndcg@10\": %.6f, \"recall@10\": %.6f, "
+            "\"recall@100\": %.6f, \"mrr@10\": %.6f, \"latency_ms\": {\"mean\": %.4f, "
+            "\"p50\": %.4f, \"p99\": %.4f}, \"mode\": \"%s\"}\n",
+            n, o->k, o->exact ? "true" : "false", mean->ndcg_at_10, mean->recall_at_10,
+            mean->recall_at_100, mean->mrr_at_10, lat_mean, p50, p99, mode_names[o->mode]);
     } else {
-        printf("queries evaluated  %zu (k = %d%s)\n", n, o->k, o->exact ? ", exact" : "");
+        printf("queries evaluated  %zu (k = %d%s%s%s)\n", n, o->k, o->exact ? ", exact" : "",
+               o->mode != MODE_LATE ? ", " : "", o->mode != MODE_LATE ? mode_names[o->mode] : "");
         printf("nDCG@10            %.4f\n", mean->ndcg_at_10);
         printf("Recall@10          %.4f\n", mean->recall_at_10);
         printf("Recall@100         %.4f\n", mean->recall_at_100);
@@ -637,7 +759,7 @@ int cp_cmd_eval(int argc, char **argv)
         cp_qrels_free(qrels);
         return rc;
     }
-    run r = {.index = index, .q = &q, .doc_score_name = o.doc_score};
+    run r = {.index = index, .q = &q, .doc_score_name = o.doc_score, .mode = o.mode, .fusion = o.fusion};
     params_from_options(&o, &r.params);
     if (run_all(&r, o.threads, &err) != CP_OK) rc = cp_cli_report("eval", &err);
     else rc = score_all(&o, index, qrels, &q, &r);

@@ -758,8 +758,10 @@ static cp_status write_index(build *b, cp_error *err)
     cp_status st = cp_store_create(b->tmp_path, &b->codec, &b->store, err);
     if (st != CP_OK) return st;
     if ((st = cp_store_begin(b->store, err)) != CP_OK) return st;
-    /* meta after the documents: the build parameters include the pooled token count */
-    if ((st = indexing_pass(b, err)) == CP_OK && (st = write_meta(b, err)) == CP_OK)
+    /* the lexical table before the documents (they enter it as they are stored); meta
+     * after them: the build parameters include the pooled token count */
+    if (b->opts->lexical) st = cp_store_lexical_create(b->store, err);
+    if (st == CP_OK && (st = indexing_pass(b, err)) == CP_OK && (st = write_meta(b, err)) == CP_OK)
         st = cp_store_commit(b->store, err);
     if (st == CP_OK) st = cp_store_checkpoint(b->store, err);
     if (st != CP_OK) cp_store_rollback(b->store);

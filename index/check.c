@@ -7,7 +7,8 @@
  * every segment blob (decompression, sizes, checksum, code range); that every document row
  * agrees with the segment holding its tokens (same segment, same token count) and every
  * live document has its tokens exactly once; live external ids are unique; stored windows
- * tile their document's tokens. The IVF is not
+ * tile their document's tokens; the lexical index, when there is one, holds exactly the
+ * live documents that have a text. The IVF is not
  * stored (it is rebuilt at load: docs/index-format.md), so there is nothing to compare.
  *
  * Runs on its own read-only connection; safe while a server has the index open.
@@ -314,6 +315,56 @@ static void check_windows(checker *c)
     sqlite3_finalize(q);
 }
 
+/* The lexical index (docs/hybrid.md) must hold exactly the live documents that have a
+ * text: FTS5 keeps one row per indexed document in lexical_docsize. */
+static int64_t next_id(sqlite3_stmt *q, int *rc)
+{
+    *rc = sqlite3_step(q);
+    return *rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : INT64_MAX;
+}
+
+static void check_lexical(checker *c)
+{
+    if (!cp_store_has_lexical(c->store)) return;
+    sqlite3 *db = cp_store_sqlite(c->store);
+    sqlite3_stmt *a = NULL, *b = NULL;
+    int ra = sqlite3_prepare_v2(db, "SELECT id FROM lexical_docsize ORDER BY id", -1, &a, NULL);
+    int rb = sqlite3_prepare_v2(db,
+                                "SELECT doc_id FROM documents WHERE deleted = 0 AND text IS NOT"
+                                " NULL ORDER BY doc_id",
+                                -1, &b, NULL);
+    if (ra != SQLITE_OK || rb != SQLITE_OK) {
+        problem(c, "the lexical index cannot be read: %s", sqlite3_errmsg(db));
+        sqlite3_finalize(a);
+        sqlite3_finalize(b);
+        return;
+    }
+    int64_t missing = 0, extra = 0;
+    int64_t x = next_id(a, &ra), y = next_id(b, &rb);
+    while (x != INT64_MAX || y != INT64_MAX) {
+        if (x == y) {
+            x = next_id(a, &ra);
+            y = next_id(b, &rb);
+        } else if (x < y) {
+            if (++extra <= 10)
+                problem(c, "lexical index: document %lld is indexed but not live with a text",
+                        (long long)x);
+            x = next_id(a, &ra);
+        } else {
+            if (++missing <= 10)
+                problem(c, "lexical index: live document %lld is missing from it", (long long)y);
+            y = next_id(b, &rb);
+        }
+    }
+    if (ra != SQLITE_DONE || rb != SQLITE_DONE)
+        problem(c, "the lexical index cannot be read: %s", sqlite3_errmsg(db));
+    if (missing > 10 || extra > 10)
+        problem(c, "lexical index: %lld documents missing, %lld indexed that should not be",
+                (long long)missing, (long long)extra);
+    sqlite3_finalize(a);
+    sqlite3_finalize(b);
+}
+
 cp_status cp_index_check(const char *path, FILE *report, cp_error *err)
 {
     checker c = {.path = path, .report = report};
@@ -329,6 +380,7 @@ cp_status cp_index_check(const char *path, FILE *report, cp_error *err)
         check_unique_ids(&c);
         check_windows(&c);
     }
+    check_lexical(&c);
     cp_store_close(c.store);
     free(c.n_tokens);
     free(c.segment_of);

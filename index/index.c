@@ -193,7 +193,7 @@ const char *cp_index_path(cp_index *index)
  * Connection pool
  * --------------------------------------------------------------------------------- */
 
-static cp_status pool_get(cp_index *index, cp_store **out, cp_error *err)
+cp_status cp_index_pool_get(cp_index *index, cp_store **out, cp_error *err)
 {
     pthread_mutex_lock(&index->pool_lock);
     *out = index->n_pool ? index->pool[--index->n_pool] : NULL;
@@ -202,7 +202,7 @@ static cp_status pool_get(cp_index *index, cp_store **out, cp_error *err)
     return cp_store_open(index->path, CP_OPEN_READONLY, out, err);
 }
 
-static void pool_put(cp_index *index, cp_store *s)
+void cp_index_pool_put(cp_index *index, cp_store *s)
 {
     pthread_mutex_lock(&index->pool_lock);
     if (index->n_pool < POOL_MAX) {
@@ -211,16 +211,6 @@ static void pool_put(cp_index *index, cp_store *s)
     }
     pthread_mutex_unlock(&index->pool_lock);
     cp_store_close(s);
-}
-
-cp_status cp_index_pool_get(cp_index *index, cp_store **out, cp_error *err)
-{
-    return pool_get(index, out, err);
-}
-
-void cp_index_pool_put(cp_index *index, cp_store *s)
-{
-    pool_put(index, s);
 }
 
 /* ------------------------------------------------------------------------------------
@@ -253,7 +243,7 @@ cp_status cp_index_open(const char *path, int flags, cp_index **out, cp_error *e
     if (flags & CP_OPEN_WRITE)
         ix->writer = store;
     else
-        pool_put(ix, store);
+        cp_index_pool_put(ix, store);
     *out = ix;
     return CP_OK;
 }
@@ -333,7 +323,7 @@ cp_status cp_index_stats_get(cp_index *index, cp_index_stats *out, cp_error *err
     cp_snapshot_release(s);
     out->bytes_on_disk = file_size(index->path, "") + file_size(index->path, "-wal");
     cp_store *db = NULL;
-    cp_status st = pool_get(index, &db, err);
+    cp_status st = cp_index_pool_get(index, &db, err);
     if (st != CP_OK) return st;
     st = count_sql(db, "SELECT COUNT(*) FROM documents WHERE deleted != 0", &out->n_deleted, err);
     if (st == CP_OK) st = count_sql(db, "SELECT COUNT(*) FROM segments", &out->n_segments, err);
@@ -341,16 +331,16 @@ cp_status cp_index_stats_get(cp_index *index, cp_index_stats *out, cp_error *err
     if (st == CP_OK &&
         cp_store_meta_int(db, "format_version", 1, INT32_MAX, &version, NULL) == CP_OK)
         out->format_version = (int)version;
-    pool_put(index, db);
+    cp_index_pool_put(index, db);
     return st;
 }
 
 char *cp_index_meta_get(cp_index *index, const char *key)
 {
     cp_store *db = NULL;
-    if (pool_get(index, &db, NULL) != CP_OK) return NULL;
+    if (cp_index_pool_get(index, &db, NULL) != CP_OK) return NULL;
     char *v = cp_store_get_meta(db, key);
-    pool_put(index, db);
+    cp_index_pool_put(index, db);
     return v;
 }
 
@@ -389,7 +379,7 @@ cp_status cp_index_document_get(cp_index *index, const char *external_id, cp_doc
 {
     memset(out, 0, sizeof *out);
     cp_store *db = NULL;
-    cp_status st = pool_get(index, &db, err);
+    cp_status st = cp_index_pool_get(index, &db, err);
     if (st != CP_OK) return st;
     sqlite3_stmt *q = NULL;
     int rc = sqlite3_prepare_v2(cp_store_sqlite(db),
@@ -413,7 +403,7 @@ cp_status cp_index_document_get(cp_index *index, const char *external_id, cp_doc
         st = cp_store_sql_error(db, rc, "reading a document", err);
     }
     sqlite3_finalize(q);
-    pool_put(index, db);
+    cp_index_pool_put(index, db);
     if (st != CP_OK) cp_document_info_free(out);
     return st;
 }
@@ -558,7 +548,7 @@ cp_status cp_index_hit_documents(cp_index *index, const cp_hit *hits, size_t n, 
     cp_store *db = NULL;
     sqlite3_stmt *q = NULL;
     if (st == CP_OK && (fields & (CP_DOC_TEXT | CP_DOC_METADATA))) {
-        st = pool_get(index, &db, err);
+        st = cp_index_pool_get(index, &db, err);
         int rc = st == CP_OK ? sqlite3_prepare_v2(cp_store_sqlite(db),
                                                   "SELECT text, metadata FROM documents"
                                                   " WHERE doc_id = ? AND deleted = 0",
@@ -588,7 +578,7 @@ cp_status cp_index_hit_documents(cp_index *index, const cp_hit *hits, size_t n, 
         if (st == CP_OK && rc != SQLITE_OK)
             st = cp_store_sql_error(db, rc, "reading documents", err);
         sqlite3_finalize(q);
-        if (db) pool_put(index, db);
+        if (db) cp_index_pool_put(index, db);
     }
     if (st != CP_OK)
         for (size_t i = 0; i < n; i++)

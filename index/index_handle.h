@@ -38,4 +38,9 @@ const char *cp_index_path(cp_index *index);
  * (live.c) use it under cp_index_write_lock. */
 cp_store *cp_index_writer_store(cp_index *index);
 
+/* A read-only connection from the index's pool (opened when none is free), and back. Use
+ * it from one thread at a time. */
+cp_status cp_index_pool_get(cp_index *index, cp_store **out, cp_error *err);
+void cp_index_pool_put(cp_index *index, cp_store *s);
+
 #endif

@@ -61,6 +61,9 @@ struct cp_store {
     int variant;
     float scale_log_min, scale_log_max;
     int token_bytes;
+    /* The lexical side (docs/hybrid.md): the file has the FTS5 table "lexical", which
+     * every write below keeps equal to the live documents' texts. */
+    bool lexical;
 };
 
 /* The decode buffers and the zstd context live as long as the iterator: segments are
@@ -532,6 +535,48 @@ static cp_status load_shape(cp_store *s, cp_error *err)
     return CP_OK;
 }
 
+/* The lexical side is the table "lexical" (an FTS5 index over the view lexical_content,
+ * the live documents that have a text). A file without it (format 1 and 2 files built
+ * before it existed, builds from embeddings) simply has none. */
+static cp_status detect_lexical(cp_store *s, cp_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    int rc = sqlite3_prepare_v2(s->db,
+                                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND"
+                                " name = 'lexical'",
+                                -1, &q, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(q);
+    s->lexical = rc == SQLITE_ROW;
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE
+               ? CP_OK
+               : cp_store_sql_error(s, rc, "looking for the lexical index", err);
+}
+
+bool cp_store_has_lexical(const cp_store *store)
+{
+    return store->lexical;
+}
+
+cp_status cp_store_lexical_create(cp_store *store, cp_error *err)
+{
+    if (store->lexical) return CP_OK;
+    if (!store->in_txn)
+        return cp_error_set(err, CP_EINTERNAL, "%s: lexical index outside a transaction",
+                            store->path);
+    cp_status st =
+        exec_sql(store,
+                 "CREATE VIEW lexical_content AS SELECT doc_id, text FROM documents"
+                 " WHERE deleted = 0 AND text IS NOT NULL;"
+                 "CREATE VIRTUAL TABLE lexical USING fts5(text, content = 'lexical_content',"
+                 " content_rowid = 'doc_id', tokenize = '" CP_LEXICAL_TOKENIZER "');"
+                 "INSERT INTO lexical(lexical) VALUES ('rebuild');",
+                 "creating the lexical index", err);
+    if (st == CP_OK) st = cp_store_set_meta(store, "lexical_tokenizer", CP_LEXICAL_TOKENIZER, err);
+    if (st == CP_OK) store->lexical = true;
+    return st;
+}
+
 cp_status cp_store_open(const char *path, int flags, cp_store **out, cp_error *err)
 {
     *out = NULL;
@@ -554,6 +599,7 @@ cp_status cp_store_open(const char *path, int flags, cp_store **out, cp_error *e
     if ((st = configure_connection(s, err)) != CP_OK) goto fail;
     if ((st = check_identity(s, err)) != CP_OK || (st = load_shape(s, err)) != CP_OK) goto fail;
     if (write && (st = take_writer_lock(s, err)) != CP_OK) goto fail;
+    if ((st = detect_lexical(s, err)) != CP_OK) goto fail;
     *out = s;
     return CP_OK;
 fail:
@@ -744,6 +790,26 @@ static cp_status insert_segment_row(cp_store *s, const cp_segment_input *seg, in
     return rc == SQLITE_DONE ? CP_OK : cp_store_sql_error(s, rc, "storing a segment", err);
 }
 
+/* The texts of a new segment's documents into the lexical index, in the same transaction. */
+static cp_status lexical_insert(cp_store *s, const cp_segment_input *seg, int64_t first,
+                                cp_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc =
+        sqlite3_prepare_v2(s->db, "INSERT INTO lexical(rowid, text) VALUES (?, ?)", -1, &st, NULL);
+    if (rc != SQLITE_OK) return cp_store_sql_error(s, rc, "indexing texts", err);
+    for (size_t i = 0; i < seg->n_docs && rc == SQLITE_OK; i++) {
+        if (!seg->docs[i].text) continue;
+        sqlite3_bind_int64(st, 1, first + (int64_t)i);
+        sqlite3_bind_text(st, 2, seg->docs[i].text, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? CP_OK : cp_store_sql_error(s, rc, "indexing texts", err);
+}
+
 static cp_status insert_documents(cp_store *s, const cp_segment_input *seg, int64_t segment_id,
                                   int64_t first, cp_error *err)
 {
@@ -771,6 +837,7 @@ static cp_status insert_documents(cp_store *s, const cp_segment_input *seg, int6
         sqlite3_reset(st);
     }
     sqlite3_finalize(st);
+    if (result == CP_OK && s->lexical) result = lexical_insert(s, seg, first, err);
     return result;
 }
 
@@ -1038,6 +1105,19 @@ static cp_status tombstone_one(cp_store *s, const char *sql, const char *text, i
             *doc_id = sqlite3_column_int64(st, 0);
             rc = sqlite3_step(st);
         }
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return cp_store_sql_error(s, rc, "deleting a document", err);
+    if (!s->lexical || *doc_id < 0) return CP_OK;
+    /* Out of the lexical index in the same transaction. An external-content FTS5 table
+     * forgets a row given the text it indexed, which the tombstoned row still holds. */
+    rc = sqlite3_prepare_v2(s->db,
+                            "INSERT INTO lexical(lexical, rowid, text) SELECT 'delete', doc_id,"
+                            " text FROM documents WHERE doc_id = ? AND text IS NOT NULL",
+                            -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, *doc_id);
+        rc = sqlite3_step(st);
     }
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? CP_OK : cp_store_sql_error(s, rc, "deleting a document", err);

@@ -126,4 +126,18 @@ cp_status cp_store_rewrite_segments(cp_store *store, const int64_t *old_ids, siz
                                     const cp_segment_input *seg, const int64_t *doc_ids,
                                     int64_t *tombstones_removed, cp_error *err);
 
+/* ---------------------------------------------------------------------------------------
+ * The lexical side (index/lexical.c, docs/hybrid.md): an FTS5 table "lexical" over the
+ * live documents' texts, rowid = internal id. Appends and tombstones above keep it in the
+ * same transaction when the file has it.
+ * ------------------------------------------------------------------------------------ */
+
+#define CP_LEXICAL_TOKENIZER "porter unicode61 remove_diacritics 2"
+
+bool cp_store_has_lexical(const cp_store *store);
+
+/* Create the lexical index and fill it from the live documents' texts. Call inside
+ * cp_store_begin/commit; nothing when the file has one already. */
+cp_status cp_store_lexical_create(cp_store *store, cp_error *err);
+
 #endif

@@ -19,8 +19,4 @@ cp_status cp_windows_validate(const cp_window *w, int32_t n, int32_t n_tokens, c
 /* meta "windows" for settings w (malloc'd). */
 char *cp_windows_meta_json(const cp_window_options *w, cp_doc_score score);
 
-/* The index's pooled read connections (index/index.c). */
-cp_status cp_index_pool_get(cp_index *index, cp_store **out, cp_error *err);
-void cp_index_pool_put(cp_index *index, cp_store *s);
-
 #endif

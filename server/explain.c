@@ -33,8 +33,8 @@ static void append_token(cp_sb *sb, const cp_encoder *enc, const int32_t *ids, i
  * with, per query token, the document token that gave it. */
 static void explain_body(cp_sb *sb, const cp_encoder *enc, const char *ext_id,
                          const cp_embeddings *q, const float *dv, int32_t nd,
-                         const int32_t *doc_ids, const char *source, double encode_ms,
-                         double t0)
+                         const int32_t *doc_ids, const char *source, double encode_ms, double t0,
+                         const cp_lexical_explain *lx)
 {
     size_t nq = (size_t)(q->n_tokens ? q->n_tokens : 1);
     int32_t *best = malloc(nq * sizeof *best);
@@ -65,7 +65,17 @@ static void explain_body(cp_sb *sb, const cp_encoder *enc, const char *ext_id,
         if (j) cp_sb_append(sb, ", ");
         append_token(sb, enc, doc_ids, j);
     }
-    cp_sb_printf(sb, "], \"timing_ms\": {\"encode\": %.3f, \"score\": %.3f}}", encode_ms, score_ms);
+    cp_sb_append(sb, "]");
+    if (lx) { /* the index has a lexical side: which query terms the text matches */
+        cp_sb_printf(sb, ", \"lexical\": {\"score\": %.9g, \"terms\": [", (double)lx->score);
+        for (size_t i = 0; i < lx->n_terms; i++) {
+            cp_sb_append(sb, i ? ", {\"term\": " : "{\"term\": ");
+            cp_sb_json_string(sb, lx->terms[i]);
+            cp_sb_printf(sb, ", \"matched\": %s}", lx->matched[i] ? "true" : "false");
+        }
+        cp_sb_append(sb, "]}");
+    }
+    cp_sb_printf(sb, ", \"timing_ms\": {\"encode\": %.3f, \"score\": %.3f}}", encode_ms, score_ms);
     free(best);
     free(sim);
 }
@@ -124,13 +134,23 @@ void cp_handle_explain(cp_server *s, const cp_request *req, cp_response *resp)
         cp_response_from_status(resp, &err);
         goto done;
     }
+    cp_lexical_explain lx = {0};
+    bool has_lx = cp_index_has_lexical(index);
+    if (has_lx && (st = cp_index_lexical_explain(index, query, info.doc_id, &lx, &err))) {
+        cp_response_from_status(resp, &err);
+        goto done;
+    }
+    const cp_lexical_explain *lxp = has_lx ? &lx : NULL;
     cp_sb sb = {.limit = s->cfg.limits.max_response_bytes};
     if (!info.text)
-        explain_body(&sb, s->encoder, id, &q, stored, n_stored, NULL, "index", encode_ms, t0);
+        explain_body(&sb, s->encoder, id, &q, stored, n_stored, NULL, "index", encode_ms, t0, lxp);
     else if (d.n_tokens == n_stored)
-        explain_body(&sb, s->encoder, id, &q, stored, n_stored, d.token_ids, "index", encode_ms, t0);
+        explain_body(&sb, s->encoder, id, &q, stored, n_stored, d.token_ids, "index", encode_ms, t0,
+                     lxp);
     else
-        explain_body(&sb, s->encoder, id, &q, d.data, d.n_tokens, d.token_ids, "model", encode_ms, t0);
+        explain_body(&sb, s->encoder, id, &q, d.data, d.n_tokens, d.token_ids, "model", encode_ms,
+                     t0, lxp);
+    cp_lexical_explain_free(&lx);
     cp_response_set_body(resp, 200, &sb, "application/json");
 done:
     free(stored);

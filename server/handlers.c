@@ -379,8 +379,8 @@ static bool append_hits(cp_sb *sb, const cp_served_index *si, const cp_search_re
 }
 
 static bool search_one(cp_server *s, cp_served_index *si, const cp_search_request *sr,
-                       const cp_vec_input *q, const subset *sub, cp_hit *hits, double encode_ms,
-                       cp_sb *sb, cp_response *resp)
+                       const cp_vec_input *q, const char *lex_text, const subset *sub, cp_hit *hits,
+                       double encode_ms, cp_sb *sb, cp_response *resp)
 {
     cp_search_params p;
     cp_search_params_init(&p, sr->k);
@@ -399,13 +399,29 @@ static bool search_one(cp_server *s, cp_served_index *si, const cp_search_reques
     double t0 = cp_now_seconds();
     cp_passage *passages = NULL;
     if (!sub->active || sub->n > 0) {
-        cp_status st = cp_index_search(si->index, q->data, q->n_tokens, q->dim, &p, hits, &n_hits,
-                                       &t, &err);
+        cp_status st;
+        if (sr->mode == CP_MODE_LEXICAL)
+            st = cp_index_lexical_search(si->index, lex_text, &p, hits, &n_hits, &err);
+        else if (sr->mode == CP_MODE_HYBRID)
+            st = cp_index_hybrid_search(si->index, lex_text, q->data, q->n_tokens, q->dim, &p,
+                                        &sr->fusion, hits, &n_hits, &t, &err);
+        else
+            st = cp_index_search(si->index, q->data, q->n_tokens, q->dim, &p, hits, &n_hits, &t,
+                                 &err);
+        if (st == CP_EUNSUPPORTED) {
+            cp_response_error(resp, 422, "UNSUPPORTED", "%s", err.message);
+            return false;
+        }
+        /* best windows (windowed indexes): MaxP re-ranks a late search; a hybrid one keeps its
+         * fused order (spans only); a lexical one has no query vectors to place them */
         cp_window_options w;
         cp_doc_score score;
-        if (st == CP_OK && n_hits > 0 && cp_index_windows(si->index, &w, &score)) {
+        if (st == CP_OK && n_hits > 0 && sr->mode != CP_MODE_LEXICAL &&
+            cp_index_windows(si->index, &w, &score)) {
             passages = calloc((size_t)n_hits, sizeof *passages);
-            st = passages ? cp_index_hit_passages(si->index, q->data, q->n_tokens, q->dim, score,
+            st = passages ? cp_index_hit_passages(si->index, q->data, q->n_tokens, q->dim,
+                                                  sr->mode == CP_MODE_HYBRID ? CP_DOC_SCORE_MAXSIM
+                                                                             : score,
                                                   hits, n_hits, passages, &err)
                           : cp_error_set(&err, CP_ENOMEM, "out of memory");
         }
@@ -414,7 +430,7 @@ static bool search_one(cp_server *s, cp_served_index *si, const cp_search_reques
             cp_response_from_status(resp, &err);
             return false;
         }
-        cp_metrics_search_timing(s->metrics, &t, encode_ms);
+        if (sr->mode != CP_MODE_LEXICAL) cp_metrics_search_timing(s->metrics, &t, encode_ms);
     }
     double search_ms = ms_since(t0);
     cp_sb_append(sb, "{\"hits\": [");
@@ -520,7 +536,15 @@ void cp_search_run(cp_server *s, cp_search_job *job, cp_response *resp)
         ok = encode_texts(s, CP_TEXT_QUERY, vecs, sr->n_queries, &job->encode_ms, resp);
         job->n_text = 0;
     }
-    for (size_t i = 0; ok && i < sr->n_queries; i++)
+    if (ok && sr->mode != CP_MODE_LATE && !cp_index_has_lexical(req->idx->index)) {
+        cp_response_error(resp, 422, "UNSUPPORTED",
+                          "mode \"%s\" needs a lexical index, and index \"%s\" has none (it was "
+                          "built from embeddings, or before lexical search existed): add one "
+                          "with `colplaid index lexical`",
+                          sr->mode == CP_MODE_LEXICAL ? "lexical" : "hybrid", req->idx->name);
+        ok = false;
+    }
+    for (size_t i = 0; ok && sr->mode != CP_MODE_LEXICAL && i < sr->n_queries; i++)
         if (vecs[i]->dim != req->idx->dim) {
             cp_response_error(resp, 422, "DIMENSION_MISMATCH",
                               "the model encodes %d dims, index \"%s\" has %d", vecs[i]->dim,
@@ -533,7 +557,8 @@ void cp_search_run(cp_server *s, cp_search_job *job, cp_response *resp)
     double per_query_encode = job->encode_ms / (double)sr->n_queries;
     for (size_t i = 0; ok && !sb.too_big && i < sr->n_queries; i++) {
         if (i) cp_sb_append(&sb, ", ");
-        ok = search_one(s, req->idx, sr, &sr->queries[i], &sub, hits, per_query_encode, &sb, resp);
+        ok = search_one(s, req->idx, sr, &sr->queries[i], sr->lex_texts ? sr->lex_texts[i] : NULL,
+                        &sub, hits, per_query_encode, &sb, resp);
     }
     cp_sb_append(&sb, "]}");
     if (ok) cp_response_set_body(resp, 200, &sb, "application/json");

@@ -598,21 +598,88 @@ static bool parse_include(const cJSON *inc, cp_search_request *out, cp_http_erro
 
 static bool parse_mode(const cJSON *m, cp_search_request *out, cp_http_error *e)
 {
-    if (cJSON_IsString(m) && !strcmp(m->valuestring, "plaid")) return true;
-    if (cJSON_IsString(m) && !strcmp(m->valuestring, "exact")) {
+    const char *v = cJSON_IsString(m) ? m->valuestring : "";
+    if (!strcmp(v, "plaid") || !strcmp(v, "late")) return true;
+    if (!strcmp(v, "exact")) {
         out->exact = true;
         return true;
     }
-    if (cJSON_IsString(m) && !strcmp(m->valuestring, "hybrid"))
-        return cp_http_fail(e, 422, "UNSUPPORTED", "mode \"hybrid\" is not available in this build");
-    return BAD(e, "mode must be \"plaid\" or \"exact\"");
+    if (!strcmp(v, "lexical"))
+        out->mode = CP_MODE_LEXICAL;
+    else if (!strcmp(v, "hybrid"))
+        out->mode = CP_MODE_HYBRID;
+    else
+        return BAD(e, "mode must be \"plaid\" (or \"late\"), \"exact\", \"lexical\" or "
+                      "\"hybrid\"");
+    return true;
+}
+
+/* "fusion": {"method": "linear" | "rrf", "alpha": A, "normalize": "zscore" | "minmax",
+ * "depth": N}, every field optional (docs/hybrid.md). */
+static bool parse_fusion(const cJSON *f, cp_search_request *out, cp_http_error *e)
+{
+    static const char *const keys[] = {"method", "alpha", "normalize", "depth", NULL};
+    if (!cJSON_IsObject(f)) return BAD(e, "fusion must be an object");
+    if (!only_keys(f, keys, "fusion", e)) return false;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(f, "method");
+    if (v) {
+        if (cJSON_IsString(v) && !strcmp(v->valuestring, "linear"))
+            out->fusion.method = CP_FUSION_LINEAR;
+        else if (cJSON_IsString(v) && !strcmp(v->valuestring, "rrf"))
+            out->fusion.method = CP_FUSION_RRF;
+        else
+            return BAD(e, "fusion.method must be \"linear\" or \"rrf\"");
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(f, "alpha"))) {
+        if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= 1))
+            return BAD(e, "fusion.alpha must be a number in [0, 1] (the lexical side's weight)");
+        if (out->fusion.method == CP_FUSION_RRF)
+            return BAD(e, "fusion.alpha applies to method \"linear\", not \"rrf\"");
+        out->fusion.method = CP_FUSION_LINEAR;
+        out->fusion.alpha = (float)v->valuedouble;
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(f, "normalize"))) {
+        if (cJSON_IsString(v) && !strcmp(v->valuestring, "zscore"))
+            out->fusion.norm = CP_NORM_ZSCORE;
+        else if (cJSON_IsString(v) && !strcmp(v->valuestring, "minmax"))
+            out->fusion.norm = CP_NORM_MINMAX;
+        else
+            return BAD(e, "fusion.normalize must be \"zscore\" or \"minmax\"");
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(f, "depth")) &&
+        !get_int(v, "fusion.depth", 1, 10000, &out->fusion.depth, e))
+        return false;
+    return true;
+}
+
+/* Lexical and hybrid searches keep each query's text (lexical ones need no encoding, so the
+ * text leaves the query input). */
+static bool take_lexical_texts(cp_search_request *out, cp_http_error *e)
+{
+    if (out->mode == CP_MODE_LATE) return true;
+    const char *name = out->mode == CP_MODE_LEXICAL ? "lexical" : "hybrid";
+    if (out->exact && out->mode == CP_MODE_LEXICAL)
+        return BAD(e, "mode \"%s\" has no exact variant", name);
+    if (!(out->lex_texts = calloc(out->n_queries, sizeof *out->lex_texts))) return OOM(e);
+    for (size_t i = 0; i < out->n_queries; i++) {
+        cp_vec_input *q = &out->queries[i];
+        if (!q->text)
+            return BAD(e, "mode \"%s\" needs text queries: queries[%zu] is embeddings", name, i);
+        if (out->mode == CP_MODE_LEXICAL) {
+            out->lex_texts[i] = q->text;
+            q->text = NULL;
+        } else if (!(out->lex_texts[i] = strdup(q->text))) {
+            return OOM(e);
+        }
+    }
+    return true;
 }
 
 static bool parse_search_fields(const cJSON *root, const cp_limits *lim, int dim,
                                 cp_search_request *out, cp_http_error *e)
 {
     static const char *const keys[] = {"queries", "k",       "recall", "params", "filter",
-                                       "ids",     "include", "mode",   NULL};
+                                       "ids",     "include", "mode",   "fusion", NULL};
     if (!only_keys(root, keys, "body", e)) return false;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "queries");
     if (!v) return BAD(e, "queries is missing");
@@ -634,6 +701,11 @@ static bool parse_search_fields(const cJSON *root, const cp_limits *lim, int dim
         return false;
     if ((v = cJSON_GetObjectItemCaseSensitive(root, "mode")) && !parse_mode(v, out, e))
         return false;
+    if ((v = cJSON_GetObjectItemCaseSensitive(root, "fusion"))) {
+        if (out->mode != CP_MODE_HYBRID) return BAD(e, "fusion applies to mode \"hybrid\" only");
+        if (!parse_fusion(v, out, e)) return false;
+    }
+    if (!take_lexical_texts(out, e)) return false;
     if ((v = cJSON_GetObjectItemCaseSensitive(root, "filter")) &&
         !get_filter(v, &out->filter_json, e))
         return false;
@@ -646,6 +718,7 @@ bool cp_parse_search(const char *body, size_t len, const cp_limits *lim, int dim
     memset(out, 0, sizeof *out);
     out->k = 10 < lim->max_k ? 10 : lim->max_k;
     out->threshold = NAN;
+    cp_fusion_init(&out->fusion);
     cJSON *root;
     json_budget b;
     if (!parse_root(body, len, lim, &b, &root, e)) return false;
@@ -657,7 +730,11 @@ bool cp_parse_search(const char *body, size_t len, const cp_limits *lim, int dim
 
 void cp_search_request_free(cp_search_request *req)
 {
-    for (size_t i = 0; i < req->n_queries; i++) vec_free(&req->queries[i]);
+    for (size_t i = 0; i < req->n_queries; i++) {
+        vec_free(&req->queries[i]);
+        if (req->lex_texts) free(req->lex_texts[i]);
+    }
+    free(req->lex_texts);
     free(req->queries);
     free_strings(req->ids, req->n_ids);
     cJSON_free(req->filter_json);

@@ -19,6 +19,7 @@
 
 #include "colplaid/encoder.h"
 #include "colplaid/error.h"
+#include "colplaid/index.h"
 #include "colplaid/server.h"
 
 /* An error for the client: HTTP status, stable upper-case code, one-sentence message. */
@@ -75,7 +76,12 @@ typedef struct cp_search_request {
     size_t n_ids;
     bool has_ids;
     bool include_text, include_metadata;
+    int mode;         /* CP_MODE_LATE (plaid or exact), CP_MODE_LEXICAL, CP_MODE_HYBRID */
+    char **lex_texts; /* lexical and hybrid: the text of each query (n_queries) */
+    cp_fusion fusion; /* hybrid: "fusion" (cp_fusion_init's defaults when absent) */
 } cp_search_request;
+
+enum { CP_MODE_LATE = 0, CP_MODE_LEXICAL, CP_MODE_HYBRID };
 
 /* dim: the index's embedding dimension (embedding queries must match it). */
 bool cp_parse_search(const char *body, size_t len, const cp_limits *lim, int dim,

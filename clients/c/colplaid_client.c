@@ -262,13 +262,14 @@ static int parse_results(cJSON *root, cpc_results *out, cpc_error *err)
 }
 
 static int search(cpc_client *c, const char *index, cJSON *query, int k, bool include_text,
-                  cpc_results *out, cpc_error *err)
+                  const char *mode, cpc_results *out, cpc_error *err)
 {
     memset(out, 0, sizeof *out);
     cJSON *body = cJSON_CreateObject();
     cJSON *qs = cJSON_AddArrayToObject(body, "queries");
     cJSON_AddItemToArray(qs, query);
     cJSON_AddNumberToObject(body, "k", k);
+    if (mode) cJSON_AddStringToObject(body, "mode", mode);
     if (include_text) {
         cJSON *inc = cJSON_AddArrayToObject(body, "include");
         cJSON_AddItemToArray(inc, cJSON_CreateString("text"));
@@ -295,9 +296,15 @@ static int search(cpc_client *c, const char *index, cJSON *query, int k, bool in
 int cpc_search_text(cpc_client *c, const char *index, const char *query, int k, bool include_text,
                     cpc_results *out, cpc_error *err)
 {
+    return cpc_search_text_mode(c, index, query, k, include_text, NULL, out, err);
+}
+
+int cpc_search_text_mode(cpc_client *c, const char *index, const char *query, int k,
+                         bool include_text, const char *mode, cpc_results *out, cpc_error *err)
+{
     cJSON *q = cJSON_CreateObject();
     cJSON_AddStringToObject(q, "text", query);
-    return search(c, index, q, k, include_text, out, err);
+    return search(c, index, q, k, include_text, mode, out, err);
 }
 
 static char *base64(const unsigned char *in, size_t n)
@@ -347,7 +354,7 @@ int cpc_search_embeddings(cpc_client *c, const char *index, const float *embeddi
     free(b64);
     int shape[2] = {n_tokens, dim};
     cJSON_AddItemToObject(q, "shape", cJSON_CreateIntArray(shape, 2));
-    return search(c, index, q, k, include_text, out, err);
+    return search(c, index, q, k, include_text, NULL, out, err);
 }
 
 void cpc_results_free(cpc_results *r)

@@ -74,6 +74,10 @@ int cpc_health(cpc_client *c, char **json, cpc_error *err);
 /* POST /v1/indexes/{index}/search with one text query (encoded by the server's model). */
 int cpc_search_text(cpc_client *c, const char *index, const char *query, int k, bool include_text,
                     cpc_results *out, cpc_error *err);
+/* The same in a search mode: "plaid" (the default, NULL), "exact", "lexical" (BM25 over the
+ * index's lexical side) or "hybrid" (both fused; docs/hybrid.md). */
+int cpc_search_text_mode(cpc_client *c, const char *index, const char *query, int k,
+                         bool include_text, const char *mode, cpc_results *out, cpc_error *err);
 /* The same with token embeddings: n_tokens x dim float32, row-major, sent as base64. */
 int cpc_search_embeddings(cpc_client *c, const char *index, const float *embeddings, int n_tokens,
                           int dim, int k, bool include_text, cpc_results *out, cpc_error *err);

@@ -4,7 +4,7 @@
  *   colplaid_client_example [--url URL] [--key KEY] ACTION
  *   ACTION:
  *     --health
- *     --index NAME [--k K] [--text] (--query TEXT | --embeddings FILE --dim D)   search
+ *     --index NAME [--k K] [--text] [--mode M] (--query TEXT | --embeddings FILE --dim D)   search
  *     --index NAME --get ID                                                     a document
  *     --encode TEXT [--encode TEXT...] [--kind query|document]                  embeddings
  *     --rerank QUERY --doc TEXT [--doc TEXT...]                                 MaxSim scores
@@ -32,7 +32,7 @@ static int usage(void)
     fprintf(stderr,
             "usage: colplaid_client_example [--url URL] [--key KEY] ACTION, ACTION one of\n"
             "  --health\n"
-            "  --index NAME [--k K] [--text] (--query TEXT | --embeddings FILE.f32 --dim D)\n"
+            "  --index NAME [--k K] [--text] [--mode M] (--query TEXT | --embeddings FILE.f32 --dim D)\n"
             "  --index NAME --get ID\n"
             "  --encode TEXT [--encode TEXT...] [--kind query|document]\n"
             "  --rerank QUERY --doc TEXT [--doc TEXT...]\n"
@@ -75,7 +75,7 @@ typedef struct doc_arg {
 
 /* The options of one run. */
 typedef struct args {
-    const char *url, *key, *index, *query, *emb_path, *get, *kind, *rerank, *delete_filter;
+    const char *url, *key, *index, *query, *emb_path, *get, *kind, *rerank, *delete_filter, *mode;
     int k, dim;
     bool text, health;
     const char *encode[MAX_ITEMS], *docs[MAX_ITEMS], *deletes[MAX_ITEMS];
@@ -117,6 +117,8 @@ static bool parse_args(int argc, char **argv, args *a)
             a->k = atoi(v);
         else if (!strcmp(o, "--query"))
             a->query = v;
+        else if (!strcmp(o, "--mode"))
+            a->mode = v;
         else if (!strcmp(o, "--get"))
             a->get = v;
         else if (!strcmp(o, "--kind"))
@@ -159,7 +161,7 @@ static int do_search(cpc_client *c, const args *a, cpc_error *err)
     cpc_results r;
     int st;
     if (a->query) {
-        st = cpc_search_text(c, a->index, a->query, a->k, a->text, &r, err);
+        st = cpc_search_text_mode(c, a->index, a->query, a->k, a->text, a->mode, &r, err);
     } else {
         int n = 0;
         float *v = read_f32(a->emb_path, a->dim, &n);

@@ -118,6 +118,9 @@ typedef struct cp_build_options {
      * doc_score, recorded in meta "windows" for searches and text upserts. */
     cp_window_options window;
     int doc_score; /* cp_doc_score */
+    /* Also build the lexical index (SQLite FTS5 over the documents' texts; docs/hybrid.md)
+     * that the lexical and hybrid search modes read. Builds from text set it. */
+    bool lexical;
 } cp_build_options;
 
 void cp_build_options_init(cp_build_options *opts);
@@ -377,6 +380,76 @@ typedef struct cp_passage {
 cp_status cp_index_hit_passages(cp_index *index, const float *query, int n_q, int dim,
                                 cp_doc_score score, cp_hit *hits, int n, cp_passage *out,
                                 cp_error *err);
+
+/* ----------------------------------------------------------------------------------------
+ * The lexical side and hybrid search (index/lexical.c; docs/hybrid.md).
+ *
+ * An index built from text (cp_build_options.lexical) holds an SQLite FTS5 index over its
+ * live documents' texts (tokenizer "porter unicode61 remove_diacritics 2"), kept in the
+ * same transactions as every upsert, delete and compaction. Indexes built from embeddings,
+ * and files from before it existed, have none: the calls below then fail with
+ * CP_EUNSUPPORTED and a message that says how to add one (cp_index_lexical_add).
+ * ------------------------------------------------------------------------------------- */
+
+/* Whether the index has a lexical side. Thread-safe. */
+bool cp_index_has_lexical(cp_index *index);
+
+/* Add the lexical side to an index that has none, indexing every live document's stored
+ * text in one transaction (*added false when it had one already). Needs CP_OPEN_WRITE. */
+cp_status cp_index_lexical_add(cp_index *index, bool *added, cp_error *err);
+
+/* Record the index's default lexical weight for linear hybrid fusion (meta "hybrid"
+ * {"alpha": A}), e.g. one measured on held-out queries. Needs CP_OPEN_WRITE. */
+cp_status cp_index_set_hybrid_alpha(cp_index *index, float alpha, cp_error *err);
+
+/* BM25 search (FTS5's bm25(), negated: higher is better) of a text query: its terms (runs
+ * of letters and digits, lowercased, at most 128) are ORed; no query syntax is
+ * interpreted. params->k and params->subset apply (the other fields do not). Hits come
+ * from the snapshot searches read. Thread-safe. */
+cp_status cp_index_lexical_search(cp_index *index, const char *text, const cp_search_params *params,
+                                  cp_hit *hits, int *n_hits, cp_error *err);
+
+enum { CP_FUSION_DEFAULT = 0, CP_FUSION_RRF, CP_FUSION_LINEAR };
+enum { CP_NORM_ZSCORE = 0, CP_NORM_MINMAX };
+
+typedef struct cp_fusion {
+    int method;  /* CP_FUSION_DEFAULT: linear z-score fusion at the index's alpha */
+    int norm;    /* CP_FUSION_LINEAR: CP_NORM_ZSCORE (default) or CP_NORM_MINMAX */
+    float alpha; /* CP_FUSION_LINEAR: weight of the lexical side in [0, 1]; NaN: the index's
+                    (meta "hybrid" {"alpha": A}), else the model's default (0.9 for the
+                    static model, 0.5 otherwise) */
+    int rrf_k;   /* CP_FUSION_RRF: the constant (default 60) */
+    int depth;   /* lexical candidates fused (default 100; at least k) */
+} cp_fusion;
+
+void cp_fusion_init(cp_fusion *f);
+
+/* The fusion a search with f uses (defaults resolved against the index). Thread-safe. */
+void cp_index_fusion_resolve(cp_index *index, const cp_fusion *f, cp_fusion *out);
+
+/* Hybrid search: the late search of query (n_q x dim, as cp_index_search, params as
+ * there) and the lexical search of text (depth candidates), fused. Every candidate gets
+ * both scores (the lexical ones their exact MaxSim, the late ones their BM25), then:
+ * linear fusion scores alpha * norm(bm25) + (1 - alpha) * norm(maxsim), normalised over
+ * the candidates by z-score or min-max; RRF sums 1 / (rrf_k + rank) over the two
+ * rankings of the candidates. Hit scores are the fused scores. Thread-safe. */
+cp_status cp_index_hybrid_search(cp_index *index, const char *text, const float *query, int n_q,
+                                 int dim, const cp_search_params *params, const cp_fusion *fusion,
+                                 cp_hit *hits, int *n_hits, cp_search_timing *timing,
+                                 cp_error *err);
+
+/* Which terms of a text query (as cp_index_lexical_search makes them) the document doc_id
+ * matches lexically, and its BM25 score for the whole query (0 when none matches). */
+typedef struct cp_lexical_explain {
+    char **terms;
+    bool *matched;
+    size_t n_terms;
+    float score;
+} cp_lexical_explain;
+
+cp_status cp_index_lexical_explain(cp_index *index, const char *text, int64_t doc_id,
+                                   cp_lexical_explain *out, cp_error *err);
+void cp_lexical_explain_free(cp_lexical_explain *x);
 
 /* ----------------------------------------------------------------------------------------
  * Metadata filters (index/filter.c).

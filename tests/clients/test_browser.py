@@ -90,6 +90,16 @@ def main():
                 check(set(seen["highlighted"]) == {t["doc_token"] for t in ex["query_tokens"]},
                       "highlighted document tokens %r" % seen["highlighted"])
                 check("%.3f" % ex["score"] in seen["note"], "explain note %r" % seen["note"])
+                # The lexical terms of the explain view, and the mode switch (hybrid).
+                check(seen.get("lexical_terms") == [{"term": t["term"], "matched": t["matched"]}
+                                                    for t in ex["lexical"]["terms"]],
+                      "lexical terms %r vs explain %r" % (seen.get("lexical_terms"), ex.get("lexical")))
+                st, _, j = srv.json("POST", "/v1/indexes/idx/search",
+                                    {"queries": [query], "k": 10, "mode": "hybrid"})
+                want_h = j["results"][0]["hits"]
+                check([h["id"] for h in seen.get("hybrid_hits", [])] == [w["id"] for w in want_h] and
+                      all(abs(h["score"] - w["score"]) < 6e-4 for h, w in zip(seen["hybrid_hits"], want_h)),
+                      "hybrid page hits %r, API %r" % (seen.get("hybrid_hits"), want_h))
                 for f in ("browser-results.png", "browser-explain.png", "browser-page.png"):
                     path = os.path.join(ARTIFACTS, f)
                     check(os.path.exists(path) and os.path.getsize(path) > 5000, "screenshot %s" % path)

@@ -137,6 +137,15 @@ def main():
                 got = rows(out)
                 check(rc == 0 and [g[2] for g in got] == [w["id"] for w in want], "embeddings %r: %r %s" % (q, got, err))
                 check(all(abs(float(g[1]) - w["score"]) < 1e-5 for g, w in zip(got, want)), "embedding scores %r" % q)
+                for mode in ("lexical", "hybrid"):  # the search modes (docs/hybrid.md)
+                    st, _, j = srv.json("POST", "/v1/indexes/idx/search", {"queries": [q], "k": 5, "mode": mode})
+                    want_m = j["results"][0]["hits"]
+                    rc, out, err = run(exe, ["--url", url, "--index", "idx", "--query", q, "--k", "5",
+                                             "--mode", mode])
+                    got = rows(out)
+                    check(rc == 0 and [g[2] for g in got] == [w["id"] for w in want_m] and
+                          all(float(g[1]) == w["score"] for g, w in zip(got, want_m)),
+                          "mode %s %r: %r vs %r %s" % (mode, q, got, want_m, err))
             d = docs[9]
             rc, out, err = run(exe, ["--url", url, "--index", "idx", "--get", d["id"]])
             check(rc == 0 and rows(out)[0][0] == d["id"] and rows(out)[0][2] == d["text"], "get: %r %s" % (out, err))

@@ -86,7 +86,28 @@ static void test_search_parse(void)
     expect("{\"queries\": [\"\"]}", 2, 400, "INVALID_ARGUMENT");
     expect("{\"queries\": []}", 2, 400, "INVALID_ARGUMENT");
     expect("{\"queries\": [\"a\"], \"filter\": 3}", 2, 400, "INVALID_FILTER");
-    expect("{\"queries\": [\"a\"], \"mode\": \"hybrid\"}", 2, 422, "UNSUPPORTED");
+    /* modes (docs/hybrid.md): lexical and hybrid need text queries; fusion only with hybrid */
+    expect("{\"queries\": [\"a\"], \"mode\": \"hybrid\"}", 2, 200, "");
+    expect("{\"queries\": [\"a\"], \"mode\": \"lexical\"}", 2, 200, "");
+    expect("{\"queries\": [\"a\"], \"mode\": \"late\"}", 2, 200, "");
+    expect("{\"queries\": [\"a\"], \"mode\": \"fuzzy\"}", 2, 400, "INVALID_ARGUMENT");
+    expect("{\"queries\": [{\"embeddings\": [[1, 0]]}], \"mode\": \"hybrid\"}", 2, 400,
+           "INVALID_ARGUMENT");
+    expect("{\"queries\": [{\"embeddings\": [[1, 0]]}], \"mode\": \"lexical\"}", 2, 400,
+           "INVALID_ARGUMENT");
+    expect("{\"queries\": [\"a\"], \"mode\": \"hybrid\", \"fusion\": {\"method\": \"rrf\"}}", 2,
+           200, "");
+    expect("{\"queries\": [\"a\"], \"mode\": \"hybrid\", \"fusion\": {\"alpha\": 0.8, "
+           "\"normalize\": \"minmax\", \"depth\": 50}}",
+           2, 200, "");
+    expect("{\"queries\": [\"a\"], \"mode\": \"hybrid\", \"fusion\": {\"alpha\": 1.5}}", 2, 400,
+           "INVALID_ARGUMENT");
+    expect("{\"queries\": [\"a\"], \"mode\": \"hybrid\", \"fusion\": {\"method\": \"rrf\", "
+           "\"alpha\": 0.5}}",
+           2, 400, "INVALID_ARGUMENT");
+    expect("{\"queries\": [\"a\"], \"mode\": \"hybrid\", \"fusion\": {\"weight\": 1}}", 2, 400,
+           "INVALID_ARGUMENT");
+    expect("{\"queries\": [\"a\"], \"fusion\": {\"method\": \"rrf\"}}", 2, 400, "INVALID_ARGUMENT");
     expect("{\"queries\": [\"a\"], \"params\": {\"nprobe\": 3}}", 2, 400, "INVALID_ARGUMENT");
     /* recall: a share in (0, 1] */
     expect("{\"queries\": [\"a\"], \"recall\": 0.99}", 2, 200, "");
@@ -106,6 +127,19 @@ static void test_search_parse(void)
     body = "{\"queries\": [\"a\"]}";
     CP_CHECK(cp_parse_search(body, strlen(body), &lim, 2, &r, &e));
     CP_CHECK(r.recall == 0.0f); /* the engine's default target */
+    CP_CHECK(r.mode == CP_MODE_LATE && !r.lex_texts);
+    cp_search_request_free(&r);
+    /* lexical: the text leaves the query (nothing to encode); hybrid: it is kept beside */
+    body = "{\"queries\": [\"river valley\"], \"mode\": \"lexical\"}";
+    CP_CHECK(cp_parse_search(body, strlen(body), &lim, 2, &r, &e));
+    CP_CHECK(r.mode == CP_MODE_LEXICAL && r.lex_texts && !strcmp(r.lex_texts[0], "river valley"));
+    CP_CHECK(r.queries[0].text == NULL);
+    cp_search_request_free(&r);
+    body = "{\"queries\": [\"river\"], \"mode\": \"hybrid\", \"fusion\": {\"alpha\": 0.25}}";
+    CP_CHECK(cp_parse_search(body, strlen(body), &lim, 2, &r, &e));
+    CP_CHECK(r.mode == CP_MODE_HYBRID && !strcmp(r.lex_texts[0], "river"));
+    CP_CHECK(r.queries[0].text && !strcmp(r.queries[0].text, "river"));
+    CP_CHECK(r.fusion.method == CP_FUSION_LINEAR && fabsf(r.fusion.alpha - 0.25f) < 1e-6f);
     cp_search_request_free(&r);
 }
 

@@ -98,6 +98,17 @@ def cmd_search(c, a, o):
             kw[opt] = getattr(a, opt)
     if a.exact:
         kw["mode"] = "exact"
+    if a.mode:
+        if a.exact and a.mode != "exact":
+            raise SystemExit("colplaid-client search: --exact and --mode %s do not go together" % a.mode)
+        kw["mode"] = a.mode
+    fusion = {}
+    if a.fusion:
+        fusion["method"] = a.fusion
+    if a.alpha is not None:
+        fusion["alpha"] = a.alpha
+    if fusion:
+        kw["fusion"] = fusion
     res = c.search(name, a.query, k=a.k, **kw)
     if a.json:
         return {"index": name, "query": a.query, "timing_ms": res.timing_ms,
@@ -196,6 +207,10 @@ def build_parser():
     s.add_argument("--threshold", type=float, help="centroid score threshold")
     s.add_argument("--ndocs", type=int)
     s.add_argument("--exact", action="store_true", help="score every document (mode exact)")
+    s.add_argument("--mode", choices=["plaid", "late", "exact", "lexical", "hybrid"],
+                   help="late interaction (plaid, the default), exact, lexical (BM25) or hybrid")
+    s.add_argument("--fusion", choices=["linear", "rrf"], help="hybrid: how the two sides are fused")
+    s.add_argument("--alpha", type=float, help="hybrid, linear fusion: the lexical side's weight in [0, 1]")
     s.add_argument("--filter", help='metadata filter as JSON, e.g. \'{"year": {"$gte": 2020}}\'')
     s.add_argument("--metadata", action="store_true", help="show metadata")
     s = sub.add_parser("get", parents=[common], help="a stored document")

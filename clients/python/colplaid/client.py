@@ -299,7 +299,8 @@ class Client:
 
     # ---- search -----------------------------------------------------------------------
 
-    def _search_body(self, queries, k, ncells, threshold, ndocs, filter, ids, include, mode):
+    def _search_body(self, queries, k, ncells, threshold, ndocs, filter, ids, include, mode,
+                     fusion=None):
         body: Dict[str, Any] = {"queries": [_query(q) for q in queries], "k": k}
         params = {}
         if ncells is not None:
@@ -318,16 +319,22 @@ class Client:
             body["include"] = list(include)
         if mode is not None:
             body["mode"] = mode
+        if fusion is not None:
+            body["fusion"] = dict(fusion)
         return body
 
     def search_many(self, index: str, queries: Sequence[Query], k: int = 10,
                     ncells: Optional[int] = None, threshold: Optional[float] = None,
                     ndocs: Optional[int] = None, filter: Optional[Dict[str, Any]] = None,
                     ids: Optional[Sequence[str]] = None, include: Sequence[str] = (),
-                    mode: Optional[str] = None) -> List[SearchResult]:
+                    mode: Optional[str] = None,
+                    fusion: Optional[Dict[str, Any]] = None) -> List[SearchResult]:
         """Several queries in one request (texts, embedding rows, or ready query objects
-        such as :func:`embeddings_b64`'s); one SearchResult each, in order."""
-        body = self._search_body(queries, k, ncells, threshold, ndocs, filter, ids, include, mode)
+        such as :func:`embeddings_b64`'s); one SearchResult each, in order. mode: "plaid"
+        (default; or "late"), "exact", "lexical" or "hybrid" (texts only); fusion (hybrid):
+        {"method": "linear" | "rrf", "alpha": A, "normalize": "zscore" | "minmax", "depth": N}."""
+        body = self._search_body(queries, k, ncells, threshold, ndocs, filter, ids, include, mode,
+                                 fusion)
         out = self.request("POST", "/v1/indexes/%s/search" % _seg(index), body)
         return [SearchResult([_hit(h) for h in r["hits"]], r.get("timing_ms", {})) for r in out["results"]]
 

@@ -52,9 +52,18 @@ async function main() {
     seen.highlighted = await page.$$eval('li.hit:first-child .doctoks span',
       (ss) => ss.filter((s) => s.style.background).map((s) => s.textContent));
     seen.note = await page.textContent('li.hit:first-child .note');
+    seen.lexical_terms = await page.$$eval('li.hit:first-child .lexical .term',
+      (ss) => ss.map((s) => ({ term: s.textContent, matched: s.classList.contains('matched') })));
     const first = await page.$('li.hit:first-child');
     await first.screenshot({ path: path.join(outDir, 'browser-explain.png') });
     await page.screenshot({ path: path.join(outDir, 'browser-page.png'), fullPage: true });
+    // The mode switch: the same query in hybrid mode.
+    await page.selectOption('#mode', 'hybrid');
+    await page.click('#go');
+    await page.waitForFunction(() => !document.querySelector('li.hit .explain[data-loaded]'));
+    await page.waitForSelector('li.hit');
+    seen.hybrid_hits = await page.$$eval('li.hit', (lis) => lis.map((li) => ({
+      id: li.dataset.id, score: parseFloat(li.querySelector('.score').textContent) })));
   } finally {
     await browser.close();
   }
