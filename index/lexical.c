@@ -236,7 +236,8 @@ static cp_status lexical_rows(cp_store *db, const cp_snapshot *snap, const char 
     sqlite3_bind_text(q, 1, expr, -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         int64_t d = sqlite3_column_int64(q, 0);
-        if (d < 0 || d >= snap->n_slots || snap->deleted[d]) continue;
+        int64_t slot = cp_snapshot_slot_of(snap, d); /* -1: newer than the snapshot */
+        if (slot < 0 || snap->deleted[slot]) continue;
         if (has_subset && !in_sorted(subset, n_subset, d)) continue;
         if (*n_hits == want) {
             *more = true;

@@ -108,7 +108,9 @@ def main():
             os.makedirs(os.path.join(work, "models"))
             shutil.copytree(os.path.join(shared, "models", "glove"), os.path.join(work, "models", "glove"))
             port = str(free_port())
-            script = ["set -euo pipefail", "trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null || true' EXIT"]
+            # (|| true: with no background job `kill` fails, and under set -e that would be the
+            # script's exit status)
+            script = ["set -euo pipefail", "trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true' EXIT"]
             for line, _, text, _ in run:
                 script.append("echo '>>> %s:%d' >&2" % (rel, line))
                 script.append(text.replace("8080", port))
