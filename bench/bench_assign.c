@@ -16,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+#define CP_TEST_RNG_SEED 99
+#include "cp_test_rng.h" /* the tests' deterministic data, same generator */
 #include "cp_cpu.h"
 #include "codec.h"
 #include "codec_amx.h"
@@ -26,25 +28,6 @@ static double clock_s(clockid_t id)
     struct timespec ts;
     clock_gettime(id, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static uint64_t rng_state = 99;
-static double urand(void)
-{
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (double)(rng_state >> 11) * 0x1.0p-53;
-}
-static float grand(void)
-{
-    double u1 = urand(), u2 = urand();
-    if (u1 < 1e-300) u1 = 1e-300;
-    return (float)(sqrt(-2 * log(u1)) * cos(2 * M_PI * u2));
-}
-static void normalise(float *v, int dim)
-{
-    double n = 0;
-    for (int j = 0; j < dim; j++) n += (double)v[j] * v[j];
-    for (int j = 0; j < dim; j++) v[j] = (float)(v[j] / sqrt(n));
 }
 
 typedef struct timing {

@@ -33,6 +33,8 @@
 #include <string.h>
 #include <time.h>
 
+#define CP_TEST_RNG_SEED 12345
+#include "cp_test_rng.h" /* the tests' deterministic data, same generator */
 #include "codec.h"
 #include "colplaid/npy.h"
 #include "kmeans.h"
@@ -63,19 +65,6 @@ static double now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static uint64_t rng = 12345;
-static double urand(void)
-{
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (double)(rng >> 11) * 0x1.0p-53;
-}
-static double grand(void)
-{
-    double u1 = urand(), u2 = urand();
-    if (u1 < 1e-300) u1 = 1e-300;
-    return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
 }
 
 static void die(const char *m, const cp_error *err)

@@ -25,6 +25,8 @@
 #include <string.h>
 #include <time.h>
 
+#define CP_TEST_RNG_SEED 1
+#include "cp_test_rng.h" /* the tests' deterministic data, same generator */
 #include "colplaid/npy.h"
 #include "pool.h"
 
@@ -35,26 +37,6 @@ typedef struct coll {
     int64_t *doc_off; /* n_docs + 1 */
 } coll;
 
-static uint64_t rng_s = 1;
-static double urand(void)
-{
-    rng_s = rng_s * 6364136223846793005ull + 1442695040888963407ull;
-    return (double)(rng_s >> 11) * 0x1.0p-53;
-}
-static float grand(void)
-{
-    double u1 = urand(), u2 = urand();
-    if (u1 < 1e-300) u1 = 1e-300;
-    return (float)(sqrt(-2 * log(u1)) * cos(2 * M_PI * u2));
-}
-static void normalise(float *v, int dim)
-{
-    double n = 0;
-    for (int j = 0; j < dim; j++)
-        n += (double)v[j] * v[j];
-    for (int j = 0; j < dim; j++)
-        v[j] = (float)(v[j] / sqrt(n));
-}
 /* CPU time of this thread: the machine is shared, so wall time would measure the others. */
 static double now(void)
 {
@@ -185,7 +167,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--qlen"))
             qlen = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--seed"))
-            rng_s = strtoull(argv[i + 1], NULL, 10);
+            rng_state = strtoull(argv[i + 1], NULL, 10);
         else {
             fprintf(stderr, "bench_pool: unknown option %s\n", argv[i]);
             return 2;

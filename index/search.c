@@ -649,6 +649,16 @@ static cp_status copy_trace(int32_t **dst, size_t *n_dst, const scored *src, siz
     return CP_OK;
 }
 
+/* Stage 2's pruning: the centroids whose best score against any query row reaches thr. */
+static void mark_kept_centroids(const cp_snapshot *snap, scratch *s, const cp_kernels *kn, int nq,
+                                int nqp, float thr)
+{
+    int64_t K = snap->codec.n_centroids;
+    kn->rowmax(s->S, K, nqp, nq, s->rowmax);
+    for (int64_t c = 0; c < K; c++)
+        s->keep[c] = s->rowmax[c] >= thr;
+}
+
 /* Stages 1-3 of PLAID; leaves the stage-4 inputs in s->cand[0..*n_out). */
 static cp_status plaid_prefilter(const cp_snapshot *snap, scratch *s, const cp_kernels *kn,
                                  int nq, int nqp, const cp_search_params *params, size_t *n_out,
@@ -659,7 +669,6 @@ static cp_status plaid_prefilter(const cp_snapshot *snap, scratch *s, const cp_k
     cp_snapshot_search_resolve(snap, params, &ncells, &thr, &ndocs);
     stage_sizes(params->k, ndocs, &keep2, &keep3);
     if (ncells > snap->codec.n_centroids) ncells = (int)snap->codec.n_centroids;
-    int64_t K = snap->codec.n_centroids;
     size_t n = 0;
     double t0 = now_ms();
     cp_status st = params->subset ? candidates_from_subset(snap, s, params, &n, err)
@@ -671,8 +680,7 @@ static cp_status plaid_prefilter(const cp_snapshot *snap, scratch *s, const cp_k
     if (trace && (st = copy_trace(&trace->stage1, &trace->n_stage1, s->cand, n, err)) != CP_OK)
         return st;
     if (n > (size_t)keep2) {
-        kn->rowmax(s->S, K, nqp, nq, s->rowmax);
-        for (int64_t c = 0; c < K; c++) s->keep[c] = s->rowmax[c] >= thr;
+        mark_kept_centroids(snap, s, kn, nq, nqp, thr);
         n = interaction_stage(snap, s, kn, nqp, s->keep, n, (size_t)keep2);
     }
     double t2 = now_ms();
@@ -776,8 +784,7 @@ cp_status cp_snapshot_stage_candidates(const cp_snapshot *snap, const float *que
     if ((st = candidates_from_ivf(snap, s, kn, n_q, nqp, ncells, &n, err)) != CP_OK) return st;
     cp_stage_candidate *c = malloc((n ? n : 1) * sizeof *c);
     if (!c) return cp_error_set(err, CP_ENOMEM, "out of memory for %zu stage scores", n);
-    kn->rowmax(s->S, K, nqp, n_q, s->rowmax);
-    for (int64_t i = 0; i < K; i++) s->keep[i] = s->rowmax[i] >= threshold;
+    mark_kept_centroids(snap, s, kn, n_q, nqp, threshold);
     for (size_t i = 0; i < n; i++) {
         int32_t doc = s->cand[i].doc;
         int64_t off = snap->doc_offsets[doc], len = snap->doc_offsets[doc + 1] - off;

@@ -24,6 +24,22 @@ TIMEOUT = 2
 GIVE_UP = 8.0  # a trickle the server never cuts stops here (the check then fails)
 
 
+def send_slowly(s, slow, t0):
+    """Send slow a byte at a time (one per 0.4 s read timeout) until the server closes the
+    connection: the seconds since t0 when it did, or None if it never did (GIVE_UP)."""
+    s.settimeout(0.4)
+    for i in range(len(slow)):
+        if time.time() - t0 > GIVE_UP:
+            return None
+        s.sendall(slow[i:i + 1])
+        try:
+            if not s.recv(4096):
+                return time.time() - t0
+        except socket.timeout:
+            pass
+    return None
+
+
 def trickle(port, head, slow, results, name):
     """Send head at once, then slow a byte every 0.4 s; results[name] = seconds from the
     start of the slow part (or of the connection, when head is empty) until the server
@@ -34,17 +50,7 @@ def trickle(port, head, slow, results, name):
     try:
         if head:
             s.sendall(head)
-        s.settimeout(0.4)
-        for i in range(len(slow)):
-            if time.time() - t0 > GIVE_UP:
-                break
-            s.sendall(slow[i:i + 1])
-            try:
-                if not s.recv(4096):
-                    closed = time.time() - t0
-                    break
-            except socket.timeout:
-                pass
+        closed = send_slowly(s, slow, t0)
     except OSError:  # reset by the server
         closed = time.time() - t0
     finally:
@@ -68,18 +74,7 @@ def keep_alive_then_trickle(port, results, name):
             body += s.recv(4096)
         results[name + "_first"] = head.split(b" ")[1]
         t0 = time.time()
-        s.settimeout(0.4)
-        slow = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
-        for i in range(len(slow)):
-            if time.time() - t0 > GIVE_UP:
-                break
-            s.sendall(slow[i:i + 1])
-            try:
-                if not s.recv(4096):
-                    closed = time.time() - t0
-                    break
-            except socket.timeout:
-                pass
+        closed = send_slowly(s, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", t0)
     except OSError:
         closed = time.time() - t0
     finally:
