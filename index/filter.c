@@ -21,7 +21,6 @@
  * - Documents whose metadata is not valid JSON are treated as having no fields.
  */
 #include "filter.h"
-#include "index_handle.h"
 
 #include <math.h>
 #include <sqlite3.h>
@@ -507,8 +506,8 @@ cp_status cp_filter_run(const cp_filter_sql *f, void *sqlite_db, int64_t **doc_i
     return CP_OK;
 }
 
-cp_status cp_index_filter(cp_index *index, const char *filter_json, int64_t **doc_ids,
-                          size_t *n_ids, cp_error *err)
+cp_status cp_filter_ids(const char *path, const char *filter_json, int64_t **doc_ids, size_t *n_ids,
+                        cp_error *err)
 {
     *doc_ids = NULL;
     *n_ids = 0;
@@ -518,7 +517,6 @@ cp_status cp_index_filter(cp_index *index, const char *filter_json, int64_t **do
     /* A connection per call: filters are rare next to searches, and a private read-only
      * connection never contends with the writer's connection (WAL readers do not block). */
     sqlite3 *db = NULL;
-    const char *path = cp_index_path(index);
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK) {
         st = cp_error_set(err, CP_EIO, "filter: cannot open %s: %s", path,

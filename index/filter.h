@@ -22,4 +22,9 @@ void cp_filter_sql_free(cp_filter_sql *f);
 cp_status cp_filter_run(const cp_filter_sql *f, void *sqlite_db, int64_t **doc_ids, size_t *n_ids,
                         cp_error *err);
 
+/* The live documents of the index file at path whose metadata matches filter_json, on a
+ * private read-only connection (cp_index_filter). */
+cp_status cp_filter_ids(const char *path, const char *filter_json, int64_t **doc_ids, size_t *n_ids,
+                        cp_error *err);
+
 #endif

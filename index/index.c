@@ -31,6 +31,7 @@
 
 #include "cp_strtab.h"
 #include "codec.h"
+#include "filter.h"
 #include "index_handle.h"
 #include "windows.h"
 #include "snapshot.h"
@@ -187,6 +188,12 @@ cp_store *cp_index_writer_store(cp_index *index)
 const char *cp_index_path(cp_index *index)
 {
     return index->path;
+}
+
+cp_status cp_index_filter(cp_index *index, const char *filter_json, int64_t **doc_ids,
+                          size_t *n_ids, cp_error *err)
+{
+    return cp_filter_ids(cp_index_path(index), filter_json, doc_ids, n_ids, err);
 }
 
 /* ------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "calibrate.h"
+#include "calib_settings.h"
 #include "codec.h"
 #include "storage.h"
 

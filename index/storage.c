@@ -841,6 +841,92 @@ static cp_status insert_documents(cp_store *s, const cp_segment_input *seg, int6
     return result;
 }
 
+/* ---- windows of windowed documents (doc_windows; index/windows.c has the rest) ---- */
+
+#define WINDOWS_TABLE_SQL                                                                          \
+    "CREATE TABLE IF NOT EXISTS doc_windows(doc_id INTEGER PRIMARY KEY, windows BLOB NOT NULL)"
+
+static bool has_windows_table(sqlite3 *db)
+{
+    sqlite3_stmt *q = NULL;
+    bool yes = false;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = "
+                           "'doc_windows'",
+                           -1, &q, NULL) == SQLITE_OK)
+        yes = sqlite3_step(q) == SQLITE_ROW;
+    sqlite3_finalize(q);
+    return yes;
+}
+
+cp_status cp_windows_validate(const cp_window *w, int32_t n, int32_t n_tokens, const char *what,
+                              cp_error *err)
+{
+    int32_t at = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (w[i].tok_start != at || w[i].tok_end < w[i].tok_start || w[i].char_start < 0 ||
+            w[i].char_end < w[i].char_start)
+            return cp_error_set(err, CP_EINVAL,
+                                "%s: window %d (tokens %d..%d, characters %d..%d) does not follow "
+                                "the previous one",
+                                what, (int)i, (int)w[i].tok_start, (int)w[i].tok_end,
+                                (int)w[i].char_start, (int)w[i].char_end);
+        at = w[i].tok_end;
+    }
+    if (n && at != n_tokens)
+        return cp_error_set(err, CP_EINVAL, "%s: windows cover %d token rows, the document has %d",
+                            what, (int)at, (int)n_tokens);
+    return CP_OK;
+}
+
+static cp_status insert_windows(cp_store *store, const cp_document *docs, size_t n, int64_t first,
+                                cp_error *err)
+{
+    size_t with = 0;
+    for (size_t i = 0; i < n; i++)
+        with += docs[i].n_windows > 0;
+    if (!with) return CP_OK;
+    sqlite3 *db = store->db;
+    int rc = sqlite3_exec(db, WINDOWS_TABLE_SQL, NULL, NULL, NULL);
+    if (rc != SQLITE_OK) return cp_store_sql_error(store, rc, "creating the windows table", err);
+    sqlite3_stmt *q = NULL;
+    rc = sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO doc_windows(doc_id, windows) VALUES (?, ?)",
+                            -1, &q, NULL);
+    if (rc != SQLITE_OK) return cp_store_sql_error(store, rc, "storing windows", err);
+    cp_status st = CP_OK;
+    for (size_t i = 0; st == CP_OK && i < n; i++) {
+        const cp_document *d = &docs[i];
+        if (d->n_windows <= 0) continue;
+        st = cp_windows_validate(d->windows, d->n_windows, d->n_tokens, d->id, err);
+        if (st != CP_OK) break;
+        sqlite3_bind_int64(q, 1, first + (int64_t)i);
+        sqlite3_bind_blob64(q, 2, d->windows, (sqlite3_uint64)d->n_windows * sizeof(cp_window),
+                            SQLITE_STATIC);
+        rc = sqlite3_step(q);
+        if (rc != SQLITE_DONE) st = cp_store_sql_error(store, rc, "storing windows", err);
+        sqlite3_reset(q);
+    }
+    sqlite3_finalize(q);
+    return st;
+}
+
+static cp_status drop_window_tombstones(cp_store *store, int64_t segment_id, cp_error *err)
+{
+    sqlite3 *db = store->db;
+    if (!has_windows_table(db)) return CP_OK;
+    sqlite3_stmt *q = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "DELETE FROM doc_windows WHERE doc_id IN (SELECT doc_id FROM "
+                                "documents WHERE segment_id = ? AND deleted != 0)",
+                                -1, &q, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(q, 1, segment_id);
+        rc = sqlite3_step(q) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
+    }
+    sqlite3_finalize(q);
+    return rc == SQLITE_OK ? CP_OK : cp_store_sql_error(store, rc, "removing windows", err);
+}
+
 cp_status cp_store_append_segment(cp_store *store, const cp_segment_input *seg,
                                   int64_t *first_doc_id, cp_error *err)
 {
@@ -857,7 +943,7 @@ cp_status cp_store_append_segment(cp_store *store, const cp_segment_input *seg,
     if (!ids) return cp_error_set(err, CP_ENOMEM, "%s: out of memory", store->path);
     for (size_t i = 0; i < seg->n_docs; i++) ids[i] = first + (int64_t)i;
     st = insert_documents(store, seg, segment_id, first, err);
-    if (st == CP_OK) st = cp_windows_insert(store, seg->docs, seg->n_docs, first, err);
+    if (st == CP_OK) st = insert_windows(store, seg->docs, seg->n_docs, first, err);
     if (st == CP_OK) st = insert_segment_row(store, seg, segment_id, ids, err);
     free(ids);
     if (st != CP_OK) return st;
@@ -1196,7 +1282,7 @@ cp_status cp_store_rewrite_segments(cp_store *store, const int64_t *old_ids, siz
     }
     for (size_t i = 0; st == CP_OK && i < n_old; i++) {
         int n = 0;
-        st = cp_windows_drop_tombstones(store, old_ids[i], err);
+        st = drop_window_tombstones(store, old_ids[i], err);
         if (st == CP_OK)
             st = exec_int(store, "DELETE FROM documents WHERE segment_id = ? AND deleted != 0",
                           old_ids[i], 0, &n, "removing tombstones", err);
@@ -1206,4 +1292,9 @@ cp_status cp_store_rewrite_segments(cp_store *store, const int64_t *old_ids, siz
                           NULL, "removing a segment", err);
     }
     return st;
+}
+
+bool cp_store_has_windows(cp_store *store)
+{
+    return has_windows_table(store->db);
 }

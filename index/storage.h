@@ -140,4 +140,11 @@ bool cp_store_has_lexical(const cp_store *store);
  * cp_store_begin/commit; nothing when the file has one already. */
 cp_status cp_store_lexical_create(cp_store *store, cp_error *err);
 
+/* Windowed documents (docs/index-format.md "Windows"; index/windows.c reads them).
+ * CP_EINVAL unless w[0, n) tile rows [0, n_tokens) in order with sound character spans. */
+cp_status cp_windows_validate(const cp_window *w, int32_t n, int32_t n_tokens, const char *what,
+                              cp_error *err);
+/* Whether the file has a doc_windows table (made by the first write that carries windows). */
+bool cp_store_has_windows(cp_store *store);
+
 #endif

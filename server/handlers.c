@@ -21,13 +21,6 @@
 #define CP_VERSION "dev"
 #endif
 
-double cp_now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* Milliseconds since t0 (a cp_now_seconds value), for the timing_ms of responses. */
 static double ms_since(double t0)
 {

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void cp_response_set_body(cp_response *resp, int status, cp_sb *sb, const char *content_type)
 {
@@ -84,4 +85,11 @@ void cp_response_from_status(cp_response *resp, const cp_error *err)
 {
     cp_response_error(resp, status_for(err->code), cp_status_name(err->code), "%s",
                       err->message[0] ? err->message : "the request failed");
+}
+
+double cp_now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }

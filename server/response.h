@@ -32,4 +32,7 @@ void cp_response_from_http_error(cp_response *resp, const cp_http_error *e);
 /* An engine error: status chosen from err->code (CP_EINVAL 400, CP_ENOTFOUND 404, ...). */
 void cp_response_from_status(cp_response *resp, const cp_error *err);
 
+/* Seconds on the monotonic clock, for uptimes and the timing_ms of responses. */
+double cp_now_seconds(void);
+
 #endif

@@ -141,8 +141,6 @@ void cp_handle_page(cp_response *resp);
  * matched, and how strongly. */
 void cp_handle_explain(cp_server *s, const cp_request *req, cp_response *resp);
 
-double cp_now_seconds(void);
-
 /* ---- the served-index table (server.c) ---- */
 
 /* The entry served as name, retained (release it), or NULL. Thread-safe. */
