@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "colplaid/error.h"
+#include "cp_strtab.h"
 #include "wordpiece_internal.h"
 
 #define CP_STATIC_CONFIG "colplaid-static.json"
@@ -22,10 +23,9 @@ uint16_t cp_static_float_to_half(float f); /* round to nearest even, saturating 
 /* Words -> rows 0, 1, 2... in insertion order. Single-threaded while adding; lookups on a
  * finished map are read-only. */
 typedef struct cp_strmap {
-    cp_bytes arena; /* NUL-terminated keys */
-    uint32_t *off;  /* row -> key offset */
-    int32_t *slots; /* rows, -1 empty */
-    uint32_t mask;
+    cp_bytes arena;  /* NUL-terminated keys */
+    uint32_t *off;   /* row -> key offset */
+    cp_strtab index; /* key -> row */
     int32_t n, cap;
 } cp_strmap;
 

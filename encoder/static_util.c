@@ -33,25 +33,22 @@ uint16_t cp_static_float_to_half(float f)
 
 /* ---- a string -> row map ---------------------------------------------------------------- */
 
-
-
-static uint32_t fnv(const char *s, size_t n)
+const char *cp_strmap_key(const cp_strmap *m, int32_t row)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
+    return m->arena.data + m->off[row];
+}
+
+static const char *strmap_key_of(const void *ctx, int32_t row)
+{
+    return cp_strmap_key(ctx, row);
 }
 
 cp_status cp_strmap_init(cp_strmap *m, int32_t cap, cp_error *err)
 {
     memset(m, 0, sizeof *m);
-    uint32_t slots = 64;
-    while (slots < 2u * (uint32_t)cap + 16) slots *= 2;
     m->off = malloc((size_t)cap * sizeof *m->off);
-    m->slots = malloc(slots * sizeof *m->slots);
-    if (!m->off || !m->slots) return cp_error_set(err, CP_ENOMEM, "out of memory for the vocabulary");
-    memset(m->slots, 0xFF, slots * sizeof *m->slots);
-    m->mask = slots - 1;
+    if (!m->off || !cp_strtab_init(&m->index, (uint64_t)cap))
+        return cp_error_set(err, CP_ENOMEM, "out of memory for the vocabulary");
     m->cap = cap;
     return CP_OK;
 }
@@ -60,33 +57,21 @@ void cp_strmap_free(cp_strmap *m)
 {
     free(m->arena.data);
     free(m->off);
-    free(m->slots);
+    cp_strtab_free(&m->index);
     memset(m, 0, sizeof *m);
-}
-
-/* The slot where key is or would go. */
-static uint32_t strmap_slot(const cp_strmap *m, const char *key, size_t n)
-{
-    uint32_t i = fnv(key, n) & m->mask;
-    for (;; i = (i + 1) & m->mask) {
-        int32_t r = m->slots[i];
-        if (r < 0) return i;
-        const char *k = m->arena.data + m->off[r];
-        if (!strncmp(k, key, n) && k[n] == '\0') return i;
-    }
 }
 
 int32_t cp_strmap_get(const cp_strmap *m, const char *key, size_t n)
 {
-    return m->slots ? m->slots[strmap_slot(m, key, n)] : -1;
+    return cp_strtab_find_n(&m->index, key, n, strmap_key_of, m);
 }
 
 /* Add key as the next row; returns the existing row if present (nothing added). */
 cp_status cp_strmap_add(cp_strmap *m, const char *key, size_t n, int32_t *row, cp_error *err)
 {
-    uint32_t s = strmap_slot(m, key, n);
-    if (m->slots[s] >= 0) {
-        *row = m->slots[s];
+    int32_t found = cp_strmap_get(m, key, n);
+    if (found >= 0) {
+        *row = found;
         return CP_OK;
     }
     if (m->n == m->cap) return cp_error_set(err, CP_EINTERNAL, "vocabulary map overflow");
@@ -103,13 +88,10 @@ cp_status cp_strmap_add(cp_strmap *m, const char *key, size_t n, int32_t *row, c
     a->data[a->len + n] = '\0';
     m->off[m->n] = (uint32_t)a->len;
     a->len += n + 1;
-    m->slots[s] = m->n;
+    cp_strtab_insert(&m->index, cp_strmap_key(m, m->n), m->n); /* init sized it for cap rows */
     *row = m->n++;
     return CP_OK;
 }
-
-const char *cp_strmap_key(const cp_strmap *m, int32_t row) { return m->arena.data + m->off[row]; }
-
 
 /* ---- the seeded orthogonal rotation ------------------------------------------------------ */
 

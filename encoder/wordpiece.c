@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 
 #include "colplaid/tokenizer.h"
+#include "cp_strtab.h"
 #include "wordpiece_internal.h"
 
 #define CP_WP_MAX_WORD_BYTES 1024 /* 100 chars x 4 bytes + "##", with room to spare */
@@ -39,8 +40,7 @@ struct cp_wordpiece {
     uint32_t *id_off;  /* id -> arena offset of its string, UINT32_MAX when unused */
     uint32_t *id_len;
     int32_t n_ids;
-    int32_t *table; /* hash slots holding ids, -1 empty */
-    uint32_t table_mask;
+    cp_strtab table; /* string -> id */
     added_token *added;
     size_t n_added;
     bool added_first_byte[2][256]; /* [normalized] first bytes of added tokens */
@@ -55,21 +55,15 @@ struct cp_wordpiece {
 
 /* ---- vocabulary ------------------------------------------------------------------------- */
 
-static uint32_t hash_bytes(const char *s, size_t n)
+static const char *vocab_key_of(const void *ctx, int32_t id)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
+    const cp_wordpiece *wp = ctx;
+    return wp->arena + wp->id_off[id];
 }
 
 static int32_t vocab_find(const cp_wordpiece *wp, const char *s, size_t n)
 {
-    if (!wp->table) return -1;
-    for (uint32_t i = hash_bytes(s, n) & wp->table_mask;; i = (i + 1) & wp->table_mask) {
-        int32_t id = wp->table[i];
-        if (id < 0) return -1;
-        if (wp->id_len[id] == n && !memcmp(wp->arena + wp->id_off[id], s, n)) return id;
-    }
+    return cp_strtab_find_n(&wp->table, s, n, vocab_key_of, wp);
 }
 
 static cp_status arena_add(cp_wordpiece *wp, const char *s, size_t n, uint32_t *off,
@@ -94,16 +88,12 @@ static cp_status arena_add(cp_wordpiece *wp, const char *s, size_t n, uint32_t *
 /* Size the id arrays for ids [0, n) and the hash table for n entries. */
 static cp_status vocab_alloc(cp_wordpiece *wp, int32_t n, cp_error *err)
 {
-    uint32_t slots = 64;
-    while (slots < 2u * (uint32_t)n + 16) slots *= 2;
     wp->id_off = malloc((size_t)n * sizeof *wp->id_off);
     wp->id_len = calloc((size_t)n, sizeof *wp->id_len);
-    wp->table = malloc(slots * sizeof *wp->table);
-    if (!wp->id_off || !wp->id_len || !wp->table)
+    if (!wp->id_off || !wp->id_len || !cp_strtab_init(&wp->table, (uint64_t)n))
         return cp_error_set(err, CP_ENOMEM, "out of memory loading the vocabulary");
-    for (int32_t i = 0; i < n; i++) wp->id_off[i] = UINT32_MAX;
-    for (uint32_t i = 0; i < slots; i++) wp->table[i] = -1;
-    wp->table_mask = slots - 1;
+    for (int32_t i = 0; i < n; i++)
+        wp->id_off[i] = UINT32_MAX;
     wp->n_ids = n;
     return CP_OK;
 }
@@ -114,15 +104,13 @@ static cp_status vocab_set(cp_wordpiece *wp, const char *s, size_t n, int32_t id
     uint32_t off = 0;
     cp_status st = arena_add(wp, s, n, &off, err);
     if (st != CP_OK) return st;
+    int32_t before = vocab_find(wp, s, n);
+    if (before >= 0) cp_strtab_remove(&wp->table, vocab_key_of(wp, before), before);
     wp->id_off[id] = off;
     wp->id_len[id] = (uint32_t)n;
-    uint32_t i = hash_bytes(s, n) & wp->table_mask;
-    for (;; i = (i + 1) & wp->table_mask) {
-        int32_t cur = wp->table[i];
-        if (cur < 0) break;
-        if (wp->id_len[cur] == n && !memcmp(wp->arena + wp->id_off[cur], s, n)) break;
-    }
-    wp->table[i] = id;
+    if (!cp_strtab_reserve(&wp->table, 1, vocab_key_of, wp))
+        return cp_error_set(err, CP_ENOMEM, "out of memory loading the vocabulary");
+    cp_strtab_insert(&wp->table, vocab_key_of(wp, id), id);
     return CP_OK;
 }
 
@@ -629,7 +617,7 @@ void cp_wordpiece_free(cp_wordpiece *wp)
     free(wp->arena);
     free(wp->id_off);
     free(wp->id_len);
-    free(wp->table);
+    cp_strtab_free(&wp->table);
     free(wp->added);
     free(wp);
 }

@@ -26,13 +26,18 @@ typedef struct cp_strtab {
 
 typedef const char *(*cp_strtab_key_fn)(const void *ctx, int32_t row);
 
-/* FNV-1a over the bytes of s, folded so that the low bits (the slot) depend on all of it. */
-static inline uint64_t cp_hash_str(const char *s)
+/* FNV-1a over s[0, n), folded so that the low bits (the slot) depend on all of it. */
+static inline uint64_t cp_hash_bytes(const char *s, size_t n)
 {
     uint64_t h = UINT64_C(0xcbf29ce484222325);
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * UINT64_C(0x100000001b3);
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * UINT64_C(0x100000001b3);
     return h ^ (h >> 31);
+}
+
+static inline uint64_t cp_hash_str(const char *s)
+{
+    return cp_hash_bytes(s, strlen(s));
 }
 
 /* An empty table with room for n_rows (at least 16 slots). false: out of memory. */
@@ -58,6 +63,21 @@ static inline int32_t cp_strtab_find(const cp_strtab *t, const char *key, cp_str
         int32_t row = t->slots[i];
         if (row == CP_STRTAB_EMPTY) return -1;
         if (row != CP_STRTAB_REMOVED && strcmp(key_of(ctx, row), key) == 0) return row;
+    }
+}
+
+/* The row whose key equals the n bytes at s (not NUL-terminated: a token inside a text),
+ * or -1. */
+static inline int32_t cp_strtab_find_n(const cp_strtab *t, const char *s, size_t n,
+                                       cp_strtab_key_fn key_of, const void *ctx)
+{
+    if (!t->slots) return -1;
+    for (uint64_t i = cp_hash_bytes(s, n) & t->mask;; i = (i + 1) & t->mask) {
+        int32_t row = t->slots[i];
+        if (row == CP_STRTAB_EMPTY) return -1;
+        if (row == CP_STRTAB_REMOVED) continue;
+        const char *k = key_of(ctx, row);
+        if (strnlen(k, n + 1) == n && memcmp(k, s, n) == 0) return row;
     }
 }
 

@@ -117,6 +117,35 @@ static void test_toy(void)
     cp_wordpiece_free(wp);
 }
 
+/* A string listed twice maps to its later id (as Hugging Face's vocab map does), and the
+ * earlier id still decodes to it; a vocabulary large enough to grow the table on load. */
+static void test_duplicates(void)
+{
+    enum { N_WORDS = 3000 };
+    size_t cap = 64 + (size_t)N_WORDS * 16, len = 0;
+    char *vocab = malloc(cap);
+    if (!vocab) return;
+    len += (size_t)snprintf(vocab + len, cap - len, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nfoo\n");
+    for (int i = 0; i < N_WORDS; i++)
+        len += (size_t)snprintf(vocab + len, cap - len, "w%d\n", i);
+    snprintf(vocab + len, cap - len, "foo\n"); /* id 5 + N_WORDS + 1 */
+    write_file("vocab.txt", vocab);
+    free(vocab);
+    cp_error err;
+    cp_wordpiece *wp = NULL;
+    char path[512];
+    snprintf(path, sizeof path, "%s/vocab.txt", tmpdir);
+    CP_CHECK_OK(cp_wordpiece_load(path, &wp, &err), err);
+    if (!wp) return;
+    CP_CHECK_INT(cp_wordpiece_token_id(wp, "foo"), 5 + N_WORDS + 1);
+    CP_CHECK(!strcmp(cp_wordpiece_token(wp, 5), "foo"));
+    CP_CHECK_INT(cp_wordpiece_token_id(wp, "w0"), 6);
+    CP_CHECK_INT(cp_wordpiece_token_id(wp, "w2999"), 6 + N_WORDS - 1);
+    CHECK_IDS(wp, "w17 foo", "23 3006");
+    CP_CHECK_INT(cp_wordpiece_token_id(wp, "w3000"), -1);
+    cp_wordpiece_free(wp);
+}
+
 /* tokenizer.json: a cased normaliser, a normalized added token, lstrip/rstrip. */
 static void test_tokenizer_json(void)
 {
@@ -210,6 +239,7 @@ int main(void)
         return 1;
     }
     test_toy();
+    test_duplicates();
     test_tokenizer_json();
     test_bad_files();
     test_bert_base();
