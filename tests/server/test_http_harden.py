@@ -67,13 +67,13 @@ def body_of(resp):
     return resp.partition(b"\r\n\r\n")[2]
 
 
-def post_raw(srv, path, body, key=KEY_W, extra=b""):
+def post_raw(srv, path, body, key=KEY_W, extra=b"", timeout=10):
     if isinstance(body, str):
         body = body.encode()
     req = (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
            b"Authorization: Bearer " + key.encode() + b"\r\nContent-Type: application/json\r\n" + extra +
            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-    return raw(srv.port, req)
+    return raw(srv.port, req, timeout)
 
 
 def rss_mb(pid):
@@ -118,14 +118,14 @@ def test_parse_memory(srv):
     if not body.endswith(b"]}"):
         body = body[:body.rfind(b",")] + b"]}"
     base = rss_mb(srv.proc.pid)
-    r = post_raw(srv, "/v1/encode", body)
+    r = post_raw(srv, "/v1/encode", body, timeout=90)
     st = status_of(r)
     check(st == 413, "32 MiB of numbers: want 413, got %r %r" % (st, body_of(r)[:200]))
     peak = hwm_mb(srv.proc.pid)
     check(peak - base < 400, "32 MiB of numbers: peak RSS grew by %.0f MiB (base %.0f)" % (peak - base, base))
     # Four at once, then RSS after they are answered.
     outs = []
-    ths = [threading.Thread(target=lambda p=p: outs.append(status_of(post_raw(srv, p, body))))
+    ths = [threading.Thread(target=lambda p=p: outs.append(status_of(post_raw(srv, p, body, timeout=90))))
            for p in ("/v1/encode", "/v1/rerank", "/v1/indexes/idx/search", "/v1/indexes/idx/documents")]
     for t in ths:
         t.start()
@@ -142,7 +142,7 @@ def test_parse_memory(srv):
     small = b'{"texts":[' + b"0," * 899999 + b"0]}"
     base = rss_mb(srv.proc.pid)
     outs = []
-    ths = [threading.Thread(target=lambda p=p: outs.append(status_of(post_raw(srv, p, small))))
+    ths = [threading.Thread(target=lambda p=p: outs.append(status_of(post_raw(srv, p, small, timeout=90))))
            for p in ("/v1/encode", "/v1/rerank", "/v1/indexes/idx/search", "/v1/indexes/idx/documents")]
     for t in ths:
         t.start()
