@@ -924,9 +924,10 @@ static cp_status load_codec_from(build *b, cp_error *err)
     if (b->opts->encoder_json && b->codec_encoder &&
         strcmp(b->opts->encoder_json, b->codec_encoder))
         return cp_error_set(err, CP_EINVAL,
-                            "the codec of %s was trained on another model's vectors (%s); this "
-                            "build encodes with %s",
-                            from, b->codec_encoder, b->opts->encoder_json);
+                            "the codec of %s was trained on another model's vectors than this "
+                            "build's (compare the encoder of `colplaid index info --index %s` "
+                            "with the model's)",
+                            from, from);
     logf_line(
         b->opts->progress, "codec: %lld centroids, nbits %d (%s) from %s, fingerprint %016llx",
         (long long)b->codec.n_centroids, b->codec.nbits, cp_codec_variant_name(b->codec.variant),

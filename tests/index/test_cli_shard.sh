@@ -141,6 +141,28 @@ assert all(np.array_equal(va[k], vb[k]) for k in va), "decompressed vectors diff
 print("ok  merged == single build: 12 exact searches (k 20, max score diff %.1e), 900 documents' vectors identical" % worst)
 EOF2
 
+# Deleted documents (tombstones) are not carried over.
+cp "$work/s2.db" "$work/s2del.db"
+sqlite_ids=$($PY -c "
+import sqlite3; db = sqlite3.connect('$work/s2.db')
+print('\n'.join(r[0] for r in db.execute('select external_id from documents order by doc_id limit 5')))")
+printf '%s\n' "$sqlite_ids" >"$work/gone.txt"
+"$COLPLAID" index delete --index "$work/s2del.db" --ids "$work/gone.txt" --quiet >/dev/null 2>"$work/err" ||
+    fail "delete: $(cat "$work/err")"
+"$COLPLAID" index merge --out "$work/del.db" --quiet --no-calibrate "$work/s0.db" "$work/s1.db" \
+    "$work/s2del.db" "$work/s3.db" 2>"$work/err" || fail "merge with tombstones: $(cat "$work/err")"
+"$COLPLAID" index check --index "$work/del.db" >"$work/out" 2>&1 || fail "check del.db: $(cat "$work/out")"
+$PY - "$work" <<'EOF2' || fail "merge with tombstones"
+import sys, sqlite3
+w = sys.argv[1]
+gone = open(w + "/gone.txt").read().split()
+db = sqlite3.connect("file:%s/del.db?mode=ro" % w, uri=True)
+ids = [r[0] for r in db.execute("select external_id from documents")]
+assert len(ids) == 895 and not set(gone) & set(ids), (len(ids), gone)
+assert db.execute("select count(*) from documents where deleted != 0").fetchone()[0] == 0
+print("ok  merge leaves the 5 deleted documents of a shard behind")
+EOF2
+
 # ---- refusals ----
 # expect_fail NAME STATUS NEEDLE OUT CMD...: exit status, message, nothing left at OUT.
 expect_fail() {
@@ -177,6 +199,112 @@ expect_fail train_index 2 "does not apply to index train" "" index train "${inpu
     --index "$work/x.db"
 expect_fail codec_missing 1 "nothing.db" "$work/x.db" index build "${inputs[@]}" \
     --index "$work/x.db" --codec-from "$work/nothing.db" --quiet
+
+# ---- text: a tiny static model (GloVe-layout JSON made here), texts, metadata, lexical ----
+$PY - "$work" <<'EOF2'
+import sys, json, random
+work = sys.argv[1]
+rng = random.Random(3)
+words = ["w%d" % i for i in range(300)]
+for name, seed in (("glove", 3), ("glove2", 4)):
+    r = random.Random(seed)
+    vec = {}
+    for i, w in enumerate(words):
+        v = [r.gauss(0, 1) for _ in range(16)]
+        vec[w] = v + [sum(x * x for x in v) ** 0.5, i]
+    json.dump({"precision": 8, "l2NormIndex": 16, "wordIndex": 17, "size": len(words),
+               "dimensions": 16, "words": words, "vectors": vec,
+               "unkVector": [0] * 16 + [0, -1]}, open("%s/%s.json" % (work, name), "w"))
+with open(work + "/c.jsonl", "w") as f:
+    for d in range(240):
+        rec = {"_id": "t%d" % d, "text": " ".join(rng.choice(words) for _ in range(rng.randint(3, 20)))}
+        if d % 4 == 0: rec["metadata"] = {"n": d}
+        f.write(json.dumps(rec) + "\n")
+with open(work + "/q.jsonl", "w") as f:
+    for q in range(10):
+        f.write(json.dumps({"_id": "q%d" % q, "text": " ".join(rng.choice(words) for _ in range(4))}) + "\n")
+EOF2
+"$COLPLAID" model convert --glove "$work/glove.json" --out "$work/model" >/dev/null 2>"$work/err" &&
+    "$COLPLAID" model convert --glove "$work/glove2.json" --out "$work/model2" >/dev/null 2>>"$work/err" ||
+    fail "could not make the test models: $(cat "$work/err")"
+text=(--corpus "$work/c.jsonl" --model "$work/model")
+"$COLPLAID" index train "${text[@]}" --out "$work/tcodec.db" --quiet 2>"$work/err" ||
+    fail "index train --corpus: $(cat "$work/err")"
+"$COLPLAID" index build "${text[@]}" --codec-from "$work/tcodec.db" --index "$work/tsingle.db" \
+    --no-calibrate --quiet 2>"$work/err" || fail "text build --codec-from: $(cat "$work/err")"
+for i in 0 1 2; do
+    "$COLPLAID" index build "${text[@]}" --codec-from "$work/tcodec.db" --shard $i/3 \
+        --index "$work/t$i.db" --no-calibrate --quiet 2>"$work/err" ||
+        fail "text build --shard $i/3: $(cat "$work/err")"
+done
+"$COLPLAID" index merge --out "$work/tall.db" --quiet "$work/t0.db" "$work/t1.db" "$work/t2.db" \
+    2>"$work/err" || fail "text merge: $(cat "$work/err")"
+"$COLPLAID" index check --index "$work/tall.db" >"$work/out" 2>&1 || fail "check tall.db: $(cat "$work/out")"
+for f in tsingle tall; do
+    for mode in late lexical; do
+        extra=(); [[ $mode == late ]] && extra=(--exact)
+        "$COLPLAID" search --index "$work/$f.db" --model "$work/model" --queries "$work/q.jsonl" \
+            --mode $mode "${extra[@]}" --k 15 >"$work/$f.$mode.tsv" 2>"$work/err" ||
+            fail "search $f --mode $mode: $(cat "$work/err")"
+    done
+done
+$PY - "$work" <<'EOF2' || fail "text shards: the merged index differs from the single build"
+import sys, sqlite3
+w = sys.argv[1]
+def hits(name):
+    out = {}
+    for line in open("%s/%s.tsv" % (w, name)):
+        q, d, r, s = line.rstrip("\n").split("\t")
+        out.setdefault(q, []).append((d, float(s)))
+    return out
+# Equal scores are ranked by internal id, which a merge renumbers: BM25 has ties (equal
+# term statistics), so lexical hits are compared as ranked score lists, plus the ids
+# scoring above the last (cut) score as sets. Late (exact MaxSim) hits must be identical.
+for mode in ("late", "lexical"):
+    a, b = hits("tsingle." + mode), hits("tall." + mode)
+    assert sorted(a) == sorted(b) and len(a) == 10, (mode, sorted(a), sorted(b))
+    for q in a:
+        assert max(abs(x - y) for (_, x), (_, y) in zip(a[q], b[q])) <= 1e-5, (mode, q)
+        if mode == "late":
+            assert [d for d, _ in a[q]] == [d for d, _ in b[q]], (mode, q, a[q], b[q])
+        else:
+            cut = a[q][-1][1] + 1e-5
+            assert {d for d, s in a[q] if s > cut} == {d for d, s in b[q] if s > cut}, (q, a[q], b[q])
+def docs(name):
+    db = sqlite3.connect("file:%s/%s.db?mode=ro" % (w, name), uri=True)
+    return sorted(db.execute("select external_id, text, metadata, n_tokens from documents"))
+assert docs("tsingle") == docs("tall") and len(docs("tall")) == 240
+meta = dict(sqlite3.connect("file:%s/tall.db?mode=ro" % w, uri=True).execute("select key, value from meta"))
+single = dict(sqlite3.connect("file:%s/tsingle.db?mode=ro" % w, uri=True).execute("select key, value from meta"))
+assert meta["encoder"] == single["encoder"] and "shard" not in meta, meta
+print("ok  text: 3 shards merged == single build (exact and lexical search; texts, metadata)")
+EOF2
+# windows (late chunking) come along: the merged shards hold the single build's windows
+for i in 0 1; do
+    "$COLPLAID" index build "${text[@]}" --codec-from "$work/tcodec.db" --shard $i/2 --window 6 \
+        --index "$work/w$i.db" --no-calibrate --quiet 2>"$work/err" ||
+        fail "windowed build --shard $i/2: $(cat "$work/err")"
+done
+"$COLPLAID" index build "${text[@]}" --codec-from "$work/tcodec.db" --window 6 \
+    --index "$work/wsingle.db" --no-calibrate --quiet 2>"$work/err" || fail "windowed build: $(cat "$work/err")"
+"$COLPLAID" index merge --out "$work/wall.db" --quiet --no-calibrate "$work/w0.db" "$work/w1.db" \
+    2>"$work/err" || fail "windowed merge: $(cat "$work/err")"
+$PY - "$work" <<'EOF2' || fail "windows: the merged index differs from the single build"
+import sys, sqlite3
+w = sys.argv[1]
+def windows(name):
+    db = sqlite3.connect("file:%s/%s.db?mode=ro" % (w, name), uri=True)
+    meta = dict(db.execute("select key, value from meta"))
+    return meta["windows"], sorted(db.execute(
+        "select d.external_id, x.windows from documents d join doc_windows x using (doc_id)"))
+a, b = windows("wsingle"), windows("wall")
+assert a == b and len(a[1]) > 50, (a[0], b[0], len(a[1]), len(b[1]))
+print("ok  windows: %d windowed documents merged as the single build holds them" % len(a[1]))
+EOF2
+expect_fail merge_windows 2 "different windows" "$work/x.db" index merge --out "$work/x.db" --quiet \
+    "$work/w0.db" "$work/t1.db"
+expect_fail text_other_model 1 "another model" "$work/x.db" index build --corpus "$work/c.jsonl" \
+    --model "$work/model2" --codec-from "$work/tcodec.db" --index "$work/x.db" --quiet
 
 [[ $failures == 0 ]] || { echo "$failures failure(s)"; exit 1; }
 echo "all shard tests passed"
