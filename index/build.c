@@ -774,7 +774,7 @@ static cp_status write_meta(build *b, cp_error *err)
         st = cp_store_set_meta(b->store, "pooling", pooling, err);
         free(pooling);
     }
-    if (st == CP_OK && b->opts->window.window > 0) { /* index/windows.c */
+    if (st == CP_OK && b->opts->window.window > 0 && !b->codec_only) { /* index/windows.c */
         char *w = cp_windows_meta_json(&b->opts->window, (cp_doc_score)b->opts->doc_score);
         st = w ? cp_store_set_meta(b->store, "windows", w, err)
                : cp_error_set(err, CP_ENOMEM, "out of memory");
