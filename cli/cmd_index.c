@@ -1,9 +1,11 @@
 /*
- * `colplaid index <action>`: dispatch, and the `build` action (CLI.md).
+ * `colplaid index <action>`: dispatch, and the `build`, `train` and `merge` actions (CLI.md).
  *
  * build reads either a text corpus (encoded here with --model) or precomputed token
  * embeddings (.npy), and calls cp_index_build, which writes the file atomically: on any
- * failure nothing is left at --index. import/info/check/export live in
+ * failure nothing is left at --index. train (cp_index_train_codec) parses the same options
+ * and writes a codec file; merge (cp_index_merge) joins indexes that share a codec
+ * (docs/index-format.md "Shards and shared codecs"). import/info/check/export live in
  * cmd_index_admin.c; add/delete/compact in cmd_index_write.c.
  *
  * Exit status: 0 success, 1 the build failed (bad input data, I/O), 2 bad usage.
