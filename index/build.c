@@ -704,17 +704,9 @@ static void add_codec_from_params(const build *b, cJSON *o)
     }
 }
 
-static char *build_params_json(const build *b)
+/* The training parameters of a build or of cp_index_train_codec. */
+static void add_training_params(const build *b, cJSON *o)
 {
-    cJSON *o = cJSON_CreateObject();
-    if (!o) return NULL;
-    cJSON_AddNumberToObject(o, "nbits", b->codec.nbits);
-    cJSON_AddStringToObject(o, "codec", cp_codec_variant_name(b->codec.variant));
-    cJSON_AddNumberToObject(o, "n_centroids", (double)b->codec.n_centroids);
-    if (b->have_codec) {
-        add_codec_from_params(b, o);
-        goto common;
-    }
     if (b->codec_only) cJSON_AddBoolToObject(o, "codec_only", true);
     cJSON_AddNumberToObject(o, "n_centroids_requested", (double)b->k_requested);
     cJSON_AddNumberToObject(o, "centroid_scale",
@@ -738,7 +730,19 @@ static char *build_params_json(const build *b)
     cJSON_AddNumberToObject(o, "avg_doclen_est", b->avg_doclen_est);
     cJSON_AddNumberToObject(o, "segment_docs", b->opts->segment_docs);
     cJSON_AddNumberToObject(o, "avg_residual", b->codec.avg_residual);
-common:
+}
+
+static char *build_params_json(const build *b)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddNumberToObject(o, "nbits", b->codec.nbits);
+    cJSON_AddStringToObject(o, "codec", cp_codec_variant_name(b->codec.variant));
+    cJSON_AddNumberToObject(o, "n_centroids", (double)b->codec.n_centroids);
+    if (b->have_codec)
+        add_codec_from_params(b, o);
+    else
+        add_training_params(b, o);
     cJSON_AddStringToObject(o, "source", b->src_name);
     cJSON_AddNumberToObject(o, "pool_factor", b->pool_factor);
     if (b->pool_factor > 1) {
