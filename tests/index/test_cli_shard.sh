@@ -163,6 +163,27 @@ assert db.execute("select count(*) from documents where deleted != 0").fetchone(
 print("ok  merge leaves the 5 deleted documents of a shard behind")
 EOF2
 
+# Pooled shards merge into what a pooled single build holds (pooled + unpooled: refused below).
+for f in p0:0/2 p1:1/2 psingle:; do
+    name=${f%%:*} sh=${f#*:}
+    "$COLPLAID" index build "${inputs[@]}" --codec-from "$work/codec.db" --pool-factor 2 \
+        ${sh:+--shard $sh} --index "$work/$name.db" --no-calibrate --quiet 2>"$work/err" ||
+        fail "pooled build $name: $(cat "$work/err")"
+done
+"$COLPLAID" index merge --out "$work/pall.db" --quiet --no-calibrate "$work/p0.db" "$work/p1.db" \
+    2>"$work/err" || fail "pooled merge: $(cat "$work/err")"
+$PY - "$work" <<'EOF2' || fail "pooled merge differs from the pooled single build"
+import sys, sqlite3
+w = sys.argv[1]
+def rows(name):
+    db = sqlite3.connect("file:%s/%s.db?mode=ro" % (w, name), uri=True)
+    return dict(db.execute("select key, value from meta"))["pooling"], sorted(
+        db.execute("select external_id, n_tokens from documents"))
+a, b = rows("psingle"), rows("pall")
+assert a == b and len(a[1]) == 900, (a[0], b[0])
+print("ok  pooled shards merged: %s, %d tokens as the single pooled build" % (a[0], sum(n for _, n in a[1])))
+EOF2
+
 # ---- refusals ----
 # expect_fail NAME STATUS NEEDLE OUT CMD...: exit status, message, nothing left at OUT.
 expect_fail() {
@@ -182,6 +203,8 @@ expect_fail merge_codecs 2 "different codecs" "$work/x.db" index merge --out "$w
     "$work/s0.db" "$work/other.db"
 expect_fail merge_duplicates 1 "is in both" "$work/x.db" index merge --out "$work/x.db" --quiet \
     --no-calibrate "$work/s1.db" "$work/single.db"
+expect_fail merge_pooling 2 "different token pooling" "$work/x.db" index merge --out "$work/x.db" \
+    --quiet "$work/p0.db" "$work/s1.db"
 expect_fail merge_exists 1 "already exists" "" index merge --out "$work/single.db" --quiet \
     "$work/s0.db"
 expect_fail merge_self 2 "also an input" "" index merge --out "$work/s0.db" --force --quiet \
