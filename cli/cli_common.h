@@ -36,4 +36,9 @@ cp_status cp_text_source_open_windowed(const char *corpus_path, cp_encoder *enc,
                                        const cp_window_options *window, cp_doc_source *out,
                                        cp_error *err);
 
+/* Skip, as they are read and before any encoding, the documents that are not in shard
+ * index of count (cp_shard_of): a shard build encodes only its own documents. src must
+ * come from cp_text_source_open*. */
+void cp_text_source_keep_shard(cp_doc_source *src, uint32_t index, uint32_t count);
+
 #endif

@@ -1,9 +1,11 @@
 /*
- * `colplaid index <action>`: dispatch, and the `build` action (CLI.md).
+ * `colplaid index <action>`: dispatch, and the `build`, `train` and `merge` actions (CLI.md).
  *
  * build reads either a text corpus (encoded here with --model) or precomputed token
  * embeddings (.npy), and calls cp_index_build, which writes the file atomically: on any
- * failure nothing is left at --index. import/info/check/export live in
+ * failure nothing is left at --index. train (cp_index_train_codec) parses the same options
+ * and writes a codec file; merge (cp_index_merge) joins indexes that share a codec
+ * (docs/index-format.md "Shards and shared codecs"). import/info/check/export live in
  * cmd_index_admin.c; add/delete/compact in cmd_index_write.c.
  *
  * Exit status: 0 success, 1 the build failed (bad input data, I/O), 2 bad usage.
@@ -20,6 +22,9 @@
 #include "commands.h"
 #include "cp_cpu.h"
 
+/* The action being parsed ("index build" or "index train"), for usage messages. */
+static const char *g_cmd = "index build";
+
 static const char build_usage[] =
     "usage: colplaid index build --index IDX.db\n"
     "         (--corpus PATH --model MODEL | --embeddings EMB.npy --doclens DOCLENS.npy\n"
@@ -29,6 +34,7 @@ static const char build_usage[] =
     "         [--codec scaled|colbert] [--pool-factor N [--pool-linkage ward|average]]\n"
     "         [--window N [--stride S] [--doc-score maxsim|maxp]]\n"
     "         [--no-calibrate] [--no-lexical] [--force] [--quiet]\n"
+    "         [--codec-from CODEC.db [--shard I/N]]\n"
     "\n"
     "Build a new index file from a text corpus or from precomputed token embeddings.\n"
     "\n"
@@ -72,6 +78,15 @@ static const char build_usage[] =
     "                        lexical and hybrid search modes need (default: one is built)\n"
     "  --force               replace an existing file at --index\n"
     "  --quiet               no progress output\n"
+    "  --codec-from FILE     use the codec of FILE (a codec file from `index train`, or any\n"
+    "                        index) instead of training one: indexes built with one codec\n"
+    "                        can be merged (`index merge`) and their scores compared. Not\n"
+    "                        with --nbits, --codec, --centroids, --centroid-scale,\n"
+    "                        --kmeans-iters, --kmeans-points, --seed (the codec's own)\n"
+    "  --shard I/N           keep only the documents of shard I of N (0 <= I < N): those\n"
+    "                        whose external id hashes to I (docs/index-format.md, \"Shards\n"
+    "                        and shared codecs\"); needs --codec-from. An empty shard gives\n"
+    "                        an empty index\n"
     "\n"
     "Rejected input (exit 1, nothing written): a dimension that is not a multiple of 8,\n"
     "duplicate ids, NaN/Inf or all-zero vectors, doclens that do not add up to the\n"
@@ -87,6 +102,8 @@ static const char index_usage[] =
     "  calibrate measure and store the search settings per recall target\n"
     "  check    verify an index file's integrity\n"
     "  export   write the decompressed token embeddings as .npy\n"
+    "  train    train a codec only (centroids, buckets) to share between builds\n"
+    "  merge    merge indexes that share a codec into one\n"
     "  add      add or replace documents by id\n"
     "  delete   delete documents by id or metadata filter\n"
     "  compact  rewrite segments without deleted documents\n"
@@ -94,6 +111,9 @@ static const char index_usage[] =
 
 typedef struct build_args {
     const char *index, *corpus, *model, *embeddings, *doclens, *ids;
+    const char *out;      /* index train: --out CODEC.db */
+    const char *shard;    /* --shard I/N, parsed into opts.shard_index / shard_count */
+    const char *training; /* the first training option given (refused with --codec-from) */
     cp_build_options opts;
     int centroid_scale; /* --centroid-scale; 0: the model's */
     bool quiet;
@@ -122,10 +142,10 @@ static bool is_option(const char *arg, const char *name)
 
 static int parse_int_option(const char *v, const char *name, int64_t min, int64_t max, int64_t *out)
 {
-    if (!v) return cp_cli_usage_error("index build", "%s needs a value", name);
+    if (!v) return cp_cli_usage_error(g_cmd, "%s needs a value", name);
     if (!cp_cli_parse_int(v, min, max, out))
-        return cp_cli_usage_error("index build", "%s: '%s' is not a whole number in %lld..%lld",
-                                  name, v, (long long)min, (long long)max);
+        return cp_cli_usage_error(g_cmd, "%s: '%s' is not a whole number in %lld..%lld", name, v,
+                                  (long long)min, (long long)max);
     return 0;
 }
 
@@ -152,10 +172,11 @@ static int parse_numeric(build_args *a, int argc, char **argv, int *i)
         int rc = parse_int_option(option_value(argc, argv, i, nums[k].name), nums[k].name,
                                   nums[k].min, nums[k].max, &v);
         if (rc) return rc;
+        if (k != 4 && k != 5 && k != 8 && !a->training) a->training = nums[k].name;
         switch (k) {
         case 0:
             if (v != 1 && v != 2 && v != 4 && v != 8)
-                return cp_cli_usage_error("index build", "--nbits must be 1, 2, 4 or 8");
+                return cp_cli_usage_error(g_cmd, "--nbits must be 1, 2, 4 or 8");
             a->opts.nbits = (int)v;
             break;
         case 1:
@@ -196,7 +217,7 @@ static int parse_window_option(build_args *a, int argc, char **argv, int *i)
         const char *v = option_value(argc, argv, i, "--doc-score");
         cp_doc_score unused;
         if (!v || !cp_doc_score_parse(v, &unused))
-            return cp_cli_usage_error("index build", "--doc-score wants maxsim or maxp");
+            return cp_cli_usage_error(g_cmd, "--doc-score wants maxsim or maxp");
         a->doc_score = v;
         return 0;
     }
@@ -240,10 +261,13 @@ static cp_status resolve_window(build_args *a, cp_encoder *enc, cp_error *err)
 static int parse_build_args(int argc, char **argv, build_args *a)
 {
     a->window = a->stride = -1;
-    static const char *const strs[] = {"--index", "--corpus", "--model",        "--embeddings",
-                                       "--doclens", "--ids",  "--codec", "--pool-linkage"};
-    const char **targets[] = {&a->index,   &a->corpus, &a->model,     &a->embeddings,
-                              &a->doclens, &a->ids,    &a->opts.codec, &a->opts.pool_linkage};
+    static const char *const strs[] = {"--index",      "--corpus", "--model", "--embeddings",
+                                       "--doclens",    "--ids",    "--codec", "--pool-linkage",
+                                       "--codec-from", "--shard",  "--out"};
+    const char **targets[] = {
+        &a->index,           &a->corpus, &a->model,      &a->embeddings,
+        &a->doclens,         &a->ids,    &a->opts.codec, &a->opts.pool_linkage,
+        &a->opts.codec_from, &a->shard,  &a->out};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (!strcmp(arg, "--force")) {
@@ -266,8 +290,9 @@ static int parse_build_args(int argc, char **argv, build_args *a)
         for (size_t k = 0; k < sizeof strs / sizeof strs[0] && !matched; k++) {
             if (!is_option(arg, strs[k])) continue;
             const char *v = option_value(argc, argv, &i, strs[k]);
-            if (!v || !*v) return cp_cli_usage_error("index build", "%s needs a value", strs[k]);
+            if (!v || !*v) return cp_cli_usage_error(g_cmd, "%s needs a value", strs[k]);
             *targets[k] = v;
+            if (k == 6 && !a->training) a->training = "--codec";
             matched = true;
         }
         if (matched) continue;
@@ -276,42 +301,73 @@ static int parse_build_args(int argc, char **argv, build_args *a)
         if (rc == 0) continue;
         rc = parse_numeric(a, argc, argv, &i);
         if (rc > 0) return rc;
-        if (rc < 0) return cp_cli_usage_error("index build", "unknown option '%s'", arg);
+        if (rc < 0) return cp_cli_usage_error(g_cmd, "unknown option '%s'", arg);
     }
     return 0;
 }
 
-static int check_build_args(const build_args *a)
+/* --shard I/N into opts.shard_index / shard_count. */
+static int parse_shard(build_args *a)
 {
-    if (!a->index) return cp_cli_usage_error("index build", "--index IDX.db is required");
+    int64_t i = 0, n = 0;
+    const char *slash = strchr(a->shard, '/');
+    char left[32];
+    size_t len = slash ? (size_t)(slash - a->shard) : 0;
+    bool ok = slash && len > 0 && len < sizeof left;
+    if (ok) {
+        memcpy(left, a->shard, len);
+        left[len] = 0;
+        ok = cp_cli_parse_int(left, 0, 65535, &i) && cp_cli_parse_int(slash + 1, 1, 65536, &n) &&
+             i < n;
+    }
+    if (!ok)
+        return cp_cli_usage_error(
+            g_cmd, "--shard wants I/N with 0 <= I < N <= 65536 (e.g. 0/4), not '%s'", a->shard);
+    a->opts.shard_index = (uint32_t)i;
+    a->opts.shard_count = (uint32_t)n;
+    return 0;
+}
+
+static int check_build_args(build_args *a)
+{
+    if (a->out)
+        return cp_cli_usage_error(g_cmd, "--out is for index train; build writes --index IDX.db");
+    if (!a->index) return cp_cli_usage_error(g_cmd, "--index IDX.db is required");
+    if (a->shard && !a->opts.codec_from)
+        return cp_cli_usage_error(g_cmd, "--shard needs --codec-from: shards must share one codec "
+                                         "(train it first with `colplaid index train`)");
+    if (a->opts.codec_from && a->training)
+        return cp_cli_usage_error(g_cmd, "%s does not go with --codec-from (the codec is FILE's)",
+                                  a->training);
+    if (a->shard) {
+        int rc = parse_shard(a);
+        if (rc) return rc;
+    }
     bool text = a->corpus || a->model, emb = a->embeddings || a->doclens || a->ids;
     if (text && emb)
         return cp_cli_usage_error(
-            "index build", "give either --corpus/--model or --embeddings/--doclens, not both");
+            g_cmd, "give either --corpus/--model or --embeddings/--doclens, not both");
     if (!text && !emb)
-        return cp_cli_usage_error("index build",
-                                  "an input is required: --corpus PATH --model MODEL, or "
-                                  "--embeddings EMB.npy --doclens DOCLENS.npy");
+        return cp_cli_usage_error(g_cmd, "an input is required: --corpus PATH --model MODEL, or "
+                                         "--embeddings EMB.npy --doclens DOCLENS.npy");
     if (text && (!a->corpus || !a->model))
-        return cp_cli_usage_error("index build", "--corpus and --model go together");
+        return cp_cli_usage_error(g_cmd, "--corpus and --model go together");
     if (emb && (!a->embeddings || !a->doclens))
-        return cp_cli_usage_error("index build", "--embeddings and --doclens go together");
+        return cp_cli_usage_error(g_cmd, "--embeddings and --doclens go together");
     if (a->opts.pool_linkage && strcmp(a->opts.pool_linkage, "ward") &&
         strcmp(a->opts.pool_linkage, "average"))
-        return cp_cli_usage_error("index build", "--pool-linkage must be ward or average, not '%s'",
+        return cp_cli_usage_error(g_cmd, "--pool-linkage must be ward or average, not '%s'",
                                   a->opts.pool_linkage);
     if (a->opts.pool_linkage && a->opts.pool_factor < 2)
-        return cp_cli_usage_error("index build", "--pool-linkage needs --pool-factor 2 or more");
+        return cp_cli_usage_error(g_cmd, "--pool-linkage needs --pool-factor 2 or more");
     if (emb && (a->window >= 0 || a->stride >= 0 || a->doc_score))
-        return cp_cli_usage_error("index build",
-                                  "--window, --stride and --doc-score need a text --corpus");
+        return cp_cli_usage_error(g_cmd, "--window, --stride and --doc-score need a text --corpus");
     if (a->stride > 0 && a->window > 0 && a->stride > a->window)
-        return cp_cli_usage_error("index build", "--stride %d is larger than --window %d",
-                                  a->stride, a->window);
+        return cp_cli_usage_error(g_cmd, "--stride %d is larger than --window %d", a->stride,
+                                  a->window);
     if (a->opts.pool_factor > 1 && a->window > 0)
-        return cp_cli_usage_error("index build",
-                                  "--pool-factor and --window do not go together (pooling "
-                                  "would merge tokens across the windows' bounds)");
+        return cp_cli_usage_error(g_cmd, "--pool-factor and --window do not go together (pooling "
+                                         "would merge tokens across the windows' bounds)");
     return 0;
 }
 
@@ -343,7 +399,7 @@ static void install_interrupt_cleanup(const char *index_path)
     sigaction(SIGHUP, &sa, NULL);
 }
 
-static int run_build(build_args *a)
+static int run_build(build_args *a, bool train)
 {
     cp_error err = {0};
     cp_doc_source src = {0};
@@ -358,6 +414,8 @@ static int run_build(build_args *a)
         if (st == CP_OK) st = resolve_window(a, enc, &err);
         if (st == CP_OK)
             st = cp_text_source_open_windowed(a->corpus, enc, threads, &a->opts.window, &src, &err);
+        if (st == CP_OK && a->opts.shard_count > 1)
+            cp_text_source_keep_shard(&src, a->opts.shard_index, a->opts.shard_count);
         if (st == CP_OK) a->opts.encoder_json = cp_encoder_fingerprint(enc);
         if (st == CP_OK) a->opts.centroid_scale = cp_encoder_centroid_scale(enc);
         a->opts.lexical = !a->no_lexical;
@@ -368,11 +426,12 @@ static int run_build(build_args *a)
     if (st == CP_OK) {
         install_interrupt_cleanup(a->index);
         a->opts.progress = a->quiet ? NULL : stderr;
-        st = cp_index_build(a->index, &src, &a->opts, &err);
+        st = train ? cp_index_train_codec(a->index, &src, &a->opts, &err)
+                   : cp_index_build(a->index, &src, &a->opts, &err);
     }
     if (src.close) src.close(src.ctx);
     cp_encoder_free(enc);
-    if (st != CP_OK) return cp_cli_report("index build", &err);
+    if (st != CP_OK) return cp_cli_report(g_cmd, &err);
     if (!a->quiet) fprintf(stderr, "wrote %s\n", a->index);
     return CP_EXIT_OK;
 }
@@ -389,7 +448,128 @@ static int cmd_build(int argc, char **argv)
     int rc = parse_build_args(argc, argv, &a);
     if (rc) return rc;
     if ((rc = check_build_args(&a))) return rc;
-    return run_build(&a);
+    return run_build(&a, false);
+}
+
+/* ------------------------------------------------------------------------------------
+ * train
+ * --------------------------------------------------------------------------------- */
+
+static const char train_usage[] =
+    "usage: colplaid index train --out CODEC.db\n"
+    "         (--corpus PATH --model MODEL [--window N [--stride S]]\n"
+    "          | --embeddings EMB.npy --doclens DOCLENS.npy [--ids IDS.txt])\n"
+    "         [--nbits 1|2|4|8] [--codec scaled|colbert] [--centroids K] [--centroid-scale N]\n"
+    "         [--kmeans-iters N] [--kmeans-points N] [--seed S] [--threads N]\n"
+    "         [--force] [--quiet]\n"
+    "\n"
+    "Train a codec only (centroids and residual buckets) from a sample of the input, as\n"
+    "`index build` would with the same options and seed, and write it as a codec file: an\n"
+    "index file with the codec and no documents. Builds then share it with\n"
+    "`index build --codec-from CODEC.db [--shard I/N]`, and `index merge` joins them.\n"
+    "Only the sampled documents are encoded (every id is read, and must be unique).\n"
+    "\n"
+    "  --out CODEC.db   the codec file to create (written atomically)\n"
+    "  other options    as for `colplaid index build` (see its --help)\n";
+
+static int cmd_train(int argc, char **argv)
+{
+    g_cmd = "index train";
+    static const char *const refused[] = {"--index",        "--segment-docs", "--pool-factor",
+                                          "--pool-linkage", "--doc-score",    "--no-calibrate",
+                                          "--no-lexical",   "--codec-from",   "--shard"};
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(train_usage, stdout);
+            return CP_EXIT_OK;
+        }
+        for (size_t k = 0; k < sizeof refused / sizeof refused[0]; k++)
+            if (is_option(argv[i], refused[k]))
+                return cp_cli_usage_error(g_cmd, "%s does not apply to index train%s", refused[k],
+                                          k == 0 ? " (it writes --out CODEC.db)" : "");
+    }
+    build_args a = {0};
+    cp_build_options_init(&a.opts);
+    int rc = parse_build_args(argc, argv, &a);
+    if (rc) return rc;
+    if (!a.out) return cp_cli_usage_error(g_cmd, "--out CODEC.db is required");
+    a.index = a.out;
+    a.out = NULL;
+    if ((rc = check_build_args(&a))) return rc;
+    return run_build(&a, true);
+}
+
+/* ------------------------------------------------------------------------------------
+ * merge
+ * --------------------------------------------------------------------------------- */
+
+static const char merge_usage[] =
+    "usage: colplaid index merge --out ALL.db [--force] [--no-calibrate] [--quiet]\n"
+    "         IDX.db [IDX.db ...]\n"
+    "\n"
+    "Merge indexes that share a codec (built with `index build --codec-from`, e.g. the\n"
+    "shards of one corpus) into a new index. The live documents are copied as stored\n"
+    "(compressed tokens, texts, metadata, windows; no re-encoding), in the order of the\n"
+    "inputs; the output has a lexical index when any input has one. Written atomically.\n"
+    "\n"
+    "  --out ALL.db     the merged index to create\n"
+    "  --force          replace an existing file at --out\n"
+    "  --no-calibrate   skip the search calibration of the merged index\n"
+    "  --quiet          no progress output\n"
+    "\n"
+    "Refused (exit 2, nothing written): inputs whose codecs differ (compared exactly), or\n"
+    "that come from different models or pooling or window settings. An id that is live in\n"
+    "two inputs fails the merge (exit 1, nothing written).\n";
+
+static int cmd_merge(int argc, char **argv)
+{
+    const char *cmd = "index merge";
+    const char *out = NULL;
+    cp_merge_options mo = {0};
+    bool quiet = false;
+    const char **inputs = calloc((size_t)argc, sizeof *inputs);
+    if (!inputs) return fprintf(stderr, "colplaid %s: out of memory\n", cmd), CP_EXIT_FAILURE;
+    size_t n = 0;
+    int rc = 0;
+    for (int i = 1; i < argc && !rc; i++) {
+        const char *arg = argv[i];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+            fputs(merge_usage, stdout);
+            free(inputs);
+            return CP_EXIT_OK;
+        } else if (!strcmp(arg, "--force")) {
+            mo.force = true;
+        } else if (!strcmp(arg, "--no-calibrate")) {
+            mo.skip_calibration = true;
+        } else if (!strcmp(arg, "--quiet") || !strcmp(arg, "-q")) {
+            quiet = true;
+        } else if (is_option(arg, "--out")) {
+            out = option_value(argc, argv, &i, "--out");
+            if (!out || !*out) rc = cp_cli_usage_error(cmd, "--out needs a value");
+        } else if (arg[0] == '-' && arg[1]) {
+            rc = cp_cli_usage_error(cmd, "unknown option '%s'", arg);
+        } else {
+            inputs[n++] = arg;
+        }
+    }
+    if (!rc && !out) rc = cp_cli_usage_error(cmd, "--out ALL.db is required");
+    if (!rc && n == 0) rc = cp_cli_usage_error(cmd, "name the indexes to merge");
+    if (rc) {
+        free(inputs);
+        return rc;
+    }
+    cp_error err = {0};
+    mo.progress = quiet ? NULL : stderr;
+    install_interrupt_cleanup(out);
+    cp_status st = cp_index_merge(out, inputs, n, &mo, &err);
+    free(inputs);
+    if (st != CP_OK) {
+        cp_cli_report(cmd, &err);
+        /* incompatible inputs (codecs, models, settings) or a bad output path: usage */
+        return st == CP_EINVAL ? CP_EXIT_USAGE : CP_EXIT_FAILURE;
+    }
+    if (!quiet) fprintf(stderr, "wrote %s\n", out);
+    return CP_EXIT_OK;
 }
 
 int cp_cmd_index(int argc, char **argv)
@@ -399,6 +579,8 @@ int cp_cmd_index(int argc, char **argv)
         int (*run)(int argc, char **argv);
     } actions[] = {
         {"build", cmd_build},
+        {"train", cmd_train},
+        {"merge", cmd_merge},
         {"import", cp_cmd_index_import},
         {"info", cp_cmd_index_info},
         {"calibrate", cp_cmd_index_calibrate},

@@ -203,6 +203,9 @@ static int print_info_json(cp_index *ix, const char *path, const cp_index_stats 
     cJSON_AddNumberToObject(o, "nbits", s->nbits);
     cJSON_AddStringToObject(o, "codec", s->codec ? s->codec : "colbert");
     cJSON_AddNumberToObject(o, "n_centroids", (double)s->n_centroids);
+    char fp[24];
+    snprintf(fp, sizeof fp, "%016llx", (unsigned long long)cp_index_codec_fingerprint(ix));
+    cJSON_AddStringToObject(o, "codec_fingerprint", fp);
     cJSON_AddNumberToObject(o, "n_documents", (double)s->n_documents);
     cJSON_AddNumberToObject(o, "n_deleted", (double)s->n_deleted);
     cJSON_AddNumberToObject(o, "n_tokens", (double)s->n_tokens);
@@ -219,6 +222,7 @@ static int print_info_json(cp_index *ix, const char *path, const cp_index_stats 
     add_json_meta(o, "build", cp_index_meta_get(ix, "build"));
     add_json_meta(o, "drift", cp_index_meta_get(ix, "drift")); /* docs/live-index.md */
     add_json_meta(o, "windows", cp_index_meta_get(ix, "windows")); /* windowed indexes */
+    add_json_meta(o, "shard", cp_index_meta_get(ix, "shard"));     /* index build --shard */
     cJSON_AddBoolToObject(o, "lexical", cp_index_has_lexical(ix)); /* docs/hybrid.md */
     add_calibration_json(o, cp_index_meta_get(ix, "search_calibration"));
     char *text = cJSON_Print(o);
@@ -240,6 +244,8 @@ static void print_info_text(cp_index *ix, const char *path, const cp_index_stats
     printf("nbits           %d\n", s->nbits);
     printf("codec           %s\n", s->codec ? s->codec : "colbert");
     printf("centroids       %lld\n", (long long)s->n_centroids);
+    printf("fingerprint     %016llx (of the codec: equal in indexes that share one)\n",
+           (unsigned long long)cp_index_codec_fingerprint(ix));
     printf("documents       %lld\n", (long long)s->n_documents);
     printf("deleted         %lld\n", (long long)s->n_deleted);
     printf("tokens          %lld\n", (long long)s->n_tokens);
@@ -251,8 +257,9 @@ static void print_info_text(cp_index *ix, const char *path, const cp_index_stats
     int factor = pool_factor(ix, linkage, sizeof linkage);
     if (factor > 1) printf("pool factor     %d (%s linkage)\n", factor, linkage[0] ? linkage : "ward");
     else printf("pool factor     1 (no pooling)\n");
-    static const char *const keys[] = {"created_at", "encoder", "build", "drift", "windows"};
-    for (size_t i = 0; i < 5; i++) {
+    static const char *const keys[] = {"created_at", "encoder", "build",
+                                       "drift",      "windows", "shard"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         char *v = cp_index_meta_get(ix, keys[i]);
         if (v) printf("%-15s %s\n", keys[i], v);
         free(v);

@@ -6,8 +6,8 @@
 #ifndef CP_COMMANDS_H
 #define CP_COMMANDS_H
 
-int cp_cmd_index(int argc, char **argv);    /* cli/cmd_index.c: build import info add delete
-                                               compact check export */
+int cp_cmd_index(int argc, char **argv);    /* cli/cmd_index.c: build train merge import info
+                                               add delete compact check export */
 int cp_cmd_search(int argc, char **argv);   /* cli/cmd_search.c */
 int cp_cmd_eval(int argc, char **argv);     /* cli/cmd_search.c */
 int cp_cmd_encode(int argc, char **argv);   /* cli/cmd_encode.c */

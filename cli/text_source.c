@@ -43,6 +43,9 @@ typedef struct text_source {
     ts_record *batch;
     size_t n, cap, pos; /* pos: next record to hand out */
     bool eof, last_needed;
+    /* cp_text_source_keep_shard: records of other shards are skipped as they are read,
+     * before any encoding (shard_count 0: none is) */
+    uint32_t shard_index, shard_count;
 } text_source;
 
 static void free_record(ts_record *r)
@@ -99,6 +102,9 @@ static cp_status refill(text_source *s, cp_error *err)
             s->eof = true;
             break;
         }
+        if (s->shard_count > 1 && rec.id && rec.id[0] &&
+            cp_shard_of(rec.id, s->shard_count) != s->shard_index)
+            continue;
         if ((st = copy_record(&rec, &s->batch[s->n], err)) != CP_OK) return st;
         s->n++;
     }
@@ -301,4 +307,11 @@ cp_status cp_text_source_open_windowed(const char *corpus_path, cp_encoder *enc,
     *out = (cp_doc_source){.ctx = s, .count = ts_count, .dim = ts_dim, .rewind = ts_rewind,
                            .next = ts_next, .name = ts_name, .close = ts_close};
     return CP_OK;
+}
+
+void cp_text_source_keep_shard(cp_doc_source *src, uint32_t index, uint32_t count)
+{
+    text_source *s = src->ctx;
+    s->shard_index = index;
+    s->shard_count = count;
 }

@@ -44,6 +44,7 @@
 #include "drift.h"
 #include "kmeans.h"
 #include "pool.h"
+#include "shard.h"
 #include "storage.h"
 #include "windows.h"
 
@@ -264,6 +265,12 @@ typedef struct build {
     int64_t n_tokens_in, n_tokens_out; /* before and after pooling */
     double pool_seconds;
 
+    /* shared codecs (index/shard.c): a codec from opts->codec_from instead of training;
+     * or, for cp_index_train_codec, a codec file without documents */
+    bool have_codec, codec_only;
+    char *codec_encoder; /* meta "encoder" of the codec's file, or NULL */
+    uint64_t codec_fingerprint;
+
     /* output */
     char *tmp_path;
     cp_store *store;
@@ -403,7 +410,8 @@ int64_t cp_build_sample_size(int64_t n_docs)
 static cp_status sampling_pass(build *b, cp_error *err)
 {
     id_set ids = {0};
-    int64_t want = cp_build_sample_size(b->n_docs);
+    /* With a given codec the pass only checks the ids (nothing is encoded). */
+    int64_t want = b->have_codec ? 0 : cp_build_sample_size(b->n_docs);
     cp_progress *prog = cp_progress_start(b->opts->progress, "sampling", b->n_docs, "docs");
     cp_status st = b->src->rewind(b->src->ctx, err);
     for (int64_t i = 0; st == CP_OK && i < b->n_docs; i++) {
@@ -415,7 +423,7 @@ static cp_status sampling_pass(build *b, cp_error *err)
     }
     cp_progress_finish(prog);
     id_set_free(&ids);
-    if (st == CP_OK && b->n_kept == 0)
+    if (st == CP_OK && b->n_kept == 0 && !b->have_codec)
         st = cp_error_set(err, CP_EINVAL, "%s: the sampled documents hold no tokens", b->src_name);
     return st;
 }
@@ -681,13 +689,25 @@ static void remove_db_files(const char *path)
     }
 }
 
-static char *build_params_json(const build *b)
+/* The parameters of a build with a given codec (opts->codec_from): no training ones. */
+static void add_codec_from_params(const build *b, cJSON *o)
 {
-    cJSON *o = cJSON_CreateObject();
-    if (!o) return NULL;
-    cJSON_AddNumberToObject(o, "nbits", b->codec.nbits);
-    cJSON_AddStringToObject(o, "codec", cp_codec_variant_name(b->codec.variant));
-    cJSON_AddNumberToObject(o, "n_centroids", (double)b->codec.n_centroids);
+    char fp[24];
+    snprintf(fp, sizeof fp, "%016llx", (unsigned long long)b->codec_fingerprint);
+    cJSON_AddStringToObject(o, "codec_from", b->opts->codec_from);
+    cJSON_AddStringToObject(o, "codec_fingerprint", fp);
+    cJSON_AddNumberToObject(o, "n_documents", (double)b->n_docs);
+    cJSON_AddNumberToObject(o, "segment_docs", b->opts->segment_docs);
+    if (b->opts->shard_count > 1) {
+        cJSON_AddNumberToObject(o, "shard_index", b->opts->shard_index);
+        cJSON_AddNumberToObject(o, "shard_count", b->opts->shard_count);
+    }
+}
+
+/* The training parameters of a build or of cp_index_train_codec. */
+static void add_training_params(const build *b, cJSON *o)
+{
+    if (b->codec_only) cJSON_AddBoolToObject(o, "codec_only", true);
     cJSON_AddNumberToObject(o, "n_centroids_requested", (double)b->k_requested);
     cJSON_AddNumberToObject(o, "centroid_scale",
                             b->opts->n_centroids > 0 ? 1 : centroid_scale(b->opts));
@@ -696,7 +716,12 @@ static char *build_params_json(const build *b)
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)b->opts->seed);
     cJSON_AddRawToObject(o, "seed", seed);
-    cJSON_AddNumberToObject(o, "n_documents", (double)b->n_docs);
+    cJSON_AddNumberToObject(o, b->codec_only ? "n_source_documents" : "n_documents",
+                            (double)b->n_docs);
+    if (b->opts->shard_count > 1) { /* a shard that trained its own codec */
+        cJSON_AddNumberToObject(o, "shard_index", b->opts->shard_index);
+        cJSON_AddNumberToObject(o, "shard_count", b->opts->shard_count);
+    }
     cJSON_AddNumberToObject(o, "n_sample_docs", (double)b->n_sample_docs);
     cJSON_AddNumberToObject(o, "n_sample_tokens", (double)b->n_sample_tokens);
     cJSON_AddNumberToObject(o, "n_train_vectors", (double)b->n_train);
@@ -705,6 +730,19 @@ static char *build_params_json(const build *b)
     cJSON_AddNumberToObject(o, "avg_doclen_est", b->avg_doclen_est);
     cJSON_AddNumberToObject(o, "segment_docs", b->opts->segment_docs);
     cJSON_AddNumberToObject(o, "avg_residual", b->codec.avg_residual);
+}
+
+static char *build_params_json(const build *b)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddNumberToObject(o, "nbits", b->codec.nbits);
+    cJSON_AddStringToObject(o, "codec", cp_codec_variant_name(b->codec.variant));
+    cJSON_AddNumberToObject(o, "n_centroids", (double)b->codec.n_centroids);
+    if (b->have_codec)
+        add_codec_from_params(b, o);
+    else
+        add_training_params(b, o);
     cJSON_AddStringToObject(o, "source", b->src_name);
     cJSON_AddNumberToObject(o, "pool_factor", b->pool_factor);
     if (b->pool_factor > 1) {
@@ -720,8 +758,14 @@ static char *build_params_json(const build *b)
 static cp_status write_meta(build *b, cp_error *err)
 {
     cp_status st = CP_OK;
-    if (b->opts->encoder_json)
-        st = cp_store_set_meta(b->store, "encoder", b->opts->encoder_json, err);
+    const char *encoder = b->opts->encoder_json ? b->opts->encoder_json : b->codec_encoder;
+    if (encoder) st = cp_store_set_meta(b->store, "encoder", encoder, err);
+    if (st == CP_OK && b->opts->shard_count > 1 && !b->codec_only) {
+        char shard[160];
+        snprintf(shard, sizeof shard, "{\"index\":%u,\"count\":%u,\"hash\":\"%s\"}",
+                 b->opts->shard_index, b->opts->shard_count, CP_SHARD_HASH_NAME);
+        st = cp_store_set_meta(b->store, "shard", shard, err);
+    }
     if (st != CP_OK) return st;
     char *params = build_params_json(b);
     if (!params) return cp_error_set(err, CP_ENOMEM, "out of memory");
@@ -734,7 +778,7 @@ static cp_status write_meta(build *b, cp_error *err)
         st = cp_store_set_meta(b->store, "pooling", pooling, err);
         free(pooling);
     }
-    if (st == CP_OK && b->opts->window.window > 0) { /* index/windows.c */
+    if (st == CP_OK && b->opts->window.window > 0 && !b->codec_only) { /* index/windows.c */
         char *w = cp_windows_meta_json(&b->opts->window, (cp_doc_score)b->opts->doc_score);
         st = w ? cp_store_set_meta(b->store, "windows", w, err)
                : cp_error_set(err, CP_ENOMEM, "out of memory");
@@ -759,10 +803,11 @@ static cp_status write_index(build *b, cp_error *err)
     if (st != CP_OK) return st;
     if ((st = cp_store_begin(b->store, err)) != CP_OK) return st;
     /* the lexical table before the documents (they enter it as they are stored); meta
-     * after them: the build parameters include the pooled token count */
-    if (b->opts->lexical) st = cp_store_lexical_create(b->store, err);
-    if (st == CP_OK && (st = indexing_pass(b, err)) == CP_OK && (st = write_meta(b, err)) == CP_OK)
-        st = cp_store_commit(b->store, err);
+     * after them: the build parameters include the pooled token count. A codec file
+     * (cp_index_train_codec) has no documents. */
+    if (b->opts->lexical && !b->codec_only) st = cp_store_lexical_create(b->store, err);
+    if (st == CP_OK && !b->codec_only) st = indexing_pass(b, err);
+    if (st == CP_OK && (st = write_meta(b, err)) == CP_OK) st = cp_store_commit(b->store, err);
     if (st == CP_OK) st = cp_store_checkpoint(b->store, err);
     if (st != CP_OK) cp_store_rollback(b->store);
     cp_store_close(b->store);
@@ -817,6 +862,9 @@ static cp_status check_options(const char *path, const cp_doc_source *src,
                             o->pool_linkage);
     if (o->segment_docs < 1)
         return cp_error_set(err, CP_EINVAL, "segment size must be at least 1 document");
+    if (o->shard_count > 1 && o->shard_index >= o->shard_count)
+        return cp_error_set(err, CP_EINVAL, "shard %u of %u does not exist (0 <= I < N)",
+                            o->shard_index, o->shard_count);
     struct stat sb;
     if (stat(path, &sb) == 0) {
         if (S_ISDIR(sb.st_mode)) return cp_error_set(err, CP_EEXISTS, "%s is a directory", path);
@@ -855,6 +903,71 @@ static int resolve_threads(int t)
     return n > 0 ? (int)n : 1;
 }
 
+/* opts->codec_from: the codec, model fingerprint and drift reference of that file. The
+ * codec's dimension must be the source's; a model fingerprint, when both have one, must be
+ * the build's. */
+static cp_status load_codec_from(build *b, cp_error *err)
+{
+    const char *from = b->opts->codec_from;
+    cp_store *store = NULL;
+    cp_status st = cp_store_open(from, CP_OPEN_READONLY, &store, err);
+    if (st != CP_OK) return st;
+    st = cp_store_load_codec(store, &b->codec, err);
+    char *drift = cp_store_get_meta(store, "drift");
+    b->drift_json = cp_drift_reference_reset(drift);
+    free(drift);
+    b->codec_encoder = cp_store_get_meta(store, "encoder");
+    cp_store_close(store);
+    if (st != CP_OK) return st;
+    b->have_codec = true;
+    b->codec_fingerprint = cp_codec_fingerprint(&b->codec);
+    if (b->codec.dim != b->dim)
+        return cp_error_set(err, CP_EDIM,
+                            "%s: the codec of %s is for %d-dimensional vectors, the input has %d",
+                            b->src_name, from, b->codec.dim, b->dim);
+    if (b->opts->encoder_json && b->codec_encoder &&
+        strcmp(b->opts->encoder_json, b->codec_encoder))
+        return cp_error_set(err, CP_EINVAL,
+                            "the codec of %s was trained on another model's vectors than this "
+                            "build's (compare the encoder of `colplaid index info --index %s` "
+                            "with the model's)",
+                            from, from);
+    logf_line(
+        b->opts->progress, "codec: %lld centroids, nbits %d (%s) from %s, fingerprint %016llx",
+        (long long)b->codec.n_centroids, b->codec.nbits, cp_codec_variant_name(b->codec.variant),
+        from, (unsigned long long)b->codec_fingerprint);
+    return cp_codec_prepare_probe(&b->codec, err);
+}
+
+static void build_free(build *b)
+{
+    free(b->tmp_path);
+    free(b->drift_json);
+    free(b->codec_encoder);
+    free(b->sample);
+    free(b->doc_buf);
+    cp_pool_ws_free(&b->pool_ws);
+    cp_codec_free_arrays(&b->codec);
+}
+
+static void build_init(build *b, const char *path, cp_doc_source *source,
+                       const cp_build_options *opts)
+{
+    *b = (build){.path = path,
+                 .src = source,
+                 .opts = opts,
+                 .threads = resolve_threads(opts->threads),
+                 .rng = {opts->seed}};
+    b->pool_factor = opts->pool_factor > 1 ? opts->pool_factor : 1;
+    b->pool_linkage = CP_POOL_WARD;
+    if (opts->pool_linkage) cp_pool_linkage_parse(opts->pool_linkage, &b->pool_linkage);
+    b->kmeans_ppc = opts->kmeans_points_per_centroid > 0 ? opts->kmeans_points_per_centroid
+                                                         : CP_KMEANS_POINTS_PER_CENTROID;
+    b->sample_cap = sample_cap_for(opts, b->kmeans_ppc);
+    b->src_name = source->name ? source->name(source->ctx) : "input";
+    if (!b->src_name) b->src_name = "input";
+}
+
 cp_status cp_index_build(const char *path, cp_doc_source *source, const cp_build_options *opts,
                          cp_error *err)
 {
@@ -865,31 +978,57 @@ cp_status cp_index_build(const char *path, cp_doc_source *source, const cp_build
     }
     cp_status st = check_options(path, source, opts, err);
     if (st != CP_OK) return st;
-    build b = {.path = path,
-               .src = source,
-               .opts = opts,
-               .threads = resolve_threads(opts->threads),
-               .rng = {opts->seed}};
-    b.pool_factor = opts->pool_factor > 1 ? opts->pool_factor : 1;
-    b.pool_linkage = CP_POOL_WARD;
-    if (opts->pool_linkage) cp_pool_linkage_parse(opts->pool_linkage, &b.pool_linkage);
-    b.kmeans_ppc = opts->kmeans_points_per_centroid > 0 ? opts->kmeans_points_per_centroid
-                                                        : CP_KMEANS_POINTS_PER_CENTROID;
-    b.sample_cap = sample_cap_for(opts, b.kmeans_ppc);
-    b.src_name = source->name ? source->name(source->ctx) : "input";
-    if (!b.src_name) b.src_name = "input";
+    /* A shard build reads the source through a filter (index/shard.c). */
+    cp_doc_source sharded = {0};
+    bool shard = opts->shard_count > 1;
+    if (shard && (st = cp_shard_source_open(source, opts->shard_index, opts->shard_count, &sharded,
+                                            err)) != CP_OK)
+        return st;
+    build b;
+    build_init(&b, path, shard ? &sharded : source, opts);
+    if ((st = check_dim(&b, err)) == CP_OK && opts->codec_from) st = load_codec_from(&b, err);
+    if (st == CP_OK) st = count_docs(&b, err);
+    /* An empty shard is a valid (empty) index when the codec is given. */
+    if (st == CP_OK && b.n_docs == 0 && !(b.have_codec && shard))
+        st = cp_error_set(err, CP_EINVAL, "%s: the corpus is empty (no documents%s)", b.src_name,
+                          shard ? " in this shard" : "");
+    if (st == CP_OK) st = sampling_pass(&b, err);
+    if (st == CP_OK && !b.have_codec) st = train(&b, err);
+    if (st == CP_OK) st = write_index(&b, err);
+    if (st != CP_OK && b.tmp_path) remove_db_files(b.tmp_path);
+    if (st == CP_OK && !opts->skip_calibration && b.n_docs > 0)
+        st = cp_calibrate_file(path, opts->progress, err);
+    build_free(&b);
+    if (shard) sharded.close(sharded.ctx);
+    return st;
+}
+
+cp_status cp_index_train_codec(const char *path, cp_doc_source *source,
+                               const cp_build_options *opts, cp_error *err)
+{
+    cp_build_options defaults;
+    if (!opts) {
+        cp_build_options_init(&defaults);
+        opts = &defaults;
+    }
+    cp_status st = check_options(path, source, opts, err);
+    if (st != CP_OK) return st;
+    if (opts->codec_from || opts->shard_count > 1)
+        return cp_error_set(err, CP_EINVAL,
+                            "training a codec takes every document and trains its own codec "
+                            "(no codec_from, no shard)");
+    build b;
+    build_init(&b, path, source, opts);
+    b.codec_only = true;
     if ((st = check_dim(&b, err)) == CP_OK && (st = count_docs(&b, err)) == CP_OK && b.n_docs == 0)
         st = cp_error_set(err, CP_EINVAL, "%s: the corpus is empty (no documents)", b.src_name);
     if (st == CP_OK) st = sampling_pass(&b, err);
     if (st == CP_OK) st = train(&b, err);
     if (st == CP_OK) st = write_index(&b, err);
     if (st != CP_OK && b.tmp_path) remove_db_files(b.tmp_path);
-    if (st == CP_OK && !opts->skip_calibration) st = cp_calibrate_file(path, opts->progress, err);
-    free(b.tmp_path);
-    free(b.drift_json);
-    free(b.sample);
-    free(b.doc_buf);
-    cp_pool_ws_free(&b.pool_ws);
-    cp_codec_free_arrays(&b.codec);
+    if (st == CP_OK)
+        logf_line(opts->progress, "codec fingerprint %016llx",
+                  (unsigned long long)cp_codec_fingerprint(&b.codec));
+    build_free(&b);
     return st;
 }

@@ -22,6 +22,7 @@
 
 #include "codec.h"
 #include "index_handle.h"
+#include "shard.h"
 #include "snapshot.h"
 #include "storage.h"
 
@@ -38,22 +39,8 @@ static void remove_files(const char *path)
 static char *drift_reference(cp_index *from)
 {
     char *stored = cp_index_meta_get(from, "drift");
-    cJSON *o = stored ? cJSON_Parse(stored) : NULL;
+    char *out = cp_drift_reference_reset(stored);
     free(stored);
-    cJSON *p75 = cJSON_GetObjectItemCaseSensitive(o, "p75_distance");
-    cJSON *p99 = cJSON_GetObjectItemCaseSensitive(o, "p99_distance");
-    cJSON *ref = cJSON_GetObjectItemCaseSensitive(o, "ref_tokens");
-    char *out = NULL;
-    if (cJSON_IsNumber(p75) && cJSON_IsNumber(p99) && cJSON_IsNumber(ref)) {
-        char buf[320];
-        snprintf(buf, sizeof buf,
-                 "{\"p75_distance\": %.6g, \"p99_distance\": %.6g, \"ref_tokens\": %lld, "
-                 "\"added_tokens\": 0, \"outlier_tokens\": 0, \"outlier_fraction\": 0, "
-                 "\"rebuild_advised\": false}",
-                 p75->valuedouble, p99->valuedouble, (long long)ref->valuedouble);
-        out = strdup(buf);
-    }
-    cJSON_Delete(o);
     return out;
 }
 

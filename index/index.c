@@ -33,6 +33,7 @@
 #include "codec.h"
 #include "filter.h"
 #include "index_handle.h"
+#include "shard.h"
 #include "windows.h"
 #include "snapshot.h"
 #include "storage.h"
@@ -340,6 +341,14 @@ cp_status cp_index_stats_get(cp_index *index, cp_index_stats *out, cp_error *err
         out->format_version = (int)version;
     cp_index_pool_put(index, db);
     return st;
+}
+
+uint64_t cp_index_codec_fingerprint(cp_index *index)
+{
+    cp_snapshot *s = cp_index_acquire_snapshot(index);
+    uint64_t h = cp_codec_fingerprint(&s->codec);
+    cp_snapshot_release(s);
+    return h;
 }
 
 char *cp_index_meta_get(cp_index *index, const char *key)

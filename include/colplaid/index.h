@@ -121,6 +121,17 @@ typedef struct cp_build_options {
     /* Also build the lexical index (SQLite FTS5 over the documents' texts; docs/hybrid.md)
      * that the lexical and hybrid search modes read. Builds from text set it. */
     bool lexical;
+    /* Shared codecs (docs/index-format.md "Shards and shared codecs"): the path of a codec
+     * file (cp_index_train_codec) or of any index whose codec (centroids, buckets, dim,
+     * nbits, variant), model fingerprint and drift reference the build uses instead of
+     * training one; nbits, n_centroids, codec, the k-means settings and centroid_scale are
+     * then ignored. NULL: train. */
+    const char *codec_from;
+    /* Keep only the documents of shard shard_index of shard_count (cp_shard_of of the
+     * external id); recorded in meta "shard". shard_count 0 or 1: every document. The
+     * builder skips the other documents as the source yields them (a source that encodes
+     * on demand can skip them itself first, as the CLI's text source does). */
+    uint32_t shard_index, shard_count;
 } cp_build_options;
 
 void cp_build_options_init(cp_build_options *opts);
@@ -136,6 +147,41 @@ cp_status cp_index_build(const char *path, cp_doc_source *source, const cp_build
  * SQLite suffixes -wal, -shm and -journal. Lets a program remove it from a signal handler
  * when a build is interrupted. */
 bool cp_index_build_temp_path(const char *path, char *buf, size_t size);
+
+/* Train a codec only (issue 15: shards share one codec): the sampling pass and training of
+ * cp_index_build, with the same options and the same random choices (so the codec equals
+ * the one a build of the same input and seed trains), written as a codec file at path: an
+ * index with the codec, meta "encoder", "drift" and "build" (with "codec_only": true) and
+ * no documents. Written atomically like a build; opts->force replaces a file. */
+cp_status cp_index_train_codec(const char *path, cp_doc_source *source,
+                               const cp_build_options *opts, cp_error *err);
+
+/* The shard of an external id among n_shards (docs/index-format.md "Shards and shared
+ * codecs"): cp_shard_hash of its UTF-8 bytes modulo n_shards (0 when n_shards <= 1).
+ * cp_shard_hash is FNV-1a 64 followed by MurmurHash3's fmix64. Builds (--shard I/N) and
+ * upsert routing use these, and only these. */
+uint64_t cp_shard_hash(const char *id, size_t len);
+uint32_t cp_shard_of(const char *id, uint32_t n_shards);
+
+typedef struct cp_merge_options {
+    bool force;            /* replace an existing file at the output path */
+    bool skip_calibration; /* no search calibration of the merged index */
+    FILE *progress;        /* NULL for silence */
+} cp_merge_options;
+
+/*
+ * Merge indexes that share a codec into a new index at path (`colplaid index merge`): the
+ * live documents of inputs[0], then inputs[1], ... get new consecutive internal ids; their
+ * compressed tokens (codes and residuals), texts, metadata and windows are copied without
+ * re-encoding. The inputs must have bit-identical codecs (CP_EINVAL naming both files and
+ * their fingerprints otherwise) and the same model fingerprint, pooling and window
+ * settings (CP_EINVAL); an external id live in two inputs is CP_EEXISTS naming it. The
+ * output has a lexical side when any input has one (rebuilt from the stored texts).
+ * Written under a temporary name (cp_index_build_temp_path), checkpointed and renamed into
+ * place: a failed merge leaves nothing. opts may be NULL.
+ */
+cp_status cp_index_merge(const char *path, const char *const *inputs, size_t n_inputs,
+                         const cp_merge_options *opts, cp_error *err);
 
 /* Import a Stanford ColBERT / RAGatouille PLAID index folder (.pt files + JSON). */
 cp_status cp_index_import_colbert(const char *colbert_dir, const char *path, bool force,
@@ -183,6 +229,12 @@ typedef struct cp_index_stats {
 
 /* Thread-safe. */
 cp_status cp_index_stats_get(cp_index *index, cp_index_stats *out, cp_error *err);
+
+/* The fingerprint of the index's codec (docs/index-format.md "Shards and shared codecs"):
+ * equal for indexes built with the same codec (cp_build_options.codec_from), which
+ * cp_index_merge can join. Hashes the centroids: call it once, not per request.
+ * Thread-safe. */
+uint64_t cp_index_codec_fingerprint(cp_index *index);
 
 /* A meta value ("encoder", "build_params", ...) as a malloc'd string, or NULL if absent.
  * Thread-safe. */
