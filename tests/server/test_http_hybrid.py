@@ -109,6 +109,10 @@ def test_cli_and_http(folder, model, idx, docs):
         target = next(d for d in docs if "river" in d["text"].split() and "castle" not in d["text"].split())
         st, _, j = srv.json("POST", "/v1/indexes/idx/explain", {"query": "river castle", "id": target["id"]})
         lex = j.get("lexical") if st == 200 else None
+        srv.check_schema("ExplainResponse", j, "explain on a lexical index")
+        st, _, info = srv.json("GET", "/v1/indexes/idx")
+        check(st == 200 and info.get("lexical") is True, "index info: lexical %r" % info)
+        srv.check_schema("IndexInfo", info, "GET /v1/indexes/idx")
         check(lex is not None and lex["terms"] == [{"term": "river", "matched": True},
                                                   {"term": "castle", "matched": False}] and lex["score"] > 0,
               "explain lexical: %d %r" % (st, j))

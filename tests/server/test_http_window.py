@@ -129,10 +129,16 @@ def body():
     # HTTP: the same passages; a long upsert replaces every window at once
     srv = sl.Server(["--index", idx, "--model", model, "--no-access-log"])
     try:
+        st, _, info = srv.json("GET", "/v1/indexes/idx")
+        check(st == 200 and info.get("windows") == {"window": 12, "stride": 8, "doc_score": "maxp"}
+              and info.get("pool_factor") == 1 and info.get("lexical") is True,
+              "index info of a windowed index: %d %r" % (st, info))
+        srv.check_schema("IndexInfo", info, "GET /v1/indexes/idx")
         cli_hits = cli("castle island")
         st, _, j = srv.json("POST", "/v1/indexes/idx/search",
                             {"queries": [{"text": "castle island"}], "k": 5, "include": ["text"]})
         check(st == 200, "search: %d %r" % (st, j))
+        srv.check_schema("SearchResponse", j, "a windowed search's answer")
         hh = j["results"][0]["hits"] if st == 200 else []
         check([(h["id"], h.get("passage")) for h in hh] ==
               [(h["id"], h.get("passage")) for h in cli_hits],
