@@ -171,12 +171,13 @@ static void append_index_features(cp_sb *sb, cp_index *index)
     cJSON *o = text ? cJSON_Parse(text) : NULL;
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, "factor");
     const cJSON *l = cJSON_GetObjectItemCaseSensitive(o, "linkage");
-    int factor = cJSON_IsNumber(f) && f->valuedouble >= 1 && f->valuedouble <= 64
-                     ? (int)f->valuedouble
-                     : 1;
+    int factor =
+        cJSON_IsNumber(f) && f->valuedouble >= 1 && f->valuedouble <= 64 ? (int)f->valuedouble : 1;
     cp_sb_printf(sb, ", \"pool_factor\": %d, \"pool_linkage\": ", factor);
-    if (factor > 1 && cJSON_IsString(l)) cp_sb_json_string(sb, l->valuestring);
-    else cp_sb_append(sb, "null");
+    if (factor > 1 && cJSON_IsString(l))
+        cp_sb_json_string(sb, l->valuestring);
+    else
+        cp_sb_append(sb, "null");
     cJSON_Delete(o);
     free(text);
     cp_sb_append(sb, ", \"windows\": ");
