@@ -8,7 +8,7 @@
  * agrees with the segment holding its tokens (same segment, same token count) and every
  * live document has its tokens exactly once; live external ids are unique; stored windows
  * tile their document's tokens; the lexical index, when there is one, holds exactly the
- * live documents that have a text. The IVF is not
+ * live documents that have a text, with the terms those texts tokenise to. The IVF is not
  * stored (it is rebuilt at load: docs/index-format.md), so there is nothing to compare.
  *
  * Runs on its own read-only connection; safe while a server has the index open.
@@ -323,10 +323,75 @@ static int64_t next_id(sqlite3_stmt *q, int *rc)
     return *rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : INT64_MAX;
 }
 
+/* Its contents: the live texts tokenised afresh into a temporary contentless FTS5 table (the
+ * same tokenizer; temp tables are writable on a read-only connection) must give every term
+ * the same document and occurrence counts as the stored index (fts5vocab 'row' of both), so
+ * a text whose terms the index does not hold, or holds from another version, is found. */
+static void check_lexical_terms(checker *c, sqlite3 *db)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(
+        db,
+        "CREATE VIRTUAL TABLE temp.cp_lexcheck USING fts5(text, content = '', tokenize = "
+        "'" CP_LEXICAL_TOKENIZER "');"
+        "INSERT INTO temp.cp_lexcheck(rowid, text) SELECT doc_id, text FROM main.documents"
+        " WHERE deleted = 0 AND text IS NOT NULL;"
+        "CREATE VIRTUAL TABLE temp.cp_lexcheck_stored USING fts5vocab(main, lexical, 'row');"
+        "CREATE VIRTUAL TABLE temp.cp_lexcheck_fresh USING fts5vocab(temp, cp_lexcheck, 'row');",
+        NULL, NULL, &msg);
+    sqlite3_stmt *q = NULL;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(db,
+                                "SELECT 'stored', * FROM (SELECT term, doc, cnt FROM"
+                                " temp.cp_lexcheck_stored EXCEPT SELECT term, doc, cnt FROM"
+                                " temp.cp_lexcheck_fresh) UNION ALL SELECT 'texts', * FROM"
+                                " (SELECT term, doc, cnt FROM temp.cp_lexcheck_fresh EXCEPT"
+                                " SELECT term, doc, cnt FROM temp.cp_lexcheck_stored)",
+                                -1, &q, NULL);
+    int64_t n = 0;
+    while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (++n <= 10)
+            problem(c,
+                    "lexical index: term \"%s\" is in %lld documents (%lld times) by the %s,"
+                    " not by the %s",
+                    (const char *)sqlite3_column_text(q, 1), (long long)sqlite3_column_int64(q, 2),
+                    (long long)sqlite3_column_int64(q, 3),
+                    strcmp((const char *)sqlite3_column_text(q, 0), "stored") ? "live texts"
+                                                                              : "stored index",
+                    strcmp((const char *)sqlite3_column_text(q, 0), "stored") ? "stored index"
+                                                                              : "live texts");
+        rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_DONE)
+        problem(c, "the lexical index's terms cannot be compared with the texts: %s",
+                msg ? msg : sqlite3_errmsg(db));
+    else if (n > 10)
+        problem(c, "lexical index: %lld term counts differ from the live texts'", (long long)n);
+    sqlite3_finalize(q);
+    sqlite3_free(msg);
+    sqlite3_exec(db,
+                 "DROP TABLE IF EXISTS temp.cp_lexcheck_stored;"
+                 " DROP TABLE IF EXISTS temp.cp_lexcheck_fresh;"
+                 " DROP TABLE IF EXISTS temp.cp_lexcheck;",
+                 NULL, NULL, NULL);
+}
+
+static void check_lexical_rows(checker *c, sqlite3 *db);
+
+/* In one read transaction, so that the rows and terms compared are of one version. */
 static void check_lexical(checker *c)
 {
     if (!cp_store_has_lexical(c->store)) return;
     sqlite3 *db = cp_store_sqlite(c->store);
+    bool txn = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+    int64_t before = c->problems;
+    check_lexical_rows(c, db);
+    if (c->problems == before) check_lexical_terms(c, db);
+    if (txn) sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+}
+
+static void check_lexical_rows(checker *c, sqlite3 *db)
+{
     sqlite3_stmt *a = NULL, *b = NULL;
     int ra = sqlite3_prepare_v2(db, "SELECT id FROM lexical_docsize ORDER BY id", -1, &a, NULL);
     int rb = sqlite3_prepare_v2(db,

@@ -7,7 +7,9 @@
  * model. Copied: the codec (centroids, bucket cutoffs and weights, dim, nbits, variant and
  * its scale range), meta "encoder" (the model fingerprint) and the drift reference (p75 /
  * p99 residual norms of the source's held-out vectors: a property of the codec), with the
- * drift counts reset. Not copied: documents, and the search calibration, which was measured
+ * drift counts reset; and how documents are written and searched: meta "pooling" (token
+ * pooling), "windows" (long documents as windows), "hybrid" (the fusion weight) and the
+ * lexical side (empty). Not copied: documents, and the search calibration, which was measured
  * on the source's documents; the new index searches with PLAID's fixed defaults until it
  * is compacted or `colplaid index calibrate` runs. Meta "created_from" records the source.
  */
@@ -65,6 +67,16 @@ static cp_status write_meta(cp_store *store, cp_index *from, const cp_codec *cod
     char *drift = st == CP_OK ? drift_reference(from) : NULL;
     if (drift) st = cp_store_set_meta(store, "drift", drift, err);
     free(drift);
+    if (st != CP_OK) return st;
+    /* How documents are written and searched follows the source, so that an upsert into
+     * the new index is pooled, windowed and lexically indexed as one into the source. */
+    static const char *const follow[] = {"pooling", "windows", "hybrid"};
+    for (size_t i = 0; i < sizeof follow / sizeof follow[0] && st == CP_OK; i++) {
+        char *v = cp_index_meta_get(from, follow[i]);
+        if (v) st = cp_store_set_meta(store, follow[i], v, err);
+        free(v);
+    }
+    if (st == CP_OK && cp_index_has_lexical(from)) st = cp_store_lexical_create(store, err);
     if (st != CP_OK) return st;
     char *created = created_from_json(cp_index_path(from), cp_codec_variant_name(codec->variant));
     if (!created) return cp_error_set(err, CP_ENOMEM, "out of memory");

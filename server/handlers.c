@@ -153,6 +153,32 @@ static void handle_openapi(cp_response *resp)
     cp_response_set_body(resp, 200, &sb, "application/json");
 }
 
+/* What an index was built with beyond its codec, as `colplaid index info --format json`
+ * names it: "lexical" (it has a lexical side, docs/hybrid.md), "pool_factor" (1 unpooled)
+ * and "pool_linkage" (null unpooled; docs/pooling.md), "windows" (meta "windows" or null;
+ * docs/index-format.md "Windows"). */
+static void append_index_features(cp_sb *sb, cp_index *index)
+{
+    cp_sb_printf(sb, ", \"lexical\": %s", cp_index_has_lexical(index) ? "true" : "false");
+    char *text = cp_index_meta_get(index, "pooling");
+    cJSON *o = text ? cJSON_Parse(text) : NULL;
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, "factor");
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(o, "linkage");
+    int factor =
+        cJSON_IsNumber(f) && f->valuedouble >= 1 && f->valuedouble <= 64 ? (int)f->valuedouble : 1;
+    cp_sb_printf(sb, ", \"pool_factor\": %d, \"pool_linkage\": ", factor);
+    if (factor > 1 && cJSON_IsString(l))
+        cp_sb_json_string(sb, l->valuestring);
+    else
+        cp_sb_append(sb, "null");
+    cJSON_Delete(o);
+    free(text);
+    cp_sb_append(sb, ", \"windows\": ");
+    char *win = cp_index_meta_get(index, "windows");
+    append_raw_json(sb, win);
+    free(win);
+}
+
 static void append_index_info(cp_sb *sb, const cp_served_index *si)
 {
     cp_index_stats st;
@@ -173,6 +199,7 @@ static void append_index_info(cp_sb *sb, const cp_served_index *si)
     char *enc = cp_index_meta_get(si->index, "encoder");
     append_raw_json(sb, enc);
     free(enc);
+    append_index_features(sb, si->index);
     cp_sb_append(sb, "}");
 }
 

@@ -250,6 +250,12 @@ static int parse_results(cJSON *root, cpc_results *out, cpc_error *err)
         o->id = dup_or_null(cJSON_GetObjectItemCaseSensitive(h, "id"));
         o->score = (float)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(h, "score"));
         o->text = dup_or_null(cJSON_GetObjectItemCaseSensitive(h, "text"));
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(h, "passage");
+        const cJSON *ps = cJSON_GetObjectItemCaseSensitive(p, "start");
+        const cJSON *pe = cJSON_GetObjectItemCaseSensitive(p, "end");
+        bool has_passage = cJSON_IsNumber(ps) && cJSON_IsNumber(pe);
+        o->passage_start = has_passage ? (long)ps->valuedouble : -1;
+        o->passage_end = has_passage ? (long)pe->valuedouble : -1;
         if (!o->id) {
             cpc_results_free(out);
             return fail(err, 200, "BAD_RESPONSE", "a hit without an id");

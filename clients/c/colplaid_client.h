@@ -46,6 +46,10 @@ typedef struct cpc_hit {
     char *id;
     float score;
     char *text; /* NULL unless requested and stored */
+    /* Windowed indexes (index build --window): the characters [passage_start, passage_end)
+     * of the hit's best window, in Unicode code points from the start of its stored text;
+     * both -1 when the hit has no passage. */
+    long passage_start, passage_end;
 } cpc_hit;
 
 typedef struct cpc_results {

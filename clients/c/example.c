@@ -4,7 +4,8 @@
  *   colplaid_client_example [--url URL] [--key KEY] ACTION
  *   ACTION:
  *     --health
- *     --index NAME [--k K] [--text] [--mode M] (--query TEXT | --embeddings FILE --dim D)   search
+ *     --index NAME [--k K] [--text] [--passages] [--mode M]
+ *         (--query TEXT | --embeddings FILE --dim D)                               search
  *     --index NAME --get ID                                                     a document
  *     --encode TEXT [--encode TEXT...] [--kind query|document]                  embeddings
  *     --rerank QUERY --doc TEXT [--doc TEXT...]                                 MaxSim scores
@@ -13,7 +14,9 @@
  *     --index NAME (--delete ID [--delete ID...] | --delete-filter JSON)
  *
  * --embeddings FILE: raw little-endian float32 rows (n_tokens x D), sent as base64.
- * Output: search, one line per hit: rank<TAB>score<TAB>id[<TAB>text]; get:
+ * Output: search, one line per hit: rank<TAB>score<TAB>id[<TAB>start<TAB>end][<TAB>text]
+ * (start/end with --passages: the best window's characters in a windowed index, -1 -1 for a
+ * hit without one); get:
  * id<TAB>n_tokens<TAB>text; encode, per text a line "shape<TAB>T<TAB>D" then T lines of D
  * numbers; rerank, one line per document, best first: index<TAB>score; upsert: "upserted N
  * added A replaced R tokens T"; delete: "deleted N". Errors go to stderr as
@@ -32,7 +35,8 @@ static int usage(void)
     fprintf(stderr,
             "usage: colplaid_client_example [--url URL] [--key KEY] ACTION, ACTION one of\n"
             "  --health\n"
-            "  --index NAME [--k K] [--text] [--mode M] (--query TEXT | --embeddings FILE.f32 --dim D)\n"
+            "  --index NAME [--k K] [--text] [--passages] [--mode M]\n"
+            "      (--query TEXT | --embeddings FILE.f32 --dim D)\n"
             "  --index NAME --get ID\n"
             "  --encode TEXT [--encode TEXT...] [--kind query|document]\n"
             "  --rerank QUERY --doc TEXT [--doc TEXT...]\n"
@@ -77,7 +81,7 @@ typedef struct doc_arg {
 typedef struct args {
     const char *url, *key, *index, *query, *emb_path, *get, *kind, *rerank, *delete_filter, *mode;
     int k, dim;
-    bool text, health;
+    bool text, health, passages;
     const char *encode[MAX_ITEMS], *docs[MAX_ITEMS], *deletes[MAX_ITEMS];
     size_t n_encode, n_docs, n_deletes, n_upserts;
     doc_arg upserts[MAX_ITEMS];
@@ -103,6 +107,10 @@ static bool parse_args(int argc, char **argv, args *a)
         }
         if (!strcmp(o, "--health")) {
             a->health = true;
+            continue;
+        }
+        if (!strcmp(o, "--passages")) {
+            a->passages = true;
             continue;
         }
         if (i + 1 >= argc) return false;
@@ -174,9 +182,11 @@ static int do_search(cpc_client *c, const args *a, cpc_error *err)
         free(v);
     }
     if (st) return report(err);
-    for (size_t i = 0; i < r.n_hits; i++)
-        printf("%zu\t%.9g\t%s%s%s\n", i + 1, (double)r.hits[i].score, r.hits[i].id,
-               r.hits[i].text ? "\t" : "", r.hits[i].text ? r.hits[i].text : "");
+    for (size_t i = 0; i < r.n_hits; i++) {
+        printf("%zu\t%.9g\t%s", i + 1, (double)r.hits[i].score, r.hits[i].id);
+        if (a->passages) printf("\t%ld\t%ld", r.hits[i].passage_start, r.hits[i].passage_end);
+        printf("%s%s\n", r.hits[i].text ? "\t" : "", r.hits[i].text ? r.hits[i].text : "");
+    }
     cpc_results_free(&r);
     return 0;
 }

@@ -61,3 +61,35 @@ def client_venv(name="clients-venv"):
     if p.returncode != 0:
         sl.die("pip install ./clients/python failed:\n" + p.stdout[-2000:] + p.stderr[-3000:])
     return py
+
+
+def build_windowed_index(folder):
+    """A windowed index (`index build --window 12 --stride 8` with the tiny static model's
+    doc_maxlen set to 12): short documents plus two long ones whose target words lie deep
+    inside, behind multi-byte text. Returns (model, index path, {id: text})."""
+    os.makedirs(os.path.join(folder, "wmodel"), exist_ok=True)
+    model = sl.write_model(os.path.join(folder, "wmodel"))
+    cfg = os.path.join(model, "colplaid-static.json")
+    with open(cfg) as f:
+        c = json.load(f)
+    c["doc_maxlen"] = 12
+    with open(cfg, "w") as f:
+        json.dump(c, f)
+    rng = random.Random(7)
+    fill = "the a of and to in is it for on with as was at by an be this from or that are".split()
+
+    def filler(n):
+        return " ".join(rng.choice(fill) for _ in range(n))
+
+    texts = {"s%02d" % i: filler(rng.randint(3, 8)) + " " + rng.choice(["river", "music", "snow"])
+             for i in range(30)}
+    texts["long1"] = filler(30) + " ü€ Rivér " + filler(2) + " castle island " + filler(30)
+    texts["long2"] = filler(20) + " desert valley " + filler(40)
+    corpus = os.path.join(folder, "wcorpus.jsonl")
+    with open(corpus, "w") as f:
+        for i, t in texts.items():
+            f.write(json.dumps({"_id": i, "text": t}, ensure_ascii=False) + "\n")
+    idx = os.path.join(folder, "win.db")
+    sl.run(["index", "build", "--index", idx, "--corpus", corpus, "--model", model, "--centroids", "16",
+            "--seed", "1", "--quiet", "--window", "12", "--stride", "8"])
+    return model, idx, texts

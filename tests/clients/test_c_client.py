@@ -108,6 +108,24 @@ def check_writes(exe, srv, folder):
     check(rc == 2 and "usage" in err, "upsert without --index: %d %r" % (rc, err))
 
 
+def check_passages(exe, folder):
+    """cpc_hit.passage_start / passage_end: a windowed index's hits carry their best window's
+    span (equal to raw HTTP's); a plain index's hits -1 -1."""
+    model, idx, texts = cl.build_windowed_index(folder)
+    srv = sl.Server(["--index", "win=" + idx, "--model", model, "--no-access-log"])
+    try:
+        for q, doc, words in (("castle island", "long1", "castle island"), ("desert valley", "long2", "desert valley")):
+            st, _, j = srv.json("POST", "/v1/indexes/win/search", {"queries": [q], "k": 5})
+            want = [(h["id"], h["passage"]["start"], h["passage"]["end"]) for h in j["results"][0]["hits"]]
+            rc, out, err = run(exe, ["--url", srv.url, "--index", "win", "--query", q, "--k", "5", "--passages"])
+            got = [(r[2], int(r[3]), int(r[4])) for r in rows(out)] if rc == 0 else None
+            check(got == want, "passages %r: C client %r, raw HTTP %r %s" % (q, got, want, err))
+            check(got and got[0][0] == doc and words in texts[doc][got[0][1]:got[0][2]],
+                  "%r: the top hit's passage %r lacks %r" % (q, got and got[0], words))
+    finally:
+        srv.stop()
+
+
 def main():
     exe = os.path.join(cl.BINARY, "colplaid_client_example")
     if not os.path.exists(exe):
@@ -127,6 +145,9 @@ def main():
                 check(rc == 0 and [g[2] for g in got] == [w["id"] for w in want], "text %r: %r vs %r %s" % (q, got, want, err))
                 check(all(float(g[1]) == w["score"] and g[3] == w["text"] for g, w in zip(got, want)),
                       "text %r: scores/texts differ" % q)
+                rc, out, err = run(exe, ["--url", url, "--index", "idx", "--query", q, "--k", "5", "--passages"])
+                check(rc == 0 and all(r[3:5] == ["-1", "-1"] for r in rows(out)) and rows(out),
+                      "a plain index's hits have passages: %r %s" % (out, err))
                 st, _, e = srv.json("POST", "/v1/encode", {"texts": [q], "kind": "query"})
                 emb = e["results"][0]["embeddings"]
                 path = os.path.join(folder, "q.f32")
@@ -160,6 +181,7 @@ def main():
             check(srv.alive(), "server died")
         finally:
             srv.stop()
+        check_passages(exe, folder)
         rc, out, err = run(exe, ["--url", "http://127.0.0.1:9", "--health"])
         check(rc == 1 and "TRANSPORT (HTTP 0)" in err, "closed port: %d %r" % (rc, err))
 

@@ -317,6 +317,29 @@ def test_admin(folder, model, idx):
         srv.stop()
 
 
+def test_passages(folder):
+    """Hits of a windowed index carry their best window's span (Hit.passage), equal to raw
+    HTTP's; a plain index's hits have none."""
+    from colplaid import Client, Passage
+    model, idx, texts = cl.build_windowed_index(folder)
+    srv = sl.Server(["--index", "win=" + idx, "--model", model, "--no-access-log"])
+    try:
+        c = Client(srv.url)
+        for q, doc, words in (("castle island", "long1", "castle island"), ("desert valley", "long2", "desert valley")):
+            res = c.search("win", q, k=5, include=["text"])
+            st, _, raw = srv.json("POST", "/v1/indexes/win/search", {"queries": [q], "k": 5})
+            want = [(h["id"], h.get("passage")) for h in raw["results"][0]["hits"]] if st == 200 else None
+            got = [(h.id, {"start": h.passage.start, "end": h.passage.end} if h.passage else None) for h in res]
+            check(got == want and all(p for _, p in got), "passages %r: client %r, raw HTTP %r" % (q, got, want))
+            top = res[0] if len(res) else None
+            check(top is not None and top.id == doc and isinstance(top.passage, Passage) and
+                  words in top.passage.of(top.text) and top.passage.of(top.text) != top.text,
+                  "%r: the top hit's passage %r lacks %r" % (q, top and top.passage, words))
+        c.close()
+    finally:
+        srv.stop()
+
+
 def phase2():
     import colplaid
     check(os.path.realpath(colplaid.__file__).startswith(os.path.realpath(sys.prefix)),
@@ -328,6 +351,8 @@ def phase2():
         url = srv.url
         try:
             c = Client(url)
+            plain = c.search("idx", "river", k=3)
+            check(len(plain) and all(h.passage is None for h in plain), "a plain index's hits have passages")
             for name, fn in [("reads", lambda: test_reads(c, srv, docs)), ("errors", lambda: test_errors(c, docs)),
                              ("keepalive", lambda: test_keepalive(c)), ("async", lambda: test_async(url)),
                              ("cli", lambda: test_cli(sys.executable, url, c)), ("writes", lambda: test_writes(c))]:
@@ -337,6 +362,8 @@ def phase2():
             check(srv.alive(), "server died")
         finally:
             srv.stop()
+        print("-- passages", file=sys.stderr)
+        test_passages(folder)
         print("-- beir", file=sys.stderr)
         test_beir(sys.executable, folder, model, docs)
         print("-- retries", file=sys.stderr)

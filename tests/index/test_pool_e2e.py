@@ -134,8 +134,15 @@ def test_build_and_add(folder):
 
 
 def test_http_upsert(folder, pooled):
-    srv = sl.Server(["--index", pooled, "--no-access-log"])
+    made = os.path.join(folder, "made")
+    os.mkdir(made)
+    srv = sl.Server(["--index", pooled, "--index-dir", made, "--no-access-log"])
     try:
+        st, _, info = srv.json("GET", "/v1/indexes/pooled")
+        check(st == 200 and info.get("pool_factor") == 3 and info.get("pool_linkage") == "ward"
+              and info.get("windows") is None and info.get("lexical") is False,
+              "index info of a pooled index: %d %r" % (st, info))
+        srv.check_schema("IndexInfo", info, "GET /v1/indexes/pooled")
         rng = random.Random(21)
         new = make_docs(rng, 3, 7, 25, "http")
         body = {"documents": [{"id": i, "embeddings": d} for i, d in new]}
@@ -145,6 +152,15 @@ def test_http_upsert(folder, pooled):
         want = sum(ceil_div(len(d), 3) for _, d in new)
         check(st == 200 and j.get("added") == 3 and j.get("tokens") == want,
               "pooled upsert: %d %r (want %d tokens)" % (st, j, want))
+        srv.check_schema("UpsertResponse", j, "a pooled upsert's answer")
+        # An index created over HTTP from the pooled one pools its upserts the same way.
+        st, _, j = srv.json("POST", "/v1/indexes", {"name": "made", "codec_from": "pooled"})
+        check(st == 201 and j.get("pool_factor") == 3 and j.get("pool_linkage") == "ward",
+              "an index created from a pooled one: %d %r" % (st, j))
+        srv.check_schema("CreateIndexResponse", j, "POST /v1/indexes")
+        st, _, j = srv.json("POST", "/v1/indexes/made/documents", body)
+        check(st == 200 and j.get("tokens") == want,
+              "upsert into the created index: %d %r (want %d pooled tokens)" % (st, j, want))
         for i, d in new:
             st, _, doc = srv.json("GET", "/v1/indexes/pooled/documents/" + i)
             check(st == 200 and doc.get("n_tokens") == ceil_div(len(d), 3),

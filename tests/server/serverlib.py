@@ -280,6 +280,15 @@ class Server:
     def alive(self):
         return self.proc.poll() is None
 
+    def check_schema(self, name, value, what):
+        """Fails the test when value does not match components/schemas/NAME of the server's
+        own /openapi.json, or carries a field the schema does not document."""
+        if getattr(self, "_openapi", None) is None:
+            st, _, self._openapi = self.json("GET", "/openapi.json")
+            check(st == 200, "GET /openapi.json: %d" % st)
+        problems = schema_problems(self._openapi, {"$ref": "#/components/schemas/" + name}, value, "$")
+        check(not problems, "%s does not match the OpenAPI schema %s: %s" % (what, name, "; ".join(problems[:8])))
+
     def stop(self, sig=signal.SIGTERM, timeout=60):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -291,6 +300,54 @@ class Server:
             die("server did not stop within %ds of signal %d" % (timeout, sig))
         self.reader.join(10)
         return rc
+
+
+_JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool}
+
+
+def schema_problems(spec, schema, v, at):
+    """What of value v (at JSON path at) breaks the OpenAPI 3.0 schema: type, nullable, enum,
+    minimum / maximum, required, items, oneOf, $ref; and strictly, a key of an object whose
+    schema lists its properties without additionalProperties is a problem (undocumented)."""
+    while "$ref" in schema:
+        ref = schema["$ref"]
+        schema = spec
+        for part in ref.lstrip("#/").split("/"):
+            schema = schema[part]
+    if v is None:
+        return [] if schema.get("nullable") or not schema.get("type") else ["%s is null" % at]
+    if "oneOf" in schema:
+        ok = [s for s in schema["oneOf"] if not schema_problems(spec, s, v, at)]
+        return [] if len(ok) == 1 else ["%s matches %d of oneOf" % (at, len(ok))]
+    t = schema.get("type")
+    if t in ("integer", "number"):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (t == "integer" and v != int(v)):
+            return ["%s = %r is not %s" % (at, v, t)]
+        if "minimum" in schema and v < schema["minimum"]:
+            return ["%s = %r < %r" % (at, v, schema["minimum"])]
+        if "maximum" in schema and v > schema["maximum"]:
+            return ["%s = %r > %r" % (at, v, schema["maximum"])]
+    elif t and not isinstance(v, _JSON_TYPES[t]):
+        return ["%s = %r is not %s" % (at, v, t)]
+    if "enum" in schema and v not in schema["enum"]:
+        return ["%s = %r is not one of %r" % (at, v, schema["enum"])]
+    out = []
+    if isinstance(v, dict):
+        props = schema.get("properties")
+        for k in schema.get("required", []):
+            if k not in v:
+                out.append("%s lacks %r" % (at, k))
+        for k, x in v.items():
+            if props is not None and k in props:
+                out += schema_problems(spec, props[k], x, "%s.%s" % (at, k))
+            elif isinstance(schema.get("additionalProperties"), dict):
+                out += schema_problems(spec, schema["additionalProperties"], x, "%s.%s" % (at, k))
+            elif props is not None and not schema.get("additionalProperties"):
+                out.append("%s.%s is not documented" % (at, k))
+    if isinstance(v, list) and "items" in schema:
+        for i, x in enumerate(v):
+            out += schema_problems(spec, schema["items"], x, "%s[%d]" % (at, i))
+    return out
 
 
 def maxsim(q, d):

@@ -73,6 +73,13 @@ def test_create_fill_drop(srv, idx_dir, docs, idx_path):
     # fill it with text (the server's model) and with embeddings, then search
     st, _, j = upsert_text(srv, "fresh", docs[:40])
     check(st == 200 and j.get("added") == 40, "text upsert into the new index: %d %r" % (st, j))
+    # the source has a lexical side, so the new index has one too, and it follows the upserts
+    word = docs[7]["text"].split()[-1]
+    st, _, j = srv.json("POST", "/v1/indexes/fresh/search", {"queries": [word], "k": 100, "mode": "lexical"},
+                        headers=h("read"))
+    want = {d["id"] for d in docs[:40] if word in d["text"].split()}
+    check(st == 200 and {x["id"] for x in j["results"][0]["hits"]} == want,
+          "lexical search of the created index for %r: %d %r, want %r" % (word, st, j, sorted(want)))
     st, _, emb = srv.json("POST", "/v1/encode", {"texts": [docs[50]["text"]], "kind": "document"}, headers=h("read"))
     rows = emb["results"][0]["embeddings"] if st == 200 else [[1.0] + [0.0] * 15]
     st, _, j = srv.json("POST", "/v1/indexes/fresh/documents",

@@ -341,6 +341,21 @@ def test_openapi(srv):
                 continue
             st, h, data = srv.request(m, path, {} if m in ("POST", "PUT", "PATCH") else None)
             check(st in (404, 405), "undocumented %s %s answered %d" % (m, p, st))
+    # The answers of the read routes carry exactly the fields their schemas document.
+    for path, schema in (("/health", "Health"), ("/v1/indexes", "IndexList"),
+                         ("/v1/indexes/idx", "IndexInfo"), ("/v1/indexes/idx/documents/doc-1", "Document")):
+        st, h, j = srv.json("GET", path)
+        check(st == 200, "GET %s: %d" % (path, st))
+        srv.check_schema(schema, j, "GET " + path)
+    st, h, j = srv.json("POST", "/v1/indexes/idx/search",
+                        {"queries": [{"embeddings": [[1.0] + [0.0] * (doc_dim(srv) - 1)]}], "k": 3,
+                         "include": ["text", "metadata"]})
+    check(st == 200, "search: %d %r" % (st, j))
+    srv.check_schema("SearchResponse", j, "a search's answer")
+
+
+def doc_dim(srv):
+    return srv.json("GET", "/v1/indexes/idx")[2]["dim"]
 
 
 def test_search_cli_consistency(srv, corpus, folder):

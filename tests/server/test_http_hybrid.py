@@ -5,8 +5,8 @@ from embeddings has none and answers 422 UNSUPPORTED (HTTP) / exit 2 (CLI) in th
 and hybrid modes until `colplaid index lexical` adds one; lexical and hybrid hits over HTTP
 equal `colplaid search --mode ...` (ids and scores); filters and `ids` apply to both sides
 of a hybrid search; explain lists the query terms that match lexically; the lexical index
-follows upserts, replaces, deletes and compaction (`index check` compares it with the live
-documents); and SIGKILL crash trials during a stream of text writes leave an index whose
+follows upserts, replaces, deletes and compaction (`index check` compares its rows and terms
+with the live documents, and finds a text changed behind its back); and SIGKILL crash trials during a stream of text writes leave an index whose
 lexical side holds exactly the live documents.
 """
 import json
@@ -109,6 +109,10 @@ def test_cli_and_http(folder, model, idx, docs):
         target = next(d for d in docs if "river" in d["text"].split() and "castle" not in d["text"].split())
         st, _, j = srv.json("POST", "/v1/indexes/idx/explain", {"query": "river castle", "id": target["id"]})
         lex = j.get("lexical") if st == 200 else None
+        srv.check_schema("ExplainResponse", j, "explain on a lexical index")
+        st, _, info = srv.json("GET", "/v1/indexes/idx")
+        check(st == 200 and info.get("lexical") is True, "index info: lexical %r" % info)
+        srv.check_schema("IndexInfo", info, "GET /v1/indexes/idx")
         check(lex is not None and lex["terms"] == [{"term": "river", "matched": True},
                                                   {"term": "castle", "matched": False}] and lex["score"] > 0,
               "explain lexical: %d %r" % (st, j))
@@ -260,6 +264,24 @@ def crash_trial(base, folder, model, trial):
     return count[0]
 
 
+def test_check_terms(folder, base):
+    """`index check` compares the lexical side's terms with the live texts, not only its rows:
+    a text changed behind the index's back (same rows, other words) is reported."""
+    import sqlite3
+    path = os.path.join(folder, "terms.db")
+    shutil.copy(base, path)
+    index_check(path, "a copy of the text index")
+    db = sqlite3.connect(path)
+    db.execute("UPDATE documents SET text = 'zebra quokka ' || text WHERE doc_id ="
+               " (SELECT MIN(doc_id) FROM documents WHERE deleted = 0)")
+    db.commit()
+    db.close()
+    p = sl.run(["index", "check", "--index", path], check=False)
+    out = p.stdout + p.stderr
+    check(p.returncode == 1 and 'term "zebra"' in out and 'term "quokka"' in out,
+          "index check of a text the lexical index does not hold: exit %d %s" % (p.returncode, out[-600:]))
+
+
 def main():
     with tempfile.TemporaryDirectory(prefix="cp_http_hybrid_") as folder:
         model, idx, docs = sl.build_text_index(folder)
@@ -268,6 +290,7 @@ def main():
         test_cli_and_http(folder, model, idx, docs)
         test_embeddings_index(folder, model)
         test_writes(folder, model, base)
+        test_check_terms(folder, base)
         for trial in range(CRASH_TRIALS):
             n = crash_trial(base, folder, model, trial)
             print("crash trial %d: %d acknowledged writes" % (trial, n), file=sys.stderr)

@@ -2,7 +2,9 @@
 tiny static model whose doc_maxlen (the windows' position limit) is 12.
 
 Checks: `index build --window` past the position limit fails with a clear message and at the
-limit works; `colplaid search --format json` and HTTP search give each hit of a windowed
+limit works (a document of exactly one window is one window; one token more is two full
+windows, the last ending at the document's end); a windowed build refuses an empty or
+whitespace-only text and leaves no file; `colplaid search --format json` and HTTP search give each hit of a windowed
 index a "passage" {start, end} (code points) that cuts the text at word boundaries, holds
 the words the query targets (also behind multi-byte characters), and agrees between CLI and
 HTTP; both document scores (--doc-score maxsim / maxp) answer; an HTTP text upsert of a long
@@ -93,7 +95,32 @@ def body():
     check(p.returncode == 1 and "position limit" in p.stderr,
           "--window past the position limit: exit %d, %s" % (p.returncode, p.stderr.strip()))
     check(not os.path.exists(idx), "a refused build left a file")
+    # Empty and whitespace-only texts are refused by a windowed build too, leaving nothing.
+    for blank in ("", "  \n\t "):
+        bad = os.path.join(tmp, "blank.jsonl")
+        with open(bad, "w") as f:
+            f.write(json.dumps({"_id": "ok", "text": "river forest"}) + "\n")
+            f.write(json.dumps({"_id": "blank", "text": blank}) + "\n")
+        p = sl.run(["index", "build", "--index", idx, "--corpus", bad, "--model", model, "--centroids", "2",
+                    "--quiet", "--window", "12"], check=False)
+        check(p.returncode == 1 and "line 2" in p.stderr and "no text" in p.stderr and not os.path.exists(idx),
+              "windowed build of %r: exit %d %s" % (blank, p.returncode, p.stderr.strip()))
+    # At the position limit: a document of exactly 12 known words is one window of 12 rows,
+    # one of 13 is two full windows, the second ending at the document's end.
+    docs += [{"_id": "exact12", "text": " ".join(["garden"] * 12)},
+             {"_id": "exact13", "text": " ".join(["garden"] * 12) + " snow"}]
+    with open(corpus, "w") as f:
+        for d in docs:
+            f.write(json.dumps(d, ensure_ascii=False) + "\n")
+    texts = {d["_id"]: d["text"] for d in docs}
     sl.run(base + ["--window", "12", "--stride", "8"])
+    n, wins = windows_of(idx, "exact12")
+    check(n == 12 and wins == [(0, 12, 0, len(texts["exact12"]))],
+          "a document of exactly one window: %r rows, windows %r" % (n, wins))
+    n, wins = windows_of(idx, "exact13")
+    check(n == 24 and len(wins) == 2 and tiles(n, wins) and wins[0][2] == 0 and
+          wins[1][3] == len(texts["exact13"]) and wins[1][2] == len("garden "),
+          "a document one token past the window: %r rows, windows %r" % (n, wins))
     n, wins = windows_of(idx, "long1")
     check(len(wins) >= 7 and tiles(n, wins), "long1's windows %r do not tile its %r rows" % (wins, n))
     check(all(w[1] - w[0] == 12 for w in wins), "long1's windows are not full: %r" % wins)
@@ -129,10 +156,16 @@ def body():
     # HTTP: the same passages; a long upsert replaces every window at once
     srv = sl.Server(["--index", idx, "--model", model, "--no-access-log"])
     try:
+        st, _, info = srv.json("GET", "/v1/indexes/idx")
+        check(st == 200 and info.get("windows") == {"window": 12, "stride": 8, "doc_score": "maxp"}
+              and info.get("pool_factor") == 1 and info.get("lexical") is True,
+              "index info of a windowed index: %d %r" % (st, info))
+        srv.check_schema("IndexInfo", info, "GET /v1/indexes/idx")
         cli_hits = cli("castle island")
         st, _, j = srv.json("POST", "/v1/indexes/idx/search",
                             {"queries": [{"text": "castle island"}], "k": 5, "include": ["text"]})
         check(st == 200, "search: %d %r" % (st, j))
+        srv.check_schema("SearchResponse", j, "a windowed search's answer")
         hh = j["results"][0]["hits"] if st == 200 else []
         check([(h["id"], h.get("passage")) for h in hh] ==
               [(h["id"], h.get("passage")) for h in cli_hits],
@@ -162,6 +195,11 @@ def body():
         n, wins = windows_of(idx, "blank")
         check(st == 200 and n == 1 and wins == [(0, 1, 0, len(unknown))],
               "unknown words: %d %r %r %r" % (st, j, n, wins))
+        for name, text, rows in (("h12", " ".join(["music"] * 12), 12), ("h13", " ".join(["music"] * 13), 24)):
+            st, _, j = srv.json("POST", "/v1/indexes/idx/documents", {"documents": [{"id": name, "text": text}]})
+            n, wins = windows_of(idx, name)
+            check(st == 200 and n == rows and len(wins) == rows // 12 and tiles(n, wins) and wins[-1][3] == len(text),
+                  "HTTP upsert of %d words at the position limit: %d %r %r %r" % (rows, st, j, n, wins))
         st, _, page = srv.request("GET", "/")
         check(st == 200 and b"mark" in page and b"passage" in page, "the page does not mark passages")
         st, _, j = srv.json("POST", "/v1/indexes/idx/compact", {})

@@ -7,9 +7,9 @@
 
 AsyncClient offers the same methods as coroutines.
 """
-from .client import Client, ColplaidError, Hit, SearchResult, decode_b64, embeddings_b64
+from .client import Client, ColplaidError, Hit, Passage, SearchResult, decode_b64, embeddings_b64
 from .aio import AsyncClient
 
-__all__ = ["Client", "AsyncClient", "ColplaidError", "Hit", "SearchResult", "embeddings_b64",
+__all__ = ["Client", "AsyncClient", "ColplaidError", "Hit", "Passage", "SearchResult", "embeddings_b64",
            "decode_b64"]
 __version__ = "0.1.0"

@@ -4,6 +4,7 @@ Pretty, colourised output on a terminal; JSON (one document) when stdout is pipe
 with --json. NO_COLOR (any value) turns colours off.
 """
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -112,12 +113,14 @@ def cmd_search(c, a, o):
     res = c.search(name, a.query, k=a.k, **kw)
     if a.json:
         return {"index": name, "query": a.query, "timing_ms": res.timing_ms,
-                "hits": [h.__dict__ for h in res.hits]}
+                "hits": [dataclasses.asdict(h) for h in res.hits]}
     print(o.dim("%d results from %s in %.1f ms (encode %.1f ms)" % (
         len(res), name, res.timing_ms.get("search", 0), res.timing_ms.get("encode", 0))))
     for i, h in enumerate(res, 1):
         print("%s %s  %s" % (o.dim("%2d." % i), o.green("%8.3f" % h.score), o.blue(h.id)))
-        if h.text:
+        if h.text and h.passage:  # windowed index: the best window's characters
+            print("     " + shorten(h.passage.of(h.text)))
+        elif h.text:
             print("     " + shorten(h.text))
         if a.metadata and h.metadata is not None:
             print("     " + o.dim(json.dumps(h.metadata)))

@@ -38,11 +38,23 @@ class ColplaidError(Exception):
 
 
 @dataclass
+class Passage:
+    """The characters of a hit's best window (windowed indexes, ``index build --window``):
+    ``text[start:end]`` of the stored text, in code points (a Python str slice)."""
+    start: int
+    end: int
+
+    def of(self, text: str) -> str:
+        return text[self.start:self.end]
+
+
+@dataclass
 class Hit:
     id: str
     score: float
     text: Optional[str] = None
     metadata: Any = None
+    passage: Optional[Passage] = None  # windowed indexes only
 
 
 @dataclass
@@ -93,7 +105,9 @@ def _query(q: Query) -> Any:
 
 
 def _hit(h: Dict[str, Any]) -> Hit:
-    return Hit(id=h["id"], score=h["score"], text=h.get("text"), metadata=h.get("metadata"))
+    p = h.get("passage")
+    return Hit(id=h["id"], score=h["score"], text=h.get("text"), metadata=h.get("metadata"),
+               passage=Passage(start=p["start"], end=p["end"]) if p else None)
 
 
 def _seg(s: str) -> str:
