@@ -10,7 +10,11 @@
 #   MODEL_DIR  the static model (default: models/glove; scripts/fetch-glove-model.sh)
 #   WORK_DIR   default /tmp/colplaid_hybrid_bench
 #   Environment: SCIFACT (default ../shared/data/scifact), QRELS (default test; "train" to
-#   choose weights on held-out queries), ALPHAS (default "0.6 0.7 0.75 0.8 0.9").
+#   choose weights on held-out queries), ALPHAS (default "0.6 0.7 0.75 0.8 0.9"), ROUNDS
+#   (default 5: rounds of the latency comparison below; 0 skips it).
+# Then, the latency target (hybrid at k = 10 <= 1.5x late): bench/bench_hybrid alternates
+# late and hybrid query by query in one process, ROUNDS rounds, and prints the median
+# ratios hybrid / late of wall time and of process CPU time, with the load average.
 set -euo pipefail
 BUILD=${1:-build}
 MODEL=${2:-models/glove}
@@ -18,6 +22,7 @@ WORK=${3:-/tmp/colplaid_hybrid_bench}
 SCIFACT=${SCIFACT:-../shared/data/scifact}
 QRELS=${QRELS:-test}
 ALPHAS=${ALPHAS:-"0.6 0.7 0.75 0.8 0.9"}
+ROUNDS=${ROUNDS:-5}
 COLPLAID=$BUILD/colplaid
 mkdir -p "$WORK"
 idx=$WORK/scifact.db
@@ -56,3 +61,9 @@ done
 for a in $ALPHAS; do
   row "hybrid linear min-max alpha $a" --mode hybrid --alpha "$a" --normalize minmax
 done
+if [ "$ROUNDS" -gt 0 ]; then
+  echo
+  echo "Latency, hybrid against late side by side (bench_hybrid, $ROUNDS rounds):"
+  "$BUILD/bench/bench_hybrid" "$idx" "$MODEL" "$SCIFACT/queries.jsonl" \
+    "$SCIFACT/qrels/$QRELS.tsv" "$ROUNDS" 10
+fi

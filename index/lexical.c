@@ -13,8 +13,9 @@
  * - A text query reaches FTS5 only as a disjunction of double-quoted terms made here from
  *   runs of letters and digits; no query syntax of the user's is ever interpreted.
  * - Hybrid scores every candidate on both sides: the lexical candidates get their exact
- *   late score (exact MaxSim over the subset), the late candidates their BM25 score (0 when
- *   no term matches), so normalisation sees complete score vectors.
+ *   late score (scored in the late search's stage 4 beside its own candidates), the late
+ *   candidates their BM25 score (0 when no term matches), so normalisation sees complete
+ *   score vectors.
  */
 #include <ctype.h>
 #include <math.h>
@@ -371,12 +372,6 @@ static int cmp_cand_doc(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
 static cand *find_cand(cand *c, size_t n, int64_t doc)
 {
     size_t lo = 0, hi = n;
@@ -463,7 +458,8 @@ static cp_status fuse(cand *c, size_t n, const cp_fusion *f, cp_error *err)
     return CP_OK;
 }
 
-/* The lexical half of a hybrid search, run on its own thread beside the late half. */
+/* The lexical half of a hybrid search, run on its own thread beside stages 1-3 of the
+ * late half, which joins it before stage 4 (lex_collect) to score its hits there too. */
 typedef struct lex_job {
     cp_store *db;
     const cp_snapshot *snap;
@@ -471,6 +467,10 @@ typedef struct lex_job {
     const cp_search_params *params;
     size_t want, n;
     cp_hit *hits;
+    int64_t *ids;       /* the hits' ids, for stage 4 */
+    float *late;        /* their exact late scores, from stage 4 */
+    pthread_t helper;
+    bool threaded, done;
     bool more;
     cp_status st;
     cp_error err;
@@ -482,6 +482,34 @@ static void *lex_worker(void *arg)
     j->st = lexical_search_in(j->db, j->snap, j->text, j->params, j->want, j->hits, &j->n, &j->more,
                               &j->err);
     return NULL;
+}
+
+/* The lexical hits, once: joins the helper thread, or searches here when none started. */
+static void lex_finish(lex_job *j)
+{
+    if (j->done) return;
+    j->done = true;
+    if (j->threaded)
+        pthread_join(j->helper, NULL);
+    else
+        lex_worker(j);
+}
+
+static cp_status lex_collect(void *ctx, const int64_t **ids, float **scores, size_t *n,
+                             cp_error *err)
+{
+    lex_job *j = ctx;
+    lex_finish(j);
+    if (j->st != CP_OK) {
+        if (err) *err = j->err;
+        return j->st;
+    }
+    for (size_t i = 0; i < j->n; i++)
+        j->ids[i] = j->hits[i].doc_id;
+    *ids = j->ids;
+    *scores = j->late;
+    *n = j->n;
+    return CP_OK;
 }
 
 cp_status cp_index_hybrid_search(cp_index *index, const char *text, const float *query, int n_q,
@@ -509,32 +537,30 @@ cp_status cp_index_hybrid_search(cp_index *index, const char *text, const float 
     double t0 = now_ms();
     cp_snapshot *snap = cp_index_acquire_snapshot(index);
     size_t k = (size_t)params->k, n_lex = 0, n = 0;
-    cp_hit *late = malloc(k * sizeof *late), *lex = malloc(depth * sizeof *lex), *ex = NULL;
+    cp_hit *late = malloc(k * sizeof *late), *lex = malloc(depth * sizeof *lex);
+    int64_t *lex_ids = malloc(depth * sizeof *lex_ids);
+    float *lex_late = malloc(depth * sizeof *lex_late);
     cand *c = calloc(k + depth + 1, sizeof *c);
-    int64_t *need = malloc((depth + k + 1) * sizeof *need);
-    int n_late = 0, n_ex = 0;
+    int n_late = 0;
     bool more = false;
-    if (!late || !lex || !c || !need) st = cp_error_set(err, CP_ENOMEM, "out of memory");
+    if (!late || !lex || !lex_ids || !lex_late || !c)
+        st = cp_error_set(err, CP_ENOMEM, "out of memory");
     /* Both sides on the same snapshot: the late search on it, the lexical rows against
      * its live set. */
     if (st == CP_OK && dim != snap->codec.dim)
         st =
             cp_error_set(err, CP_EDIM, "the query has %d dims, the index %d", dim, snap->codec.dim);
     /* The two halves at once: the lexical one on a helper thread (inline when none can be
-     * started), the late one here. */
-    lex_job job = {
-        .db = db, .snap = snap, .text = text, .params = params, .want = depth, .hits = lex};
-    pthread_t helper;
-    bool threaded = st == CP_OK && pthread_create(&helper, NULL, lex_worker, &job) == 0;
-    if (st == CP_OK) st = cp_snapshot_search(snap, query, n_q, params, late, &n_late, timing, err);
-    if (threaded)
-        pthread_join(helper, NULL);
-    else if (st == CP_OK)
-        lex_worker(&job);
-    if (st == CP_OK && job.st != CP_OK) {
-        st = job.st;
-        if (err) *err = job.err;
-    }
+     * started) while the late one runs stages 1-3 here; its stage 4 then scores the
+     * lexical hits beside its own candidates, with the centroid scores it has computed. */
+    lex_job job = {.db = db, .snap = snap, .text = text, .params = params, .want = depth,
+                   .hits = lex, .ids = lex_ids, .late = lex_late};
+    if (st == CP_OK) job.threaded = pthread_create(&job.helper, NULL, lex_worker, &job) == 0;
+    cp_search_extra extra = {.collect = lex_collect, .ctx = &job};
+    if (st == CP_OK)
+        st = cp_snapshot_search_extra(snap, query, n_q, params, CP_STAGE4_AUTO, &extra, late,
+                                      &n_late, timing, err);
+    if (job.threaded) lex_finish(&job); /* the late search failed before stage 4 */
     n_lex = job.n;
     more = job.more;
     double t2 = now_ms();
@@ -542,13 +568,15 @@ cp_status cp_index_hybrid_search(cp_index *index, const char *text, const float 
         for (int i = 0; i < n_late; i++)
             c[n++] = (cand){.doc = late[i].doc_id, .late = late[i].score, .has_late = true};
         qsort(c, n, sizeof *c, cmp_cand_doc);
-        size_t n_need = 0, base = n;
+        size_t base = n;
         for (size_t i = 0; i < n_lex; i++) {
             cand *x = find_cand(c, base, lex[i].doc_id);
             if (!x) {
+                /* a lexical-only candidate: its exact late score from stage 4 (NAN when
+                 * the late side cannot score it: not in the snapshot) */
                 x = &c[n++];
-                *x = (cand){.doc = lex[i].doc_id};
-                need[n_need++] = lex[i].doc_id;
+                *x = (cand){.doc = lex[i].doc_id, .late = lex_late[i],
+                            .has_late = !isnan(lex_late[i])};
             }
             x->lex = lex[i].score;
             x->has_lex = true;
@@ -558,26 +586,6 @@ cp_status cp_index_hybrid_search(cp_index *index, const char *text, const float 
         float floor_lex = more && n_lex ? lex[n_lex - 1].score : 0;
         for (size_t i = 0; i < base; i++)
             if (!c[i].has_lex) c[i].lex = floor_lex;
-        /* Exact late scores of the lexical-only candidates. */
-        if (n_need) {
-            qsort(need, n_need, sizeof *need, cmp_i64);
-            cp_search_params ep = *params;
-            ep.exact = true;
-            ep.k = (int)n_need;
-            ep.subset = need;
-            ep.n_subset = n_need;
-            if (!(ex = malloc(n_need * sizeof *ex)))
-                st = cp_error_set(err, CP_ENOMEM, "out of memory");
-            if (st == CP_OK) st = cp_snapshot_search(snap, query, n_q, &ep, ex, &n_ex, NULL, err);
-            qsort(c + base, n - base, sizeof *c, cmp_cand_doc);
-            for (int i = 0; st == CP_OK && i < n_ex; i++) {
-                cand *x = find_cand(c + base, n - base, ex[i].doc_id);
-                if (x) {
-                    x->late = ex[i].score;
-                    x->has_late = true;
-                }
-            }
-        }
     }
     if (st == CP_OK) {
         /* Drop what the late side could not score (not in the snapshot). */
@@ -597,16 +605,16 @@ cp_status cp_index_hybrid_search(cp_index *index, const char *text, const float 
         *n_hits = (int)out;
     }
     if (timing) {
-        timing->stage4 += now_ms() - t2; /* the exact rescoring and the fusion */
+        timing->stage4 += now_ms() - t2; /* stage 4 (with the lexical hits) and the fusion */
         timing->total = now_ms() - t0;
     }
     cp_snapshot_release(snap);
     cp_index_pool_put(index, db);
     free(late);
     free(lex);
-    free(ex);
+    free(lex_ids);
+    free(lex_late);
     free(c);
-    free(need);
     return st;
 }
 

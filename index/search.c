@@ -709,10 +709,94 @@ static cp_status exact_candidates(const cp_snapshot *snap, scratch *s,
     return CP_OK;
 }
 
-cp_status cp_snapshot_search_traced(const cp_snapshot *snap, const float *query, int n_q,
-                                    const cp_search_params *params, cp_stage4_mode mode,
-                                    cp_hit *hits, int *n_hits, cp_search_timing *timing,
-                                    cp_search_trace *trace, cp_error *err)
+/* ---------------------------------------------------------------------------------------
+ * Extra documents scored in stage 4 (hybrid search: the lexical candidates)
+ * ------------------------------------------------------------------------------------ */
+
+/* Grow s->cand to hold n entries, keeping its contents (grow() does not copy). */
+static cp_status grow_cand_keep(scratch *s, size_t n, cp_error *err)
+{
+    if (n <= s->cap_cand && s->cand) return CP_OK;
+    size_t want = n + n / 4 + 16;
+    scored *q = realloc(s->cand, want * sizeof *q);
+    if (!q) return cp_error_set(err, CP_ENOMEM, "out of memory for %zu search candidates", n);
+    s->cand = q;
+    s->cap_cand = want;
+    return CP_OK;
+}
+
+static int cmp_scored_doc(const void *pa, const void *pb)
+{
+    int32_t a = ((const scored *)pa)->doc, b = ((const scored *)pb)->doc;
+    return (a > b) - (a < b);
+}
+
+/* After stages 1-3 (the n candidates in s->cand): every extra document with a live slot
+ * that is not a candidate already is appended to s->cand, to be scored with them. where[i]
+ * is where extra i's score will be: its position in s->cand (>= n), -1 (no live document
+ * in this snapshot), or -2 - slot when it is one of the candidates. *n_all: candidates
+ * plus appended. Uses the all-zero bitmap and leaves it so. */
+static cp_status place_extra(const cp_snapshot *snap, scratch *s, size_t n, const int64_t *ids,
+                             size_t n_ids, int64_t *where, size_t *n_all, cp_error *err)
+{
+    cp_status st = grow_cand_keep(s, n + n_ids + 1, err);
+    if (st != CP_OK) return st;
+    for (size_t i = 0; i < n; i++) {
+        int32_t d = s->cand[i].doc;
+        s->bitmap[d >> 6] |= 1ull << (d & 63);
+    }
+    size_t m = n;
+    for (size_t i = 0; i < n_ids; i++) {
+        int64_t slot = ids[i] < 0 ? -1 : cp_snapshot_slot_of(snap, ids[i]);
+        if (slot < 0 || snap->deleted[slot]) {
+            where[i] = -1;
+        } else if (s->bitmap[slot >> 6] & (1ull << (slot & 63))) {
+            where[i] = -2 - slot;
+        } else {
+            s->cand[m].doc = (int32_t)slot;
+            s->cand[m].score = 0.0f;
+            where[i] = (int64_t)m++;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        int32_t d = s->cand[i].doc;
+        s->bitmap[d >> 6] &= ~(1ull << (d & 63));
+    }
+    *n_all = m;
+    return CP_OK;
+}
+
+/* The extra documents' scores once stage 4 has scored s->cand[0..n_all). Reorders the n
+ * candidates (by slot) when an extra is one of them: the top-k selection that follows does
+ * not depend on their order. */
+static void read_extra(scratch *s, size_t n, const int64_t *where, size_t n_ids, float *scores)
+{
+    bool among = false;
+    for (size_t i = 0; i < n_ids; i++) {
+        scores[i] = where[i] >= 0 ? s->cand[where[i]].score : NAN;
+        among |= where[i] <= -2;
+    }
+    if (!among) return;
+    qsort(s->cand, n, sizeof(scored), cmp_scored_doc);
+    for (size_t i = 0; i < n_ids; i++) {
+        if (where[i] > -2) continue;
+        int64_t slot = -2 - where[i];
+        size_t lo = 0, hi = n;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (s->cand[mid].doc < slot)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < n && s->cand[lo].doc == slot) scores[i] = s->cand[lo].score;
+    }
+}
+
+static cp_status search_impl(const cp_snapshot *snap, const float *query, int n_q,
+                             const cp_search_params *params, cp_stage4_mode mode,
+                             const cp_search_extra *extra, cp_hit *hits, int *n_hits,
+                             cp_search_timing *timing, cp_search_trace *trace, cp_error *err)
 {
     cp_search_timing tm = {0};
     if (trace) memset(trace, 0, sizeof *trace);
@@ -739,15 +823,32 @@ cp_status cp_snapshot_search_traced(const cp_snapshot *snap, const float *query,
         tm.centroid_scores = now_ms() - t0;
         st = plaid_prefilter(snap, s, kn, n_q, nqp, params, &n, &tm, trace, err);
     }
+    /* The extra documents join stage 4: same query, same centroid scores, same kernel. */
+    const int64_t *ids = NULL;
+    float *extra_out = NULL;
+    size_t n_ids = 0, n_all = n;
+    int64_t *where = NULL;
+    if (st == CP_OK && extra) {
+        st = extra->collect(extra->ctx, &ids, &extra_out, &n_ids, err);
+        if (st == CP_OK && n_ids && (!ids || !extra_out))
+            st = cp_error_set(err, CP_EINVAL, "search: extra documents without ids or scores");
+        if (st == CP_OK && n_ids && !(where = malloc(n_ids * sizeof *where)))
+            st = cp_error_set(err, CP_ENOMEM, "out of memory for %zu extra documents", n_ids);
+        if (st == CP_OK && n_ids) st = place_extra(snap, s, n, ids, n_ids, where, &n_all, err);
+    }
     if (st != CP_OK) {
+        free(where);
         cp_search_trace_free(trace);
         return st;
     }
     double t4 = now_ms();
-    if ((st = exact_stage(snap, s, kn, n_q, nqp, n, mode, !exhaustive, err)) != CP_OK) {
+    if ((st = exact_stage(snap, s, kn, n_q, nqp, n_all, mode, !exhaustive, err)) != CP_OK) {
+        free(where);
         cp_search_trace_free(trace);
         return st;
     }
+    if (n_ids) read_extra(s, n, where, n_ids, extra_out);
+    free(where);
     size_t k = (size_t)params->k < n ? (size_t)params->k : n;
     select_best(s->cand, n, k);
     qsort(s->cand, k, sizeof(scored), cmp_scored);
@@ -761,6 +862,24 @@ cp_status cp_snapshot_search_traced(const cp_snapshot *snap, const float *query,
     tm.total = t5 - t0;
     if (timing) *timing = tm;
     return CP_OK;
+}
+
+cp_status cp_snapshot_search_traced(const cp_snapshot *snap, const float *query, int n_q,
+                                    const cp_search_params *params, cp_stage4_mode mode,
+                                    cp_hit *hits, int *n_hits, cp_search_timing *timing,
+                                    cp_search_trace *trace, cp_error *err)
+{
+    return search_impl(snap, query, n_q, params, mode, NULL, hits, n_hits, timing, trace, err);
+}
+
+cp_status cp_snapshot_search_extra(const cp_snapshot *snap, const float *query, int n_q,
+                                   const cp_search_params *params, cp_stage4_mode mode,
+                                   const cp_search_extra *extra, cp_hit *hits, int *n_hits,
+                                   cp_search_timing *timing, cp_error *err)
+{
+    if (!extra || !extra->collect)
+        return cp_error_set(err, CP_EINVAL, "search: extra documents without a collect function");
+    return search_impl(snap, query, n_q, params, mode, extra, hits, n_hits, timing, NULL, err);
 }
 
 cp_status cp_snapshot_stage_candidates(const cp_snapshot *snap, const float *query, int n_q,

@@ -42,6 +42,26 @@ cp_status cp_snapshot_search_traced(const cp_snapshot *snap, const float *query,
                                     cp_hit *hits, int *n_hits, cp_search_timing *timing,
                                     cp_search_trace *trace, cp_error *err);
 
+/* Documents to score exactly beside a search's own candidates (hybrid search: the lexical
+ * candidates, index/lexical.c). collect is called once, after stages 1-3 and before stage 4
+ * (it may block, e.g. to join the thread that finds them; it is not called when an earlier
+ * stage fails), and gives n internal document ids (unique, any order) and room for n
+ * scores. Stage 4 then scores them together with the candidates, with the query's centroid
+ * scores that stages 1-3 computed and the same kernel (so the cost model of
+ * implicit/explicit scoring sees all their tokens), and writes scores[i] = the exact
+ * MaxSim of ids[i], NAN when the snapshot has no live document with that id. The hits are
+ * those the search would return without extra documents. */
+typedef struct cp_search_extra {
+    cp_status (*collect)(void *ctx, const int64_t **ids, float **scores, size_t *n,
+                         cp_error *err);
+    void *ctx;
+} cp_search_extra;
+
+cp_status cp_snapshot_search_extra(const cp_snapshot *snap, const float *query, int n_q,
+                                   const cp_search_params *params, cp_stage4_mode mode,
+                                   const cp_search_extra *extra, cp_hit *hits, int *n_hits,
+                                   cp_search_timing *timing, cp_error *err);
+
 /* Sizes the stages will keep for params: stage 2 keeps max(ndocs, k), stage 3 keeps
  * max(ndocs / 4, k), so user overrides can never return fewer than k hits. */
 void cp_search_stage_sizes(const cp_search_params *params, int *keep2, int *keep3);

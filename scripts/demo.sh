@@ -5,7 +5,9 @@
 #      default (static) model;
 #   3. index a real corpus every Debian machine has: the descriptions of the installed
 #      packages (/var/lib/dpkg/status);
-#   4. serve it on http://127.0.0.1:8080 and run a query against the server.
+#   4. serve it on http://127.0.0.1:8080 and run a query against the server, in hybrid mode
+#      (BM25 and late interaction fused: with the static model it ranks better on SciFact
+#      than either alone, within 1.5x the late search's latency; docs/hybrid.md).
 # The server then keeps running in the foreground (Ctrl-C stops it), unless
 # CP_DEMO_EXIT=1, which stops it after the query (used by the tests).
 # Environment: CP_DEMO_DIR (default ./demo), CP_DEMO_PORT (8080), CP_DEMO_QUERY.
@@ -45,7 +47,7 @@ for _ in $(seq 1 100); do
 done
 
 echo "== query: $query"
-body=$(printf '{"queries": [{"text": "%s"}], "k": 5, "include": ["text"]}' "$query")
+body=$(printf '{"queries": [{"text": "%s"}], "k": 5, "mode": "hybrid", "include": ["text"]}' "$query")
 # Printed whole once curl is done: the server's access-log line (same terminal) cannot
 # then land in the middle of the answer.
 answer=$(curl -fsS -H 'Content-Type: application/json' -d "$body" \

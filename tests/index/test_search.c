@@ -432,6 +432,103 @@ static void test_params(void)
     CP_CHECK_INT(k3, 10);
 }
 
+/* Extra documents scored in stage 4 (hybrid search's lexical candidates): the hits are the
+ * plain search's, and every extra id gets its exact MaxSim (the naive scorer's), whether it
+ * is one of PLAID's candidates, a document PLAID never reached, a deleted one or an id the
+ * snapshot does not have (NAN); in explicit and implicit stage 4, PLAID and exhaustive,
+ * with and without a subset. */
+typedef struct extra_ctx {
+    int64_t ids[64];
+    float scores[64];
+    size_t n;
+    int calls;
+} extra_ctx;
+
+static cp_status extra_collect(void *ctx, const int64_t **ids, float **scores, size_t *n,
+                               cp_error *err)
+{
+    (void)err;
+    extra_ctx *x = ctx;
+    x->calls++;
+    *ids = x->ids;
+    *scores = x->scores;
+    *n = x->n;
+    return CP_OK;
+}
+
+static cp_status extra_fail(void *ctx, const int64_t **ids, float **scores, size_t *n,
+                            cp_error *err)
+{
+    (void)ctx, (void)ids, (void)scores, (void)n;
+    return cp_error_set(err, CP_EINVAL, "the lexical half failed");
+}
+
+static void test_extra_documents(void)
+{
+    cp_snapshot *s = tu_snapshot(104, 2, 40, 400, 30, 7, 0, 1);
+    int nq = 32, d = 104;
+    float *q = malloc(sizeof(float) * (size_t)(nq * d));
+    make_query(q, nq, d, 0);
+    int64_t subset[200];
+    for (int i = 0; i < 200; i++) subset[i] = 2 * i;
+    for (int variant = 0; variant < 12; variant++) {
+        cp_stage4_mode mode = variant % 3 == 0   ? CP_STAGE4_AUTO
+                              : variant % 3 == 1 ? CP_STAGE4_EXPLICIT
+                                                 : CP_STAGE4_IMPLICIT;
+        cp_search_params p;
+        cp_search_params_init(&p, 10);
+        p.ncells = 1; /* few candidates: most extras are not among them */
+        p.ndocs = 40;
+        p.exact = (variant / 3) % 2;
+        if (variant >= 6) {
+            p.subset = subset;
+            p.n_subset = 200;
+        }
+        cp_hit plain[10], hits[10];
+        int n_plain = 0, n_hits = 0;
+        cp_error err = {0};
+        CP_CHECK_OK(cp_snapshot_search_traced(s, q, nq, &p, mode, plain, &n_plain, NULL, NULL, &err), err);
+        /* extras: the plain hits, then every 7th doc (deleted ones included), an id past the
+         * snapshot and a negative one */
+        extra_ctx x = {.n = 0};
+        for (int i = 0; i < n_plain; i++) x.ids[x.n++] = plain[i].doc_id;
+        for (int64_t doc = 3; doc < s->n_slots && x.n < 60; doc += 7) {
+            bool dup = false;
+            for (size_t j = 0; j < x.n; j++) dup |= x.ids[j] == doc;
+            if (!dup) x.ids[x.n++] = doc;
+        }
+        x.ids[x.n++] = s->n_slots + 5;
+        x.ids[x.n++] = -1;
+        cp_search_extra extra = {.collect = extra_collect, .ctx = &x};
+        CP_CHECK_OK(cp_snapshot_search_extra(s, q, nq, &p, mode, &extra, hits, &n_hits, NULL, &err), err);
+        CP_CHECK_INT(x.calls, 1);
+        CP_CHECK_INT(n_hits, n_plain);
+        for (int i = 0; i < n_hits && i < n_plain; i++) {
+            CP_CHECK_INT(hits[i].doc_id, plain[i].doc_id);
+            CP_CHECK_NEAR(hits[i].score, plain[i].score, 1e-5);
+        }
+        for (size_t j = 0; j < x.n; j++) {
+            int64_t doc = x.ids[j];
+            if (doc < 0 || doc >= s->n_slots || s->deleted[doc]) {
+                CP_CHECK(isnan(x.scores[j]));
+            } else {
+                CP_CHECK_NEAR(x.scores[j], tu_exact_score(s, q, nq, doc), 1e-4);
+            }
+        }
+    }
+    /* a failing collect fails the search with its message */
+    cp_search_params p;
+    cp_search_params_init(&p, 10);
+    cp_hit hits[10];
+    int n_hits = 0;
+    cp_error err = {0};
+    cp_search_extra bad = {.collect = extra_fail};
+    CP_CHECK(cp_snapshot_search_extra(s, q, nq, &p, CP_STAGE4_AUTO, &bad, hits, &n_hits, NULL, &err) == CP_EINVAL);
+    CP_CHECK(strstr(err.message, "lexical half failed") != NULL);
+    free(q);
+    cp_snapshot_release(s);
+}
+
 int main(void)
 {
     test_params();
@@ -441,5 +538,6 @@ int main(void)
     test_subset_and_deleted();
     test_implicit_equals_explicit();
     test_bad_input();
+    test_extra_documents();
     return CP_TEST_RESULT();
 }

@@ -54,6 +54,37 @@ def index_check(path, what):
     check(p.returncode == 0, "%s: index check exit %d: %s" % (what, p.returncode, (p.stdout + p.stderr)[-600:]))
 
 
+def reference_hybrid(srv, q, k, alpha, depth):
+    """Hybrid fusion recomputed from the plain modes (the implementation before stage 4 was
+    shared: a late search, the lexical rows, an exact search of the lexical-only ones), by
+    z-score linear fusion: the ids, best first, and their fused scores."""
+    st, j = search(srv, {"queries": [q], "k": k, "mode": "plaid"})
+    check(st == 200, "late %r: %d %r" % (q, st, j))
+    late = dict(hits(j))
+    st, j = search(srv, {"queries": [q], "k": depth + 1, "mode": "lexical"})
+    check(st == 200, "lexical %r: %d %r" % (q, st, j))
+    rows = hits(j)
+    more, rows = len(rows) > depth, rows[:depth]
+    lex = dict(rows)
+    only = [i for i, _ in rows if i not in late]
+    if only:
+        st, j = search(srv, {"queries": [q], "k": len(only), "mode": "exact", "ids": only})
+        check(st == 200 and len(j["results"][0]["hits"]) == len(only), "exact %r: %d %r" % (q, st, j))
+        late.update(hits(j))
+    floor = rows[-1][1] if more and rows else 0.0
+    ids = list(late)
+    lv = [lex.get(i, floor) for i in ids]
+    mv = [late[i] for i in ids]
+
+    def z(v):
+        m = sum(v) / len(v)
+        sd = (sum((x - m) ** 2 for x in v) / len(v)) ** 0.5
+        return [(x - m) / sd if sd > 0 else 0.0 for x in v]
+
+    fused = [alpha * a + (1 - alpha) * b for a, b in zip(z(lv), z(mv))]
+    return sorted(zip(ids, fused), key=lambda t: -t[1])[:k]
+
+
 def test_cli_and_http(folder, model, idx, docs):
     info = json.loads(sl.run(["index", "info", "--index", idx, "--format", "json"]).stdout)
     check(info.get("lexical") is True, "a --corpus build has a lexical side: %r" % info.get("lexical"))
@@ -86,6 +117,16 @@ def test_cli_and_http(folder, model, idx, docs):
         st2, j2 = search(srv, {"queries": ["river market"], "k": 3, "mode": "lexical"})
         check(st == 200 and st2 == 200 and [h["id"] for h in j["results"][0]["hits"]] ==
               [h["id"] for h in j2["results"][0]["hits"]], "alpha 1 ranks as lexical: %r %r" % (j, j2))
+        # Hybrid ranks as the fusion of the plain modes' scores: the lexical-only candidates'
+        # late scores come from the late search's stage 4 now, and must equal exact MaxSim.
+        for q in ["river market", "snow city library", "why does the river flood"]:
+            st, j = search(srv, {"queries": [q], "k": 5, "mode": "hybrid",
+                                 "fusion": {"alpha": 0.9, "depth": 20}})
+            check(st == 200, "hybrid %r: %d %r" % (q, st, j))
+            got, want = hits(j), reference_hybrid(srv, q, 5, 0.9, 20)
+            check([i for i, _ in got] == [i for i, _ in want] and
+                  all(abs(a - b) <= 1e-3 for (_, a), (_, b) in zip(got, want)),
+                  "hybrid %r: %r, recomputed from the plain modes %r" % (q, got, want))
         # Filters and ids apply to both sides.
         for mode in ["lexical", "hybrid"]:
             st, j = search(srv, {"queries": ["river snow"], "k": 20, "mode": mode,
