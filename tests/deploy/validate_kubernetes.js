@@ -1,5 +1,5 @@
 // Validates the manifests of a deploy/kubernetes folder (issue 15 §2):
-//   node validate_kubernetes.js DIR IMAGE COLPLAID
+//   node validate_kubernetes.js IMAGE COLPLAID DIR [DIR...]
 // 1. every object against the Kubernetes API schema of its apiVersion/kind (the validators
 //    kubernetes-models generates from the Kubernetes OpenAPI document: types, required
 //    fields, enums, formats);
@@ -11,18 +11,30 @@
 //    whose pods use JOB_COMPLETION_INDEX, and its shard count equals its completions, the
 //    StatefulSet's replicas and the coordinator's shard URLs; every colplaid option the
 //    manifests pass exists in COLPLAID's --help (except `serve --shards`, issue 15 §3).
-// Prints one line per problem and exits 1 if there is any.
+// Prints one line per problem, prefixed with its DIR, then "DIR: ok" or "DIR: N problem(s)";
+// exits 1 if any DIR has a problem. (Several DIRs in one run: the test's broken copies.)
 "use strict";
 const fs = require("fs");
 const path = require("path");
 const YAML = require("yaml");
 const { execFileSync } = require("child_process");
 
-const [dir, image, colplaid] = process.argv.slice(2);
-if (!dir || !image || !colplaid) {
-  console.error("usage: node validate_kubernetes.js DIR IMAGE COLPLAID");
+const [image, colplaid, ...dirs] = process.argv.slice(2);
+if (!dirs.length || !image || !colplaid) {
+  console.error("usage: node validate_kubernetes.js IMAGE COLPLAID DIR [DIR...]");
   process.exit(2);
 }
+let help = {};
+let anyBad = false;
+for (const dir of dirs) {
+  const problems = check(dir);
+  for (const p of problems) console.log(`${dir}: ${p}`);
+  console.log(problems.length ? `${dir}: ${problems.length} problem(s)` : `${dir}: ok`);
+  if (problems.length) anyBad = true;
+}
+process.exit(anyBad ? 1 : 0);
+
+function check(dir) {
 const problems = [];
 const bad = (where, msg) => problems.push(`${where}: ${msg}`);
 
@@ -93,7 +105,6 @@ for (const x of objects) {
   const t = (x.o.spec || {}).template;
   if (t && t.spec) podSpecs.push({ ...x, tpl: t });
 }
-let help = {};
 function helpOf(sub) {
   if (!(sub in help)) {
     try {
@@ -172,6 +183,6 @@ for (const { where, o } of indexed) {
 const counts = new Set(shardCounts.map((s) => s.n));
 if (counts.size !== 1) bad(dir, `shard counts disagree: ${shardCounts.map((s) => `${s.where}=${s.n}`).join(", ")}`);
 
-for (const p of problems) console.log(p);
-if (problems.length) process.exit(1);
-console.log(`ok  ${objects.length} objects in ${files.length} files valid (Kubernetes API schemas + project rules; ${[...counts][0]} shards)`);
+if (!problems.length) console.log(`ok  ${dir}: ${objects.length} objects in ${files.length} files valid (Kubernetes API schemas + project rules; ${[...counts][0]} shards)`);
+return problems;
+}
