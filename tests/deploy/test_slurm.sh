@@ -53,6 +53,7 @@ cleanup() {
     [[ ${CP_TEST_KEEP:-0} == 1 ]] && echo "kept $work" >&2 || rm -rf "$work"
 }
 trap cleanup EXIT
+trap "exit 1" TERM INT HUP
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 dump_logs() {
