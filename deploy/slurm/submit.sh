@@ -21,8 +21,8 @@ if ! [[ $CP_SHARDS =~ ^[1-9][0-9]*$ ]]; then
     exit 2
 fi
 mkdir -p "$CP_OUT/logs"
-# shellcheck disable=SC2086 # CP_SBATCH_ARGS is an option list
-common=(--parsable --export=ALL --chdir="$CP_OUT" ${CP_SBATCH_ARGS:-})
+read -r -a site_args <<<"${CP_SBATCH_ARGS:-}"
+common=(--parsable --export=ALL --chdir="$CP_OUT" "${site_args[@]}")
 train=$(sbatch "${common[@]}" --output="$CP_OUT/logs/train-%j.out" "$here/train.sbatch")
 train=${train%%;*}
 array=$(sbatch "${common[@]}" --dependency="afterok:$train" --array="0-$((CP_SHARDS - 1))" \

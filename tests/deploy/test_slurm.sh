@@ -32,10 +32,15 @@ pids=()
 # slurmstepd processes (one per running job step, detached from slurmd) of this test's
 # Slurm: those with a file or working directory in $work.
 our_stepds() {
-    local d
+    local d f
     for d in /proc/[0-9]*; do
         [[ $(cat "$d/comm" 2>/dev/null) == slurmstepd ]] || continue
-        if ls -l "$d/cwd" "$d/fd/" 2>/dev/null | grep -qF "$work"; then echo "${d#/proc/}"; fi
+        for f in "$d/cwd" "$d"/fd/*; do
+            if [[ $(readlink "$f" 2>/dev/null) == "$work"/* ]]; then
+                echo "${d#/proc/}"
+                break
+            fi
+        done
     done
 }
 cleanup() {
@@ -50,7 +55,7 @@ cleanup() {
         kill -9 "$p" 2>/dev/null
     done
     for p in $(our_stepds); do kill -9 "$p" 2>/dev/null; done
-    [[ ${CP_TEST_KEEP:-0} == 1 ]] && echo "kept $work" >&2 || rm -rf "$work"
+    if [[ ${CP_TEST_KEEP:-0} == 1 ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 trap "exit 1" TERM INT HUP
