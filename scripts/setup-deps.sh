@@ -14,7 +14,7 @@ build=(build-essential cmake pkg-config git
        libutf8proc-dev libcurl4-openssl-dev)
 demo=(nodejs npm)
 test=(python3 python3-numpy python3-torch python3-pip python3-setuptools python3-wheel python3-venv clang libclang-rt-14-dev libomp-dev sqlite3 jq unzip wrk hyperfine chromium
-      podman runc debootstrap python3-yaml)
+      podman runc debootstrap python3-yaml munge slurmctld slurmd slurm-client)
 
 mode=${1:-all}
 case "$mode" in
