@@ -451,10 +451,12 @@ int cp_cmd_index_set_model(int argc, char **argv)
     if (wants_help(argc, argv)) return fputs(set_model_usage, stdout), CP_EXIT_OK;
     const char *index = NULL, *model = NULL;
     bool quiet = false;
-    admin_opt opts[] = {{"--index", &index, NULL}, {"--model", &model, NULL}, {"--quiet", NULL, &quiet}};
+    admin_opt opts[] = {
+        {"--index", &index, NULL}, {"--model", &model, NULL}, {"--quiet", NULL, &quiet}};
     int rc = parse_opts(cmd, argc, argv, opts, sizeof opts / sizeof opts[0]);
     if (rc) return rc;
-    if (!index || !model) return cp_cli_usage_error(cmd, "--index IDX.db and --model MODEL are required");
+    if (!index || !model)
+        return cp_cli_usage_error(cmd, "--index IDX.db and --model MODEL are required");
     cp_error err = {0};
     cp_index *ix = NULL;
     cp_encoder *enc = NULL;

@@ -374,8 +374,8 @@ static cp_status load_text_queries(const char *cmd, const options *o, cp_index *
     bool keep_text = o->mode != MODE_LATE;
     if (o->mode != MODE_LEXICAL) { /* lexical search needs no model */
         /* the index's own model (fingerprint), encoding the dims it recorded */
-        st = cp_cli_load_model_for_index(cmd, o->model, o->threads, index, o->allow_mismatch,
-                                         &enc, err);
+        st = cp_cli_load_model_for_index(cmd, o->model, o->threads, index, o->allow_mismatch, &enc,
+                                         err);
         if (st != CP_OK) return st;
         q->dim = cp_encoder_dim(enc);
     }

@@ -427,9 +427,9 @@ static char *make_fingerprint(const char *dir, const bert_impl *b, int dim)
  * reads the model config's truncate_dim. */
 static cp_status hash_config(const char *dir, uint64_t *h, int *truncate_dim, cp_error *err)
 {
-    static const char *const skip[] = {"_name_or_path", "transformers_version", "torch_dtype",
-                                       "_commit_hash", "use_cache", "truncate_dim",
-                                       "matryoshka_dimensions"};
+    static const char *const skip[] = {
+        "_name_or_path", "transformers_version", "torch_dtype",          "_commit_hash",
+        "use_cache",     "truncate_dim",         "matryoshka_dimensions"};
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     cJSON *c;
@@ -496,9 +496,15 @@ static cp_status hash_dense(const char *dir, uint64_t *h, cp_error *err)
 static cp_status hash_model(const char *dir, const bert_impl *b, uint64_t *h, int *truncate_dim,
                             cp_error *err)
 {
-    static const char *const tokenizer_files[] = {
-        "tokenizer.json",  "vocab.txt",  "tokenizer_config.json",   "special_tokens_map.json",
-        "added_tokens.json", "merges.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model"};
+    static const char *const tokenizer_files[] = {"tokenizer.json",
+                                                  "vocab.txt",
+                                                  "tokenizer_config.json",
+                                                  "special_tokens_map.json",
+                                                  "added_tokens.json",
+                                                  "merges.txt",
+                                                  "vocab.json",
+                                                  "sentencepiece.bpe.model",
+                                                  "spiece.model"};
     *h = 0x636f6c706c616964ull; /* "colplaid" */
     cp_status st = hash_config(dir, h, truncate_dim, err);
     const cp_colbert_settings *c = &b->set;

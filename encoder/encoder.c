@@ -83,8 +83,14 @@ void cp_encoder_free(cp_encoder *enc)
     free(enc);
 }
 
-int cp_encoder_dim(const cp_encoder *enc) { return cp_encoder_out_dim(enc); }
-int cp_encoder_model_dim(const cp_encoder *enc) { return enc->dim; }
+int cp_encoder_dim(const cp_encoder *enc)
+{
+    return cp_encoder_out_dim(enc);
+}
+int cp_encoder_model_dim(const cp_encoder *enc)
+{
+    return enc->dim;
+}
 int cp_encoder_centroid_scale(const cp_encoder *enc)
 {
     return enc->centroid_scale;
@@ -116,7 +122,8 @@ cp_status cp_encoder_encode(cp_encoder *enc, cp_text_kind kind, const char *cons
     if (n == 0) return CP_OK;
     memset(out, 0, n * sizeof *out);
     cp_status st = enc->backend->encode(enc, kind, texts, n, out, err);
-    for (size_t i = 0; st == CP_OK && i < n; i++) cp_embeddings_truncate(&out[i], cp_encoder_out_dim(enc));
+    for (size_t i = 0; st == CP_OK && i < n; i++)
+        cp_embeddings_truncate(&out[i], cp_encoder_out_dim(enc));
     return st;
 }
 

@@ -40,7 +40,7 @@ struct cp_encoder {
     int threads;
     int position_limit;       /* most units one encode_units call takes */
     cp_window_options window; /* the model config's default windows (window 0: none) */
-    char *fingerprint; /* JSON, malloc'd: the backend's legacy object, then version 2 */
+    char *fingerprint;        /* JSON, malloc'd: the backend's legacy object, then version 2 */
     /* Fingerprints (fingerprint.c): the backend sets content_hash (everything that changes
      * the vectors) and may set config_dim (the model config's truncate_dim, 0: none);
      * cp_encoder_load keeps the backend's object as legacy_fingerprint. dim above is the

@@ -61,11 +61,15 @@ uint64_t cp_fp_hash_bytes(const void *data, size_t n, uint64_t seed)
     uint64_t v[4] = {seed + K1, seed + K2, seed ^ K3, seed - K1};
     size_t i = 0;
     for (; i + 32 <= n; i += 32)
-        for (int l = 0; l < 4; l++) v[l] = rotl64(v[l] + load64(p + i + 8 * l) * K2, 31) * K1;
+        for (int l = 0; l < 4; l++)
+            v[l] = rotl64(v[l] + load64(p + i + 8 * l) * K2, 31) * K1;
     uint64_t h = seed ^ ((uint64_t)n * K3);
-    for (int l = 0; l < 4; l++) h = (h ^ avalanche(v[l])) * K1 + K3;
-    for (; i + 8 <= n; i += 8) h = rotl64(h ^ (load64(p + i) * K2), 27) * K1 + K3;
-    for (; i < n; i++) h = rotl64(h ^ ((uint64_t)p[i] * K3), 11) * K1;
+    for (int l = 0; l < 4; l++)
+        h = (h ^ avalanche(v[l])) * K1 + K3;
+    for (; i + 8 <= n; i += 8)
+        h = rotl64(h ^ (load64(p + i) * K2), 27) * K1 + K3;
+    for (; i < n; i++)
+        h = rotl64(h ^ ((uint64_t)p[i] * K3), 11) * K1;
     return avalanche(h);
 }
 
@@ -194,9 +198,11 @@ void cp_embeddings_truncate_rows(float *data, size_t n_rows, int dim, int new_di
         const float *src = data + r * (size_t)dim;
         float *dst = data + r * (size_t)new_dim; /* dst <= src: forward copy is safe */
         double ss = 0;
-        for (int c = 0; c < new_dim; c++) ss += (double)src[c] * src[c];
+        for (int c = 0; c < new_dim; c++)
+            ss += (double)src[c] * src[c];
         float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
-        for (int c = 0; c < new_dim; c++) dst[c] = src[c] * inv;
+        for (int c = 0; c < new_dim; c++)
+            dst[c] = src[c] * inv;
     }
 }
 
@@ -243,8 +249,7 @@ static bool legacy_equal(const cJSON *stored, const cJSON *mine)
     return true;
 }
 
-cp_status cp_encoder_match(const cp_encoder *enc, const char *stored_json, int *dim,
-                           cp_error *err)
+cp_status cp_encoder_match(const cp_encoder *enc, const char *stored_json, int *dim, cp_error *err)
 {
     *dim = cp_encoder_out_dim(enc);
     cJSON *stored = stored_json ? cJSON_Parse(stored_json) : NULL;
@@ -276,8 +281,7 @@ cp_status cp_encoder_match(const cp_encoder *enc, const char *stored_json, int *
         describe(stored, a, sizeof a);
         describe(mine, b, sizeof b);
         st = cp_error_set(err, CP_EMODEL,
-                          "model mismatch: the index was built with the %s, this is the %s%s", a,
-                          b,
+                          "model mismatch: the index was built with the %s, this is the %s%s", a, b,
                           ver ? ""
                               : " (the index's fingerprint predates fingerprint version 2; "
                                 "it is compared field by field)");
