@@ -12,7 +12,9 @@
  * Matching (cp_encoder_match): a version 2 record matches when kind, hash and model_dim
  * are equal (the record's dim then says how many of the head's dims to keep); a record
  * without a version (an index built before) matches the legacy fingerprint key by key,
- * "name" (the model directory's name) aside, as `index add` compared it before.
+ * "name" (the model directory's name) aside, as `index add` compared it before. An index
+ * imported from Stanford ColBERT ("kind": "colbert": its checkpoint's files unknown) only
+ * needs dims the model can encode.
  *
  * The hash: 4 lanes of 64-bit multiply-rotate over 8-byte words, merged and avalanched; it
  * runs at memory speed, so hashing a BERT-base checkpoint (440 MB) adds well under a second
@@ -260,8 +262,15 @@ cp_status cp_encoder_match(const cp_encoder *enc, const char *stored_json, int *
     cJSON *mine = cJSON_Parse(cp_encoder_fingerprint(enc));
     cJSON *legacy = enc->legacy_fingerprint ? cJSON_Parse(enc->legacy_fingerprint) : NULL;
     const cJSON *ver = cJSON_GetObjectItemCaseSensitive(stored, "fingerprint_version");
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(stored, "kind");
     bool match;
-    if (!ver) {
+    if (!ver && cJSON_IsString(kind) && !strcmp(kind->valuestring, "colbert")) {
+        /* imported from Stanford ColBERT (index import): its checkpoint's files are not
+         * known, only its settings; the dims must agree (index set-model records a model) */
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(stored, "dim");
+        match = !cJSON_IsNumber(d) || (d->valuedouble >= 1 && d->valuedouble <= enc->dim);
+        if (match && cJSON_IsNumber(d)) *dim = (int)d->valuedouble;
+    } else if (!ver) {
         match = legacy && legacy_equal(stored, legacy);
     } else {
         match = cJSON_IsNumber(ver) && (int)ver->valuedouble == CP_FINGERPRINT_VERSION;

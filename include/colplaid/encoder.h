@@ -68,8 +68,9 @@ const char *cp_encoder_fingerprint(const cp_encoder *enc);
  * hash and model_dim, and *dim gets the dimensions it recorded (pass them to
  * cp_encoder_set_dim, or cp_embeddings_truncate the output); an older record (no
  * "fingerprint_version") must equal the model's fields but "name", and *dim gets
- * cp_encoder_dim. On a mismatch: CP_EMODEL with a message naming both models; *dim is
- * cp_encoder_dim. */
+ * cp_encoder_dim; an imported Stanford ColBERT record ("kind": "colbert") only needs its
+ * "dim" to be one the model can encode. On a mismatch: CP_EMODEL with a message naming
+ * both models; *dim is cp_encoder_dim. */
 cp_status cp_encoder_match(const cp_encoder *enc, const char *stored, int *dim, cp_error *err);
 
 /* Token embeddings of one text. data is n_tokens x dim, L2-normalised, malloc'd; token_ids

@@ -24,6 +24,7 @@ import math
 import os
 import random
 import shutil
+import sqlite3
 import struct
 import tempfile
 
@@ -196,6 +197,41 @@ def set_model(model, shuffled, idx):
     sl.run(["index", "set-model", "--index", idx, "--model", model, "--quiet"])
 
 
+def compatibility(folder, model, shuffled, corpus):
+    """Indexes recorded before fingerprint version 2, and imported ColBERT indexes."""
+    idx = os.path.join(folder, "old.db")
+    sl.run(["index", "build", "--index", idx, "--corpus", corpus, "--model", model,
+            "--centroids", "16", "--seed", "1", "--quiet", "--no-calibrate"])
+    con = sqlite3.connect(idx)
+    fp = json.loads(con.execute("SELECT value FROM meta WHERE key = 'encoder'").fetchone()[0])
+    check(fp.get("fingerprint_version") == 2 and len(fp.get("hash", "")) == 16, "version 2 record: %r" % fp)
+    old = {k: v for k, v in fp.items() if k not in ("fingerprint_version", "model_dim", "hash")}
+    con.execute("UPDATE meta SET value = ? WHERE key = 'encoder'", (json.dumps(old, separators=(",", ":")),))
+    con.commit()
+    con.close()
+    p = sl.run(["search", "--index", idx, "--model", model, "--query", "river"], check=False)
+    check(p.returncode == 0, "a version 1 record and its model: %d %s" % (p.returncode, p.stderr))
+    other = os.path.join(folder, "q12", "model")
+    shutil.copytree(model, other)
+    with open(os.path.join(other, "artifact.metadata"), "w") as f:
+        json.dump({"query_maxlen": 12, "doc_maxlen": 48, "dim": HEAD_DIM}, f)
+    p = sl.run(["search", "--index", idx, "--model", other, "--query", "river"], check=False)
+    check(p.returncode == 2 and "version 2" in p.stderr,
+          "a version 1 record, another query_maxlen: %d %s" % (p.returncode, p.stderr))
+    p = sl.run(["index", "set-model", "--index", idx, "--model", model, "--quiet"], check=False)
+    info = json.loads(sl.run(["index", "info", "--index", idx, "--format", "json"]).stdout)
+    check(p.returncode == 0 and info.get("encoder", {}).get("fingerprint_version") == 2,
+          "set-model upgrades a version 1 record: %r" % info.get("encoder"))
+    p = sl.run(["search", "--index", idx, "--model", shuffled, "--query", "river"], check=False)
+    check(p.returncode == 2, "after the upgrade the shuffled vocabulary is seen: %d" % p.returncode)
+    # an index imported from Stanford ColBERT (dim 128): its checkpoint is unknown, dims agree
+    data = os.environ.get("CP_TEST_DATA") or os.path.join(os.path.dirname(__file__), "..", "data")
+    imp = os.path.join(folder, "imported.db")
+    sl.run(["index", "import", "--index", imp, "--colbert", os.path.join(data, "colbert-miyazaki", "nbits4"), "--quiet"])
+    p = sl.run(["search", "--index", imp, "--model", model, "--query", "river", "--k", "3"], check=False)
+    check(p.returncode == 0 and p.stdout.strip(), "an imported index searched with a 128-dim model: %d %s" % (p.returncode, p.stderr))
+
+
 def dims(folder, model, corpus, docs):
     """--dim 64 from the 128-dim head."""
     idx = os.path.join(folder, "idx64.db")
@@ -287,6 +323,7 @@ def body():
         cli_fingerprints(folder, model, shuffled, idx, corpus)
         serve_fingerprints(model, shuffled, idx)
         set_model(model, shuffled, idx)
+        compatibility(folder, model, shuffled, corpus)
         dims(folder, model, corpus, docs)
 
 
