@@ -10,6 +10,7 @@ refused by every path that encodes for the index:
 - `colplaid serve` refuses to start (exit 2); with --allow-model-mismatch it serves the
   index, whose text searches and text upserts answer 409 MODEL_MISMATCH (nothing stored),
   while embeddings still work;
+- the static model's vocabulary file is fingerprinted as well;
 - `colplaid index set-model` records the shuffled model: then it is accepted and the
   original refused.
 --dim 64: an index built from the 128-dim head keeps its first 64 dims renormalised (its
@@ -232,6 +233,28 @@ def compatibility(folder, model, shuffled, corpus):
     check(p.returncode == 0 and p.stdout.strip(), "an imported index searched with a 128-dim model: %d %s" % (p.returncode, p.stderr))
 
 
+def static_model(folder, corpus):
+    """The static model: its vocabulary file is fingerprinted too."""
+    sub = os.path.join(folder, "static")
+    os.makedirs(sub)
+    model = sl.write_model(sub)
+    idx = os.path.join(sub, "s.db")
+    sl.run(["index", "build", "--index", idx, "--corpus", corpus, "--model", model,
+            "--centroids", "16", "--seed", "1", "--quiet", "--no-calibrate"])
+    shuffled = os.path.join(sub, "shuffled", "model")
+    shutil.copytree(model, shuffled)
+    with open(os.path.join(shuffled, "vocab.txt")) as f:
+        words = f.read().split("\n")
+    body = [w for w in words if w]
+    random.Random(3).shuffle(body)
+    with open(os.path.join(shuffled, "vocab.txt"), "w") as f:
+        f.write("\n".join(body) + ("\n" if words[-1] == "" else ""))
+    ok = sl.run(["search", "--index", idx, "--model", model, "--query", "river"], check=False)
+    bad = sl.run(["search", "--index", idx, "--model", shuffled, "--query", "river"], check=False)
+    check(ok.returncode == 0 and bad.returncode == 2,
+          "static model, shuffled vocabulary: exit %d / %d %s" % (ok.returncode, bad.returncode, bad.stderr))
+
+
 def dims(folder, model, corpus, docs):
     """--dim 64 from the 128-dim head."""
     idx = os.path.join(folder, "idx64.db")
@@ -324,6 +347,7 @@ def body():
         serve_fingerprints(model, shuffled, idx)
         set_model(model, shuffled, idx)
         compatibility(folder, model, shuffled, corpus)
+        static_model(folder, corpus)
         dims(folder, model, corpus, docs)
 
 
