@@ -49,7 +49,7 @@ static void drift_vs_fp32(const char *dir, const cp_bert_batch *b, int threads,
 {
     setenv("CP_GEMM", "fp32", 1); /* anything but bf16/blas/portable: the default kernel */
     cp_encoder enc = {0};
-    cp_encoder_options opts = {threads};
+    cp_encoder_options opts = {.threads = threads};
     cp_error err = {0};
     if (cp_bert_encoder_load(dir, &opts, &enc, &err)) return;
     const cp_bert_model *m = enc.impl;
@@ -85,7 +85,7 @@ int main(int argc, char **argv)
     int batch = arg_int(argc, argv, "--batch", 8), len = arg_int(argc, argv, "--tokens", 128);
     int threads = arg_int(argc, argv, "--threads", 1), reps = arg_int(argc, argv, "--reps", 5);
     cp_encoder enc = {0};
-    cp_encoder_options opts = {threads};
+    cp_encoder_options opts = {.threads = threads};
     cp_error err = {0};
     if (cp_bert_encoder_load(argv[1], &opts, &enc, &err)) {
         fprintf(stderr, "bench_encoder: %s\n", err.message);

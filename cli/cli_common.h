@@ -17,9 +17,18 @@ enum { CP_EXIT_OK = 0, CP_EXIT_FAILURE = 1, CP_EXIT_USAGE = 2 };
 int cp_cli_usage_error(const char *command, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* "colplaid <command>: <err->message>" on stderr; returns CP_EXIT_FAILURE (or CP_EXIT_USAGE
- * for CP_EINVAL when usage_on_invalid). */
+/* "colplaid <command>: <err->message>" on stderr; returns CP_EXIT_FAILURE, or for CP_EMODEL
+ * (a model that is not the index's) CP_EXIT_USAGE after a line naming the override. */
 int cp_cli_report(const char *command, const cp_error *err);
+
+/* Load model to encode texts for index ix (CLI search, eval, index add): its fingerprint
+ * compared with the index's (cp_encoder_match) and its dims set to those the index
+ * recorded (--dim). A mismatch is CP_EMODEL (cp_cli_report: exit 2, with the override
+ * named), or with allow_mismatch (--allow-model-mismatch) a warning on stderr, the model
+ * then encoding the index's dims if it can. */
+cp_status cp_cli_load_model_for_index(const char *command, const char *model, int threads,
+                                      cp_index *ix, bool allow_mismatch, cp_encoder **out,
+                                      cp_error *err);
 
 /* Strict number parsing: the whole string must be a number within [min, max]. */
 bool cp_cli_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);

@@ -33,7 +33,7 @@ static const char build_usage[] =
     "         [--threads N] [--segment-docs N] [--kmeans-points N] [--centroid-scale N]\n"
     "         [--codec scaled|colbert] [--pool-factor N [--pool-linkage ward|average]]\n"
     "         [--window N [--stride S] [--doc-score maxsim|maxp]]\n"
-    "         [--no-calibrate] [--no-lexical] [--force] [--quiet]\n"
+    "         [--dim D] [--no-calibrate] [--no-lexical] [--force] [--quiet]\n"
     "         [--codec-from CODEC.db [--shard I/N]]\n"
     "\n"
     "Build a new index file from a text corpus or from precomputed token embeddings.\n"
@@ -42,7 +42,12 @@ static const char build_usage[] =
     "                        leaves nothing behind)\n"
     "  --corpus PATH         BEIR folder (corpus.jsonl), .jsonl of {\"_id\"|\"id\", \"text\",\n"
     "                        \"title\"?, \"metadata\"?} or .tsv of id<TAB>text; needs --model\n"
-    "  --model MODEL         model directory used to encode the corpus\n"
+    "  --model MODEL         model directory used to encode the corpus (the index records\n"
+    "                        its fingerprint: searches and adds must use the same model)\n"
+    "  --dim D               keep the first D of the model's dimensions, renormalised\n"
+    "                        (Matryoshka heads; a multiple of 8; default: the model\n"
+    "                        config's truncate_dim, else all). Recorded: searches, adds\n"
+    "                        and the server encode the same D\n"
     "  --embeddings EMB.npy  float32/float16 [total_tokens, dim] (dim a multiple of 8)\n"
     "  --doclens DOCLENS.npy int32/int64 [n_docs]; every document needs at least one token\n"
     "  --ids IDS.txt         one unique external id per line (default: 0, 1, 2, ...)\n"
@@ -107,7 +112,8 @@ static const char index_usage[] =
     "  add      add or replace documents by id\n"
     "  delete   delete documents by id or metadata filter\n"
     "  compact  rewrite segments without deleted documents\n"
-    "  lexical  add the lexical (FTS5) index to an index that has none\n";
+    "  lexical  add the lexical (FTS5) index to an index that has none\n"
+    "  set-model record a model as the index's (a deliberate model swap)\n";
 
 typedef struct build_args {
     const char *index, *corpus, *model, *embeddings, *doclens, *ids;
@@ -116,6 +122,7 @@ typedef struct build_args {
     const char *training; /* the first training option given (refused with --codec-from) */
     cp_build_options opts;
     int centroid_scale; /* --centroid-scale; 0: the model's */
+    int dim;            /* --dim: the head's first D dims, renormalised; 0: the model's */
     bool quiet;
     /* --window / --stride / --doc-score (colplaid/window.h): -1 = not given (the model's
      * default windows, if any); --window 0 turns windows off. */
@@ -165,6 +172,7 @@ static int parse_numeric(build_args *a, int argc, char **argv, int *i)
         {"--kmeans-points", 1, 100000},
         {"--centroid-scale", 1, 64},
         {"--pool-factor", 1, 64},
+        {"--dim", 8, 65536},
     };
     for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++) {
         if (!is_option(argv[*i], nums[k].name)) continue;
@@ -200,8 +208,12 @@ static int parse_numeric(build_args *a, int argc, char **argv, int *i)
         case 7:
             a->centroid_scale = (int)v;
             break;
-        default:
+        case 8:
             a->opts.pool_factor = (int)v;
+            break;
+        default:
+            if (v % 8) return cp_cli_usage_error("index build", "--dim must be a multiple of 8");
+            a->dim = (int)v;
             break;
         }
         return 0;
@@ -360,6 +372,8 @@ static int check_build_args(build_args *a)
                                   a->opts.pool_linkage);
     if (a->opts.pool_linkage && a->opts.pool_factor < 2)
         return cp_cli_usage_error(g_cmd, "--pool-linkage needs --pool-factor 2 or more");
+    if (emb && a->dim)
+        return cp_cli_usage_error(g_cmd, "--dim needs a text --corpus and --model");
     if (emb && (a->window >= 0 || a->stride >= 0 || a->doc_score))
         return cp_cli_usage_error(g_cmd, "--window, --stride and --doc-score need a text --corpus");
     if (a->stride > 0 && a->window > 0 && a->stride > a->window)
@@ -410,6 +424,7 @@ static int run_build(build_args *a, bool train)
         cp_encoder_options eo;
         cp_encoder_options_init(&eo);
         eo.threads = threads;
+        eo.dim = a->dim;
         st = cp_encoder_load(a->model, &eo, &enc, &err);
         if (st == CP_OK) st = resolve_window(a, enc, &err);
         if (st == CP_OK)
@@ -590,6 +605,7 @@ int cp_cmd_index(int argc, char **argv)
         {"delete", cp_cmd_index_delete},
         {"compact", cp_cmd_index_compact},
         {"lexical", cp_cmd_index_lexical},
+        {"set-model", cp_cmd_index_set_model},
     };
     if (argc < 2) {
         fputs(index_usage, stderr);

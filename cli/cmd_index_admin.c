@@ -436,3 +436,53 @@ int cp_cmd_index_export(int argc, char **argv)
     if (st != CP_OK) return cp_cli_report(cmd, &err);
     return CP_EXIT_OK;
 }
+
+/* ------------------------------------------------------------------------------------
+ * set-model
+ * --------------------------------------------------------------------------------- */
+
+static const char set_model_usage[] =
+    "usage: colplaid index set-model --index IDX.db --model MODEL [--quiet]\n"
+    "\n"
+    "Record MODEL as the model of the index (its fingerprint, meta \"encoder\"): a\n"
+    "deliberate model swap, after which search, eval, index add and serve accept MODEL for\n"
+    "this index and refuse the model it had before. The vectors already stored are not\n"
+    "re-encoded: use it when the new model's vectors are comparable (a re-saved, converted\n"
+    "or lightly fine-tuned checkpoint), else rebuild the index. Also upgrades a fingerprint\n"
+    "recorded before fingerprint version 2. The index keeps its dims: MODEL encodes the\n"
+    "first dim of its head's (renormalised). Prints the old and the new fingerprint.\n";
+
+int cp_cmd_index_set_model(int argc, char **argv)
+{
+    const char *cmd = "index set-model";
+    if (wants_help(argc, argv)) return fputs(set_model_usage, stdout), CP_EXIT_OK;
+    const char *index = NULL, *model = NULL;
+    bool quiet = false;
+    admin_opt opts[] = {
+        {"--index", &index, NULL}, {"--model", &model, NULL}, {"--quiet", NULL, &quiet}};
+    int rc = parse_opts(cmd, argc, argv, opts, sizeof opts / sizeof opts[0]);
+    if (rc) return rc;
+    if (!index || !model)
+        return cp_cli_usage_error(cmd, "--index IDX.db and --model MODEL are required");
+    cp_error err = {0};
+    cp_index *ix = NULL;
+    cp_encoder *enc = NULL;
+    cp_index_stats s;
+    char *old = NULL;
+    cp_status st = cp_index_open(index, CP_OPEN_WRITE, &ix, &err);
+    if (st == CP_OK) st = cp_index_stats_get(ix, &s, &err);
+    if (st == CP_OK) st = cp_encoder_load(model, NULL, &enc, &err);
+    if (st == CP_OK && s.dim != cp_encoder_dim(enc)) st = cp_encoder_set_dim(enc, s.dim, &err);
+    if (st == CP_OK) {
+        old = cp_index_meta_get(ix, "encoder");
+        st = cp_index_set_encoder(ix, cp_encoder_fingerprint(enc), &err);
+    }
+    if (st == CP_OK && !quiet)
+        printf("%s: model recorded\nold: %s\nnew: %s\n", index, old ? old : "(none)",
+               cp_encoder_fingerprint(enc));
+    free(old);
+    cp_encoder_free(enc);
+    cp_index_close(ix);
+    if (st != CP_OK) return cp_cli_report(cmd, &err);
+    return fflush(stdout) == 0 ? CP_EXIT_OK : CP_EXIT_FAILURE;
+}

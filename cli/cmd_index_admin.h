@@ -12,5 +12,6 @@ int cp_cmd_index_calibrate(int argc, char **argv);
 int cp_cmd_index_check(int argc, char **argv);
 int cp_cmd_index_lexical(int argc, char **argv);
 int cp_cmd_index_export(int argc, char **argv);
+int cp_cmd_index_set_model(int argc, char **argv);
 
 #endif

@@ -8,7 +8,8 @@
  * (or the crash test) knows exactly which batches are durable even if the process dies
  * later. Progress and warnings go to stderr.
  *
- * Exit status: 0 success, 1 the operation failed (message on stderr), 2 bad usage.
+ * Exit status: 0 success, 1 the operation failed (message on stderr), 2 bad usage or a
+ * --model that is not the index's (model fingerprints).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,11 +22,13 @@
 static const char add_usage[] =
     "usage: colplaid index add --index IDX.db\n"
     "         (--corpus PATH --model MODEL | --embeddings EMB.npy --doclens DOCLENS.npy\n"
-    "          [--ids IDS.txt]) [--batch N] [--threads N] [--quiet]\n"
+    "          [--ids IDS.txt]) [--batch N] [--threads N] [--allow-model-mismatch] [--quiet]\n"
     "\n"
     "Add documents to an index, replacing any live document with the same id.\n"
     "Each batch of N documents (default 4096) is one transaction, durable once its\n"
-    "\"committed\" line is printed on stdout.\n";
+    "\"committed\" line is printed on stdout. --model must be the index's model (its\n"
+    "fingerprint is checked: a mismatch exits 2); --allow-model-mismatch adds the texts\n"
+    "encoded with it anyway, with a warning.\n";
 
 static const char delete_usage[] =
     "usage: colplaid index delete --index IDX.db (--ids IDS.txt | --filter JSON) [--quiet]\n"
@@ -43,6 +46,7 @@ typedef struct write_args {
     const char *index, *corpus, *model, *embeddings, *doclens, *ids, *filter;
     int64_t batch, threads;
     bool quiet;
+    bool allow_mismatch; /* --allow-model-mismatch */
 } write_args;
 
 static bool wants_help(int argc, char **argv, const char *usage)
@@ -66,6 +70,10 @@ static int parse_args(const char *cmd, int argc, char **argv, write_args *a)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
             a->quiet = true;
+            continue;
+        }
+        if (!strcmp(argv[i], "--allow-model-mismatch")) {
+            a->allow_mismatch = true;
             continue;
         }
         size_t k = 0, nn = sizeof names / sizeof names[0];
@@ -184,18 +192,6 @@ static cp_status add_from_source(cp_index *ix, cp_doc_source *src, const write_a
     return st;
 }
 
-/* A text corpus must be encoded with the index's own model. */
-static cp_status check_model(cp_index *ix, const cp_encoder *enc, cp_error *err)
-{
-    char *stored = cp_index_meta_get(ix, "encoder");
-    cp_status st = CP_OK;
-    if (stored && strcmp(stored, cp_encoder_fingerprint(enc)) != 0)
-        st = cp_error_set(err, CP_EINVAL, "the model differs from the one the index was built "
-                          "with (index: %.200s)", stored);
-    free(stored);
-    return st;
-}
-
 static int run_add(const write_args *a)
 {
     cp_error err = {0};
@@ -205,11 +201,9 @@ static int run_add(const write_args *a)
     int threads = a->threads > 0 ? (int)a->threads : cp_cpu_count();
     cp_status st = cp_index_open(a->index, CP_OPEN_WRITE, &ix, &err);
     if (st == CP_OK && a->corpus) {
-        cp_encoder_options eo;
-        cp_encoder_options_init(&eo);
-        eo.threads = threads;
-        st = cp_encoder_load(a->model, &eo, &enc, &err);
-        if (st == CP_OK) st = check_model(ix, enc, &err);
+        /* a text corpus must be encoded with the index's own model, at its dims */
+        st = cp_cli_load_model_for_index("index add", a->model, threads, ix, a->allow_mismatch,
+                                         &enc, &err);
         cp_window_options w; /* a windowed index: the windows it was built with */
         cp_index_windows(ix, &w, NULL);
         if (st == CP_OK) st = cp_text_source_open_windowed(a->corpus, enc, threads, &w, &src, &err);

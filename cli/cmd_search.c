@@ -7,7 +7,7 @@
  * excluded). search prints the ranked hits; eval scores them against BEIR qrels.
  *
  * Exit status: 0 success, 1 runtime failure (unreadable file, dimension mismatch, ...),
- * 2 bad usage.
+ * 2 bad usage or a --model that is not the index's (model fingerprints).
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -36,6 +36,7 @@ typedef struct options {
     int k, ncells, ndocs, threads;
     double threshold, recall;
     bool have_threshold, exact, help;
+    bool allow_mismatch; /* --allow-model-mismatch */
     out_format format;
     const char *doc_score; /* --doc-score; NULL: the index's (windowed indexes) */
     search_mode mode; /* --mode (docs/hybrid.md) */
@@ -58,7 +59,7 @@ static const char search_usage[] =
     "[--ndocs N]\n"
     "         [--threads N] [--mode late|lexical|hybrid] [--fusion linear|rrf] [--alpha A]\n"
     "         [--normalize zscore|minmax] [--depth N] [--format tsv|json|trec]\n"
-    "         [--doc-score maxsim|maxp]\n"
+    "         [--doc-score maxsim|maxp] [--allow-model-mismatch]\n"
     "\n"
     "Search an index with PLAID (or exhaustively with --exact), lexically, or both.\n"
     "\n"
@@ -66,7 +67,10 @@ static const char search_usage[] =
     "  --queries FILE           .jsonl of {\"_id\"|\"id\", \"text\"} (or .tsv id<TAB>text); needs "
     "--model\n"
     "  --query-embeddings Q.npy float32/float16 [n, n_q, dim] token embeddings (qid = row from 0)\n"
-    "  --model MODEL            model directory that encodes text queries (the index's model)\n"
+    "  --model MODEL            model directory that encodes text queries: the index's model\n"
+    "                           (its fingerprint is checked; a mismatch exits 2)\n"
+    "  --allow-model-mismatch   encode with --model although the index records another\n"
+    "                           model (a warning instead of exit 2)\n"
     "  --k N                    hits per query (default 10)\n"
     "  --exact                  score every document exactly (slow; ground truth)\n"
     "  --recall R               target share of the exhaustive top-k, in (0, 1] (default\n"
@@ -101,7 +105,7 @@ static const char eval_usage[] =
     "[--ndocs N]\n"
     "         [--threads N] [--mode late|lexical|hybrid] [--fusion linear|rrf] [--alpha A]\n"
     "         [--normalize zscore|minmax] [--depth N] [--format text|json]\n"
-    "         [--doc-score maxsim|maxp]\n"
+    "         [--doc-score maxsim|maxp] [--allow-model-mismatch]\n"
     "\n"
     "Measure retrieval quality against BEIR qrels (only queries with a positive judgement\n"
     "are evaluated): nDCG@10, Recall@10, Recall@100, MRR@10, and per-query search latency\n"
@@ -111,7 +115,9 @@ static const char eval_usage[] =
     "\"p50\", \"p99\"}, plus \"queries\", \"k\", \"exact\", \"mode\".\n"
     "--recall R: target share of the exhaustive top-k in (0, 1], default 0.97 (see search).\n"
     "--mode, --fusion, --alpha, --normalize, --depth: as in `colplaid search --help`.\n"
-    "--doc-score D: windowed indexes: maxsim or maxp (see search).\n";
+    "--doc-score D: windowed indexes: maxsim or maxp (see search).\n"
+    "--model MODEL: the index's model (its fingerprint is checked: a mismatch exits 2);\n"
+    "--allow-model-mismatch: use it anyway, with a warning.\n";
 
 /* ---------------------------------------------------------------------------------------
  * Options
@@ -132,6 +138,10 @@ static int parse_options(const char *cmd, int argc, char **argv, bool eval, opti
         }
         if (!strcmp(a, "--exact")) {
             o->exact = true;
+            continue;
+        }
+        if (!strcmp(a, "--allow-model-mismatch")) {
+            o->allow_mismatch = true;
             continue;
         }
         if (i + 1 >= argc) return cp_cli_usage_error(cmd, "unknown option or missing value: %s", a);
@@ -356,18 +366,17 @@ static cp_status encode_batch(cp_encoder *enc, char **ids, char **texts, size_t 
 enum { ENCODE_BATCH = 64 };
 
 /* Text queries from a file (or one --query), keeping only those `keep` accepts. */
-static cp_status load_text_queries(const options *o, const cp_qrels *keep, query_set *q,
-                                   cp_error *err)
+static cp_status load_text_queries(const char *cmd, const options *o, cp_index *index,
+                                   const cp_qrels *keep, query_set *q, cp_error *err)
 {
-    cp_encoder_options eo;
-    cp_encoder_options_init(&eo);
-    eo.threads = o->threads;
     cp_encoder *enc = NULL;
     cp_status st = CP_OK;
     bool keep_text = o->mode != MODE_LATE;
     if (o->mode != MODE_LEXICAL) { /* lexical search needs no model */
-        st = cp_encoder_load(o->model, &eo, &enc, err);
-        if (st != CP_OK) return cp_error_prefix(err, "loading model %s", o->model);
+        /* the index's own model (fingerprint), encoding the dims it recorded */
+        st = cp_cli_load_model_for_index(cmd, o->model, o->threads, index, o->allow_mismatch, &enc,
+                                         err);
+        if (st != CP_OK) return st;
         q->dim = cp_encoder_dim(enc);
     }
     if (o->query) {
@@ -413,8 +422,9 @@ static cp_status load_text_queries(const options *o, const cp_qrels *keep, query
     return st;
 }
 
-static cp_status load_queries(const char *cmd, const options *o, const char *query_ids,
-                              const cp_qrels *keep, query_set *q, cp_error *err)
+static cp_status load_queries(const char *cmd, const options *o, cp_index *index,
+                              const char *query_ids, const cp_qrels *keep, query_set *q,
+                              cp_error *err)
 {
     const char *npy_path = o->query_emb;
     if (!npy_path && o->queries) {
@@ -427,7 +437,7 @@ static cp_status load_queries(const char *cmd, const options *o, const char *que
                             "text queries need --model MODEL (the model the index was built "
                             "with); or pass precomputed embeddings%s",
                             strcmp(cmd, "search") ? " as a .npy" : " with --query-embeddings");
-    return load_text_queries(o, keep, q, err);
+    return load_text_queries(cmd, o, index, keep, q, err);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -575,7 +585,7 @@ static int prepare(const char *cmd, const options *o, const char *query_ids, con
                                   "`colplaid index lexical --index %s`",
                                   mode_names[o->mode], o->index, o->index);
     }
-    cp_status st = load_queries(cmd, o, query_ids, keep, q, &err);
+    cp_status st = load_queries(cmd, o, *index, query_ids, keep, q, &err);
     if (st != CP_OK) {
         cp_index_close(*index);
         *index = NULL;

@@ -2,7 +2,8 @@
  * `colplaid serve`: the options, then the server library (colplaid/server.h) does the
  * rest: open the indexes and the model once, serve until SIGTERM / SIGINT, drain. Exit
  * status 0 after a graceful shutdown, 1 when an index or model cannot be loaded or the port
- * cannot be bound, 2 on bad usage.
+ * cannot be bound, 2 on bad usage or when an index records another model than --model
+ * (model fingerprints; --allow-model-mismatch serves it without text).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -16,7 +17,7 @@
 
 static const char usage_text[] =
     "usage: colplaid serve --index IDX.db [--index NAME=IDX2.db ...] [--index-dir DIR]\n"
-    "         [--model MODEL]\n"
+    "         [--model MODEL [--allow-model-mismatch]]\n"
     "         [--host 127.0.0.1] [--port 8080] [--threads N] [--api-keys FILE]\n"
     "\n"
     "  --index [NAME=]PATH     serve an index (named after the file without extension unless\n"
@@ -24,7 +25,11 @@ static const char usage_text[] =
     "  --index-dir DIR         serve every DIR/NAME.db as NAME, and keep the indexes that\n"
     "                          POST /v1/indexes creates there (DELETE /v1/indexes/NAME\n"
     "                          removes their files; an --index is only unserved)\n"
-    "  --model DIR             model for text queries, /v1/encode and /v1/rerank texts\n"
+    "  --model DIR             model for text queries, /v1/encode and /v1/rerank texts;\n"
+    "                          every index that records a model must record this one (its\n"
+    "                          fingerprint), else serve refuses to start (exit 2)\n"
+    "  --allow-model-mismatch  start anyway: such indexes are served, but their text\n"
+    "                          searches and text upserts answer 409 MODEL_MISMATCH\n"
     "  --host ADDR             IPv4/IPv6 address to bind (default 127.0.0.1); without\n"
     "                          --api-keys only loopback addresses are accepted\n"
     "  --port N                TCP port (default 8080; 0 picks a free one, printed at start)\n"
@@ -84,6 +89,7 @@ enum {
     OPT_MAX_RESPONSE,
     OPT_AUTO_COMPACT,
     OPT_INDEX_DIR,
+    OPT_ALLOW_MISMATCH,
 };
 
 typedef struct serve_opts {
@@ -183,6 +189,7 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         {"max-response-bytes", required_argument, 0, OPT_MAX_RESPONSE},
         {"auto-compact", required_argument, 0, OPT_AUTO_COMPACT},
         {"index-dir", required_argument, 0, OPT_INDEX_DIR},
+        {"allow-model-mismatch", no_argument, 0, OPT_ALLOW_MISMATCH},
         {0, 0, 0, 0}};
     int c;
     int64_t v;
@@ -195,6 +202,9 @@ static int parse_args(int argc, char **argv, serve_opts *o)
             break;
         case 'm':
             o->model = optarg;
+            break;
+        case OPT_ALLOW_MISMATCH:
+            o->cfg.allow_model_mismatch = true;
             break;
         case 'H':
             o->cfg.host = optarg;
@@ -305,8 +315,18 @@ int cp_cmd_serve(int argc, char **argv)
         else if (st)
             rc = cp_cli_report("serve", &err);
     }
-    if (!rc && o.model && cp_server_load_model(s, o.model, o.encoder_threads, &err))
-        rc = cp_cli_report("serve", &err);
+    if (!rc && o.model && cp_server_load_model(s, o.model, o.encoder_threads, &err)) {
+        if (err.code == CP_EMODEL) { /* refuse to start: exit 2, naming the way out */
+            fprintf(stderr, "colplaid serve: %s\n", err.message);
+            fprintf(stderr, "colplaid serve: not started. Record this model as the index's "
+                            "with `colplaid index set-model --index IDX --model MODEL`, or "
+                            "pass --allow-model-mismatch to serve the index anyway (its text "
+                            "searches and upserts then answer 409 MODEL_MISMATCH)\n");
+            rc = CP_EXIT_USAGE;
+        } else {
+            rc = cp_cli_report("serve", &err);
+        }
+    }
     if (!rc && cp_server_run(s, &err) != CP_OK) {
         cp_cli_report("serve", &err);
         /* A --host that is not an address, or not loopback without keys, is bad usage. */

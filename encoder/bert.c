@@ -422,6 +422,105 @@ static char *make_fingerprint(const char *dir, const bert_impl *b, int dim)
     return s;
 }
 
+/* config.json as it shapes the vectors: keys that only name or describe the checkpoint, or
+ * that colplaid records apart (truncate_dim: the fingerprint's "dim"), are left out. Also
+ * reads the model config's truncate_dim. */
+static cp_status hash_config(const char *dir, uint64_t *h, int *truncate_dim, cp_error *err)
+{
+    static const char *const skip[] = {
+        "_name_or_path", "transformers_version", "torch_dtype",          "_commit_hash",
+        "use_cache",     "truncate_dim",         "matryoshka_dimensions"};
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    cJSON *c;
+    cp_status st = cp_read_json_file(path, &c, err);
+    if (st) return st;
+    const cJSON *td = cJSON_GetObjectItemCaseSensitive(c, "truncate_dim");
+    if (cJSON_IsNumber(td)) {
+        if (td->valuedouble < 1 || td->valuedouble > 65536 ||
+            td->valuedouble != (double)(int)td->valuedouble) {
+            cJSON_Delete(c);
+            return cp_error_set(err, CP_EFORMAT, "%s: truncate_dim must be a positive integer",
+                                path);
+        }
+        *truncate_dim = (int)td->valuedouble;
+    }
+    for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++)
+        cJSON_DeleteItemFromObjectCaseSensitive(c, skip[i]);
+    char *text = cJSON_PrintUnformatted(c);
+    cJSON_Delete(c);
+    if (!text) return cp_error_set(err, CP_ENOMEM, "out of memory");
+    cp_fp_mix_str(h, "config.json");
+    cp_fp_mix_str(h, text);
+    free(text);
+    return CP_OK;
+}
+
+/* The Dense modules' folders (modules.json), else 1_Dense: their weights and config. */
+static cp_status hash_dense(const char *dir, uint64_t *h, cp_error *err)
+{
+    char path[4096], sub[4200];
+    snprintf(path, sizeof path, "%s/modules.json", dir);
+    cJSON *mods = NULL;
+    cp_status st = cp_read_json_file(path, &mods, err);
+    if (st == CP_ENOTFOUND) {
+        cp_error_clear(err);
+        st = CP_OK;
+    }
+    bool any = false;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, mods)
+    {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(m, "type");
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(m, "path");
+        if (st || !cJSON_IsString(type) || !strstr(type->valuestring, "Dense") ||
+            !cJSON_IsString(p) || !p->valuestring[0] || strstr(p->valuestring, ".."))
+            continue;
+        any = true;
+        snprintf(sub, sizeof sub, "%s/%s", dir, p->valuestring);
+        cp_fp_mix_str(h, p->valuestring);
+        st = cp_fp_mix_files_with_suffix(h, sub, ".safetensors", err);
+        if (!st) st = cp_fp_mix_file(h, sub, "config.json", NULL, err);
+    }
+    cJSON_Delete(mods);
+    if (!st && !any) {
+        snprintf(sub, sizeof sub, "%s/1_Dense", dir);
+        st = cp_fp_mix_files_with_suffix(h, sub, ".safetensors", err);
+        if (!st) st = cp_fp_mix_file(h, sub, "config.json", NULL, err);
+    }
+    return st;
+}
+
+/* Everything that changes the vectors (fingerprint.c): the transformer's config, the
+ * ColBERT settings as resolved, the tokenizer files, the weights and the head. */
+static cp_status hash_model(const char *dir, const bert_impl *b, uint64_t *h, int *truncate_dim,
+                            cp_error *err)
+{
+    static const char *const tokenizer_files[] = {"tokenizer.json",
+                                                  "vocab.txt",
+                                                  "tokenizer_config.json",
+                                                  "special_tokens_map.json",
+                                                  "added_tokens.json",
+                                                  "merges.txt",
+                                                  "vocab.json",
+                                                  "sentencepiece.bpe.model",
+                                                  "spiece.model"};
+    *h = 0x636f6c706c616964ull; /* "colplaid" */
+    cp_status st = hash_config(dir, h, truncate_dim, err);
+    const cp_colbert_settings *c = &b->set;
+    char buf[512];
+    snprintf(buf, sizeof buf, "settings q%d d%d qm[%s] dm[%s] att%d mp%d dim%d", c->query_maxlen,
+             c->doc_maxlen, c->query_marker, c->doc_marker, (int)c->attend_to_mask_tokens,
+             (int)c->mask_punctuation, c->dim);
+    cp_fp_mix_str(h, buf);
+    cp_fp_mix_str(h, c->skiplist_json ? c->skiplist_json : "no skiplist");
+    for (size_t i = 0; !st && i < sizeof tokenizer_files / sizeof tokenizer_files[0]; i++)
+        st = cp_fp_mix_file(h, dir, tokenizer_files[i], NULL, err);
+    if (!st) st = cp_fp_mix_files_with_suffix(h, dir, ".safetensors", err);
+    if (!st) st = hash_dense(dir, h, err);
+    return st;
+}
+
 static cp_status prepare_weights(cp_bert_model *m, int threads, cp_error *err)
 {
     m->gemm_kind = cp_gemm_pick(&m->layers[0].ffn_in, threads);
@@ -482,6 +581,12 @@ cp_status cp_bert_encoder_load(const char *dir, const cp_encoder_options *opts, 
     if (!enc->fingerprint) {
         bert_free(enc);
         return cp_error_set(err, CP_ENOMEM, "out of memory");
+    }
+    s = hash_model(dir, b, &enc->content_hash, &enc->config_dim, err);
+    if (s) {
+        bert_free(enc);
+        enc->backend = NULL;
+        return cp_error_prefix(err, "fingerprinting %s", dir);
     }
     return CP_OK;
 }

@@ -16,6 +16,19 @@ void cp_encoder_options_init(cp_encoder_options *opts)
     opts->threads = 0;
 }
 
+/* After the backend: the legacy fingerprint kept aside, the dims chosen (opts->dim, else
+ * the model config's truncate_dim, else the head's), the version 2 fingerprint built. */
+static cp_status finish_load(cp_encoder *enc, const cp_encoder_options *opts, cp_error *err)
+{
+    enc->legacy_fingerprint = enc->fingerprint;
+    enc->fingerprint = NULL;
+    int dim = opts->dim > 0 ? opts->dim : enc->config_dim > 0 ? enc->config_dim : enc->dim;
+    cp_status st = cp_encoder_set_dim(enc, dim, err);
+    if (st != CP_OK && opts->dim <= 0)
+        cp_error_prefix(err, "the model config's truncate_dim %d", enc->config_dim);
+    return st;
+}
+
 typedef cp_status (*backend_loader)(const char *dir, const cp_encoder_options *opts,
                                     cp_encoder *enc, cp_error *err);
 
@@ -41,6 +54,11 @@ cp_status cp_encoder_load(const char *model_dir, const cp_encoder_options *opts,
         enc->centroid_scale = 1;
         cp_status st = loaders[i](model_dir, opts, enc, err);
         if (st == CP_OK) {
+            st = finish_load(enc, opts, err);
+            if (st != CP_OK) {
+                cp_encoder_free(enc);
+                return st;
+            }
             *out = enc;
             return CP_OK;
         }
@@ -61,10 +79,18 @@ void cp_encoder_free(cp_encoder *enc)
     if (!enc) return;
     if (enc->backend && enc->backend->free) enc->backend->free(enc);
     free(enc->fingerprint);
+    free(enc->legacy_fingerprint);
     free(enc);
 }
 
-int cp_encoder_dim(const cp_encoder *enc) { return enc->dim; }
+int cp_encoder_dim(const cp_encoder *enc)
+{
+    return cp_encoder_out_dim(enc);
+}
+int cp_encoder_model_dim(const cp_encoder *enc)
+{
+    return enc->dim;
+}
 int cp_encoder_centroid_scale(const cp_encoder *enc)
 {
     return enc->centroid_scale;
@@ -95,7 +121,10 @@ cp_status cp_encoder_encode(cp_encoder *enc, cp_text_kind kind, const char *cons
         if (!texts[i]) return cp_error_set(err, CP_EINVAL, "text %zu is NULL", i);
     if (n == 0) return CP_OK;
     memset(out, 0, n * sizeof *out);
-    return enc->backend->encode(enc, kind, texts, n, out, err);
+    cp_status st = enc->backend->encode(enc, kind, texts, n, out, err);
+    for (size_t i = 0; st == CP_OK && i < n; i++)
+        cp_embeddings_truncate(&out[i], cp_encoder_out_dim(enc));
+    return st;
 }
 
 cp_status cp_encoder_tokenize(cp_encoder *enc, cp_text_kind kind, bool raw, const char *text,

@@ -40,8 +40,33 @@ struct cp_encoder {
     int threads;
     int position_limit;       /* most units one encode_units call takes */
     cp_window_options window; /* the model config's default windows (window 0: none) */
-    char *fingerprint; /* JSON, malloc'd */
+    char *fingerprint;        /* JSON, malloc'd: the backend's legacy object, then version 2 */
+    /* Fingerprints (fingerprint.c): the backend sets content_hash (everything that changes
+     * the vectors) and may set config_dim (the model config's truncate_dim, 0: none);
+     * cp_encoder_load keeps the backend's object as legacy_fingerprint. dim above is the
+     * head's own output; out_dim (0: dim) is what cp_encoder_encode hands out, the first
+     * out_dim of them renormalised (--dim, Matryoshka). */
+    char *legacy_fingerprint;
+    uint64_t content_hash;
+    int config_dim;
+    int out_dim;
 };
+
+#define CP_FINGERPRINT_VERSION 2
+
+/* fingerprint.c */
+uint64_t cp_fp_hash_bytes(const void *data, size_t n, uint64_t seed);
+void cp_fp_mix(uint64_t *h, uint64_t v);
+void cp_fp_mix_str(uint64_t *h, const char *s);
+/* Mix dir/name's name and bytes into *h; a missing file is skipped (*present false). */
+cp_status cp_fp_mix_file(uint64_t *h, const char *dir, const char *name, bool *present,
+                         cp_error *err);
+/* The same for every file of dir whose name ends in suffix, in name order. */
+cp_status cp_fp_mix_files_with_suffix(uint64_t *h, const char *dir, const char *suffix,
+                                      cp_error *err);
+int cp_encoder_out_dim(const cp_encoder *enc);
+/* enc->fingerprint = the version 2 object from legacy_fingerprint, dims and content_hash. */
+cp_status cp_encoder_build_fingerprint(cp_encoder *enc, cp_error *err);
 
 /* Backend loaders: return CP_ENOTFOUND if dir is not a model of their kind (so the next
  * loader is tried), any other error if it is but cannot be loaded. */

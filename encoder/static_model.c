@@ -439,6 +439,21 @@ static cp_status make_fingerprint(cp_encoder *enc, const static_config *c, uint6
     return enc->fingerprint ? CP_OK : cp_error_set(err, CP_ENOMEM, "out of memory");
 }
 
+/* Everything that changes the vectors (fingerprint.c): the vectors (their checksum), the
+ * vocabulary file (a shuffled one maps words to other rows) and the settings. */
+static cp_status hash_model(const char *dir, const static_config *c, uint64_t checksum, uint64_t *h,
+                            cp_error *err)
+{
+    char buf[512];
+    *h = 0x636f6c706c616964ull;
+    snprintf(buf, sizeof buf, "static dim%d src%d n%lld alpha%.17g q%d d%d norm%d lower%d strip%d",
+             c->dim, c->source_dim, (long long)c->vocab_size, c->alpha, c->query_maxlen,
+             c->doc_maxlen, (int)c->normalize_inputs, (int)c->lowercase, (int)c->strip_accents);
+    cp_fp_mix_str(h, buf);
+    cp_fp_mix(h, checksum);
+    return cp_fp_mix_file(h, dir, STATIC_VOCAB, NULL, err);
+}
+
 cp_status cp_static_encoder_load(const char *dir, const cp_encoder_options *opts,
                                  cp_encoder *enc, cp_error *err)
 {
@@ -460,6 +475,7 @@ cp_status cp_static_encoder_load(const char *dir, const cp_encoder_options *opts
     snprintf(path, sizeof path, "%s/%s", dir, STATIC_VECTORS);
     if (st == CP_OK) st = read_vectors(path, &c, &m->vectors, &checksum, err);
     if (st == CP_OK) st = make_fingerprint(enc, &c, checksum, err);
+    if (st == CP_OK) st = hash_model(dir, &c, checksum, &enc->content_hash, err);
     if (st != CP_OK) {
         static_free(enc);
         enc->backend = NULL;

@@ -222,5 +222,6 @@ cp_status cp_encoder_encode_windows(cp_encoder *enc, const char *text, const cp_
     free(parts);
     free(win);
     units_free(&u);
+    if (st == CP_OK) cp_embeddings_truncate(out, cp_encoder_dim(enc)); /* --dim */
     return st;
 }

@@ -360,6 +360,23 @@ char *cp_index_meta_get(cp_index *index, const char *key)
     return v;
 }
 
+cp_status cp_index_set_encoder(cp_index *index, const char *fingerprint_json, cp_error *err)
+{
+    if (!fingerprint_json || fingerprint_json[0] != '{')
+        return cp_error_set(err, CP_EINVAL, "a model fingerprint is a JSON object");
+    cp_store *w = cp_index_writer_store(index);
+    if (!w) return cp_error_set(err, CP_EREADONLY, "%s is open read-only", cp_index_path(index));
+    cp_index_write_lock(index);
+    cp_status st = cp_store_begin(w, err);
+    if (st == CP_OK) st = cp_store_set_meta(w, "encoder", fingerprint_json, err);
+    if (st == CP_OK)
+        st = cp_store_commit(w, err);
+    else
+        cp_store_rollback(w);
+    cp_index_write_unlock(index);
+    return st;
+}
+
 cp_status cp_index_external_id(cp_index *index, int64_t doc_id, char **external_id, cp_error *err)
 {
     *external_id = NULL;

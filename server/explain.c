@@ -101,6 +101,13 @@ void cp_handle_explain(cp_server *s, const cp_request *req, cp_response *resp)
                           "explain encodes the query text: start the server with --model");
         goto done;
     }
+    if (req->idx->model_mismatch) {
+        cp_response_error(resp, 409, "MODEL_MISMATCH",
+                          "%s. Text for this index is refused; record the server's model as the "
+                          "index's with `colplaid index set-model`",
+                          req->idx->mismatch);
+        goto done;
+    }
     st = cp_index_document_get(index, id, &info, &err);
     if (st == CP_ENOTFOUND) {
         cp_response_error(resp, 404, "DOCUMENT_NOT_FOUND", "index \"%s\" has no document \"%.200s\"",
@@ -123,6 +130,8 @@ void cp_handle_explain(cp_server *s, const cp_request *req, cp_response *resp)
         cp_response_from_status(resp, &err);
         goto done;
     }
+    cp_embeddings_truncate(&q, req->idx->encode_dim); /* an index built with --dim */
+    cp_embeddings_truncate(&d, req->idx->encode_dim);
     if (q.dim != req->idx->dim) {
         cp_response_error(resp, 422, "DIMENSION_MISMATCH", "the model encodes %d dims, index \"%s\" has %d",
                           q.dim, req->idx->name, req->idx->dim);

@@ -280,6 +280,7 @@ static void take_embeddings(cp_vec_input *v, cp_embeddings *emb)
     v->data = emb->data;
     v->n_tokens = emb->n_tokens;
     v->dim = emb->dim;
+    v->encoded = true;
     free(emb->token_ids);
 }
 
@@ -471,6 +472,28 @@ struct cp_search_job {
     double encode_ms; /* this job's share of the encoder call */
 };
 
+/* Text for an index that records another model (served with --allow-model-mismatch)
+ * answers 409 MODEL_MISMATCH: its vectors would not be comparable with the index's. */
+static bool model_matches(const cp_server *s, const cp_served_index *si, cp_response *resp)
+{
+    if (!s->encoder || !si->model_mismatch) return true;
+    cp_response_error(resp, 409, "MODEL_MISMATCH",
+                      "%s. Text for this index is refused; send embeddings, or record the "
+                      "server's model as the index's with `colplaid index set-model`",
+                      si->mismatch);
+    return false;
+}
+
+/* Vectors encoded from text keep the dims the index recorded (an index built with --dim
+ * D gets the first D of the model's, renormalised). */
+static void fit_encoded(const cp_served_index *si, cp_vec_input *v)
+{
+    if (v->encoded && v->data && si->encode_dim < v->dim) {
+        cp_embeddings_truncate_rows(v->data, (size_t)v->n_tokens, v->dim, si->encode_dim);
+        v->dim = si->encode_dim;
+    }
+}
+
 cp_search_job *cp_search_prepare(cp_server *s, const cp_request *req, cp_response *resp)
 {
     cp_search_job *job = calloc(1, sizeof *job);
@@ -487,6 +510,10 @@ cp_search_job *cp_search_prepare(cp_server *s, const cp_request *req, cp_respons
     job->req = *req;
     for (size_t i = 0; i < job->sr.n_queries; i++)
         job->n_text += job->sr.queries[i].text != NULL;
+    if (job->n_text && job->sr.mode != CP_MODE_LEXICAL && !model_matches(s, req->idx, resp)) {
+        cp_search_job_free(job);
+        return NULL;
+    }
     return job;
 }
 
@@ -564,13 +591,15 @@ void cp_search_run(cp_server *s, cp_search_job *job, cp_response *resp)
                           sr->mode == CP_MODE_LEXICAL ? "lexical" : "hybrid", req->idx->name);
         ok = false;
     }
-    for (size_t i = 0; ok && sr->mode != CP_MODE_LEXICAL && i < sr->n_queries; i++)
+    for (size_t i = 0; ok && sr->mode != CP_MODE_LEXICAL && i < sr->n_queries; i++) {
+        fit_encoded(req->idx, vecs[i]);
         if (vecs[i]->dim != req->idx->dim) {
             cp_response_error(resp, 422, "DIMENSION_MISMATCH",
                               "the model encodes %d dims, index \"%s\" has %d", vecs[i]->dim,
                               req->idx->name, req->idx->dim);
             ok = false;
         }
+    }
     ok = ok && build_subset(sr, req->idx, &sub, resp);
     cp_sb sb = {.limit = s->cfg.limits.max_response_bytes};
     cp_sb_append(&sb, "{\"results\": [");
@@ -777,6 +806,7 @@ static bool encode_upsert_windows(cp_server *s, const cp_served_index *si, cp_up
             return false;
         }
         take_embeddings(&d->emb, &e);
+        fit_encoded(si, &d->emb);
         if (d->emb.n_tokens < 1) {
             *ms = ms_since(t0);
             cp_response_error(resp, 422, "EMPTY_DOCUMENT",
@@ -802,10 +832,11 @@ static bool encode_upsert_texts(cp_server *s, const cp_served_index *si, cp_upse
                           "--model, or send embeddings");
         return false;
     }
-    if (cp_encoder_dim(s->encoder) != si->dim) {
+    if (!model_matches(s, si, resp)) return false;
+    if (si->encode_dim != si->dim) {
         cp_response_error(resp, 422, "DIMENSION_MISMATCH",
                           "the model encodes %d dims, index '%s' has %d: send embeddings",
-                          cp_encoder_dim(s->encoder), si->name, si->dim);
+                          si->encode_dim, si->name, si->dim);
         return false;
     }
     cp_window_options w;
@@ -824,6 +855,7 @@ static bool encode_upsert_texts(cp_server *s, const cp_served_index *si, cp_upse
         cp_upsert_doc *d = &ur->docs[i];
         if (d->emb.data) continue;
         take_embeddings(&d->emb, &out[j++]);
+        fit_encoded(si, &d->emb);
         /* A text of only punctuation encodes to no tokens: nothing to index. */
         if (ok && d->emb.n_tokens < 1) {
             cp_response_error(resp, 422, "EMPTY_DOCUMENT",

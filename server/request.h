@@ -60,6 +60,7 @@ typedef struct cp_vec_input {
     float *data;
     int n_tokens;
     int dim;
+    bool encoded; /* data came from text through the server's model (handlers.c) */
 } cp_vec_input;
 
 typedef struct cp_search_request {

@@ -71,6 +71,7 @@ static int status_for(cp_status st)
     case CP_EBUSY:
         return 503;
     case CP_EREADONLY:
+    case CP_EMODEL:
         return 409;
     case CP_ENOSPC:
         return 507;

@@ -237,6 +237,8 @@ static cp_status add_index(cp_server *s, const char *name, const char *path, boo
         }
         if (s->n_indexes < s->cap_indexes) {
             si->dim = st.dim;
+            cp_error ignored; /* a mismatch is kept in si (only --allow-model-mismatch gets here) */
+            cp_server_check_model(s, si, &ignored);
             s->indexes[s->n_indexes++] = si;
         } else {
             rc = cp_error_set(err, CP_ENOMEM, "out of memory");
@@ -455,6 +457,23 @@ cp_status cp_server_load_api_keys(cp_server *s, const char *path, cp_error *err)
     return CP_OK;
 }
 
+cp_status cp_server_check_model(cp_server *s, cp_served_index *si, cp_error *err)
+{
+    si->model_mismatch = false;
+    si->mismatch[0] = '\0';
+    si->encode_dim = s->encoder ? cp_encoder_dim(s->encoder) : si->dim;
+    if (!s->encoder || !si->index) return CP_OK;
+    char *stored = cp_index_meta_get(si->index, "encoder");
+    cp_status st = cp_encoder_match(s->encoder, stored, &si->encode_dim, err);
+    free(stored);
+    if (st == CP_EMODEL) {
+        si->model_mismatch = true;
+        cp_error_prefix(err, "index '%s'", si->name);
+        snprintf(si->mismatch, sizeof si->mismatch, "%s", err->message);
+    }
+    return st;
+}
+
 cp_status cp_server_load_model(cp_server *s, const char *model_dir, int encoder_threads,
                                cp_error *err)
 {
@@ -467,11 +486,22 @@ cp_status cp_server_load_model(cp_server *s, const char *model_dir, int encoder_
     if (s->encoder) cp_encoder_free(s->encoder);
     s->encoder = enc;
     int dim = cp_encoder_dim(s->encoder);
-    for (size_t i = 0; i < s->n_indexes; i++)
-        if (s->indexes[i]->dim != dim)
+    for (size_t i = 0; i < s->n_indexes; i++) {
+        cp_served_index *si = s->indexes[i];
+        st = cp_server_check_model(s, si, err);
+        if (st == CP_EMODEL && s->cfg.allow_model_mismatch) {
+            fprintf(stderr,
+                    "colplaid serve: warning: %s; served (--allow-model-mismatch): its text "
+                    "searches and text upserts answer 409 MODEL_MISMATCH\n",
+                    err->message);
+            st = CP_OK;
+        }
+        if (st != CP_OK) return st;
+        if (!si->model_mismatch && si->encode_dim != si->dim)
             fprintf(stderr,
                     "colplaid serve: warning: the model encodes %d dims but index '%s' has "
                     "%d: text queries to it will be refused\n",
-                    dim, s->indexes[i]->name, s->indexes[i]->dim);
+                    dim, si->name, si->dim);
+    }
     return CP_OK;
 }

@@ -54,6 +54,13 @@ typedef struct cp_served_index {
     char *path;
     cp_index *index; /* NULL once a drop has closed it */
     int dim;
+    /* The model (cp_server.encoder) against the index's fingerprint, set when both are
+     * there (cp_server_check_model): encode_dim, the dims text encodes to for it (those it
+     * recorded: --dim); model_mismatch, the index records another model (served only with
+     * --allow-model-mismatch: its text searches and upserts answer 409 MODEL_MISMATCH). */
+    int encode_dim;
+    bool model_mismatch;
+    char mismatch[CP_ERROR_MESSAGE_MAX];
     /* Opened with CP_OPEN_WRITE. False with --read-only or when another process holds the
      * index's writer lock: writes then answer 409 INDEX_READ_ONLY. */
     bool writable;
@@ -111,6 +118,10 @@ typedef struct cp_request {
     const char *body;
     size_t body_len;
 } cp_request;
+
+/* Compare si's fingerprint with the loaded model (server.c): sets si->encode_dim and
+ * si->model_mismatch; CP_EMODEL (with the index named) on a mismatch. */
+cp_status cp_server_check_model(cp_server *s, cp_served_index *si, cp_error *err);
 
 /* Run the handler of req->route (handlers.c). */
 void cp_handle(cp_server *s, const cp_request *req, cp_response *resp);

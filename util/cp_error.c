@@ -20,6 +20,7 @@ static const char *const status_names[CP_STATUS_COUNT] = {
     [CP_ENOSPC] = "DISK_FULL",
     [CP_EUNSUPPORTED] = "UNSUPPORTED",
     [CP_EINTERNAL] = "INTERNAL",
+    [CP_EMODEL] = "MODEL_MISMATCH",
 };
 
 const char *cp_status_name(cp_status code)

@@ -29,6 +29,10 @@ typedef struct cp_encoder cp_encoder;
 
 typedef struct cp_encoder_options {
     int threads; /* threads one encode call may use; 0: all cores */
+    /* Encode the first dim of the head's dimensions, renormalised (Matryoshka heads,
+     * `index build --dim`); 0 (default): the model config's "truncate_dim" if it sets one,
+     * else all of them. */
+    int dim;
 } cp_encoder_options;
 
 void cp_encoder_options_init(cp_encoder_options *opts);
@@ -37,7 +41,13 @@ cp_status cp_encoder_load(const char *model_dir, const cp_encoder_options *opts,
                           cp_encoder **out, cp_error *err);
 void cp_encoder_free(cp_encoder *enc);
 
+/* The dimensions the encode functions hand out (cp_encoder_options.dim). */
 int cp_encoder_dim(const cp_encoder *enc);
+/* The ColBERT head's own output dimensions (>= cp_encoder_dim). */
+int cp_encoder_model_dim(const cp_encoder *enc);
+/* Encode the first dim (1..cp_encoder_model_dim) dimensions from now on, renormalised; the
+ * fingerprint records it. Not while other threads use enc. */
+cp_status cp_encoder_set_dim(cp_encoder *enc, int dim, cp_error *err);
 int cp_encoder_query_maxlen(const cp_encoder *enc);
 int cp_encoder_doc_maxlen(const cp_encoder *enc);
 /* The factor by which an index built from this model's vectors should multiply PLAID's
@@ -45,10 +55,23 @@ int cp_encoder_doc_maxlen(const cp_encoder *enc);
  * whose token vectors cluster; 4 by default for the static model, whose mixed word vectors
  * are spread out (docs/static-model.md, "Centroids"). */
 int cp_encoder_centroid_scale(const cp_encoder *enc);
-/* A JSON object describing the model (kind, name, dim, maxlens, markers...), stored in an
- * index's meta so that searches can check they use the model the index was built with.
- * Owned by enc. */
+/* A JSON object describing the model, stored in an index's meta "encoder" so that every
+ * path that encodes for the index can check it uses the model the index was built with
+ * (docs/encoder.md, "Fingerprints"): "fingerprint_version" 2, kind, name, "dim" (what is
+ * encoded), "model_dim" (the head's), maxlens, markers..., and "hash", a hash of every
+ * file and setting that changes the vectors (weights, head, tokenizer files, config).
+ * Owned by enc; changed by cp_encoder_set_dim. */
 const char *cp_encoder_fingerprint(const cp_encoder *enc);
+
+/* Whether enc is the model an index recorded (stored: its meta "encoder"; NULL or "{}",
+ * an index built from embeddings, always matches). A version 2 record matches on kind,
+ * hash and model_dim, and *dim gets the dimensions it recorded (pass them to
+ * cp_encoder_set_dim, or cp_embeddings_truncate the output); an older record (no
+ * "fingerprint_version") must equal the model's fields but "name", and *dim gets
+ * cp_encoder_dim; an imported Stanford ColBERT record ("kind": "colbert") only needs its
+ * "dim" to be one the model can encode. On a mismatch: CP_EMODEL with a message naming
+ * both models; *dim is cp_encoder_dim. */
+cp_status cp_encoder_match(const cp_encoder *enc, const char *stored, int *dim, cp_error *err);
 
 /* Token embeddings of one text. data is n_tokens x dim, L2-normalised, malloc'd; token_ids
  * (may be NULL) gives the vocabulary id behind each row. */
@@ -60,6 +83,12 @@ typedef struct cp_embeddings {
 } cp_embeddings;
 
 void cp_embeddings_free(cp_embeddings *emb); /* frees the arrays, not emb itself */
+
+/* Keep the first dim dimensions of every row, renormalised to unit length (in place; no-op
+ * unless 1 <= dim < emb->dim). */
+void cp_embeddings_truncate(cp_embeddings *emb, int dim);
+/* The same on n_rows rows of dim floats, leaving n_rows rows of new_dim at data. */
+void cp_embeddings_truncate_rows(float *data, size_t n_rows, int dim, int new_dim);
 
 typedef enum cp_text_kind { CP_TEXT_QUERY = 0, CP_TEXT_DOCUMENT = 1 } cp_text_kind;
 

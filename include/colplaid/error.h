@@ -25,6 +25,7 @@ typedef enum cp_status {
     CP_ENOSPC,       /* the disk is full */
     CP_EUNSUPPORTED, /* a valid request this build cannot serve */
     CP_EINTERNAL,    /* a bug: please report it */
+    CP_EMODEL,       /* the model is not the one an index was built with (fingerprints) */
     CP_STATUS_COUNT
 } cp_status;
 

@@ -240,6 +240,11 @@ uint64_t cp_index_codec_fingerprint(cp_index *index);
  * Thread-safe. */
 char *cp_index_meta_get(cp_index *index, const char *key);
 
+/* Record fingerprint_json (cp_encoder_fingerprint) as the model of the index (meta
+ * "encoder"): a deliberate model swap (`colplaid index set-model`). The index must be open
+ * for writing. */
+cp_status cp_index_set_encoder(cp_index *index, const char *fingerprint_json, cp_error *err);
+
 /* Map between internal and external ids. The returned external id is owned by the caller
  * (malloc'd). Thread-safe. CP_ENOTFOUND for unknown or deleted documents. */
 cp_status cp_index_external_id(cp_index *index, int64_t doc_id, char **external_id, cp_error *err);

@@ -62,6 +62,10 @@ typedef struct cp_server_config {
     /* After a successful write the writer thread compacts an index whose tombstones pass
      * this share of its document rows (default 0.2); 1 turns the automatic policy off. */
     double auto_compact_fraction;
+    /* Serve indexes whose recorded model fingerprint is not the --model's (default false:
+     * cp_server_load_model refuses with CP_EMODEL). Their text searches and text upserts
+     * still answer 409 MODEL_MISMATCH; embeddings are served. */
+    bool allow_model_mismatch;
     cp_limits limits;
 } cp_server_config;
 
@@ -98,8 +102,11 @@ cp_status cp_server_add_index_dir(cp_server *s, const char *dir, cp_error *err);
 cp_status cp_server_load_api_keys(cp_server *s, const char *path, cp_error *err);
 
 /* Load the model for text queries, /v1/encode and /v1/rerank texts; encoder_threads is the
- * number of threads one encode call may use. An index of another dimension gets a warning
- * line: text queries to it are refused. */
+ * number of threads one encode call may use. Every served index that records a model
+ * fingerprint must record this model's (cp_encoder_match): else CP_EMODEL naming the index,
+ * unless the config allows mismatches (a warning line; text to that index answers 409).
+ * An index built with --dim D gets text encoded to D dims. An index of another dimension
+ * without a fingerprint gets a warning line: text queries to it are refused. */
 cp_status cp_server_load_model(cp_server *s, const char *model_dir, int encoder_threads,
                                cp_error *err);
 

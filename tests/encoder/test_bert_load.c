@@ -37,7 +37,7 @@ static void drop(const char *name)
 static void expect_load(cp_status code, const char *w1, const char *w2)
 {
     cp_encoder enc = {0};
-    cp_encoder_options opts = {1};
+    cp_encoder_options opts = {.threads = 1};
     cp_error err = {0};
     cp_status s = cp_bert_encoder_load(dir, &opts, &enc, &err);
     CP_CHECK_INT(s, code);
