@@ -364,11 +364,16 @@ cp_status cp_index_set_encoder(cp_index *index, const char *fingerprint_json, cp
 {
     if (!fingerprint_json || fingerprint_json[0] != '{')
         return cp_error_set(err, CP_EINVAL, "a model fingerprint is a JSON object");
+    return cp_index_write_meta(index, "encoder", fingerprint_json, err);
+}
+
+cp_status cp_index_write_meta(cp_index *index, const char *key, const char *value, cp_error *err)
+{
     cp_store *w = cp_index_writer_store(index);
     if (!w) return cp_error_set(err, CP_EREADONLY, "%s is open read-only", cp_index_path(index));
     cp_index_write_lock(index);
     cp_status st = cp_store_begin(w, err);
-    if (st == CP_OK) st = cp_store_set_meta(w, "encoder", fingerprint_json, err);
+    if (st == CP_OK) st = cp_store_set_meta(w, key, value, err);
     if (st == CP_OK)
         st = cp_store_commit(w, err);
     else

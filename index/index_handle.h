@@ -37,6 +37,8 @@ const char *cp_index_path(cp_index *index);
 /* The writer store of an index opened with CP_OPEN_WRITE (NULL otherwise): write paths
  * (live.c) use it under cp_index_write_lock. */
 cp_store *cp_index_writer_store(cp_index *index);
+/* Set one meta key in its own transaction under the write lock (set-model, hybrid alpha). */
+cp_status cp_index_write_meta(cp_index *index, const char *key, const char *value, cp_error *err);
 
 /* A read-only connection from the index's pool (opened when none is free), and back. Use
  * it from one thread at a time. */

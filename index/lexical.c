@@ -180,19 +180,9 @@ cp_status cp_index_set_hybrid_alpha(cp_index *index, float alpha, cp_error *err)
 {
     if (!(alpha >= 0 && alpha <= 1))
         return cp_error_set(err, CP_EINVAL, "alpha must be in [0, 1] (got %g)", (double)alpha);
-    cp_store *w = cp_index_writer_store(index);
-    if (!w) return cp_error_set(err, CP_EREADONLY, "%s is open read-only", cp_index_path(index));
     char buf[64];
     snprintf(buf, sizeof buf, "{\"alpha\":%.6g}", (double)alpha);
-    cp_index_write_lock(index);
-    cp_status st = cp_store_begin(w, err);
-    if (st == CP_OK) st = cp_store_set_meta(w, "hybrid", buf, err);
-    if (st == CP_OK)
-        st = cp_store_commit(w, err);
-    else
-        cp_store_rollback(w);
-    cp_index_write_unlock(index);
-    return st;
+    return cp_index_write_meta(index, "hybrid", buf, err);
 }
 
 /* ---------------------------------------------------------------------------------------

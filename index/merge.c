@@ -151,19 +151,6 @@ static bool reserve(merger *m, size_t docs, int64_t tokens, int token_bytes)
     return true;
 }
 
-static bool has_windows_table(cp_store *s)
-{
-    sqlite3_stmt *q = NULL;
-    bool yes = false;
-    if (sqlite3_prepare_v2(cp_store_sqlite(s),
-                           "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = "
-                           "'doc_windows'",
-                           -1, &q, NULL) == SQLITE_OK)
-        yes = sqlite3_step(q) == SQLITE_ROW;
-    sqlite3_finalize(q);
-    return yes;
-}
-
 static char *dup_col(sqlite3_stmt *q, int col)
 {
     const unsigned char *t = sqlite3_column_text(q, col);
@@ -297,7 +284,7 @@ static cp_status copy_input(merger *m, size_t input, cp_error *err)
                            "SELECT doc_id, external_id, text, metadata, n_tokens FROM documents"
                            " WHERE segment_id = ? AND deleted = 0 ORDER BY doc_id",
                            -1, &rows, NULL);
-    if (rc == SQLITE_OK && has_windows_table(in->store))
+    if (rc == SQLITE_OK && cp_store_has_windows(in->store))
         rc = sqlite3_prepare_v2(db, "SELECT windows FROM doc_windows WHERE doc_id = ?", -1, &win,
                                 NULL);
     if (rc != SQLITE_OK) {

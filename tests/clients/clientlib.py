@@ -68,13 +68,7 @@ def build_windowed_index(folder):
     doc_maxlen set to 12): short documents plus two long ones whose target words lie deep
     inside, behind multi-byte text. Returns (model, index path, {id: text})."""
     os.makedirs(os.path.join(folder, "wmodel"), exist_ok=True)
-    model = sl.write_model(os.path.join(folder, "wmodel"))
-    cfg = os.path.join(model, "colplaid-static.json")
-    with open(cfg) as f:
-        c = json.load(f)
-    c["doc_maxlen"] = 12
-    with open(cfg, "w") as f:
-        json.dump(c, f)
+    model = sl.write_model(os.path.join(folder, "wmodel"), doc_maxlen=12)
     rng = random.Random(7)
     fill = "the a of and to in is it for on with as was at by an be this from or that are".split()
 

@@ -169,12 +169,19 @@ def write_glove(path, words, dim, seed):
     return path
 
 
-def write_model(folder):
+def write_model(folder, **config):
     """folder/model: a static model over WORDS (8-dim vectors, encoding 2 x 8 dims); a failed
-    conversion fails the test."""
+    conversion fails the test. config: keys of colplaid-static.json to override (doc_maxlen)."""
     path = write_glove(os.path.join(folder, "glove.json"), WORDS, 8, 2)
     model = os.path.join(folder, "model")
     run(["model", "convert", "--glove", path, "--out", model])
+    if config:
+        cfg = os.path.join(model, "colplaid-static.json")
+        with open(cfg) as f:
+            c = json.load(f)
+        c.update(config)
+        with open(cfg, "w") as f:
+            json.dump(c, f)
     return model
 
 

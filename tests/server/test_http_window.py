@@ -65,13 +65,7 @@ def at_word_bounds(text, p):
 
 def body():
     tmp = tempfile.mkdtemp(prefix="cp_http_window_")
-    model = sl.write_model(tmp)
-    cfg = os.path.join(model, "colplaid-static.json")
-    with open(cfg) as f:
-        c = json.load(f)
-    c["doc_maxlen"] = 12
-    with open(cfg, "w") as f:
-        json.dump(c, f)
+    model = sl.write_model(tmp, doc_maxlen=12)
     rng = random.Random(5)
     docs = []
     for i in range(40):
